@@ -1,0 +1,94 @@
+//! Credentials: an API key (`X-API-Key`) or a bearer token source
+//! (`Authorization: Bearer`), never both.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::{Error, SecretString};
+
+/// A boxed future, as returned by [`TokenSource::token`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where bearer tokens come from (an OAuth app's access or bot token).
+///
+/// Called before every request, so implementations cache and renew the token
+/// themselves (for example, shortly before `expires_in` runs out).
+pub trait TokenSource: Send + Sync + fmt::Debug {
+    /// The current token.
+    fn token(&self) -> BoxFuture<'_, Result<SecretString, Error>>;
+}
+
+/// A fixed bearer token (for example a bot token managed elsewhere).
+///
+/// ```
+/// use plane_core::{StaticToken, TokenSource};
+/// # tokio_test_block_on(async {
+/// let source = StaticToken::new("pln_bot_not_a_real_token");
+/// assert_eq!(source.token().await.unwrap().expose(), "pln_bot_not_a_real_token");
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct StaticToken(SecretString);
+
+impl StaticToken {
+    /// Wraps a token.
+    pub fn new(token: impl Into<SecretString>) -> Self {
+        Self(token.into())
+    }
+}
+
+impl TokenSource for StaticToken {
+    fn token(&self) -> BoxFuture<'_, Result<SecretString, Error>> {
+        Box::pin(async move { Ok(self.0.clone()) })
+    }
+}
+
+/// How the client authenticates.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A personal or service API key, sent as `X-API-Key`. Works on CE and Cloud.
+    ApiKey(SecretString),
+    /// OAuth (Plane Cloud apps), sent as `Authorization: Bearer`. Plane CE ignores it.
+    Bearer(Arc<dyn TokenSource>),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::ApiKey(_) => f.write_str("ApiKey([redacted])"),
+            Credentials::Bearer(source) => f.debug_tuple("Bearer").field(source).finish(),
+        }
+    }
+}
+
+impl Credentials {
+    /// The header this credential is sent in, marked sensitive so that
+    /// reqwest and hyper never print it.
+    pub(crate) async fn header(&self) -> Result<(http::HeaderName, http::HeaderValue), Error> {
+        let (name, value) = match self {
+            Credentials::ApiKey(key) => (
+                http::HeaderName::from_static("x-api-key"),
+                key.expose().to_owned(),
+            ),
+            Credentials::Bearer(source) => {
+                let token = source.token().await?;
+                (
+                    http::header::AUTHORIZATION,
+                    format!("Bearer {}", token.expose()),
+                )
+            }
+        };
+        let mut value = http::HeaderValue::from_str(&value).map_err(|_| Error::InvalidConfig {
+            key: "credentials",
+            message: "the API key or token contains characters that cannot go in an HTTP header"
+                .into(),
+        })?;
+        value.set_sensitive(true);
+        Ok((name, value))
+    }
+}

@@ -1,0 +1,246 @@
+//! Plane's cursor pagination, as a `Page<T>` and as a `Stream` of every item.
+//!
+//! The "cursor" is offset paging in disguise (`per_page:page:is_prev`), so rows
+//! created or deleted during a walk shift the pages. The stream therefore drops
+//! items it has already yielded, stops on an empty page, and fails instead of
+//! looping when a cursor comes back.
+
+use std::collections::{HashSet, VecDeque};
+
+use futures::Stream;
+use http::Method;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::client::{Request, check_per_page};
+use crate::{Error, PlaneClient};
+
+/// One page of a paginated listing, with Plane's envelope.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub results: Vec<T>,
+    /// The cursor of the next page. Plane sends one even on the last page; look at
+    /// `next_page_results`.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+    /// The cursor of the previous page (on the first page it points before the start).
+    #[serde(default)]
+    pub prev_cursor: Option<String>,
+    /// Whether another page exists.
+    #[serde(default)]
+    pub next_page_results: bool,
+    /// Whether a previous page exists.
+    #[serde(default)]
+    pub prev_page_results: bool,
+    /// Items on this page.
+    #[serde(default)]
+    pub count: u64,
+    /// Total rows (for work items: of the unfiltered project).
+    #[serde(default)]
+    pub total_count: Option<u64>,
+    /// `ceil(total / per_page)`.
+    #[serde(default)]
+    pub total_pages: Option<u64>,
+    /// Same as `total_count`.
+    #[serde(default)]
+    pub total_results: Option<u64>,
+    /// Always null on `/api/v1` today; kept for forward compatibility.
+    #[serde(default)]
+    pub extra_stats: Option<Value>,
+}
+
+/// Items with a Plane id, so a walk can drop repeats.
+pub trait Identified {
+    /// The item's id.
+    fn id(&self) -> Uuid;
+}
+
+/// `per_page`, `cursor`, `fields`, `expand` and endpoint filters of a listing.
+///
+/// ```
+/// use plane_core::ListParams;
+/// let params = ListParams::new().per_page(50).fields(["name", "state"]).expand(["state"]);
+/// let query = params.to_query(100).unwrap();
+/// assert!(query.contains(&("per_page".into(), "50".into())));
+/// // `id` is always requested with `fields`, so items can be told apart.
+/// assert!(query.contains(&("fields".into(), "id,name,state".into())));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListParams {
+    per_page: Option<u32>,
+    cursor: Option<String>,
+    fields: Vec<String>,
+    expand: Vec<String>,
+    filters: Vec<(String, String)>,
+}
+
+impl ListParams {
+    /// No parameters: the client's default page size, from the first page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Items per page (1..=1000; Plane Cloud documents 100 as its maximum).
+    pub fn per_page(mut self, per_page: u32) -> Self {
+        self.per_page = Some(per_page);
+        self
+    }
+
+    /// Start from this cursor (as returned in `next_cursor`).
+    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+
+    /// Only these fields (Plane ignores unknown names). `id` is always added.
+    pub fn fields<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.fields.extend(fields.into_iter().map(Into::into));
+        self
+    }
+
+    /// Replace these id fields with objects (`state`, `labels`, `assignees`, `project`, `parent`...).
+    pub fn expand<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.expand.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Any other query parameter (an endpoint's filter, `order_by`...).
+    pub fn filter(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.filters.push((key.into(), value.into()));
+        self
+    }
+
+    /// The query pairs; `default_per_page` applies when none was chosen.
+    pub fn to_query(&self, default_per_page: u32) -> Result<Vec<(String, String)>, Error> {
+        let per_page = self.per_page.unwrap_or(default_per_page);
+        check_per_page(per_page)?;
+        let mut query = vec![("per_page".to_owned(), per_page.to_string())];
+        if let Some(cursor) = &self.cursor {
+            query.push(("cursor".to_owned(), cursor.clone()));
+        }
+        query.extend(self.selection_query()?);
+        query.extend(self.filters.iter().cloned());
+        Ok(query)
+    }
+
+    /// Just `fields` and `expand`, for single-object endpoints.
+    pub(crate) fn selection_query(&self) -> Result<Vec<(String, String)>, Error> {
+        let mut query = Vec::new();
+        for (key, names) in [("fields", &self.fields), ("expand", &self.expand)] {
+            if names.is_empty() {
+                continue;
+            }
+            // Plane splits on ',' without trimming, so a stray space or comma
+            // would silently select nothing.
+            if let Some(bad) = names
+                .iter()
+                .find(|n| n.is_empty() || n.contains([',', ' ']))
+            {
+                return Err(Error::InvalidArgument {
+                    message: format!("{key} name {bad:?} must be a single field name"),
+                });
+            }
+            let mut list: Vec<&str> = Vec::new();
+            if key == "fields" && !names.iter().any(|n| n == "id") {
+                list.push("id");
+            }
+            list.extend(names.iter().map(String::as_str));
+            query.push((key.to_owned(), list.join(",")));
+        }
+        Ok(query)
+    }
+}
+
+impl PlaneClient {
+    /// Fetches one page.
+    pub(crate) async fn page<T: DeserializeOwned>(
+        &self,
+        segments: Vec<String>,
+        params: &ListParams,
+    ) -> Result<Page<T>, Error> {
+        let query = params.to_query(self.per_page())?;
+        self.send_json(Request::new(Method::GET, segments).query(query))
+            .await
+    }
+
+    /// Every item of a listing, page after page, each id once.
+    pub(crate) fn walk<T>(
+        &self,
+        segments: Vec<String>,
+        params: ListParams,
+    ) -> impl Stream<Item = Result<T, Error>> + Send + 'static
+    where
+        T: DeserializeOwned + Identified + Send + 'static,
+    {
+        struct Walk<T> {
+            client: PlaneClient,
+            segments: Vec<String>,
+            params: ListParams,
+            buffer: VecDeque<T>,
+            seen_ids: HashSet<Uuid>,
+            used_cursors: HashSet<String>,
+            finished: bool,
+        }
+        let start = Walk {
+            client: self.clone(),
+            segments,
+            used_cursors: HashSet::from([params.cursor.clone().unwrap_or_default()]),
+            params,
+            buffer: VecDeque::new(),
+            seen_ids: HashSet::new(),
+            finished: false,
+        };
+        futures::stream::try_unfold(start, |mut walk| async move {
+            loop {
+                if let Some(item) = walk.buffer.pop_front() {
+                    return Ok(Some((item, walk)));
+                }
+                if walk.finished {
+                    return Ok(None);
+                }
+                let page: Page<T> = walk
+                    .client
+                    .page(walk.segments.clone(), &walk.params)
+                    .await?;
+                let more = page.next_page_results && !page.results.is_empty();
+                for item in page.results {
+                    if walk.seen_ids.insert(item.id()) {
+                        walk.buffer.push_back(item);
+                    }
+                }
+                if !more {
+                    walk.finished = true;
+                    continue;
+                }
+                let path = Request::new(Method::GET, walk.segments.clone()).display_path();
+                let Some(next) = page.next_cursor.filter(|c| !c.is_empty()) else {
+                    return Err(Error::Decode {
+                        method: Method::GET,
+                        path,
+                        message: "next_page_results is true but next_cursor is missing".into(),
+                        excerpt: String::new(),
+                    });
+                };
+                if !walk.used_cursors.insert(next.clone()) {
+                    return Err(Error::PaginationLoop {
+                        method: Method::GET,
+                        path,
+                        cursor: next,
+                    });
+                }
+                walk.params.cursor = Some(next);
+            }
+        })
+    }
+}

@@ -1,0 +1,308 @@
+//! Client-side pacing under Plane's per-key budget.
+//!
+//! Plane (DRF) keeps a sliding log per key: a request is allowed if fewer than N
+//! requests were logged in the last window. The limiter mirrors that log so the
+//! server never has to say no:
+//!
+//! * a request takes a slot; the slot is released one window after its *response*
+//!   arrived. The server logged the request somewhere between send and response, so
+//!   counting from the response is always safe, with no guessed safety margin;
+//! * `X-RateLimit-Remaining` below the threshold while the local log still thinks
+//!   there is room means someone else spends the same key: hold everyone until
+//!   `X-RateLimit-Reset`;
+//! * a 429 holds everyone for `Retry-After`.
+//!
+//! One limiter is shared by all clones of a client, so concurrent tasks share it.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// How many requests a key may make per window.
+///
+/// ```
+/// use plane_core::Budget;
+/// use std::time::Duration;
+/// assert_eq!(Budget::default(), Budget::per_minute(60));
+/// assert_eq!(Budget::SERVICE_TOKEN.requests, 300);
+/// let fast = Budget::new(20, Duration::from_secs(1));
+/// assert_eq!(fast.window, Duration::from_secs(1));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Requests allowed per window.
+    pub requests: u32,
+    /// The sliding window.
+    pub window: Duration,
+}
+
+impl Budget {
+    /// Plane's budget for service tokens (`APIToken.is_service`): 300 per minute.
+    pub const SERVICE_TOKEN: Budget = Budget::per_minute(300);
+
+    /// `requests` per `window`. A zero budget is raised to one request.
+    pub const fn new(requests: u32, window: Duration) -> Self {
+        Self {
+            requests: if requests == 0 { 1 } else { requests },
+            window,
+        }
+    }
+
+    /// `requests` per 60 seconds.
+    pub const fn per_minute(requests: u32) -> Self {
+        Self::new(requests, Duration::from_secs(60))
+    }
+}
+
+impl Default for Budget {
+    /// Plane's default: 60 requests per minute per key (Cloud, and CE unless
+    /// `API_KEY_RATE_LIMIT` is set).
+    fn default() -> Self {
+        Self::per_minute(60)
+    }
+}
+
+/// What the limiter knows, for display and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimitStatus {
+    /// The last `X-RateLimit-Remaining` Plane sent.
+    pub remaining: Option<u32>,
+    /// The last `X-RateLimit-Reset` Plane sent.
+    pub reset: Option<SystemTime>,
+    /// The last `Retry-After` of a 429.
+    pub last_retry_after: Option<Duration>,
+    /// How many times a request waited for budget.
+    pub waits: u64,
+    /// The total time spent waiting for budget.
+    pub waited: Duration,
+    /// 429 answers seen (including retried ones).
+    pub throttled: u64,
+}
+
+/// What a response said about the budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Observation {
+    pub remaining: Option<u32>,
+    pub reset: Option<SystemTime>,
+    pub retry_after: Option<Duration>,
+}
+
+impl Observation {
+    pub(crate) fn from_headers(headers: &http::HeaderMap, retry_after_cap: Duration) -> Self {
+        let int =
+            |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+        Self {
+            remaining: int("x-ratelimit-remaining").and_then(|v| u32::try_from(v).ok()),
+            reset: int("x-ratelimit-reset").map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+            retry_after: parse_retry_after(headers).map(|d| d.min(retry_after_cap)),
+        }
+    }
+}
+
+/// `Retry-After` as delta-seconds (what DRF sends) or as an HTTP date.
+fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let when = UNIX_EPOCH + Duration::from_secs(u64::try_from(when.timestamp()).ok()?);
+    Some(when.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+/// The shared pacer. Cheap to clone.
+#[derive(Clone)]
+pub struct RateLimiter {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    budget: Budget,
+    threshold: u32,
+    state: Mutex<State>,
+    released: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    in_flight: u32,
+    /// Response times of finished requests still inside the window, oldest first.
+    finished: VecDeque<Instant>,
+    hold_until: Option<Instant>,
+    status: RateLimitStatus,
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("budget", &self.shared.budget)
+            .field("threshold", &self.shared.threshold)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl RateLimiter {
+    /// A limiter for `budget`; when Plane reports fewer than `threshold` requests
+    /// left that this limiter did not account for, it waits for the reset.
+    pub fn new(budget: Budget, threshold: u32) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                budget,
+                threshold,
+                state: Mutex::new(State::default()),
+                released: Notify::new(),
+            }),
+        }
+    }
+
+    /// The configured budget.
+    pub fn budget(&self) -> Budget {
+        self.shared.budget
+    }
+
+    /// The last seen rate-limit state.
+    pub fn status(&self) -> RateLimitStatus {
+        self.lock().status
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked: every update is a
+        // few plain assignments.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until a request may be sent under the budget and takes a slot.
+    pub async fn acquire(&self) -> Permit {
+        let window = self.shared.budget.window;
+        let capacity = self.shared.budget.requests;
+        let mut waited_since: Option<Instant> = None;
+        loop {
+            // Register for wake-ups before looking, so a release between the look
+            // and the wait is not missed.
+            let released = self.shared.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let wait_until = {
+                let mut state = self.lock();
+                let now = Instant::now();
+                while state.finished.front().is_some_and(|&t| t + window <= now) {
+                    state.finished.pop_front();
+                }
+                if let Some(hold) = state.hold_until.filter(|&h| h > now) {
+                    Some(hold)
+                } else if state.in_flight + (state.finished.len() as u32) < capacity {
+                    state.in_flight += 1;
+                    if let Some(since) = waited_since {
+                        state.status.waits += 1;
+                        state.status.waited += now - since;
+                    }
+                    return Permit {
+                        limiter: self.clone(),
+                        observation: None,
+                    };
+                } else {
+                    state.finished.front().map(|&t| t + window)
+                }
+            };
+            if waited_since.is_none() {
+                waited_since = Some(Instant::now());
+                tracing::debug!(
+                    wait_ms = wait_until.map(|t| (t - Instant::now()).as_millis() as u64),
+                    "plane rate limit: waiting for budget"
+                );
+            }
+            match wait_until {
+                Some(t) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(t) => {}
+                        () = released => {}
+                    }
+                }
+                None => released.await,
+            }
+        }
+    }
+
+    fn release(&self, observation: Option<Observation>) {
+        {
+            let mut state = self.lock();
+            let now = Instant::now();
+            state.in_flight = state.in_flight.saturating_sub(1);
+            state.finished.push_back(now);
+            if let Some(obs) = observation {
+                self.apply(&mut state, now, obs);
+            }
+        }
+        self.shared.released.notify_waiters();
+    }
+
+    fn apply(&self, state: &mut State, now: Instant, obs: Observation) {
+        if let Some(retry_after) = obs.retry_after {
+            state.status.last_retry_after = Some(retry_after);
+            state.status.throttled += 1;
+            let until = now + retry_after;
+            state.hold_until = Some(state.hold_until.map_or(until, |h| h.max(until)));
+            tracing::warn!(
+                retry_after_s = retry_after.as_secs_f64(),
+                "plane rate limit: 429, holding all requests"
+            );
+        }
+        if obs.remaining.is_some() {
+            state.status.remaining = obs.remaining;
+            state.status.reset = obs.reset;
+        }
+        if let (Some(remaining), Some(reset)) = (obs.remaining, obs.reset) {
+            let used_locally = state.in_flight + state.finished.len() as u32;
+            let room_locally = self.shared.budget.requests.saturating_sub(used_locally);
+            if remaining < self.shared.threshold && remaining < room_locally {
+                let delay = reset
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .min(self.shared.budget.window);
+                let until = now + delay;
+                state.hold_until = Some(state.hold_until.map_or(until, |h| h.max(until)));
+                tracing::info!(
+                    remaining,
+                    room_locally,
+                    wait_ms = delay.as_millis() as u64,
+                    "plane rate limit: another client spends this key; pausing until reset"
+                );
+            }
+        }
+    }
+}
+
+/// A slot in the budget, held while a request is in flight. Dropping it releases
+/// the slot (a cancelled request may still have reached Plane, so it counts).
+#[derive(Debug)]
+pub struct Permit {
+    limiter: RateLimiter,
+    observation: Option<Observation>,
+}
+
+impl Permit {
+    pub(crate) fn observe(&mut self, observation: Observation) {
+        self.observation = Some(observation);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.limiter.release(self.observation.take());
+    }
+}

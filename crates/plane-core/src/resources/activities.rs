@@ -1,0 +1,66 @@
+//! The activity log of a work item (read-only).
+
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::Collection;
+use crate::models::{Timestamp, identified};
+use crate::{Error, Expandable, ListParams, Page, UserLite};
+
+/// One change to a work item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    pub id: Uuid,
+    /// `created`, `updated`, `deleted`.
+    #[serde(default)]
+    pub verb: Option<String>,
+    /// The field that changed, when one did.
+    #[serde(default)]
+    pub field: Option<String>,
+    #[serde(default)]
+    pub old_value: Option<String>,
+    #[serde(default)]
+    pub new_value: Option<String>,
+    #[serde(default)]
+    pub actor: Option<Expandable<UserLite>>,
+    #[serde(default)]
+    pub issue: Option<Uuid>,
+    #[serde(default)]
+    pub created_at: Option<Timestamp>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+identified!(Activity);
+
+/// Handler for the activity of one work item; from
+/// [`WorkItemsHandler::activities`](crate::WorkItemsHandler::activities).
+#[derive(Debug, Clone)]
+pub struct ActivitiesHandler<'a> {
+    collection: Collection<'a>,
+}
+
+impl<'a> ActivitiesHandler<'a> {
+    pub(crate) fn new(collection: Collection<'a>) -> Self {
+        Self { collection }
+    }
+
+    /// One page of activity.
+    pub async fn list(&self, params: &ListParams) -> Result<Page<Activity>, Error> {
+        self.collection.page(params).await
+    }
+
+    /// All activity, following the cursors.
+    pub fn stream(
+        &self,
+        params: ListParams,
+    ) -> impl Stream<Item = Result<Activity, Error>> + Send + 'static {
+        self.collection.walk(params)
+    }
+
+    /// One activity row.
+    pub async fn get(&self, id: Uuid) -> Result<Activity, Error> {
+        self.collection.get(id, &ListParams::new()).await
+    }
+}

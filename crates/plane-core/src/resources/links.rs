@@ -1,0 +1,75 @@
+//! Links attached to a work item.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::Collection;
+use crate::models::{Timestamp, identified};
+
+/// A link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub id: Uuid,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub issue: Option<Uuid>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    #[serde(default)]
+    pub created_at: Option<Timestamp>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+identified!(Link);
+
+/// The body of a link create or update; unset fields are not sent.
+///
+/// ```
+/// use plane_core::LinkFields;
+/// let body = LinkFields::new("https://www.bir.gov.ph").title("BIR");
+/// assert_eq!(serde_json::to_value(&body).unwrap()["title"], "BIR");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LinkFields {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl LinkFields {
+    /// A link to `url` (Plane rejects the same URL twice on one work item).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: Some(url.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the title.
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+}
+
+/// Handler for the links of one work item; from
+/// [`WorkItemsHandler::links`](crate::WorkItemsHandler::links).
+#[derive(Debug, Clone)]
+pub struct LinksHandler<'a> {
+    collection: Collection<'a>,
+}
+
+impl<'a> LinksHandler<'a> {
+    pub(crate) fn new(collection: Collection<'a>) -> Self {
+        Self { collection }
+    }
+
+    super::collection_methods!(Link, LinkFields, "links");
+}

@@ -1,0 +1,363 @@
+//! Work items (formerly "issues"), the resource a sync lives on.
+//!
+//! Paths use `work-items`; Plane still routes the older `issues` paths to the same
+//! views, and payloads and webhooks still say `issue`.
+
+use chrono::NaiveDate;
+use futures::Stream;
+use http::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::Collection;
+use crate::client::Request;
+use crate::models::{Timestamp, identified};
+use crate::{
+    Error, Expandable, Label, ListParams, Page, PlaneClient, Priority, ProjectLite, StateLite,
+    UserLite, WorkItemLite,
+};
+
+/// A work item. Fields that `expand=` can turn into objects are [`Expandable`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkItem {
+    pub id: Uuid,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The number in `BIR-12`.
+    #[serde(default)]
+    pub sequence_id: Option<u64>,
+    #[serde(default)]
+    pub description_html: Option<String>,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    #[serde(default)]
+    pub state: Option<Expandable<StateLite>>,
+    #[serde(default)]
+    pub project: Option<Expandable<ProjectLite>>,
+    #[serde(default)]
+    pub workspace: Option<Uuid>,
+    #[serde(default)]
+    pub parent: Option<Expandable<WorkItemLite>>,
+    #[serde(default)]
+    pub assignees: Vec<Expandable<UserLite>>,
+    #[serde(default)]
+    pub labels: Vec<Expandable<Label>>,
+    #[serde(default)]
+    pub start_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub target_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub completed_at: Option<Timestamp>,
+    #[serde(default)]
+    pub archived_at: Option<Timestamp>,
+    #[serde(default)]
+    pub is_draft: Option<bool>,
+    #[serde(default)]
+    pub external_source: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub created_by: Option<Expandable<UserLite>>,
+    #[serde(default)]
+    pub updated_by: Option<Expandable<UserLite>>,
+    #[serde(default)]
+    pub created_at: Option<Timestamp>,
+    #[serde(default)]
+    pub updated_at: Option<Timestamp>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+identified!(WorkItem);
+
+/// The body of a work item create or update; unset fields are not sent.
+///
+/// ```
+/// use plane_core::{Priority, WorkItemFields};
+/// let body = WorkItemFields::new("File BIR 1601-C for October")
+///     .priority(Priority::High)
+///     .external("plane-bir", "1601C-2026-10");
+/// let json = serde_json::to_value(&body).unwrap();
+/// assert_eq!(json["priority"], "high");
+/// assert_eq!(json["external_id"], "1601C-2026-10");
+/// assert!(json.get("state").is_none());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WorkItemFields {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description_html: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignees: Option<Vec<Uuid>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<Uuid>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_date: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Anything else Plane accepts.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl WorkItemFields {
+    /// A new work item's required field.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the priority.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Sets the state.
+    pub fn state(mut self, state: Uuid) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Sets the description (HTML).
+    pub fn description_html(mut self, html: impl Into<String>) -> Self {
+        self.description_html = Some(html.into());
+        self
+    }
+
+    /// Sets the due date.
+    pub fn target_date(mut self, date: NaiveDate) -> Self {
+        self.target_date = Some(date);
+        self
+    }
+
+    /// Sets the start date.
+    pub fn start_date(mut self, date: NaiveDate) -> Self {
+        self.start_date = Some(date);
+        self
+    }
+
+    /// Sets the labels.
+    pub fn labels(mut self, labels: impl IntoIterator<Item = Uuid>) -> Self {
+        self.labels = Some(labels.into_iter().collect());
+        self
+    }
+
+    /// Keys the item to a record of another system, which makes creates idempotent.
+    pub fn external(mut self, source: impl Into<String>, id: impl Into<String>) -> Self {
+        self.external_source = Some(source.into());
+        self.external_id = Some(id.into());
+        self
+    }
+
+    fn external_key(&self) -> Option<(&str, &str)> {
+        Some((
+            self.external_source.as_deref()?,
+            self.external_id.as_deref()?,
+        ))
+    }
+}
+
+/// Handler for a project's work items. Get one with [`PlaneClient::work_items`].
+///
+/// `fields` and `expand` set on the handler apply to `get`, `get_by_identifier`
+/// and `find_by_external_id`; listings take theirs in [`ListParams`].
+#[derive(Debug, Clone)]
+pub struct WorkItemsHandler<'a> {
+    collection: Collection<'a>,
+    project: Uuid,
+    select: ListParams,
+}
+
+impl PlaneClient {
+    /// The work items of a project.
+    ///
+    /// ```no_run
+    /// use futures::TryStreamExt;
+    /// use plane_core::ListParams;
+    /// # async fn run(client: plane_core::PlaneClient, project: uuid::Uuid) -> Result<(), plane_core::Error> {
+    /// let items: Vec<_> = client
+    ///     .work_items(project)
+    ///     .stream(ListParams::new().per_page(100).expand(["state"]))
+    ///     .try_collect()
+    ///     .await?;
+    /// println!("{} work items", items.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn work_items(&self, project: Uuid) -> WorkItemsHandler<'_> {
+        WorkItemsHandler {
+            collection: Collection::new(self, self.project_path(project, &["work-items"])),
+            project,
+            select: ListParams::new(),
+        }
+    }
+}
+
+impl<'a> WorkItemsHandler<'a> {
+    /// Only these fields in single-item answers (`id` is always added).
+    pub fn fields<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.select = self.select.fields(fields);
+        self
+    }
+
+    /// Expand these fields in single-item answers.
+    pub fn expand<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.select = self.select.expand(names);
+        self
+    }
+
+    /// The project this handler works in.
+    pub fn project(&self) -> Uuid {
+        self.project
+    }
+
+    /// One page of work items (filters such as `order_by` go in `params`).
+    pub async fn list(&self, params: &ListParams) -> Result<Page<WorkItem>, Error> {
+        self.collection.page(params).await
+    }
+
+    /// Every work item of the project, each once, following the cursors.
+    pub fn stream(
+        &self,
+        params: ListParams,
+    ) -> impl Stream<Item = Result<WorkItem, Error>> + Send + 'static {
+        self.collection.walk(params)
+    }
+
+    /// One work item by id.
+    pub async fn get(&self, id: Uuid) -> Result<WorkItem, Error> {
+        self.collection.get(id, &self.select).await
+    }
+
+    /// One work item by its human identifier, e.g. `BIR-12`.
+    pub async fn get_by_identifier(&self, identifier: &str) -> Result<WorkItem, Error> {
+        let valid = identifier.rsplit_once('-').is_some_and(|(key, number)| {
+            !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_alphanumeric())
+                && number.parse::<u64>().is_ok()
+        });
+        if !valid {
+            return Err(Error::InvalidArgument {
+                message: format!(
+                    "{identifier:?} is not a work item identifier like PROJ-12 \
+                     (project identifier, '-', sequence number)"
+                ),
+            });
+        }
+        let client = self.collection.client;
+        let request = Request::new(
+            Method::GET,
+            client.workspace_path(&["work-items", identifier]),
+        )
+        .query(self.select.selection_query()?);
+        client.send_json(request).await
+    }
+
+    /// The work item keyed to `(source, id)` of another system, if there is one.
+    pub async fn find_by_external_id(
+        &self,
+        source: &str,
+        id: &str,
+    ) -> Result<Option<WorkItem>, Error> {
+        let mut query = vec![
+            ("external_id".to_owned(), id.to_owned()),
+            ("external_source".to_owned(), source.to_owned()),
+        ];
+        query.extend(self.select.selection_query()?);
+        let request = Request::new(Method::GET, self.collection.segments.clone()).query(query);
+        match self.collection.client.send_json(request).await {
+            Ok(item) => Ok(Some(item)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a work item.
+    ///
+    /// A POST is never repeated blindly. When `fields` carries an external key and
+    /// the answer is lost (timeout, dropped connection, 5xx), the item is looked up
+    /// by that key: if the first POST took effect it is returned, otherwise the
+    /// POST is sent again (within the retry budget). A 409 for the key on such a
+    /// repeat resolves to the existing item; on the first attempt it is returned
+    /// as [`Error::Conflict`] with the existing id.
+    pub async fn create(&self, fields: &WorkItemFields) -> Result<WorkItem, Error> {
+        let first = self.collection.create(fields).await;
+        let Some((source, external_id)) = fields.external_key() else {
+            return first;
+        };
+        let max_retries = self.collection.client.retry_policy().max_retries;
+        let mut outcome = first;
+        for repeat in 1..=max_retries {
+            match outcome {
+                Err(ref e) if e.is_ambiguous() => {
+                    tracing::warn!(error = %e, repeat, "work item create had no clear answer; looking it up by external id");
+                    if let Some(item) = self.find_by_external_id(source, external_id).await? {
+                        return Ok(item);
+                    }
+                    outcome = self.collection.create(fields).await;
+                    if let Err(Error::Conflict {
+                        existing_id: Some(id),
+                        ..
+                    }) = outcome
+                    {
+                        return self.get(id).await;
+                    }
+                }
+                other => return other,
+            }
+        }
+        outcome
+    }
+
+    /// Changes the fields that are set.
+    pub async fn update(&self, id: Uuid, fields: &WorkItemFields) -> Result<WorkItem, Error> {
+        self.collection.update(id, fields).await
+    }
+
+    /// Deletes a work item (Plane sends no webhook for this).
+    pub async fn delete(&self, id: Uuid) -> Result<(), Error> {
+        self.collection.delete(id).await
+    }
+
+    /// The comments of a work item.
+    pub fn comments(&self, work_item: Uuid) -> super::comments::CommentsHandler<'a> {
+        super::comments::CommentsHandler::new(self.child(work_item, "comments"))
+    }
+
+    /// The links of a work item.
+    pub fn links(&self, work_item: Uuid) -> super::links::LinksHandler<'a> {
+        super::links::LinksHandler::new(self.child(work_item, "links"))
+    }
+
+    /// The activity log of a work item.
+    pub fn activities(&self, work_item: Uuid) -> super::activities::ActivitiesHandler<'a> {
+        super::activities::ActivitiesHandler::new(self.child(work_item, "activities"))
+    }
+
+    fn child(&self, work_item: Uuid, what: &str) -> Collection<'a> {
+        let mut segments = self.collection.segments.clone();
+        segments.extend([work_item.to_string(), what.to_owned()]);
+        Collection::new(self.collection.client, segments)
+    }
+}
