@@ -409,6 +409,42 @@ impl PlaneClient {
         segments
     }
 
+    /// Any `/api/v1/` endpoint this crate does not model yet (intake, estimates,
+    /// relations...), through the same pacing, retries and error mapping.
+    ///
+    /// `segments` are percent-encoded and joined with a trailing slash; `body`,
+    /// when given, is sent as JSON. Answers with no body decode as `null`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: plane_core::PlaneClient, project: uuid::Uuid) -> Result<(), plane_core::Error> {
+    /// let project = project.to_string();
+    /// let intake: serde_json::Value = client
+    ///     .request_json(
+    ///         http::Method::GET,
+    ///         &["workspaces", client.workspace_slug(), "projects", &project, "intake-issues"],
+    ///         &[("per_page", "100")],
+    ///         None,
+    ///     )
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn request_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, Error> {
+        let mut request = Request::new(method, segments.iter().map(|s| (*s).to_owned()).collect())
+            .query(
+                query
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            );
+        request.body = body.cloned();
+        self.send_json(request).await
+    }
+
     /// Sends a request and decodes a JSON answer.
     pub(crate) async fn send_json<T: DeserializeOwned>(
         &self,
@@ -416,6 +452,11 @@ impl PlaneClient {
     ) -> Result<T, Error> {
         let (method, path) = (request.method.clone(), request.display_path());
         let body = self.send(request).await?;
+        let body = if body.is_empty() {
+            bytes::Bytes::from_static(b"null")
+        } else {
+            body
+        };
         serde_json::from_slice(&body).map_err(|e| Error::Decode {
             method,
             path,

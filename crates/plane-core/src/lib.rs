@@ -57,6 +57,7 @@ pub use client::{
     DEFAULT_WORKSPACE_SLUG, MAX_PER_PAGE, PlaneClient, PlaneClientBuilder,
 };
 pub use error::Error;
+pub use http::Method;
 pub use models::{
     DateOrTime, Expandable, Priority, ProjectLite, StateGroup, StateLite, Timestamp, UserLite,
     WorkItemLite,

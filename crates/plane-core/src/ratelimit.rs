@@ -306,3 +306,137 @@ impl Drop for Permit {
         self.limiter.release(self.observation.take());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observation(remaining: u32, reset_in: u64) -> Observation {
+        Observation {
+            remaining: Some(remaining),
+            reset: Some(SystemTime::now() + Duration::from_secs(reset_in)),
+            retry_after: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_is_never_exceeded_within_a_window() {
+        let limiter = RateLimiter::new(Budget::new(3, Duration::from_secs(10)), 0);
+        let start = Instant::now();
+        let mut starts = Vec::new();
+        for _ in 0..7 {
+            let permit = limiter.acquire().await;
+            starts.push(start.elapsed());
+            drop(permit);
+        }
+        let secs: Vec<u64> = starts.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [0, 0, 0, 10, 10, 10, 20]);
+        let status = limiter.status();
+        assert_eq!(status.waits, 2);
+        assert_eq!(status.waited, Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_frees_one_window_after_the_response_not_the_request() {
+        let limiter = RateLimiter::new(Budget::new(1, Duration::from_secs(10)), 0);
+        let start = Instant::now();
+        let permit = limiter.acquire().await;
+        tokio::time::sleep(Duration::from_secs(4)).await; // a slow response
+        drop(permit);
+        let _next = limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(14));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_requests_hold_slots_and_wake_waiters_when_done() {
+        let limiter = RateLimiter::new(Budget::new(1, Duration::from_millis(100)), 0);
+        let first = limiter.acquire().await;
+        let waiter = tokio::spawn({
+            let limiter = limiter.clone();
+            async move {
+                let start = Instant::now();
+                let _p = limiter.acquire().await;
+                start.elapsed()
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(first);
+        let waited = waiter.await.expect("waiter panicked");
+        assert_eq!(waited, Duration::from_millis(5_100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_holds_every_task_for_retry_after() {
+        let limiter = RateLimiter::new(Budget::new(100, Duration::from_secs(60)), 0);
+        let mut permit = limiter.acquire().await;
+        permit.observe(Observation {
+            retry_after: Some(Duration::from_secs(7)),
+            ..Observation::default()
+        });
+        let start = Instant::now();
+        drop(permit);
+        let _p = limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(7));
+        assert_eq!(limiter.status().throttled, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_spent_elsewhere_makes_it_wait_for_the_reset() {
+        let limiter = RateLimiter::new(Budget::new(60, Duration::from_secs(60)), 5);
+        let mut permit = limiter.acquire().await;
+        // Locally 59 left, but Plane says 2: another client uses this key.
+        permit.observe(observation(2, 30));
+        drop(permit);
+        let start = Instant::now();
+        let _p = limiter.acquire().await;
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(29) && waited <= Duration::from_secs(30),
+            "{waited:?}"
+        );
+        assert_eq!(limiter.status().remaining, Some(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn low_remaining_that_the_limiter_accounts_for_costs_no_extra_wait() {
+        let limiter = RateLimiter::new(Budget::new(5, Duration::from_secs(60)), 5);
+        let start = Instant::now();
+        for remaining in (1..5).rev() {
+            let mut permit = limiter.acquire().await;
+            permit.observe(observation(remaining, 60));
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn headers_are_parsed_leniently() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "x-ratelimit-remaining",
+            "57".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        headers.insert(
+            "x-ratelimit-reset",
+            "1795614180".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        headers.insert(
+            "retry-after",
+            "51".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        let obs = Observation::from_headers(&headers, Duration::from_secs(30));
+        assert_eq!(obs.remaining, Some(57));
+        assert_eq!(
+            obs.reset,
+            Some(UNIX_EPOCH + Duration::from_secs(1_795_614_180))
+        );
+        assert_eq!(obs.retry_after, Some(Duration::from_secs(30)), "capped");
+
+        let mut odd = http::HeaderMap::new();
+        odd.insert(
+            "x-ratelimit-remaining",
+            "lots".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        let obs = Observation::from_headers(&odd, Duration::from_secs(30));
+        assert_eq!(obs, Observation::default());
+    }
+}

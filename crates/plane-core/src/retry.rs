@@ -154,3 +154,174 @@ where
         tokio::time::sleep(delay).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use http::Method;
+    use tokio::time::Instant;
+
+    fn rate_limited(retry_after: Option<u64>) -> Error {
+        Error::RateLimited {
+            method: Method::GET,
+            path: "/api/v1/users/me/".into(),
+            retry_after: retry_after.map(Duration::from_secs),
+            attempts: 1,
+        }
+    }
+
+    fn server_error() -> Error {
+        Error::Server {
+            method: Method::GET,
+            path: "/x/".into(),
+            status: 503,
+            detail: "unavailable".into(),
+            attempts: 1,
+        }
+    }
+
+    fn rng() -> Arc<Mutex<StdRng>> {
+        Arc::new(Mutex::new(StdRng::seed_from_u64(42)))
+    }
+
+    /// Runs `run` with scripted outcomes; returns the result, the number of calls
+    /// and the times (since start) at which each attempt began.
+    async fn script(
+        policy: RetryPolicy,
+        repeatable: bool,
+        outcomes: Vec<Result<u32, Error>>,
+    ) -> (Result<u32, Error>, Vec<Duration>) {
+        let start = Instant::now();
+        let outcomes = Mutex::new(outcomes.into_iter());
+        let times = Mutex::new(Vec::new());
+        let result = run(&policy, repeatable, &rng(), |_| {
+            times.lock().unwrap().push(start.elapsed());
+            let next = outcomes.lock().unwrap().next().unwrap_or(Ok(0));
+            async move { next }
+        })
+        .await;
+        (result, times.into_inner().unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_with_retry_after_is_waited_out() {
+        let policy = RetryPolicy::default();
+        let (result, times) = script(policy, false, vec![Err(rate_limited(Some(1))), Ok(7)]).await;
+        assert_eq!(result.unwrap(), 7);
+        assert_eq!(times.len(), 2);
+        let waited = times[1];
+        // Retry-After plus at most 20 % of the base delay of jitter.
+        assert!(
+            waited >= Duration::from_secs(1),
+            "retried after only {waited:?}"
+        );
+        assert!(waited <= Duration::from_secs(1) + policy.base_delay.mul_f64(0.2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_capped() {
+        let policy = RetryPolicy {
+            max_retry_after: Duration::from_secs(5),
+            ..RetryPolicy::default()
+        };
+        let (result, times) =
+            script(policy, true, vec![Err(rate_limited(Some(3600))), Ok(1)]).await;
+        assert!(result.is_ok());
+        assert!(times[1] <= Duration::from_secs(6), "waited {:?}", times[1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_is_retried_three_times_then_surfaces_with_the_attempt_count() {
+        let outcomes = (0..10).map(|_| Err(rate_limited(Some(2)))).collect();
+        let (result, times) = script(RetryPolicy::default(), true, outcomes).await;
+        assert_eq!(times.len(), 4, "one try and three retries");
+        match result {
+            Err(Error::RateLimited {
+                attempts,
+                retry_after,
+                ..
+            }) => {
+                assert_eq!(attempts, 4);
+                assert_eq!(retry_after, Some(Duration::from_secs(2)));
+            }
+            other => panic!("expected RateLimited, got {other:?}"),
+        }
+        for pair in times.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_secs(2));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn server_errors_back_off_exponentially_with_full_jitter() {
+        let policy = RetryPolicy::default();
+        let outcomes = (0..10).map(|_| Err(server_error())).collect();
+        let (result, times) = script(policy, true, outcomes).await;
+        assert!(matches!(result, Err(Error::Server { attempts: 4, .. })));
+        assert_eq!(times.len(), 4);
+        for (n, pair) in times.windows(2).enumerate() {
+            let ceiling = policy.base_delay * 2u32.pow(n as u32);
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap <= ceiling,
+                "retry {} waited {gap:?} > {ceiling:?}",
+                n + 1
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_post_is_never_retried_after_an_ambiguous_failure() {
+        let (result, times) = script(
+            RetryPolicy::default(),
+            false,
+            vec![Err(server_error()), Ok(1)],
+        )
+        .await;
+        assert!(matches!(result, Err(Error::Server { attempts: 1, .. })));
+        assert_eq!(times.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn client_errors_are_not_retried() {
+        let not_found = Error::NotFound {
+            method: Method::GET,
+            path: "/x/".into(),
+            detail: "gone".into(),
+        };
+        let calls = AtomicU32::new(0);
+        let result: Result<(), Error> = run(&RetryPolicy::default(), true, &rng(), |_| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let e = Error::NotFound {
+                method: Method::GET,
+                path: "/x/".into(),
+                detail: "gone".into(),
+            };
+            async move { Err(e) }
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        assert_eq!(result.unwrap_err().to_string(), not_found.to_string());
+    }
+
+    #[test]
+    fn full_jitter_spreads_over_the_whole_range_and_respects_the_cap() {
+        let policy = RetryPolicy::default();
+        let mut rng = StdRng::seed_from_u64(1);
+        let delays: Vec<Duration> = (0..1000).map(|_| policy.backoff(3, &mut rng)).collect();
+        let ceiling = policy.base_delay * 4;
+        assert!(delays.iter().all(|d| *d <= ceiling));
+        assert!(
+            delays.iter().any(|d| *d < ceiling / 10),
+            "never near zero: not full jitter"
+        );
+        assert!(
+            delays.iter().any(|d| *d > ceiling * 9 / 10),
+            "never near the ceiling"
+        );
+        assert!(policy.backoff(40, &mut rng) <= policy.max_delay);
+    }
+}

@@ -76,7 +76,8 @@ impl BaseUrl {
 
     /// `…/api/v1/<segments…>/`, each segment percent-encoded.
     ///
-    /// An empty, `.` or `..` segment is an error rather than a silently different URL.
+    /// An empty, `.` or `..` segment, or one with control characters (which URL
+    /// parsing strips), is an error rather than a silently different URL.
     pub fn endpoint<S: AsRef<str>>(&self, segments: &[S]) -> Result<Url, Error> {
         let mut url = self.api_root.clone();
         {
@@ -86,10 +87,15 @@ impl BaseUrl {
             path.pop_if_empty();
             for segment in segments {
                 let segment = segment.as_ref();
-                if segment.is_empty() || segment == "." || segment == ".." {
+                if segment.is_empty()
+                    || segment == "."
+                    || segment == ".."
+                    || segment.chars().any(char::is_control)
+                {
                     return Err(Error::InvalidArgument {
                         message: format!(
-                            "path segment {segment:?} in {:?} is not allowed (empty, '.' or '..')",
+                            "path segment {segment:?} in {:?} is not allowed \
+                             (empty, '.', '..' or containing control characters)",
                             segments.iter().map(AsRef::as_ref).collect::<Vec<_>>()
                         ),
                     });
