@@ -53,7 +53,7 @@ proptest! {
             .unwrap()
             .skip(prefix.len() + 2)
             .filter(|s| !s.is_empty())
-            .map(|s| percent_decode(s))
+            .map(percent_decode)
             .collect();
         prop_assert_eq!(got, segments);
     }
