@@ -62,7 +62,7 @@ pub use models::{
     DateOrTime, Expandable, Priority, ProjectLite, StateGroup, StateLite, Timestamp, UserLite,
     WorkItemLite,
 };
-pub use pagination::{Identified, ListParams, Page};
+pub use pagination::{Identified, ItemStream, ListParams, Page};
 pub use ratelimit::{Budget, Permit, RateLimitStatus, RateLimiter};
 pub use resources::Membership;
 pub use resources::activities::{ActivitiesHandler, Activity};

@@ -7,7 +7,6 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use futures::Stream;
 use http::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -16,6 +15,9 @@ use uuid::Uuid;
 
 use crate::client::{Request, check_per_page};
 use crate::{Error, PlaneClient};
+
+/// The items of a listing, page after page: a boxed (so `Unpin`) `Stream`.
+pub type ItemStream<T> = futures::stream::BoxStream<'static, Result<T, Error>>;
 
 /// One page of a paginated listing, with Plane's envelope.
 #[derive(Debug, Clone, Deserialize)]
@@ -175,11 +177,7 @@ impl PlaneClient {
     }
 
     /// Every item of a listing, page after page, each id once.
-    pub(crate) fn walk<T>(
-        &self,
-        segments: Vec<String>,
-        params: ListParams,
-    ) -> impl Stream<Item = Result<T, Error>> + Send + 'static
+    pub(crate) fn walk<T>(&self, segments: Vec<String>, params: ListParams) -> crate::ItemStream<T>
     where
         T: DeserializeOwned + Identified + Send + 'static,
     {
@@ -201,7 +199,7 @@ impl PlaneClient {
             seen_ids: HashSet::new(),
             finished: false,
         };
-        futures::stream::try_unfold(start, |mut walk| async move {
+        Box::pin(futures::stream::try_unfold(start, |mut walk| async move {
             loop {
                 if let Some(item) = walk.buffer.pop_front() {
                     return Ok(Some((item, walk)));
@@ -241,6 +239,6 @@ impl PlaneClient {
                 }
                 walk.params.cursor = Some(next);
             }
-        })
+        }))
     }
 }

@@ -1,6 +1,5 @@
 //! The activity log of a work item (read-only).
 
-use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -52,10 +51,7 @@ impl<'a> ActivitiesHandler<'a> {
     }
 
     /// All activity, following the cursors.
-    pub fn stream(
-        &self,
-        params: ListParams,
-    ) -> impl Stream<Item = Result<Activity, Error>> + Send + 'static {
+    pub fn stream(&self, params: ListParams) -> crate::ItemStream<Activity> {
         self.collection.walk(params)
     }
 

@@ -13,7 +13,6 @@ pub mod states;
 pub mod users;
 pub mod work_items;
 
-use futures::Stream;
 use http::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -45,10 +44,7 @@ impl<'a> Collection<'a> {
         self.client.page(self.segments.clone(), params).await
     }
 
-    pub fn walk<T>(
-        &self,
-        params: ListParams,
-    ) -> impl Stream<Item = Result<T, Error>> + Send + 'static
+    pub fn walk<T>(&self, params: ListParams) -> crate::ItemStream<T>
     where
         T: DeserializeOwned + Identified + Send + 'static,
     {
@@ -103,7 +99,7 @@ macro_rules! collection_methods {
         pub fn stream(
             &self,
             params: $crate::ListParams,
-        ) -> impl futures::Stream<Item = Result<$model, $crate::Error>> + Send + 'static {
+        ) -> $crate::ItemStream<$model> {
             self.collection.walk(params)
         }
 
@@ -153,10 +149,7 @@ impl<'a> Membership<'a, work_items::WorkItem> {
     }
 
     /// Every work item in it, following the cursors.
-    pub fn stream(
-        &self,
-        params: ListParams,
-    ) -> impl Stream<Item = Result<work_items::WorkItem, Error>> + Send + 'static {
+    pub fn stream(&self, params: ListParams) -> crate::ItemStream<work_items::WorkItem> {
         self.collection.walk(params)
     }
 

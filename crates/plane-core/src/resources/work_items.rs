@@ -4,7 +4,6 @@
 //! views, and payloads and webhooks still say `issue`.
 
 use chrono::NaiveDate;
-use futures::Stream;
 use http::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -238,10 +237,7 @@ impl<'a> WorkItemsHandler<'a> {
     }
 
     /// Every work item of the project, each once, following the cursors.
-    pub fn stream(
-        &self,
-        params: ListParams,
-    ) -> impl Stream<Item = Result<WorkItem, Error>> + Send + 'static {
+    pub fn stream(&self, params: ListParams) -> crate::ItemStream<WorkItem> {
         self.collection.walk(params)
     }
 
