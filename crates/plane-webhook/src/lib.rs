@@ -1,4 +1,48 @@
-//! Plane webhook verification, typed events and a durable de-duplication inbox.
+//! Plane webhooks: verification, typed events, and (next) a durable inbox.
 //!
-//! Not written yet: this crate is filled by the plane-webhook issue (#3). It
-//! exports nothing, so nothing can depend on behaviour it does not have.
+//! * [`Verifier`] checks `X-Plane-Signature` (HMAC-SHA256 over the raw body,
+//!   several secrets during rotation) before anything parses the body.
+//! * [`DeliveryHeaders`] reads `X-Plane-Delivery` / `X-Plane-Event`.
+//! * [`Envelope`] parses v1 (Plane CE) and v2 (Plane Cloud) bodies into typed
+//!   payloads, normalising `create`/`created` and passing unknown events through.
+//!
+//! ```
+//! use plane_webhook::{Envelope, Verifier};
+//! let secret = format!("plane_wh_{}", "0".repeat(32));
+//! let verifier = Verifier::new([&secret]).unwrap();
+//! let body = br#"{"event": "project", "action": "created", "data": {"id": "a9264a20-6679-4a9d-ab58-348ec8b80962", "name": "BIR"}}"#;
+//! verifier.verify(body, Some(&Verifier::sign(&secret, body))).unwrap();
+//! let envelope = Envelope::parse(body).unwrap();
+//! assert_eq!(envelope.action.as_str(), "created");
+//! ```
+
+mod envelope;
+mod headers;
+mod verify;
+
+pub use envelope::{
+    Action, Activity, Actor, CommentData, CycleData, Envelope, EventKind, IdOr, ModuleData,
+    Payload, ProjectData, StateRef, WorkItemData,
+};
+pub use headers::DeliveryHeaders;
+pub use verify::{NoSecret, SignatureError, Verified, Verifier};
+
+/// Everything that can go wrong receiving a webhook.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A delivery header is missing or malformed.
+    #[error("header {header} {message}")]
+    BadHeader {
+        header: &'static str,
+        message: String,
+    },
+    /// The body is not a Plane webhook envelope.
+    #[error("{message}")]
+    BadEnvelope { message: String },
+}
+
+/// A short printable prefix of untrusted input, for error messages.
+pub(crate) fn excerpt(bytes: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).into_owned()
+}

@@ -1,0 +1,373 @@
+//! The webhook envelope and typed payloads.
+//!
+//! Plane CE sends "v1" envelopes: `event` (`issue`, `project`, `cycle`, `module`,
+//! `issue_comment`), `action` (`created`/`updated`/`deleted`, or `create`/
+//! `update`/`delete` before May 2024), `webhook_id`, `workspace_id`, `data`,
+//! `activity`. Plane Cloud's "v2" adds `version`, `event_id` (stable across
+//! retries), `delivery_id` and dot-notation events (`workitem.updated`). Both
+//! parse into one [`Envelope`]; unknown events pass through as raw JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::Error;
+
+/// What happened to the object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Created,
+    Updated,
+    Deleted,
+    Archived,
+    /// A verb this crate does not know yet, kept as sent.
+    Other(String),
+}
+
+impl Action {
+    /// Normalises old and new spellings (`create` and `created` are the same).
+    pub fn parse(verb: &str) -> Self {
+        match verb.trim().to_ascii_lowercase().as_str() {
+            "create" | "created" => Action::Created,
+            "update" | "updated" => Action::Updated,
+            "delete" | "deleted" => Action::Deleted,
+            "archive" | "archived" => Action::Archived,
+            // Cloud has been seen sending "WebhookScope.ScopeChoices.WORK_ITEM_UPDATED".
+            other => match other.rsplit_once('_') {
+                Some((_, last))
+                    if !last.is_empty() && !matches!(Self::parse(last), Action::Other(_)) =>
+                {
+                    Self::parse(last)
+                }
+                _ => Action::Other(other.to_owned()),
+            },
+        }
+    }
+
+    /// The canonical spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Action::Created => "created",
+            Action::Updated => "updated",
+            Action::Deleted => "deleted",
+            Action::Archived => "archived",
+            Action::Other(other) => other,
+        }
+    }
+}
+
+/// The kind of object an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// `issue` (v1) or `workitem` (v2).
+    WorkItem,
+    Project,
+    Cycle,
+    Module,
+    /// `issue_comment` (v1) or `workitem.comment` (v2).
+    Comment,
+    /// Anything else (`workitem.link`, `page`...), kept as sent.
+    Other(String),
+}
+
+impl EventKind {
+    fn parse(family: &str) -> Self {
+        match family {
+            "issue" | "workitem" | "work_item" => EventKind::WorkItem,
+            "project" => EventKind::Project,
+            "cycle" => EventKind::Cycle,
+            "module" => EventKind::Module,
+            "issue_comment" | "workitem.comment" | "work_item_comment" => EventKind::Comment,
+            other => EventKind::Other(other.to_owned()),
+        }
+    }
+}
+
+/// Who did it and what changed (v1 `activity`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Activity {
+    /// The changed field on updates (one delivery per field); null on create.
+    #[serde(default)]
+    pub field: Option<String>,
+    #[serde(default)]
+    pub new_value: Option<Value>,
+    #[serde(default)]
+    pub old_value: Option<Value>,
+    #[serde(default)]
+    pub actor: Option<Actor>,
+    #[serde(default)]
+    pub old_identifier: Option<Value>,
+    #[serde(default)]
+    pub new_identifier: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The user behind an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Actor {
+    pub id: Uuid,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A parsed delivery body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The event as sent (`issue`, `workitem.updated`...).
+    pub event: String,
+    pub kind: EventKind,
+    pub action: Action,
+    pub webhook_id: Option<Uuid>,
+    pub workspace_id: Option<Uuid>,
+    /// v2 only: stable across retries of the same event.
+    pub event_id: Option<String>,
+    /// v2 only: equals the `X-Plane-Delivery` header.
+    pub delivery_id: Option<String>,
+    /// `"v2"` for Cloud's newer webhooks, `None` for v1.
+    pub version: Option<String>,
+    pub activity: Option<Activity>,
+    /// v2 only: old values of changed fields.
+    pub previous_attributes: Option<Value>,
+    /// The object, typed by kind.
+    pub payload: Payload,
+}
+
+/// The `data` object, typed where the kind is known.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Payload {
+    WorkItem(Box<WorkItemData>),
+    Project(Box<ProjectData>),
+    Cycle(Box<CycleData>),
+    Module(Box<ModuleData>),
+    Comment(Box<CommentData>),
+    /// An event kind this crate does not type, or a delete with only an id.
+    Raw(Value),
+}
+
+impl Payload {
+    /// The id of the object, when there is one.
+    pub fn id(&self) -> Option<Uuid> {
+        match self {
+            Payload::WorkItem(d) => Some(d.id),
+            Payload::Project(d) => Some(d.id),
+            Payload::Cycle(d) => Some(d.id),
+            Payload::Module(d) => Some(d.id),
+            Payload::Comment(d) => Some(d.id),
+            Payload::Raw(v) => v.get("id")?.as_str()?.parse().ok(),
+        }
+    }
+}
+
+/// A state as expanded into work item payloads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateRef {
+    pub id: Uuid,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A field that is an id or an expanded object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum IdOr<T> {
+    Id(Uuid),
+    Object(T),
+}
+
+/// `data` of a work item (`issue`) event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkItemData {
+    pub id: Uuid,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub sequence_id: Option<u64>,
+    #[serde(default)]
+    pub state: Option<IdOr<StateRef>>,
+    #[serde(default)]
+    pub priority: Option<String>,
+    #[serde(default)]
+    pub project: Option<Uuid>,
+    #[serde(default)]
+    pub target_date: Option<String>,
+    #[serde(default)]
+    pub completed_at: Option<String>,
+    #[serde(default)]
+    pub external_source: Option<String>,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl WorkItemData {
+    /// The state group (`completed`, `cancelled`...) when the state is expanded.
+    pub fn state_group(&self) -> Option<&str> {
+        match self.state.as_ref()? {
+            IdOr::Object(state) => state.group.as_deref(),
+            IdOr::Id(_) => None,
+        }
+    }
+}
+
+macro_rules! data {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct $name {
+            pub id: Uuid,
+            $(#[serde(default)] pub $field: $ty,)*
+            #[serde(default)]
+            pub updated_at: Option<String>,
+            #[serde(flatten)]
+            pub extra: Map<String, Value>,
+        }
+    };
+}
+
+data!(
+    /// `data` of a project event.
+    ProjectData { name: Option<String>, identifier: Option<String> }
+);
+data!(
+    /// `data` of a cycle event.
+    CycleData { name: Option<String>, project: Option<Uuid> }
+);
+data!(
+    /// `data` of a module event.
+    ModuleData { name: Option<String>, project: Option<Uuid>, status: Option<String> }
+);
+data!(
+    /// `data` of a comment (`issue_comment`) event.
+    CommentData { comment_html: Option<String>, issue: Option<Uuid>, project: Option<Uuid> }
+);
+
+impl Envelope {
+    /// Parses a (verified) body.
+    ///
+    /// ```
+    /// use plane_webhook::{Action, Envelope, EventKind, Payload};
+    /// let body = br#"{"event": "issue", "action": "update", "webhook_id": null,
+    ///   "workspace_id": null, "data": {"id": "10726b93-2516-4e16-91f4-d6804b6c9979",
+    ///   "state": {"id": "4a7c45d4-4e38-47b8-bbb2-40efd5bd9295", "name": "Done", "group": "completed"}},
+    ///   "activity": {"field": "state"}}"#;
+    /// let envelope = Envelope::parse(body).unwrap();
+    /// assert_eq!((envelope.kind.clone(), envelope.action.clone()), (EventKind::WorkItem, Action::Updated));
+    /// let Payload::WorkItem(item) = &envelope.payload else { panic!() };
+    /// assert_eq!(item.state_group(), Some("completed"));
+    /// ```
+    pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::BadEnvelope {
+                message: "the body is empty".into(),
+            });
+        }
+        let raw: RawEnvelope = serde_json::from_slice(body).map_err(|e| Error::BadEnvelope {
+            message: format!("not a Plane webhook envelope: {e}"),
+        })?;
+        // v2 spells "workitem.updated"; v1 has the verb in `action`.
+        let (family, verb) = match (&raw.action, raw.event.rsplit_once('.')) {
+            (Some(action), _) => (raw.event.clone(), action.clone()),
+            (None, Some((family, verb))) => (family.to_owned(), verb.to_owned()),
+            (None, None) => {
+                return Err(Error::BadEnvelope {
+                    message: format!("event {:?} has no action", raw.event),
+                });
+            }
+        };
+        let kind = match raw.entity_type.as_deref() {
+            Some(entity) => EventKind::parse(entity),
+            None => EventKind::parse(&family),
+        };
+        let data = raw.data.unwrap_or(Value::Null);
+        let payload = Payload::from_data(&kind, data)?;
+        Ok(Self {
+            event: raw.event,
+            kind,
+            action: Action::parse(&verb),
+            webhook_id: raw.webhook_id,
+            workspace_id: raw.workspace_id,
+            event_id: raw.event_id.map(|v| value_text(&v)),
+            delivery_id: raw.delivery_id.map(|v| value_text(&v)),
+            version: raw.version,
+            activity: raw.activity,
+            previous_attributes: raw.previous_attributes,
+            payload,
+        })
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Payload {
+    fn from_data(kind: &EventKind, data: Value) -> Result<Self, Error> {
+        fn typed<T: serde::de::DeserializeOwned>(
+            data: Value,
+            wrap: impl FnOnce(Box<T>) -> Payload,
+            what: &str,
+        ) -> Result<Payload, Error> {
+            // Deletes carry only `{"id": ...}` (v1) or `{}` (v2): keep them raw.
+            let is_bare = data.as_object().is_none_or(|m| m.len() <= 1);
+            if is_bare {
+                return Ok(Payload::Raw(data));
+            }
+            serde_json::from_value(data)
+                .map(|d| wrap(Box::new(d)))
+                .map_err(|e| Error::BadEnvelope {
+                    message: format!("`data` of a {what} event does not decode: {e}"),
+                })
+        }
+        match kind {
+            EventKind::WorkItem => typed(data, Payload::WorkItem, "work item"),
+            EventKind::Project => typed(data, Payload::Project, "project"),
+            EventKind::Cycle => typed(data, Payload::Cycle, "cycle"),
+            EventKind::Module => typed(data, Payload::Module, "module"),
+            EventKind::Comment => typed(data, Payload::Comment, "comment"),
+            EventKind::Other(_) => Ok(Payload::Raw(data)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope {
+    event: String,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    webhook_id: Option<Uuid>,
+    #[serde(default)]
+    workspace_id: Option<Uuid>,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    activity: Option<Activity>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    event_id: Option<Value>,
+    #[serde(default)]
+    delivery_id: Option<Value>,
+    #[serde(default)]
+    entity_type: Option<String>,
+    #[serde(default)]
+    previous_attributes: Option<Value>,
+}
