@@ -18,6 +18,7 @@
 
 mod envelope;
 mod headers;
+mod store;
 mod verify;
 
 pub use envelope::{
@@ -25,10 +26,15 @@ pub use envelope::{
     Payload, ProjectData, StateRef, WorkItemData,
 };
 pub use headers::DeliveryHeaders;
+pub use store::{
+    BoxFuture, Clock, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem,
+    InboxStats, ManualClock, MemoryStore, NewDelivery, RecordOutcome, SqliteStore, Status,
+    StoreConfig, SystemClock,
+};
 pub use verify::{NoSecret, SignatureError, Verified, Verifier};
 
-/// Everything that can go wrong receiving a webhook.
-#[derive(Debug, thiserror::Error)]
+/// Everything that can go wrong receiving or storing a webhook.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A delivery header is missing or malformed.
@@ -40,6 +46,31 @@ pub enum Error {
     /// The body is not a Plane webhook envelope.
     #[error("{message}")]
     BadEnvelope { message: String },
+    /// The store could not do what was asked; nothing was acknowledged.
+    #[error("delivery store {path}: could not {operation}: {message}")]
+    Store {
+        path: String,
+        operation: &'static str,
+        message: String,
+    },
+    /// The database was written by a newer version of plane-webhook.
+    #[error(
+        "delivery store {path} has schema version {found}, newer than the {supported} this build \
+         understands; run the newer plane-server, or point --db at another file"
+    )]
+    SchemaTooNew {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+    /// The worker's lease on this item ended and it went back to the inbox.
+    #[error(
+        "delivery {id}: the lease ended before the worker finished; another worker may have it"
+    )]
+    LeaseLost { id: i64 },
+    /// No delivery has this id.
+    #[error("no delivery with id {id}")]
+    UnknownDelivery { id: i64 },
 }
 
 /// A short printable prefix of untrusted input, for error messages.

@@ -1,0 +1,312 @@
+//! The durable record of deliveries and the inbox a worker drains.
+//!
+//! The receiver calls [`DeliveryStore::record`] once a delivery is verified and
+//! parsed: in one transaction the delivery is inserted (a unique delivery id and
+//! a unique event key back the dedupe) and queued. Only after that returns may it
+//! answer 200. A worker then [`claim`](DeliveryStore::claim)s items under a
+//! lease, runs the handler, and marks them [`complete`](DeliveryStore::complete)
+//! or [`fail`](DeliveryStore::fail)ed (retried with exponential backoff, dead
+//! after `max_attempts`). A crashed worker's items come back when the lease ends.
+
+mod memory;
+mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+use crate::{Envelope, Error};
+
+/// A boxed future, as returned by [`DeliveryStore`] methods.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A verified delivery, ready to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub delivery_id: Uuid,
+    pub event: String,
+    pub action: String,
+    /// What identifies the event across re-sends: `event:<id>` when Plane sends a
+    /// stable event id (v2), otherwise `sha256:<digest of the body>`.
+    pub event_key: String,
+    /// The raw body, exactly as verified.
+    pub body: Vec<u8>,
+}
+
+impl NewDelivery {
+    /// Builds the record of a verified, parsed delivery.
+    pub fn new(delivery_id: Uuid, envelope: &Envelope, body: Vec<u8>) -> Self {
+        let event_key = match &envelope.event_id {
+            Some(id) => format!("event:{id}"),
+            None => format!("sha256:{}", hex::encode(Sha256::digest(&body))),
+        };
+        Self {
+            delivery_id,
+            event: envelope.event.clone(),
+            action: envelope.action.as_str().to_owned(),
+            event_key,
+            body,
+        }
+    }
+}
+
+/// What [`DeliveryStore::record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Stored and queued; the row id.
+    New { id: i64 },
+    /// Already known; nothing was stored or queued.
+    Duplicate { id: i64, by: DuplicateBy },
+}
+
+/// Why a delivery counts as a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateBy {
+    /// The same `X-Plane-Delivery`.
+    DeliveryId,
+    /// A new delivery id, but the same event (Plane's retries change the id).
+    SameEvent,
+}
+
+/// Where a delivery is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Waiting for a worker.
+    Pending,
+    /// Leased by a worker.
+    Processing,
+    /// Handled.
+    Done,
+    /// The handler failed; waiting for its next attempt.
+    Failed,
+    /// Failed `max_attempts` times; needs a person (`replay`).
+    Dead,
+}
+
+impl Status {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Processing => "processing",
+            Status::Done => "done",
+            Status::Failed => "failed",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => Status::Pending,
+            "processing" => Status::Processing,
+            "done" => Status::Done,
+            "failed" => Status::Failed,
+            "dead" => Status::Dead,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An item a worker has leased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    pub id: i64,
+    pub delivery_id: Uuid,
+    pub event: String,
+    pub action: String,
+    pub body: Vec<u8>,
+    /// Including this one.
+    pub attempts: u32,
+    /// Proves this claim holds the item: pass it to `complete`, `fail` or
+    /// `release`. Each claim gets a new one, so a worker that outlived its lease
+    /// cannot finish an item that was handed out again, even to itself.
+    pub lease: String,
+}
+
+/// A stored delivery, for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub delivery_id: Uuid,
+    pub event: String,
+    pub action: String,
+    pub status: Status,
+    pub attempts: u32,
+    /// Unix milliseconds.
+    pub received_at: i64,
+    pub next_attempt_at: i64,
+    pub finished_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// What [`DeliveryStore::fail`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Tried again at this time (unix ms).
+    Retry { at: i64 },
+    /// Out of attempts.
+    Dead,
+}
+
+/// Counts for health and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InboxStats {
+    pub pending: u64,
+    pub processing: u64,
+    pub failed: u64,
+    pub dead: u64,
+    pub done: u64,
+    /// Receive time (unix ms) of the oldest unfinished item.
+    pub oldest_unfinished: Option<i64>,
+}
+
+/// A source of the current time, so tests can move it.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told (tests).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// Starts at `ms`.
+    pub fn new(ms: i64) -> Self {
+        Self(AtomicI64::new(ms))
+    }
+
+    /// Moves forward.
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(duration_ms(by), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Retry and retention settings shared by both stores.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// After this many failed attempts an item is dead (default 8).
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt (default 10 s).
+    pub retry_base: Duration,
+    /// Longest retry delay (default 1 h).
+    pub retry_max: Duration,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            retry_base: Duration::from_secs(10),
+            retry_max: Duration::from_secs(3600),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// When an item that failed its `attempts`-th try is tried again.
+    pub(crate) fn after_failure(&self, attempts: u32, now: i64) -> FailOutcome {
+        if attempts >= self.max_attempts {
+            return FailOutcome::Dead;
+        }
+        let factor = 1u32
+            .checked_shl(attempts.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        let delay = self.retry_base.saturating_mul(factor).min(self.retry_max);
+        FailOutcome::Retry {
+            at: now + duration_ms(delay),
+        }
+    }
+}
+
+/// A lease token: the worker's name (for people reading the table) and a
+/// unique part.
+pub(crate) fn lease_token(worker: &str) -> String {
+    format!("{worker}/{}", Uuid::new_v4())
+}
+
+pub(crate) fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Durable de-duplication and the inbox. Implemented by [`SqliteStore`] (the
+/// default, durable) and [`MemoryStore`] (tests).
+pub trait DeliveryStore: Send + Sync + fmt::Debug {
+    /// Stores a verified delivery and queues it, in one transaction; when this
+    /// returns `New`, the delivery is on disk.
+    fn record(&self, delivery: NewDelivery) -> BoxFuture<'_, Result<RecordOutcome, Error>>;
+
+    /// Leases up to `limit` ready items to `worker` for `lease`.
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        limit: usize,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<InboxItem>, Error>>;
+
+    /// Marks a leased item handled. [`Error::LeaseLost`] when the lease ended
+    /// and the item was claimed again.
+    fn complete<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Records a failed attempt: retried later with backoff, or dead.
+    fn fail<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<FailOutcome, Error>>;
+
+    /// Gives a leased item back untouched (graceful shutdown); the attempt does not count.
+    fn release<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Deliveries, newest first, optionally of one status.
+    fn list(
+        &self,
+        status: Option<Status>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<DeliveryRecord>, Error>>;
+
+    /// Puts a delivery back in the inbox with fresh attempts.
+    fn replay(&self, id: i64) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Deletes done and dead deliveries finished more than `older_than` ago;
+    /// returns how many. Their ids and event keys stop counting as duplicates.
+    fn purge(&self, older_than: Duration) -> BoxFuture<'_, Result<u64, Error>>;
+
+    /// Counts by status.
+    fn stats(&self) -> BoxFuture<'_, Result<InboxStats, Error>>;
+}

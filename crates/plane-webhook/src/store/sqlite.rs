@@ -1,0 +1,594 @@
+//! The durable [`DeliveryStore`]: SQLite in WAL mode with `synchronous=FULL`,
+//! written by one thread that commits concurrent requests together.
+//!
+//! Group commit: the writer takes every request waiting in its queue, runs them
+//! in one transaction and answers them all after the single commit (one fsync).
+//! No request is answered before the commit that contains it, so "recorded"
+//! still means "on disk".
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{
+    BoxFuture, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem, InboxStats,
+    NewDelivery, RecordOutcome, Status, StoreConfig, duration_ms, lease_token,
+};
+use crate::Error;
+
+/// The schema version this build writes. Each entry of `MIGRATIONS` moves the
+/// database one version up.
+const SCHEMA_VERSION: i64 = 1;
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE deliveries (
+    id              INTEGER PRIMARY KEY,
+    delivery_id     TEXT    NOT NULL UNIQUE,
+    event_key       TEXT    NOT NULL UNIQUE,
+    event           TEXT    NOT NULL,
+    action          TEXT    NOT NULL,
+    body            BLOB    NOT NULL,
+    status          TEXT    NOT NULL CHECK (status IN ('pending','processing','done','failed','dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    received_at     INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    lease_owner     TEXT,
+    lease_until     INTEGER,
+    finished_at     INTEGER,
+    last_error      TEXT
+);
+CREATE INDEX deliveries_ready ON deliveries (status, next_attempt_at);
+CREATE INDEX deliveries_finished ON deliveries (finished_at) WHERE finished_at IS NOT NULL;
+"#];
+
+/// Requests handled by the writer thread.
+enum Command {
+    Record(NewDelivery, oneshot::Sender<Result<RecordOutcome, Error>>),
+    /// Lease token, limit, lease length.
+    Claim(
+        String,
+        usize,
+        Duration,
+        oneshot::Sender<Result<Vec<InboxItem>, Error>>,
+    ),
+    Complete(i64, String, oneshot::Sender<Result<(), Error>>),
+    Fail(
+        i64,
+        String,
+        String,
+        oneshot::Sender<Result<FailOutcome, Error>>,
+    ),
+    Release(i64, String, oneshot::Sender<Result<(), Error>>),
+    List(
+        Option<Status>,
+        usize,
+        oneshot::Sender<Result<Vec<DeliveryRecord>, Error>>,
+    ),
+    Replay(i64, oneshot::Sender<Result<(), Error>>),
+    Purge(Duration, oneshot::Sender<Result<u64, Error>>),
+    Stats(oneshot::Sender<Result<InboxStats, Error>>),
+}
+
+/// A SQLite-backed delivery store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    sender: Option<mpsc::Sender<Command>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// The most requests committed together.
+const MAX_BATCH: usize = 1024;
+
+impl SqliteStore {
+    /// Opens (creating or migrating) the database at `path`.
+    ///
+    /// A database written by a newer version of this crate is refused with
+    /// [`Error::SchemaTooNew`] rather than risked.
+    pub fn open(path: impl AsRef<Path>, config: StoreConfig) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let connection = open_connection(&path)?;
+        let (sender, receiver) = mpsc::channel();
+        let thread_path = path.clone();
+        let writer = std::thread::Builder::new()
+            .name("plane-webhook-sqlite".into())
+            .spawn(move || {
+                Writer {
+                    connection,
+                    config,
+                    path: thread_path,
+                }
+                .run(receiver)
+            })
+            .map_err(|e| Error::Store {
+                path: path.display().to_string(),
+                operation: "start the writer thread",
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            path,
+            sender: Some(sender),
+            writer: Some(writer),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, Error>>) -> Command,
+    ) -> BoxFuture<'_, Result<T, Error>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self
+            .sender
+            .as_ref()
+            .is_some_and(|s| s.send(make(tx)).is_ok());
+        Box::pin(async move {
+            if !sent {
+                return Err(self.closed());
+            }
+            rx.await.unwrap_or_else(|_| Err(self.closed()))
+        })
+    }
+
+    fn closed(&self) -> Error {
+        Error::Store {
+            path: self.path.display().to_string(),
+            operation: "reach the writer thread",
+            message: "the store is closed (its writer stopped)".into(),
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what it holds, then stop.
+        self.sender.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn store_error<'p>(
+    path: &'p Path,
+    operation: &'static str,
+) -> impl Fn(rusqlite::Error) -> Error + 'p {
+    move |e| Error::Store {
+        path: path.display().to_string(),
+        operation,
+        message: e.to_string(),
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, Error> {
+    let mut connection = Connection::open(path).map_err(store_error(path, "open the database"))?;
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(store_error(path, "configure the database"))?;
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(store_error(path, "read the schema version"))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            path: path.display().to_string(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let tx = connection
+        .transaction()
+        .map_err(store_error(path, "migrate the schema"))?;
+    for (from, migration) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        tx.execute_batch(migration)
+            .map_err(store_error(path, "migrate the schema"))?;
+        tx.pragma_update(None, "user_version", from as i64 + 1)
+            .map_err(store_error(path, "migrate the schema"))?;
+    }
+    tx.commit()
+        .map_err(store_error(path, "migrate the schema"))?;
+    Ok(connection)
+}
+
+struct Writer {
+    connection: Connection,
+    config: StoreConfig,
+    path: PathBuf,
+}
+
+/// A reply held back until the batch's commit succeeds.
+type Reply = Box<dyn FnOnce(Option<&Error>) + Send>;
+
+fn reply<T: Send + 'static>(
+    tx: oneshot::Sender<Result<T, Error>>,
+    result: Result<T, Error>,
+) -> Reply {
+    Box::new(move |commit_error: Option<&Error>| {
+        let result = match commit_error {
+            Some(e) => Err(e.clone()),
+            None => result,
+        };
+        let _ = tx.send(result);
+    })
+}
+
+impl Writer {
+    fn run(mut self, receiver: mpsc::Receiver<Command>) {
+        while let Ok(first) = receiver.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(_) => break,
+                }
+            }
+            self.run_batch(batch);
+        }
+    }
+
+    fn run_batch(&mut self, batch: Vec<Command>) {
+        let now = self.config.clock.now_ms();
+        let path = self.path.clone();
+        let tx = match self.connection.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                let error = store_error(&path, "begin a transaction")(e);
+                for command in batch {
+                    command.refuse(&error);
+                }
+                return;
+            }
+        };
+        let replies: Vec<Reply> = batch
+            .into_iter()
+            .map(|command| apply(&tx, &self.config, &path, now, command))
+            .collect();
+        let commit_error = tx.commit().err().map(store_error(&path, "commit"));
+        if let Some(e) = &commit_error {
+            tracing::error!(error = %e, "delivery store commit failed; nothing in this batch was acknowledged");
+        }
+        for reply in replies {
+            reply(commit_error.as_ref());
+        }
+    }
+}
+
+impl Command {
+    fn refuse(self, error: &Error) {
+        let e = error.clone();
+        match self {
+            Command::Record(_, tx) => drop(tx.send(Err(e))),
+            Command::Claim(_, _, _, tx) => drop(tx.send(Err(e))),
+            Command::Complete(_, _, tx) | Command::Release(_, _, tx) | Command::Replay(_, tx) => {
+                drop(tx.send(Err(e)))
+            }
+            Command::Fail(_, _, _, tx) => drop(tx.send(Err(e))),
+            Command::List(_, _, tx) => drop(tx.send(Err(e))),
+            Command::Purge(_, tx) => drop(tx.send(Err(e))),
+            Command::Stats(tx) => drop(tx.send(Err(e))),
+        }
+    }
+}
+
+fn apply(
+    tx: &Transaction<'_>,
+    config: &StoreConfig,
+    path: &Path,
+    now: i64,
+    command: Command,
+) -> Reply {
+    let err = |operation| store_error(path, operation);
+    match command {
+        Command::Record(d, reply_to) => reply(
+            reply_to,
+            record(tx, now, &d).map_err(err("record a delivery")),
+        ),
+        Command::Claim(token, limit, lease, reply_to) => reply(
+            reply_to,
+            claim(tx, config, now, &token, limit, lease).map_err(err("claim inbox items")),
+        ),
+        Command::Complete(id, lease, reply_to) => reply(
+            reply_to,
+            finish_leased(tx, id, &lease, path, |tx| {
+                tx.execute(
+                    "UPDATE deliveries SET status = 'done', finished_at = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                    params![id, now],
+                )
+                .map(drop)
+            }),
+        ),
+        Command::Fail(id, lease, message, reply_to) => {
+            let mut outcome = FailOutcome::Dead;
+            let result = finish_leased(tx, id, &lease, path, |tx| {
+                let attempts: u32 =
+                    tx.query_row("SELECT attempts FROM deliveries WHERE id = ?1", [id], |r| {
+                        r.get(0)
+                    })?;
+                outcome = config.after_failure(attempts, now);
+                match outcome {
+                    FailOutcome::Retry { at } => tx.execute(
+                        "UPDATE deliveries SET status = 'failed', next_attempt_at = ?2, last_error = ?3, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                        params![id, at, message],
+                    ),
+                    FailOutcome::Dead => tx.execute(
+                        "UPDATE deliveries SET status = 'dead', finished_at = ?2, last_error = ?3, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                        params![id, now, message],
+                    ),
+                }
+                .map(drop)
+            });
+            reply(reply_to, result.map(|()| outcome))
+        }
+        Command::Release(id, lease, reply_to) => reply(
+            reply_to,
+            finish_leased(tx, id, &lease, path, |tx| {
+                tx.execute(
+                    "UPDATE deliveries SET status = 'pending', attempts = MAX(attempts - 1, 0), next_attempt_at = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                    params![id, now],
+                )
+                .map(drop)
+            }),
+        ),
+        Command::List(status, limit, reply_to) => reply(
+            reply_to,
+            list(tx, status, limit).map_err(err("list deliveries")),
+        ),
+        Command::Replay(id, reply_to) => {
+            let result = tx
+                .execute(
+                    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?2, finished_at = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                    params![id, now],
+                )
+                .map_err(err("replay a delivery"))
+                .and_then(|n| if n == 0 { Err(Error::UnknownDelivery { id }) } else { Ok(()) });
+            reply(reply_to, result)
+        }
+        Command::Purge(older_than, reply_to) => {
+            let cutoff = now - duration_ms(older_than);
+            let result = tx
+                .execute(
+                    "DELETE FROM deliveries WHERE status IN ('done','dead') AND finished_at < ?1",
+                    [cutoff],
+                )
+                .map(|n| n as u64)
+                .map_err(err("purge deliveries"));
+            reply(reply_to, result)
+        }
+        Command::Stats(reply_to) => reply(reply_to, stats(tx).map_err(err("count deliveries"))),
+    }
+}
+
+fn record(tx: &Transaction<'_>, now: i64, d: &NewDelivery) -> rusqlite::Result<RecordOutcome> {
+    let inserted = tx.execute(
+        "INSERT INTO deliveries (delivery_id, event_key, event, action, body, status, received_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6) ON CONFLICT DO NOTHING",
+        params![d.delivery_id.to_string(), d.event_key, d.event, d.action, d.body, now],
+    )?;
+    if inserted == 1 {
+        return Ok(RecordOutcome::New {
+            id: tx.last_insert_rowid(),
+        });
+    }
+    let by_delivery: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM deliveries WHERE delivery_id = ?1",
+            [d.delivery_id.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = by_delivery {
+        return Ok(RecordOutcome::Duplicate {
+            id,
+            by: DuplicateBy::DeliveryId,
+        });
+    }
+    let id = tx.query_row(
+        "SELECT id FROM deliveries WHERE event_key = ?1",
+        [&d.event_key],
+        |r| r.get(0),
+    )?;
+    Ok(RecordOutcome::Duplicate {
+        id,
+        by: DuplicateBy::SameEvent,
+    })
+}
+
+fn claim(
+    tx: &Transaction<'_>,
+    config: &StoreConfig,
+    now: i64,
+    token: &str,
+    limit: usize,
+    lease: Duration,
+) -> rusqlite::Result<Vec<InboxItem>> {
+    // Items whose lease died on every attempt stop being handed out.
+    tx.execute(
+        "UPDATE deliveries SET status = 'dead', finished_at = ?1, lease_owner = NULL, lease_until = NULL,
+                last_error = 'lease expired on attempt ' || attempts
+         WHERE status = 'processing' AND lease_until <= ?1 AND attempts >= ?2",
+        params![now, config.max_attempts],
+    )?;
+    let mut select = tx.prepare_cached(
+        "SELECT id FROM deliveries
+         WHERE (status IN ('pending','failed') AND next_attempt_at <= ?1)
+            OR (status = 'processing' AND lease_until <= ?1)
+         ORDER BY next_attempt_at, id LIMIT ?2",
+    )?;
+    let ids: Vec<i64> = select
+        .query_map(
+            params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    let mut update = tx.prepare_cached(
+        "UPDATE deliveries SET status = 'processing', attempts = attempts + 1, lease_owner = ?2, lease_until = ?3
+         WHERE id = ?1 RETURNING delivery_id, event, action, body, attempts",
+    )?;
+    let until = now + duration_ms(lease);
+    let mut items = Vec::with_capacity(ids.len());
+    for id in ids {
+        let item = update.query_row(params![id, token, until], |r| {
+            Ok(InboxItem {
+                id,
+                delivery_id: parse_uuid(r.get::<_, String>(0)?)?,
+                event: r.get(1)?,
+                action: r.get(2)?,
+                body: r.get(3)?,
+                attempts: r.get(4)?,
+                lease: token.to_owned(),
+            })
+        })?;
+        items.push(item);
+    }
+    Ok(items)
+}
+
+/// Runs `change` if the claim holding `lease` still holds `id`.
+fn finish_leased(
+    tx: &Transaction<'_>,
+    id: i64,
+    lease: &str,
+    path: &Path,
+    change: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<()>,
+) -> Result<(), Error> {
+    let row: Option<(String, Option<String>)> = tx
+        .query_row(
+            "SELECT status, lease_owner FROM deliveries WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(store_error(path, "read a delivery"))?;
+    match row {
+        None => Err(Error::UnknownDelivery { id }),
+        Some((status, owner)) if status == "processing" && owner.as_deref() == Some(lease) => {
+            change(tx).map_err(store_error(path, "update a delivery"))
+        }
+        Some(_) => Err(Error::LeaseLost { id }),
+    }
+}
+
+fn parse_uuid(text: String) -> rusqlite::Result<Uuid> {
+    text.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn list(
+    tx: &Transaction<'_>,
+    status: Option<Status>,
+    limit: usize,
+) -> rusqlite::Result<Vec<DeliveryRecord>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, delivery_id, event, action, status, attempts, received_at, next_attempt_at, finished_at, last_error
+         FROM deliveries WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            status.map(Status::as_str),
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        |r| {
+            let status: String = r.get(4)?;
+            Ok(DeliveryRecord {
+                id: r.get(0)?,
+                delivery_id: parse_uuid(r.get(1)?)?,
+                event: r.get(2)?,
+                action: r.get(3)?,
+                status: Status::parse(&status).unwrap_or(Status::Dead),
+                attempts: r.get(5)?,
+                received_at: r.get(6)?,
+                next_attempt_at: r.get(7)?,
+                finished_at: r.get(8)?,
+                last_error: r.get(9)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+fn stats(tx: &Transaction<'_>) -> rusqlite::Result<InboxStats> {
+    let mut stats = InboxStats::default();
+    let mut stmt = tx.prepare_cached("SELECT status, COUNT(*) FROM deliveries GROUP BY status")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))? {
+        let (status, n) = row?;
+        match Status::parse(&status) {
+            Some(Status::Pending) => stats.pending = n,
+            Some(Status::Processing) => stats.processing = n,
+            Some(Status::Failed) => stats.failed = n,
+            Some(Status::Dead) => stats.dead = n,
+            Some(Status::Done) => stats.done = n,
+            None => {}
+        }
+    }
+    stats.oldest_unfinished = tx.query_row(
+        "SELECT MIN(received_at) FROM deliveries WHERE status IN ('pending','processing','failed')",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(stats)
+}
+
+impl DeliveryStore for SqliteStore {
+    fn record(&self, delivery: NewDelivery) -> BoxFuture<'_, Result<RecordOutcome, Error>> {
+        self.call(|tx| Command::Record(delivery, tx))
+    }
+
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        limit: usize,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<InboxItem>, Error>> {
+        self.call(|tx| Command::Claim(lease_token(worker), limit, lease, tx))
+    }
+
+    fn complete<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>> {
+        self.call(|tx| Command::Complete(item.id, item.lease.clone(), tx))
+    }
+
+    fn fail<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<FailOutcome, Error>> {
+        self.call(|tx| Command::Fail(item.id, item.lease.clone(), error.to_owned(), tx))
+    }
+
+    fn release<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>> {
+        self.call(|tx| Command::Release(item.id, item.lease.clone(), tx))
+    }
+
+    fn list(
+        &self,
+        status: Option<Status>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<DeliveryRecord>, Error>> {
+        self.call(|tx| Command::List(status, limit, tx))
+    }
+
+    fn replay(&self, id: i64) -> BoxFuture<'_, Result<(), Error>> {
+        self.call(|tx| Command::Replay(id, tx))
+    }
+
+    fn purge(&self, older_than: Duration) -> BoxFuture<'_, Result<u64, Error>> {
+        self.call(|tx| Command::Purge(older_than, tx))
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<InboxStats, Error>> {
+        self.call(Command::Stats)
+    }
+}
