@@ -372,22 +372,20 @@ fn apply(
 }
 
 fn record(tx: &Transaction<'_>, now: i64, d: &NewDelivery) -> rusqlite::Result<RecordOutcome> {
-    let inserted = tx.execute(
-        "INSERT INTO deliveries (delivery_id, event_key, event, action, body, status, received_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6) ON CONFLICT DO NOTHING",
-        params![d.delivery_id.to_string(), d.event_key, d.event, d.action, d.body, now],
-    )?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (delivery_id, event_key, event, action, body, status, received_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![d.delivery_id.to_string(), d.event_key, d.event, d.action, d.body, now])?;
     if inserted == 1 {
         return Ok(RecordOutcome::New {
             id: tx.last_insert_rowid(),
         });
     }
     let by_delivery: Option<i64> = tx
-        .query_row(
-            "SELECT id FROM deliveries WHERE delivery_id = ?1",
-            [d.delivery_id.to_string()],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT id FROM deliveries WHERE delivery_id = ?1")?
+        .query_row([d.delivery_id.to_string()], |r| r.get(0))
         .optional()?;
     if let Some(id) = by_delivery {
         return Ok(RecordOutcome::Duplicate {
@@ -395,11 +393,9 @@ fn record(tx: &Transaction<'_>, now: i64, d: &NewDelivery) -> rusqlite::Result<R
             by: DuplicateBy::DeliveryId,
         });
     }
-    let id = tx.query_row(
-        "SELECT id FROM deliveries WHERE event_key = ?1",
-        [&d.event_key],
-        |r| r.get(0),
-    )?;
+    let id = tx
+        .prepare_cached("SELECT id FROM deliveries WHERE event_key = ?1")?
+        .query_row([&d.event_key], |r| r.get(0))?;
     Ok(RecordOutcome::Duplicate {
         id,
         by: DuplicateBy::SameEvent,
