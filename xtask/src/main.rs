@@ -9,7 +9,9 @@ fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     match task.as_deref() {
         None | Some("help" | "--help" | "-h") => {
-            println!("usage: cargo xtask <task>\n\ntasks: (none yet; `validate` arrives with issue #4)");
+            println!(
+                "usage: cargo xtask <task>\n\ntasks: (none yet; `validate` arrives with issue #4)"
+            );
             ExitCode::SUCCESS
         }
         Some(other) => {
