@@ -4,8 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use uuid::Uuid;
-
 use super::{
     BoxFuture, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem, InboxStats,
     NewDelivery, RecordOutcome, Status, StoreConfig, duration_ms, lease_token,
@@ -23,7 +21,6 @@ struct Row {
 #[derive(Debug, Default)]
 struct State {
     rows: BTreeMap<i64, Row>,
-    by_delivery: HashMap<Uuid, i64>,
     by_event: HashMap<String, i64>,
     next_id: i64,
 }
@@ -67,21 +64,16 @@ fn leased_row<'s>(state: &'s mut State, item: &InboxItem) -> Result<&'s mut Row,
 impl DeliveryStore for MemoryStore {
     fn record(&self, delivery: NewDelivery) -> BoxFuture<'_, Result<RecordOutcome, Error>> {
         let outcome = self.with(|state, now| {
-            if let Some(&id) = state.by_delivery.get(&delivery.delivery_id) {
-                return RecordOutcome::Duplicate {
-                    id,
-                    by: DuplicateBy::DeliveryId,
-                };
-            }
             if let Some(&id) = state.by_event.get(&delivery.event_key) {
-                return RecordOutcome::Duplicate {
-                    id,
-                    by: DuplicateBy::SameEvent,
+                let by = if state.rows[&id].record.delivery_id == delivery.delivery_id {
+                    DuplicateBy::DeliveryId
+                } else {
+                    DuplicateBy::SameEvent
                 };
+                return RecordOutcome::Duplicate { id, by };
             }
             state.next_id += 1;
             let id = state.next_id;
-            state.by_delivery.insert(delivery.delivery_id, id);
             state.by_event.insert(delivery.event_key.clone(), id);
             state.rows.insert(
                 id,
@@ -261,7 +253,6 @@ impl DeliveryStore for MemoryStore {
                 .collect();
             for id in &old {
                 if let Some(row) = state.rows.remove(id) {
-                    state.by_delivery.remove(&row.record.delivery_id);
                     state.by_event.remove(&row.event_key);
                 }
             }

@@ -69,7 +69,7 @@ pub enum RecordOutcome {
 /// Why a delivery counts as a duplicate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DuplicateBy {
-    /// The same `X-Plane-Delivery`.
+    /// The same `X-Plane-Delivery` (and the same event).
     DeliveryId,
     /// A new delivery id, but the same event (Plane's retries change the id).
     SameEvent,

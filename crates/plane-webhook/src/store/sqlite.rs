@@ -28,7 +28,7 @@ const SCHEMA_VERSION: i64 = 1;
 const MIGRATIONS: [&str; 1] = [r#"
 CREATE TABLE deliveries (
     id              INTEGER PRIMARY KEY,
-    delivery_id     BLOB    NOT NULL UNIQUE,  -- the UUID's 16 bytes
+    delivery_id     BLOB    NOT NULL,         -- the UUID's 16 bytes
     event_key       BLOB    NOT NULL UNIQUE,  -- SHA-256 of NewDelivery::event_key
     event           TEXT    NOT NULL,
     action          TEXT    NOT NULL,
@@ -415,23 +415,15 @@ fn record(tx: &Transaction<'_>, now: i64, d: &NewDelivery) -> rusqlite::Result<R
             id: tx.last_insert_rowid(),
         });
     }
-    let by_delivery: Option<i64> = tx
-        .prepare_cached("SELECT id FROM deliveries WHERE delivery_id = ?1")?
-        .query_row([d.delivery_id.as_bytes()], |r| r.get(0))
-        .optional()?;
-    if let Some(id) = by_delivery {
-        return Ok(RecordOutcome::Duplicate {
-            id,
-            by: DuplicateBy::DeliveryId,
-        });
-    }
-    let id = tx
-        .prepare_cached("SELECT id FROM deliveries WHERE event_key = ?1")?
-        .query_row([key_digest(&d.event_key)], |r| r.get(0))?;
-    Ok(RecordOutcome::Duplicate {
-        id,
-        by: DuplicateBy::SameEvent,
-    })
+    let (id, delivery_id): (i64, Vec<u8>) = tx
+        .prepare_cached("SELECT id, delivery_id FROM deliveries WHERE event_key = ?1")?
+        .query_row([key_digest(&d.event_key)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let by = if delivery_id == d.delivery_id.as_bytes() {
+        DuplicateBy::DeliveryId
+    } else {
+        DuplicateBy::SameEvent
+    };
+    Ok(RecordOutcome::Duplicate { id, by })
 }
 
 fn claim(
