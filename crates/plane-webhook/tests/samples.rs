@@ -1,0 +1,151 @@
+//! One sample body per event and action (testdata/webhook-samples) parses into
+//! the expected kind, action and payload.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use plane_webhook::{Action, Envelope, EventKind, Payload};
+
+fn sample(name: &str) -> Envelope {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../../testdata/webhook-samples/{name}.json"));
+    Envelope::parse(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn every_sample_parses_to_its_kind_action_and_payload() {
+    use Action::*;
+    let cases: &[(&str, EventKind, Action, &str)] = &[
+        ("issue_created", EventKind::WorkItem, Created, "work item"),
+        (
+            "issue_updated_state",
+            EventKind::WorkItem,
+            Updated,
+            "work item",
+        ),
+        (
+            "issue_updated_legacy_update",
+            EventKind::WorkItem,
+            Updated,
+            "work item",
+        ),
+        (
+            "issue_created_legacy_create",
+            EventKind::WorkItem,
+            Created,
+            "work item",
+        ),
+        ("issue_deleted_legacy", EventKind::WorkItem, Deleted, "raw"),
+        ("project_created", EventKind::Project, Created, "project"),
+        ("project_updated", EventKind::Project, Updated, "project"),
+        ("project_deleted", EventKind::Project, Deleted, "raw"),
+        ("cycle_created", EventKind::Cycle, Created, "cycle"),
+        ("cycle_updated", EventKind::Cycle, Updated, "cycle"),
+        ("module_created", EventKind::Module, Created, "module"),
+        ("module_updated", EventKind::Module, Updated, "module"),
+        (
+            "issue_comment_created",
+            EventKind::Comment,
+            Created,
+            "comment",
+        ),
+        (
+            "issue_comment_updated",
+            EventKind::Comment,
+            Updated,
+            "comment",
+        ),
+        (
+            "v2_workitem_updated",
+            EventKind::WorkItem,
+            Updated,
+            "work item",
+        ),
+        ("v2_workitem_deleted", EventKind::WorkItem, Deleted, "raw"),
+        (
+            "unknown_event_page_created",
+            EventKind::Other("page".into()),
+            Created,
+            "raw",
+        ),
+    ];
+    let files = std::fs::read_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/webhook-samples"),
+    )
+    .unwrap()
+    .filter(|e| {
+        e.as_ref()
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|x| x == "json")
+    })
+    .count();
+    assert_eq!(
+        files,
+        cases.len(),
+        "a sample without a case, or a case without a sample"
+    );
+    for (name, kind, action, payload) in cases {
+        let envelope = sample(name);
+        assert_eq!(&envelope.kind, kind, "{name}");
+        assert_eq!(&envelope.action, action, "{name}");
+        let got = match &envelope.payload {
+            Payload::WorkItem(_) => "work item",
+            Payload::Project(_) => "project",
+            Payload::Cycle(_) => "cycle",
+            Payload::Module(_) => "module",
+            Payload::Comment(_) => "comment",
+            Payload::Raw(_) => "raw",
+            _ => "other",
+        };
+        assert_eq!(got, *payload, "{name}");
+        if *name != "v2_workitem_deleted" {
+            assert!(envelope.payload.id().is_some(), "{name}: no object id");
+        }
+    }
+}
+
+#[test]
+fn v2_fields_are_kept_and_v1_has_none() {
+    let v2 = sample("v2_workitem_updated");
+    assert_eq!(v2.version.as_deref(), Some("v2"));
+    assert_eq!(
+        v2.event_id.as_deref(),
+        Some("0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f6a")
+    );
+    assert!(v2.delivery_id.is_some() && v2.previous_attributes.is_some());
+    let v1 = sample("issue_updated_state");
+    assert!(v1.version.is_none() && v1.event_id.is_none());
+    let activity = v1.activity.unwrap();
+    assert_eq!(activity.field.as_deref(), Some("state"));
+    assert!(activity.actor.unwrap().display_name.is_some());
+}
+
+#[test]
+fn unknown_fields_are_kept() {
+    let Payload::Cycle(cycle) = sample("cycle_created").payload else {
+        panic!()
+    };
+    assert_eq!(cycle.extra["timezone"], "Asia/Manila");
+    let Payload::Module(module) = sample("module_updated").payload else {
+        panic!()
+    };
+    assert_eq!(module.status.as_deref(), Some("in-progress"));
+}
+
+#[test]
+fn bodies_that_are_not_envelopes_are_refused_with_a_reason() {
+    for (body, needle) in [
+        (&b""[..], "empty"),
+        (b"   ", "empty"),
+        (b"[1,2]", "not a Plane webhook envelope"),
+        (b"{\"action\": \"created\"}", "missing field `event`"),
+        (b"{\"event\": \"issue\"}", "has no action"),
+        (b"{\"event\": \"issue\", \"action\": \"created\", \"data\": {\"id\": \"x\", \"name\": 1}}", "does not decode"),
+        (b"\xff\xfe", "not a Plane webhook envelope"),
+    ] {
+        let err = Envelope::parse(body).unwrap_err().to_string();
+        assert!(err.contains(needle), "{body:?}: {err}");
+    }
+}
