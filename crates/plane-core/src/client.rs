@@ -67,15 +67,18 @@ struct Inner {
 struct Stats {
     requests: AtomicU64,
     retries: AtomicU64,
+    by_status: Mutex<std::collections::BTreeMap<u16, u64>>,
 }
 
 /// Counters since the client was built (shared by clones).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientStats {
     /// HTTP requests sent, retries included.
     pub requests: u64,
     /// Requests that were attempts after the first.
     pub retries: u64,
+    /// Answers by HTTP status; requests that got no answer are not counted here.
+    pub responses: std::collections::BTreeMap<u16, u64>,
 }
 
 impl fmt::Debug for PlaneClient {
@@ -387,6 +390,13 @@ impl PlaneClient {
         ClientStats {
             requests: self.inner.stats.requests.load(Ordering::Relaxed),
             retries: self.inner.stats.retries.load(Ordering::Relaxed),
+            responses: self
+                .inner
+                .stats
+                .by_status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }
 
@@ -504,6 +514,13 @@ impl PlaneClient {
                     Err(e) => return Err(transport_error(method, path, e, inner.request_timeout)),
                 };
                 let status = response.status().as_u16();
+                *inner
+                    .stats
+                    .by_status
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(status)
+                    .or_default() += 1;
                 let observation =
                     Observation::from_headers(response.headers(), inner.retry.max_retry_after);
                 let retry_after = (status == 429).then_some(observation.retry_after).flatten();

@@ -140,6 +140,7 @@ async fn a_429_without_retry_after_backs_off_and_then_succeeds() {
     client.users().me().await.unwrap();
     assert_eq!(client.stats().requests, 3);
     assert_eq!(client.stats().retries, 2);
+    assert_eq!(client.stats().responses, [(200, 1), (429, 2)].into());
     assert_eq!(client.rate_limit().throttled, 2);
 }
 
