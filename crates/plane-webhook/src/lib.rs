@@ -1,10 +1,15 @@
-//! Plane webhooks: verification, typed events, and (next) a durable inbox.
+//! Plane webhooks: verification, typed events, a durable inbox, and the
+//! handler trait domain crates implement.
 //!
 //! * [`Verifier`] checks `X-Plane-Signature` (HMAC-SHA256 over the raw body,
 //!   several secrets during rotation) before anything parses the body.
 //! * [`DeliveryHeaders`] reads `X-Plane-Delivery` / `X-Plane-Event`.
 //! * [`Envelope`] parses v1 (Plane CE) and v2 (Plane Cloud) bodies into typed
 //!   payloads, normalising `create`/`created` and passing unknown events through.
+//! * [`DeliveryStore`] ([`SqliteStore`], [`MemoryStore`]) records each verified
+//!   delivery and queues it in one transaction, deduplicating on the event, and
+//!   serves the inbox to a worker under leases.
+//! * [`EventHandler`] is what a domain crate (plane-bir) implements to act on events.
 //!
 //! ```
 //! use plane_webhook::{Envelope, Verifier};
@@ -17,6 +22,7 @@
 //! ```
 
 mod envelope;
+mod handler;
 mod headers;
 mod store;
 mod verify;
@@ -25,6 +31,7 @@ pub use envelope::{
     Action, Activity, Actor, CommentData, CycleData, Envelope, EventKind, IdOr, ModuleData,
     Payload, ProjectData, StateRef, WorkItemData,
 };
+pub use handler::{EventHandler, HandlerError};
 pub use headers::DeliveryHeaders;
 pub use store::{
     BoxFuture, Clock, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem,

@@ -1,0 +1,201 @@
+//! The HTTP side: `POST /webhooks/plane`, `/healthz`, `/readyz`, `/metrics`.
+
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::{HeaderMap, StatusCode};
+use plane_webhook::{Clock, RecordOutcome};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::connector::{Connector, WEBHOOK_SECRET_REF};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// How long a Plane reachability answer is reused by `/readyz`, so probes
+/// never spend the rate budget.
+const READY_CACHE: Duration = Duration::from_secs(30);
+
+/// The last Plane reachability answer and when it was taken.
+type ReadyCache = Arc<Mutex<Option<(Instant, Result<(), String>)>>>;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub connector: Connector,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    /// Wakes the worker when something was queued.
+    pub queued: Arc<Notify>,
+    pub body_limit: usize,
+    ready_cache: ReadyCache,
+    key_missing_logged: Arc<Once>,
+}
+
+impl AppState {
+    /// State for a router.
+    pub fn new(
+        connector: Connector,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+        body_limit: usize,
+    ) -> Self {
+        Self {
+            connector,
+            metrics,
+            clock,
+            queued: Arc::new(Notify::new()),
+            body_limit,
+            ready_cache: Arc::default(),
+            key_missing_logged: Arc::new(Once::new()),
+        }
+    }
+}
+
+/// The service's routes, with JSON answers for unknown routes and methods.
+pub fn router(state: AppState) -> Router {
+    let limit = state.body_limit;
+    Router::new()
+        .route(
+            "/webhooks/plane",
+            post(receive).layer(DefaultBodyLimit::max(limit)),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let body = body.map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
+                limit: state.body_limit,
+            },
+            _ => ApiError::BadRequest(e.body_text()),
+        })?;
+        let (delivery, envelope) = state.connector.verify(&headers, &body)?;
+        let outcome = state
+            .connector
+            .record(&delivery, &envelope, body.to_vec())
+            .await?;
+        Ok::<_, ApiError>((delivery, envelope, outcome))
+    }
+    .await;
+    match result {
+        Ok((delivery, envelope, RecordOutcome::New { id })) => {
+            state.metrics.delivery("accepted", "new");
+            state.queued.notify_one();
+            tracing::info!(id, delivery = %delivery.delivery_id, event = %envelope.event, action = envelope.action.as_str(), "delivery accepted");
+            (StatusCode::OK, Json(json!({"status": "accepted"}))).into_response()
+        }
+        Ok((delivery, _, RecordOutcome::Duplicate { id, by })) => {
+            state.metrics.delivery(
+                "duplicate",
+                match by {
+                    plane_webhook::DuplicateBy::DeliveryId => "delivery_id",
+                    plane_webhook::DuplicateBy::SameEvent => "same_event",
+                },
+            );
+            tracing::info!(id, delivery = %delivery.delivery_id, ?by, "duplicate delivery ignored");
+            (StatusCode::OK, Json(json!({"status": "duplicate"}))).into_response()
+        }
+        Err(error) => {
+            state.metrics.delivery("rejected", error.reason());
+            match &error {
+                ApiError::KeyMissing => state.key_missing_logged.call_once(|| {
+                    tracing::error!(
+                        ssot_ref = WEBHOOK_SECRET_REF,
+                        "no webhook secret configured: every delivery is answered 503 KEY_MISSING \
+                         until PLANE_WEBHOOK_SECRET is set"
+                    );
+                }),
+                ApiError::Store(e) => tracing::error!(error = %e, "could not store a delivery"),
+                other => {
+                    tracing::warn!(reason = other.reason(), error = %other, "delivery rejected")
+                }
+            }
+            error.into_response()
+        }
+    }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = match state.connector.store().stats().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    };
+    let plane = plane_reachable(&state).await;
+    let ready = store.is_ok() && plane.as_ref().is_none_or(Result::is_ok);
+    let describe = |r: &Result<(), String>| match r {
+        Ok(()) => json!("ok"),
+        Err(e) => json!({"error": e}),
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "store": describe(&store),
+        "plane": plane.as_ref().map_or(json!("not checked (connector disabled or no API key)"), describe),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `None` when there is nothing to check; a cached answer when fresh.
+async fn plane_reachable(state: &AppState) -> Option<Result<(), String>> {
+    let client = state.connector.client().ok()?;
+    if let Some((_, result)) = state
+        .ready_cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < READY_CACHE)
+    {
+        return Some(result.clone());
+    }
+    let result = client
+        .users()
+        .me()
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string());
+    *state
+        .ready_cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+        Some((Instant::now(), result.clone()));
+    Some(result)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let inbox = state.connector.store().stats().await.ok();
+    let text = state.metrics.render(
+        inbox.as_ref(),
+        state.clock.now_ms(),
+        state.connector.configured_client(),
+    );
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}

@@ -1,0 +1,293 @@
+//! Configuration: flags > environment > TOML file > defaults.
+//!
+//! Secrets (the API key, the webhook secrets) come only from the environment or
+//! from a file named by an environment variable (`PLANE_API_KEY_FILE`,
+//! `PLANE_WEBHOOK_SECRET_FILE`); one found in the TOML file is a startup error.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use plane_core::SecretString;
+use serde::Deserialize;
+
+/// An invalid configuration: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration `{key}`: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything the server needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub base_url: String,
+    pub workspace_slug: String,
+    pub api_key: Option<SecretString>,
+    /// Active webhook secrets (several during rotation).
+    pub webhook_secrets: Vec<SecretString>,
+    /// `plane.enabled`; defaults to on when an API key is configured.
+    pub enabled: bool,
+    /// Requests per minute of the key (60 on Plane Cloud, 300 for service tokens).
+    pub rate_limit_per_minute: u32,
+    pub listen: SocketAddr,
+    pub database: PathBuf,
+    pub body_limit: usize,
+    pub retention: Duration,
+    pub purge_interval: Duration,
+    pub lease: Duration,
+    pub max_attempts: u32,
+}
+
+/// What flags may set (highest precedence).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub database: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    plane: FilePlane,
+    #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
+    store: FileStore,
+    #[serde(default)]
+    worker: FileWorker,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePlane {
+    base_url: Option<String>,
+    workspace_slug: Option<String>,
+    enabled: Option<bool>,
+    rate_limit_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    listen: Option<String>,
+    body_limit_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    database: Option<PathBuf>,
+    retention_days: Option<u64>,
+    purge_interval_hours: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWorker {
+    lease_seconds: Option<u64>,
+    max_attempts: Option<u32>,
+}
+
+/// Keys that name secrets: refused in the file, whatever section they are in.
+const SECRET_WORDS: [&str; 5] = ["secret", "api_key", "token", "password", "key_file"];
+
+impl Config {
+    /// Loads the configuration from `overrides`, the environment `env` and the
+    /// TOML file (`--config`, else none).
+    pub fn load(
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let file = match &overrides.config_file {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+
+        let base_url = env("PLANE_BASE_URL")
+            .or(file.plane.base_url)
+            .unwrap_or_else(|| plane_core::DEFAULT_BASE_URL.to_owned());
+        plane_core::BaseUrl::parse(&base_url)
+            .map_err(|e| ConfigError::new("plane.base_url", e.to_string()))?;
+        let workspace_slug = env("PLANE_WORKSPACE_SLUG")
+            .or(file.plane.workspace_slug)
+            .unwrap_or_else(|| plane_core::DEFAULT_WORKSPACE_SLUG.to_owned());
+        if workspace_slug.trim().is_empty() || workspace_slug.contains('/') {
+            return Err(ConfigError::new(
+                "plane.workspace_slug",
+                format!("{workspace_slug:?} is not a workspace slug"),
+            ));
+        }
+
+        let api_key = secret(&env, "PLANE_API_KEY")?.map(SecretString::new);
+        let webhook_secrets: Vec<SecretString> = secret(&env, "PLANE_WEBHOOK_SECRET")?
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(SecretString::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let enabled = match env("PLANE_ENABLED") {
+            Some(v) => parse_bool("plane.enabled (PLANE_ENABLED)", &v)?,
+            None => file.plane.enabled.unwrap_or(api_key.is_some()),
+        };
+        let rate_limit_per_minute = match env("PLANE_RATE_LIMIT_PER_MINUTE") {
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::new(
+                    "plane.rate_limit_per_minute",
+                    format!("{v:?} is not a whole number"),
+                )
+            })?,
+            None => file.plane.rate_limit_per_minute.unwrap_or(60),
+        };
+        if rate_limit_per_minute == 0 {
+            return Err(ConfigError::new(
+                "plane.rate_limit_per_minute",
+                "must be at least 1",
+            ));
+        }
+
+        let listen = match (overrides.listen, env("PLANE_LISTEN").or(file.server.listen)) {
+            (Some(addr), _) => addr,
+            (None, Some(text)) => text.parse().map_err(|_| {
+                ConfigError::new(
+                    "server.listen",
+                    format!("{text:?} is not an address like 127.0.0.1:8080"),
+                )
+            })?,
+            (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let database = overrides
+            .database
+            .clone()
+            .or_else(|| env("PLANE_DATABASE_URL").map(|v| database_path(&v)))
+            .or(file.store.database)
+            .unwrap_or_else(|| PathBuf::from("plane.db"));
+        let body_limit = file.server.body_limit_bytes.unwrap_or(1024 * 1024);
+        if body_limit == 0 {
+            return Err(ConfigError::new(
+                "server.body_limit_bytes",
+                "must be at least 1",
+            ));
+        }
+        let days = file.store.retention_days.unwrap_or(7);
+        let hours = file.store.purge_interval_hours.unwrap_or(24);
+        let lease = file.worker.lease_seconds.unwrap_or(60);
+        let max_attempts = file.worker.max_attempts.unwrap_or(8);
+        for (key, value) in [
+            ("store.retention_days", days),
+            ("store.purge_interval_hours", hours),
+            ("worker.lease_seconds", lease),
+            ("worker.max_attempts", u64::from(max_attempts)),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
+        }
+        Ok(Self {
+            base_url,
+            workspace_slug,
+            api_key,
+            webhook_secrets,
+            enabled,
+            rate_limit_per_minute,
+            listen,
+            database,
+            body_limit,
+            retention: Duration::from_secs(days * 86_400),
+            purge_interval: Duration::from_secs(hours * 3600),
+            lease: Duration::from_secs(lease),
+            max_attempts,
+        })
+    }
+
+    /// The configuration for commands that only touch the store.
+    pub fn from_process(overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load(overrides, &|name| std::env::var(name).ok())
+    }
+}
+
+/// `sqlite:///var/lib/plane.db`, `sqlite:plane.db` or a plain path.
+fn database_path(value: &str) -> PathBuf {
+    let trimmed = value
+        .strip_prefix("sqlite://")
+        .or_else(|| value.strip_prefix("sqlite:"))
+        .unwrap_or(value);
+    PathBuf::from(trimmed)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(ConfigError::new(
+            key,
+            format!("{other:?} is not true or false"),
+        )),
+    }
+}
+
+/// A secret from `NAME`, or from the file named by `NAME_FILE`.
+fn secret(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<String>, ConfigError> {
+    let file_var = format!("{name}_FILE");
+    match (env(name), env(&file_var)) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            name,
+            format!("both {name} and {file_var} are set; set only one"),
+        )),
+        (Some(value), None) => Ok(Some(value.trim().to_owned())),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|v| Some(v.trim().to_owned()).filter(|v| !v.is_empty()))
+            .map_err(|e| ConfigError::new(file_var, format!("cannot read {path:?}: {e}"))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let key = format!("--config {}", path.display());
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(&key, format!("cannot read it: {e}")))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::new(&key, e.to_string()))?;
+    // Refuse secrets before anything else, naming the key but never the value.
+    for (section, value) in &table {
+        let keys: Vec<String> = match value.as_table() {
+            Some(inner) => inner.keys().map(|k| format!("{section}.{k}")).collect(),
+            None => vec![section.clone()],
+        };
+        if let Some(bad) = keys.iter().find(|k| {
+            SECRET_WORDS
+                .iter()
+                .any(|w| k.to_ascii_lowercase().contains(w))
+        }) {
+            return Err(ConfigError::new(
+                bad,
+                format!(
+                    "{} holds a secret; secrets are never read from the config file. Set it in the \
+                     environment (PLANE_API_KEY, PLANE_WEBHOOK_SECRET) or point PLANE_API_KEY_FILE / \
+                     PLANE_WEBHOOK_SECRET_FILE at a file, and remove it from the file",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    toml::from_str(&text)
+        .map_err(|e: toml::de::Error| ConfigError::new(&key, e.message().to_owned()))
+}

@@ -1,0 +1,343 @@
+//! `plane-server`: the Plane webhook receiver and its maintenance commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use plane_server::config::{Config, ConfigError, Overrides};
+use plane_webhook::{Status, SystemClock};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "plane-server",
+    version,
+    about = "Receives Plane webhooks durably and keeps Plane in step with the connector's records."
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// TOML configuration file (never holds secrets).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The SQLite database of deliveries [env: PLANE_DATABASE_URL] [default: plane.db].
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the webhook receiver (POST /webhooks/plane), the inbox worker, /healthz, /readyz and /metrics.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on [env: PLANE_LISTEN] [default: 127.0.0.1:8080].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Check the configuration and Plane connectivity. Exit 0 ok, 2 configuration error,
+    /// 3 bad credentials, 4 Plane unreachable.
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Inspect and repair stored deliveries.
+    Deliveries {
+        #[command(subcommand)]
+        command: DeliveriesCommand,
+    },
+    /// Run the whole loop on this machine with a fake Plane and no credentials, and print what happened.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeliveriesCommand {
+    /// List deliveries, newest first.
+    List {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, value_enum)]
+        status: Option<StatusArg>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Put a delivery back in the inbox with fresh attempts.
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        /// The delivery's row id (the first column of `deliveries list`).
+        id: i64,
+    },
+    /// Delete done and dead deliveries older than the retention window.
+    Purge {
+        #[command(flatten)]
+        common: Common,
+        /// Age, like 7d, 12h, 30m [default: the configured retention, 7d].
+        #[arg(long, value_parser = parse_age)]
+        older_than: Option<Duration>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StatusArg {
+    Pending,
+    Processing,
+    Done,
+    Failed,
+    Dead,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+}
+
+fn parse_age(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not an age like 7d, 12h, 30m or 45s"))?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3600,
+        "m" => 60,
+        "s" | "" => 1,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use d, h, m or s)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(n * secs))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("plane-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+            eprintln!("plane-server: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("plane-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn overrides(common: &Common, listen: Option<SocketAddr>) -> Overrides {
+    Overrides {
+        config_file: common.config.clone(),
+        listen,
+        database: common.db.clone(),
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { common, listen } => {
+            let config = Config::from_process(&overrides(&common, listen))?;
+            let store = plane_server::open_store(&config, Arc::new(SystemClock))?;
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+            let running =
+                plane_server::start(&config, store, Vec::new(), listener, shutdown_signal())
+                    .await?;
+            running.wait().await?;
+            tracing::info!("plane-server stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { common } => check(&Config::from_process(&overrides(&common, None))?).await,
+        Command::Deliveries { command } => deliveries(command).await,
+        Command::Demo => {
+            let report = plane_server::demo::run().await?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn check(config: &Config) -> anyhow::Result<ExitCode> {
+    println!("base URL:        {}", config.base_url);
+    println!("workspace:       {}", config.workspace_slug);
+    println!("enabled:         {}", config.enabled);
+    println!(
+        "webhook secrets: {} configured",
+        config.webhook_secrets.len()
+    );
+    let store = plane_server::open_store(config, Arc::new(SystemClock))?;
+    let connector = plane_server::connector::Connector::new(config, store)?;
+    let Some(client) = connector.configured_client() else {
+        eprintln!(
+            "plane-server: PLANE_API_KEY is not set (see {})",
+            plane_server::connector::API_KEY_REF
+        );
+        return Ok(ExitCode::from(2));
+    };
+    match client.users().me().await {
+        Ok(me) => {
+            println!(
+                "authenticated:   {} <{}>",
+                me.display_name,
+                me.email.unwrap_or_default()
+            );
+            match client
+                .projects()
+                .list(&plane_core::ListParams::new().per_page(1))
+                .await
+            {
+                Ok(page) => println!(
+                    "projects:        {}",
+                    page.total_count.unwrap_or(page.count)
+                ),
+                Err(e) => println!("projects:        not listed ({e})"),
+            }
+            let limit = client.rate_limit();
+            println!(
+                "rate limit:      {} requests left in this window (budget {} per minute)",
+                limit.remaining.map_or("unknown".into(), |r| r.to_string()),
+                config.rate_limit_per_minute
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ plane_core::Error::Unauthorized { .. }) => {
+            eprintln!("plane-server: {e}");
+            Ok(ExitCode::from(3))
+        }
+        Err(e) => {
+            eprintln!("plane-server: Plane is not reachable: {e}");
+            Ok(ExitCode::from(4))
+        }
+    }
+}
+
+async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DeliveriesCommand::List {
+            common,
+            status,
+            format,
+            limit,
+        } => {
+            let config = Config::from_process(&overrides(&common, None))?;
+            let store = plane_server::open_store(&config, Arc::new(SystemClock))?;
+            let status = status.map(|s| match s {
+                StatusArg::Pending => Status::Pending,
+                StatusArg::Processing => Status::Processing,
+                StatusArg::Done => Status::Done,
+                StatusArg::Failed => Status::Failed,
+                StatusArg::Dead => Status::Dead,
+            });
+            let rows = store.list(status, limit).await?;
+            if format == OutputFormat::Json {
+                let json: Vec<_> = rows
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "id": r.id, "delivery_id": r.delivery_id, "event": r.event, "action": r.action,
+                            "status": r.status.as_str(), "attempts": r.attempts, "received_at_ms": r.received_at,
+                            "next_attempt_at_ms": r.next_attempt_at, "finished_at_ms": r.finished_at,
+                            "last_error": r.last_error,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&json)?);
+            } else {
+                println!(
+                    "{:>6}  {:<36}  {:<14}  {:<8}  {:<10}  {:>8}  last error",
+                    "id", "delivery", "event", "action", "status", "attempts"
+                );
+                for r in &rows {
+                    println!(
+                        "{:>6}  {:<36}  {:<14}  {:<8}  {:<10}  {:>8}  {}",
+                        r.id,
+                        r.delivery_id,
+                        r.event,
+                        r.action,
+                        r.status,
+                        r.attempts,
+                        r.last_error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DeliveriesCommand::Replay { common, id } => {
+            let config = Config::from_process(&overrides(&common, None))?;
+            let store = plane_server::open_store(&config, Arc::new(SystemClock))?;
+            store.replay(id).await?;
+            println!("delivery {id} is back in the inbox");
+            Ok(ExitCode::SUCCESS)
+        }
+        DeliveriesCommand::Purge { common, older_than } => {
+            let config = Config::from_process(&overrides(&common, None))?;
+            let store = plane_server::open_store(&config, Arc::new(SystemClock))?;
+            let purged = store.purge(older_than.unwrap_or(config.retention)).await?;
+            println!("purged {purged} finished deliveries");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return interrupt.await.unwrap_or_default(),
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.unwrap_or_default();
+    tracing::info!("shutdown requested: finishing in-flight work");
+}
+
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

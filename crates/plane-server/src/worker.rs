@@ -1,0 +1,129 @@
+//! The inbox worker: claims items, runs the handlers that want them, marks them
+//! done or failed, and purges old deliveries on a schedule.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plane_webhook::{DeliveryStore, Envelope, EventHandler, FailOutcome, InboxItem};
+use tokio::sync::{Notify, watch};
+
+use crate::metrics::Metrics;
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub name: String,
+    pub lease: Duration,
+    pub batch: usize,
+    /// How often to look for due retries when nothing wakes the worker.
+    pub poll: Duration,
+    pub retention: Duration,
+    pub purge_interval: Duration,
+}
+
+/// Drains the inbox until told to stop.
+#[derive(Debug)]
+pub struct Worker {
+    pub store: Arc<dyn DeliveryStore>,
+    pub handlers: Vec<Arc<dyn EventHandler>>,
+    pub metrics: Arc<Metrics>,
+    pub queued: Arc<Notify>,
+    pub config: WorkerConfig,
+}
+
+impl Worker {
+    /// Runs until `shutdown` turns true; items claimed but not started are given
+    /// back, the one in progress is finished.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut next_purge = Instant::now();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if Instant::now() >= next_purge {
+                match self.store.purge(self.config.retention).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(purged = n, "purged finished deliveries past retention")
+                    }
+                    Err(e) => tracing::error!(error = %e, "purge failed"),
+                }
+                next_purge = Instant::now() + self.config.purge_interval;
+            }
+            let items = match self
+                .store
+                .claim(&self.config.name, self.config.batch, self.config.lease)
+                .await
+            {
+                Ok(items) => items,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not claim inbox items");
+                    Vec::new()
+                }
+            };
+            if items.is_empty() {
+                tokio::select! {
+                    () = self.queued.notified() => {}
+                    () = tokio::time::sleep(self.config.poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let mut items = items.into_iter();
+            for item in items.by_ref() {
+                self.process(&item).await;
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+            for unstarted in items {
+                if let Err(e) = self.store.release(&unstarted).await {
+                    tracing::warn!(id = unstarted.id, error = %e, "could not release an item at shutdown");
+                }
+            }
+        }
+        tracing::info!("inbox worker stopped");
+    }
+
+    async fn process(&self, item: &InboxItem) {
+        let started = Instant::now();
+        let outcome = match Envelope::parse(&item.body) {
+            Ok(envelope) => self.dispatch(&envelope).await,
+            Err(e) => Err(format!("stored body no longer parses: {e}")),
+        };
+        let result = match outcome {
+            Ok(()) => match self.store.complete(item).await {
+                Ok(()) => "done",
+                Err(e) => {
+                    tracing::warn!(id = item.id, error = %e, "finished an item whose lease had ended");
+                    "lease_lost"
+                }
+            },
+            Err(message) => match self.store.fail(item, &message).await {
+                Ok(FailOutcome::Retry { at }) => {
+                    tracing::warn!(id = item.id, attempts = item.attempts, retry_at_ms = at, error = %message, "handler failed; will retry");
+                    "retry"
+                }
+                Ok(FailOutcome::Dead) => {
+                    tracing::error!(id = item.id, attempts = item.attempts, error = %message, "handler failed for the last time; parked as dead");
+                    "dead"
+                }
+                Err(e) => {
+                    tracing::warn!(id = item.id, error = %e, "could not record a failure");
+                    "lease_lost"
+                }
+            },
+        };
+        self.metrics.processed(result, started.elapsed());
+    }
+
+    async fn dispatch(&self, envelope: &Envelope) -> Result<(), String> {
+        for handler in self.handlers.iter().filter(|h| h.wants(envelope)) {
+            handler
+                .handle(envelope)
+                .await
+                .map_err(|e| format!("handler {}: {e}", handler.name()))?;
+        }
+        Ok(())
+    }
+}
