@@ -36,8 +36,8 @@ pub struct Config {
     pub api_key: Option<SecretString>,
     /// Active webhook secrets (several during rotation).
     pub webhook_secrets: Vec<SecretString>,
-    /// `plane.enabled`; defaults to on when an API key is configured.
-    pub enabled: bool,
+    /// `plane.enabled` as configured; see [`Config::is_enabled`] for the default.
+    pub enabled: Option<bool>,
     /// Requests per minute of the key (60 on Plane Cloud, 300 for service tokens).
     pub rate_limit_per_minute: u32,
     pub listen: SocketAddr,
@@ -144,8 +144,8 @@ impl Config {
             .unwrap_or_default();
 
         let enabled = match env("PLANE_ENABLED") {
-            Some(v) => parse_bool("plane.enabled (PLANE_ENABLED)", &v)?,
-            None => file.plane.enabled.unwrap_or(api_key.is_some()),
+            Some(v) => Some(parse_bool("plane.enabled (PLANE_ENABLED)", &v)?),
+            None => file.plane.enabled,
         };
         let rate_limit_per_minute = match env("PLANE_RATE_LIMIT_PER_MINUTE") {
             Some(v) => v.parse().map_err(|_| {
@@ -217,7 +217,14 @@ impl Config {
         })
     }
 
-    /// The configuration for commands that only touch the store.
+    /// `plane.enabled`, by default on when credentials (an API key or a webhook
+    /// secret) are configured.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+            .unwrap_or(self.api_key.is_some() || !self.webhook_secrets.is_empty())
+    }
+
+    /// The configuration from the process's environment.
     pub fn from_process(overrides: &Overrides) -> Result<Self, ConfigError> {
         Self::load(overrides, &|name| std::env::var(name).ok())
     }

@@ -25,6 +25,8 @@ pub struct Connector {
     verifier: Option<Verifier>,
     store: Arc<dyn DeliveryStore>,
     enabled: bool,
+    /// `plane.enabled = false` was set on purpose (vs. defaulted off).
+    disabled_on_purpose: bool,
 }
 
 impl fmt::Debug for Connector {
@@ -66,7 +68,8 @@ impl Connector {
             client,
             verifier,
             store,
-            enabled: config.enabled,
+            enabled: config.is_enabled(),
+            disabled_on_purpose: config.enabled == Some(false),
         })
     }
 
@@ -100,10 +103,15 @@ impl Connector {
         headers: &http::HeaderMap,
         body: &[u8],
     ) -> Result<(DeliveryHeaders, Envelope), ApiError> {
-        if !self.enabled {
+        // A missing secret is named before a defaulted-off switch: it is the
+        // thing to fix.
+        if self.disabled_on_purpose {
             return Err(ApiError::Disabled);
         }
         let verifier = self.verifier.as_ref().ok_or(ApiError::KeyMissing)?;
+        if !self.enabled {
+            return Err(ApiError::Disabled);
+        }
         let signature = headers
             .get("x-plane-signature")
             .map(|v| {

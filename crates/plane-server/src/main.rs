@@ -191,7 +191,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 async fn check(config: &Config) -> anyhow::Result<ExitCode> {
     println!("base URL:        {}", config.base_url);
     println!("workspace:       {}", config.workspace_slug);
-    println!("enabled:         {}", config.enabled);
+    println!("enabled:         {}", config.is_enabled());
     println!(
         "webhook secrets: {} configured",
         config.webhook_secrets.len()

@@ -1,0 +1,284 @@
+//! The service on a real socket, fed by plane-fake's signed webhooks.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use plane_core::{PlaneClient, WorkItemFields};
+use plane_fake::FakePlane;
+use plane_server::config::{Config, Overrides};
+use plane_webhook::{
+    BoxFuture, DeliveryStore, Envelope, EventHandler, HandlerError, SqliteStore, Status,
+    StoreConfig,
+};
+use tokio::net::TcpListener;
+
+/// Counts how often each (event, object, field) was handled.
+#[derive(Debug, Default)]
+struct Counting {
+    seen: Mutex<HashMap<String, u32>>,
+    delay: Duration,
+    fail: bool,
+}
+
+impl EventHandler for Counting {
+    fn name(&self) -> &str {
+        "counting"
+    }
+    fn wants(&self, _: &Envelope) -> bool {
+        true
+    }
+    fn handle<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            if self.fail {
+                return Err(HandlerError::new("Plane said no"));
+            }
+            let field = envelope
+                .activity
+                .as_ref()
+                .and_then(|a| a.field.clone())
+                .unwrap_or_default();
+            let key = format!(
+                "{} {} {:?} {field}",
+                envelope.event,
+                envelope.action.as_str(),
+                envelope.payload.id()
+            );
+            *self.seen.lock().unwrap().entry(key).or_default() += 1;
+            Ok(())
+        })
+    }
+}
+
+fn config(secret: &str, db: &std::path::Path) -> Config {
+    let secret = secret.to_owned();
+    Config::load(
+        &Overrides {
+            database: Some(db.to_owned()),
+            ..Overrides::default()
+        },
+        &move |name| (name == "PLANE_WEBHOOK_SECRET").then(|| secret.clone()),
+    )
+    .unwrap()
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_from_plane_are_handled_exactly_once_even_when_resent() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
+    let cfg = config(&secret, &dir.path().join("e2e.db"));
+    let store: Arc<dyn DeliveryStore> =
+        Arc::new(SqliteStore::open(&cfg.database, StoreConfig::default()).unwrap());
+    let handler = Arc::new(Counting::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = plane_server::start(
+        &cfg,
+        store.clone(),
+        vec![handler.clone()],
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/webhooks/plane", running.addr);
+
+    let fake = FakePlane::builder().no_rate_limit().start().await.unwrap();
+    fake.register_webhook(&url, &secret);
+    let client = PlaneClient::builder()
+        .base_url(fake.base_url())
+        .workspace_slug(fake.workspace_slug())
+        .api_key(fake.api_key())
+        .build()
+        .unwrap();
+    let items = client.work_items(fake.project_id());
+    for n in 0..5 {
+        let item = items
+            .create(&WorkItemFields::new(format!("filing {n}")))
+            .await
+            .unwrap();
+        items
+            .update(
+                item.id,
+                &WorkItemFields::new(format!("filing {n} (renamed)"))
+                    .priority(plane_core::Priority::High),
+            )
+            .await
+            .unwrap();
+    }
+    // 5 creates + 5 × 2 changed fields.
+    eventually("15 deliveries", async || {
+        store.list(None, 100).await.unwrap().len() == 15
+    })
+    .await;
+
+    // One more event, then the same body three times under new delivery ids,
+    // as Plane CE's retries send it.
+    let sender = fake.webhook_sender(&secret);
+    let original = sender
+        .send(
+            &url,
+            "issue",
+            "updated",
+            serde_json::json!({"id": uuid::Uuid::new_v4(), "name": "x"}),
+            serde_json::json!({"field": "name"}),
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let again = sender
+            .raw(&url, "issue", original.body.clone(), None)
+            .await
+            .unwrap();
+        assert_eq!(again.status, Some(200));
+    }
+    eventually("the inbox to drain", async || {
+        let s = store.stats().await.unwrap();
+        s.pending + s.processing + s.failed == 0 && s.done == 16
+    })
+    .await;
+    let seen = handler.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 16, "{seen:#?}");
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "handled more than once: {seen:#?}"
+    );
+    assert_eq!(
+        running
+            .state
+            .metrics
+            .delivery_count("duplicate", "same_event"),
+        3
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_handlers_are_retried_with_backoff_then_parked_as_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
+    let cfg = config(&secret, &dir.path().join("fail.db"));
+    let store: Arc<dyn DeliveryStore> = Arc::new(
+        SqliteStore::open(
+            &cfg.database,
+            StoreConfig {
+                max_attempts: 3,
+                retry_base: Duration::from_millis(20),
+                ..StoreConfig::default()
+            },
+        )
+        .unwrap(),
+    );
+    let handler = Arc::new(Counting {
+        fail: true,
+        ..Counting::default()
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = cfg;
+    cfg.lease = Duration::from_secs(5);
+    let running = plane_server::start(
+        &cfg,
+        store.clone(),
+        vec![handler],
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/webhooks/plane", running.addr);
+    let sender = plane_fake::WebhookSender::new(&secret);
+    sender
+        .send(
+            &url,
+            "issue",
+            "created",
+            serde_json::json!({"id": uuid::Uuid::new_v4(), "name": "doomed"}),
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    eventually("the item to be parked", async || {
+        store.stats().await.unwrap().dead == 1
+    })
+    .await;
+    let dead = store.list(Some(Status::Dead), 1).await.unwrap().remove(0);
+    assert_eq!(dead.attempts, 3);
+    assert!(
+        dead.last_error
+            .unwrap()
+            .contains("handler counting: Plane said no")
+    );
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_current_item_and_gives_back_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
+    let cfg = config(&secret, &dir.path().join("stop.db"));
+    let store: Arc<dyn DeliveryStore> =
+        Arc::new(SqliteStore::open(&cfg.database, StoreConfig::default()).unwrap());
+    let handler = Arc::new(Counting {
+        delay: Duration::from_millis(300),
+        ..Counting::default()
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = plane_server::start(
+        &cfg,
+        store.clone(),
+        vec![handler.clone()],
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/webhooks/plane", running.addr);
+    let sender = plane_fake::WebhookSender::new(&secret);
+    for n in 0..4 {
+        let d = sender
+            .send(
+                &url,
+                "issue",
+                "created",
+                serde_json::json!({"id": uuid::Uuid::new_v4(), "name": format!("slow {n}")}),
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(d.status, Some(200));
+    }
+    eventually("the worker to start", async || {
+        store.stats().await.unwrap().processing > 0
+    })
+    .await;
+    running.shutdown().await.unwrap();
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        stats.processing, 0,
+        "a leased item was left behind: {stats:?}"
+    );
+    assert_eq!(stats.done + stats.pending, 4, "{stats:?}");
+    assert!(stats.done >= 1 && stats.pending >= 1, "{stats:?}");
+    let seen: u32 = handler.seen.lock().unwrap().values().sum();
+    assert_eq!(u64::from(seen), stats.done);
+    // What was given back has its attempt returned.
+    assert!(
+        store
+            .list(Some(Status::Pending), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.attempts == 0)
+    );
+}

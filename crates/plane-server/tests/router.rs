@@ -1,0 +1,268 @@
+//! The routes through `tower::ServiceExt::oneshot`: no socket needed.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use plane_server::app::{AppState, router};
+use plane_server::config::{Config, Overrides};
+use plane_server::connector::Connector;
+use plane_server::metrics::Metrics;
+use plane_webhook::{DeliveryStore, MemoryStore, StoreConfig, SystemClock, Verifier};
+use serde_json::Value;
+use tower::ServiceExt;
+
+fn secret() -> String {
+    format!("plane_wh_{}", "7".repeat(32))
+}
+
+fn config(env: &[(&str, String)]) -> Config {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    Config::load(&Overrides::default(), &move |name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap()
+}
+
+fn state_with(config: &Config) -> (AppState, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new(StoreConfig::default()));
+    let connector = Connector::new(config, store.clone() as Arc<dyn DeliveryStore>).unwrap();
+    let state = AppState::new(
+        connector,
+        Arc::new(Metrics::default()),
+        Arc::new(SystemClock),
+        config.body_limit,
+    );
+    (state, store)
+}
+
+fn state() -> (AppState, Arc<MemoryStore>) {
+    state_with(&config(&[
+        ("PLANE_WEBHOOK_SECRET", secret()),
+        ("PLANE_ENABLED", "true".into()),
+    ]))
+}
+
+fn body(n: u32) -> Vec<u8> {
+    format!(
+        r#"{{"event": "issue", "action": "created", "webhook_id": "9b70f55f-3e40-44a4-a814-f08b4ff86e59", "workspace_id": "94a89513-b7f8-4d70-97aa-ecf2810be8ea", "data": {{"id": "10726b93-2516-4e16-91f4-d6804b6c9979", "name": "item {n}"}}, "activity": {{"field": null}}}}"#
+    )
+    .into_bytes()
+}
+
+fn delivery(body: &[u8], signature: Option<String>, delivery_id: Option<&str>) -> Request<Body> {
+    let mut request = Request::post("/webhooks/plane")
+        .header("content-type", "application/json")
+        .header("x-plane-event", "issue");
+    if let Some(id) = delivery_id {
+        request = request.header("x-plane-delivery", id);
+    }
+    if let Some(signature) = signature {
+        request = request.header("x-plane-signature", signature);
+    }
+    request.body(Body::from(body.to_vec())).unwrap()
+}
+
+fn signed(body: &[u8]) -> Request<Body> {
+    let id = uuid::Uuid::new_v4().to_string();
+    delivery(body, Some(Verifier::sign(&secret(), body)), Some(&id))
+}
+
+async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn a_signed_delivery_is_accepted_then_recognised_as_a_duplicate() {
+    let (state, store) = state();
+    let (status, json) = send(&state, signed(&body(1))).await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (StatusCode::OK, Some("accepted"))
+    );
+    // Plane's retry: same body, new delivery id.
+    let (status, json) = send(&state, signed(&body(1))).await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+    assert_eq!(store.stats().await.unwrap().pending, 1);
+}
+
+#[tokio::test]
+async fn bad_signatures_are_401_with_the_reason_and_store_nothing() {
+    let (state, store) = state();
+    let b = body(2);
+    let good = Verifier::sign(&secret(), &b);
+    let id = uuid::Uuid::new_v4().to_string();
+    for (signature, reason) in [
+        (None, "missing"),
+        (Some("zz".repeat(32)), "not_hex"),
+        (Some(good[..10].to_owned()), "wrong_length"),
+        (Some(Verifier::sign("plane_wh_other", &b)), "mismatch"),
+    ] {
+        let (status, json) = send(&state, delivery(&b, signature, Some(&id))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(json["error"], "INVALID_SIGNATURE");
+        assert_eq!(json["reason"], reason);
+        assert!(!json.to_string().contains(&secret()));
+    }
+    assert_eq!(store.stats().await.unwrap().pending, 0);
+    assert_eq!(
+        state
+            .metrics
+            .delivery_count("rejected", "signature_mismatch"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_missing_delivery_header_or_a_body_that_is_not_an_envelope_is_400() {
+    let (state, _) = state();
+    let b = body(3);
+    let (status, json) = send(
+        &state,
+        delivery(&b, Some(Verifier::sign(&secret(), &b)), None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-plane-delivery"),
+        "{json}"
+    );
+    let (status, json) = send(
+        &state,
+        delivery(&b, Some(Verifier::sign(&secret(), &b)), Some("not-a-uuid")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    let not_json = b"[1, 2, 3]";
+    let (status, json) = send(&state, signed(not_json)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        json["message"].as_str().unwrap().contains("envelope"),
+        "{json}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413_with_a_json_body() {
+    let mut cfg = config(&[
+        ("PLANE_WEBHOOK_SECRET", secret()),
+        ("PLANE_ENABLED", "true".into()),
+    ]);
+    cfg.body_limit = 1024;
+    let (state, _) = state_with(&cfg);
+    let big = vec![b' '; 2048];
+    let (status, json) = send(&state, signed(&big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(json["error"], "PAYLOAD_TOO_LARGE");
+    assert_eq!(json["limit_bytes"], 1024);
+}
+
+#[tokio::test]
+async fn without_a_webhook_secret_every_delivery_is_503_key_missing() {
+    let (state, _) = state_with(&config(&[("PLANE_ENABLED", "true".into())]));
+    let (status, json) = send(&state, signed(&body(4))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        json,
+        serde_json::json!({"error": "KEY_MISSING", "ssot_ref": "ssot/secrets/registry.yaml#plane_webhook_secret"})
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_connector_answers_503_disabled() {
+    let (state, _) = state_with(&config(&[
+        ("PLANE_WEBHOOK_SECRET", secret()),
+        ("PLANE_ENABLED", "false".into()),
+    ]));
+    let (status, json) = send(&state, signed(&body(5))).await;
+    assert_eq!(
+        (status, json),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "DISABLED"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let (state, _) = state();
+    let (status, json) = send(&state, Request::get("/nope").body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
+    );
+    let (status, json) = send(
+        &state,
+        Request::get("/webhooks/plane").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("METHOD_NOT_ALLOWED"))
+    );
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let (state, _) = state();
+    let (status, json) = send(
+        &state,
+        Request::get("/healthz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (status, json) = send(&state, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["store"], "ok");
+
+    send(&state, signed(&body(6))).await;
+    send(&state, signed(&body(6))).await;
+    send(
+        &state,
+        delivery(&body(7), None, Some(&uuid::Uuid::new_v4().to_string())),
+    )
+    .await;
+    let response = router(state.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = String::from_utf8(
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    for line in [
+        "plane_webhook_deliveries_total{outcome=\"accepted\",reason=\"new\"} 1",
+        "plane_webhook_deliveries_total{outcome=\"duplicate\",reason=\"same_event\"} 1",
+        "plane_webhook_deliveries_total{outcome=\"rejected\",reason=\"signature_missing\"} 1",
+        "plane_inbox_items{status=\"pending\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(!text.contains(&secret()));
+}
