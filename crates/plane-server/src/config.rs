@@ -298,3 +298,179 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     toml::from_str(&text)
         .map_err(|e: toml::de::Error| ConfigError::new(&key, e.message().to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    fn toml_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plane-server.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::load(&Overrides::default(), &env_of(&[])).unwrap();
+        assert_eq!(c.base_url, plane_core::DEFAULT_BASE_URL);
+        assert_eq!(c.workspace_slug, "insightpulseai");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database, PathBuf::from("plane.db"));
+        assert_eq!(c.body_limit, 1024 * 1024);
+        assert_eq!(c.retention, Duration::from_secs(7 * 86_400));
+        assert!(!c.is_enabled(), "no credentials: off by default");
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file() {
+        let (_dir, path) = toml_file(
+            "[plane]\nworkspace_slug = \"from-file\"\nbase_url = \"https://file.example\"\n\
+             [server]\nlisten = \"127.0.0.1:7000\"\n[store]\ndatabase = \"file.db\"\n",
+        );
+        let overrides = Overrides {
+            config_file: Some(path.clone()),
+            ..Overrides::default()
+        };
+        let c = Config::load(
+            &overrides,
+            &env_of(&[
+                ("PLANE_WORKSPACE_SLUG", "from-env"),
+                ("PLANE_DATABASE_URL", "sqlite:///var/env.db"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.workspace_slug, "from-env");
+        assert_eq!(c.base_url, "https://file.example");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(c.database, PathBuf::from("/var/env.db"));
+        let overrides = Overrides {
+            config_file: Some(path),
+            listen: Some("127.0.0.1:9000".parse().unwrap()),
+            database: Some("flag.db".into()),
+        };
+        let c = Config::load(&overrides, &env_of(&[("PLANE_LISTEN", "127.0.0.1:8000")])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.database, PathBuf::from("flag.db"));
+    }
+
+    #[test]
+    fn a_secret_in_the_file_is_refused_by_name_without_echoing_it() {
+        for (text, key) in [
+            ("[plane]\napi_key = \"plane_api_abc\"\n", "plane.api_key"),
+            (
+                "[plane]\nwebhook_secret = \"plane_wh_abc\"\n",
+                "plane.webhook_secret",
+            ),
+            ("token = \"x\"\n", "token"),
+        ] {
+            let (_dir, path) = toml_file(text);
+            let err = Config::load(
+                &Overrides {
+                    config_file: Some(path),
+                    ..Overrides::default()
+                },
+                &env_of(&[]),
+            )
+            .unwrap_err();
+            assert_eq!(err.key, key);
+            assert!(
+                err.message.contains("never read from the config file"),
+                "{err}"
+            );
+            assert!(!err.to_string().contains("abc"), "{err}");
+        }
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case<'_>; 5] = [
+            ("", &[("PLANE_BASE_URL", "ftp://x")], "plane.base_url"),
+            (
+                "",
+                &[("PLANE_ENABLED", "maybe")],
+                "plane.enabled (PLANE_ENABLED)",
+            ),
+            ("[server]\nlisten = \"everywhere\"\n", &[], "server.listen"),
+            ("[worker]\nmax_attempts = 0\n", &[], "worker.max_attempts"),
+            ("[plane]\nworkspace = \"typo\"\n", &[], "--config"),
+        ];
+        for (text, env, key) in cases {
+            let (_dir, path) = toml_file(text);
+            let err = Config::load(
+                &Overrides {
+                    config_file: Some(path),
+                    ..Overrides::default()
+                },
+                &env_of(env),
+            )
+            .unwrap_err();
+            assert!(err.key.starts_with(key), "{key}: got {err}");
+        }
+        let err = Config::load(
+            &Overrides {
+                config_file: Some("/no/such/plane-server.toml".into()),
+                ..Overrides::default()
+            },
+            &env_of(&[]),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("cannot read"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_a_named_file_and_rotation_lists_split() {
+        let c = Config::load(
+            &Overrides::default(),
+            &env_of(&[("PLANE_WEBHOOK_SECRET", " old , new ,")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.webhook_secrets
+                .iter()
+                .map(|s| s.expose())
+                .collect::<Vec<_>>(),
+            ["old", "new"]
+        );
+        assert!(
+            c.is_enabled(),
+            "a webhook secret turns the connector on by default"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "plane_api_from_file\n").unwrap();
+        let c = Config::load(
+            &Overrides::default(),
+            &env_of(&[("PLANE_API_KEY_FILE", file.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(c.api_key.unwrap().expose(), "plane_api_from_file");
+        let both = Config::load(
+            &Overrides::default(),
+            &env_of(&[("PLANE_API_KEY", "a"), ("PLANE_API_KEY_FILE", "b")]),
+        );
+        assert!(both.unwrap_err().message.contains("only one"));
+        let explicit_off = Config::load(
+            &Overrides::default(),
+            &env_of(&[("PLANE_API_KEY", "a"), ("PLANE_ENABLED", "false")]),
+        )
+        .unwrap();
+        assert!(!explicit_off.is_enabled());
+    }
+}
