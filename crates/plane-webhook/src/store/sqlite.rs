@@ -99,11 +99,8 @@ fn checkpoint(path: &Path, stop: &mpsc::Receiver<()>) {
             return;
         }
     };
-    loop {
-        match stop.recv_timeout(CHECKPOINT_EVERY) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            _ => break,
-        }
+    // Runs until the store closes (the sender is dropped).
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
         if let Err(e) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(path = %path.display(), error = %e, "WAL checkpoint failed; will try again");
         }
