@@ -62,11 +62,8 @@ pub struct UserLite {
     #[serde(default)]
     pub last_name: String,
     /// Absent for other users when Plane hides emails.
-    #[serde(default)]
     pub email: Option<String>,
-    #[serde(default)]
     pub avatar: Option<String>,
-    #[serde(default)]
     pub avatar_url: Option<String>,
     #[serde(default)]
     pub display_name: String,
@@ -83,7 +80,6 @@ pub struct StateLite {
     pub name: String,
     #[serde(default)]
     pub color: String,
-    #[serde(default)]
     pub group: Option<StateGroup>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -105,9 +101,7 @@ pub struct ProjectLite {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkItemLite {
     pub id: Uuid,
-    #[serde(default)]
     pub sequence_id: Option<u64>,
-    #[serde(default)]
     pub project_id: Option<Uuid>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

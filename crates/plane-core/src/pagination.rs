@@ -26,10 +26,8 @@ pub struct Page<T> {
     pub results: Vec<T>,
     /// The cursor of the next page. Plane sends one even on the last page; look at
     /// `next_page_results`.
-    #[serde(default)]
     pub next_cursor: Option<String>,
     /// The cursor of the previous page (on the first page it points before the start).
-    #[serde(default)]
     pub prev_cursor: Option<String>,
     /// Whether another page exists.
     #[serde(default)]
@@ -41,16 +39,12 @@ pub struct Page<T> {
     #[serde(default)]
     pub count: u64,
     /// Total rows (for work items: of the unfiltered project).
-    #[serde(default)]
     pub total_count: Option<u64>,
     /// `ceil(total / per_page)`.
-    #[serde(default)]
     pub total_pages: Option<u64>,
     /// Same as `total_count`.
-    #[serde(default)]
     pub total_results: Option<u64>,
     /// Always null on `/api/v1` today; kept for forward compatibility.
-    #[serde(default)]
     pub extra_stats: Option<Value>,
 }
 

@@ -89,17 +89,11 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Activity {
     /// The changed field on updates (one delivery per field); null on create.
-    #[serde(default)]
     pub field: Option<String>,
-    #[serde(default)]
     pub new_value: Option<Value>,
-    #[serde(default)]
     pub old_value: Option<Value>,
-    #[serde(default)]
     pub actor: Option<Actor>,
-    #[serde(default)]
     pub old_identifier: Option<Value>,
-    #[serde(default)]
     pub new_identifier: Option<Value>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -109,9 +103,7 @@ pub struct Activity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Actor {
     pub id: Uuid,
-    #[serde(default)]
     pub display_name: Option<String>,
-    #[serde(default)]
     pub email: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -170,9 +162,7 @@ impl Payload {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateRef {
     pub id: Uuid,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub group: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -190,25 +180,15 @@ pub enum IdOr<T> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkItemData {
     pub id: Uuid,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub sequence_id: Option<u64>,
-    #[serde(default)]
     pub state: Option<IdOr<StateRef>>,
-    #[serde(default)]
     pub priority: Option<String>,
-    #[serde(default)]
     pub project: Option<Uuid>,
-    #[serde(default)]
     pub target_date: Option<String>,
-    #[serde(default)]
     pub completed_at: Option<String>,
-    #[serde(default)]
     pub external_source: Option<String>,
-    #[serde(default)]
     pub external_id: Option<String>,
-    #[serde(default)]
     pub updated_at: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -230,8 +210,7 @@ macro_rules! data {
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         pub struct $name {
             pub id: Uuid,
-            $(#[serde(default)] pub $field: $ty,)*
-            #[serde(default)]
+            $(pub $field: $ty,)*
             pub updated_at: Option<String>,
             #[serde(flatten)]
             pub extra: Map<String, Value>,
@@ -350,24 +329,14 @@ impl Payload {
 #[derive(Deserialize)]
 struct RawEnvelope {
     event: String,
-    #[serde(default)]
     action: Option<String>,
-    #[serde(default)]
     webhook_id: Option<Uuid>,
-    #[serde(default)]
     workspace_id: Option<Uuid>,
-    #[serde(default)]
     data: Option<Value>,
-    #[serde(default)]
     activity: Option<Activity>,
-    #[serde(default)]
     version: Option<String>,
-    #[serde(default)]
     event_id: Option<Value>,
-    #[serde(default)]
     delivery_id: Option<Value>,
-    #[serde(default)]
     entity_type: Option<String>,
-    #[serde(default)]
     previous_attributes: Option<Value>,
 }

@@ -13,20 +13,13 @@ use crate::{Error, Expandable, ListParams, Page, UserLite};
 pub struct Activity {
     pub id: Uuid,
     /// `created`, `updated`, `deleted`.
-    #[serde(default)]
     pub verb: Option<String>,
     /// The field that changed, when one did.
-    #[serde(default)]
     pub field: Option<String>,
-    #[serde(default)]
     pub old_value: Option<String>,
-    #[serde(default)]
     pub new_value: Option<String>,
-    #[serde(default)]
     pub actor: Option<Expandable<UserLite>>,
-    #[serde(default)]
     pub issue: Option<Uuid>,
-    #[serde(default)]
     pub created_at: Option<Timestamp>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

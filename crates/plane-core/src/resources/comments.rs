@@ -13,24 +13,15 @@ use crate::models::{Timestamp, identified};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comment {
     pub id: Uuid,
-    #[serde(default)]
     pub comment_html: Option<String>,
-    #[serde(default)]
     pub comment_stripped: Option<String>,
     /// The work item (still called `issue` in payloads).
-    #[serde(default)]
     pub issue: Option<Uuid>,
-    #[serde(default)]
     pub actor: Option<Expandable<UserLite>>,
-    #[serde(default)]
     pub access: Option<String>,
-    #[serde(default)]
     pub external_source: Option<String>,
-    #[serde(default)]
     pub external_id: Option<String>,
-    #[serde(default)]
     pub created_at: Option<Timestamp>,
-    #[serde(default)]
     pub updated_at: Option<Timestamp>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -44,15 +35,12 @@ identified!(Comment);
 /// let body = CommentFields::new("<p>Filed on eFPS</p>").external("plane-bir", "c-1");
 /// assert_eq!(serde_json::to_value(&body).unwrap()["comment_html"], "<p>Filed on eFPS</p>");
 /// ```
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CommentFields {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub comment_html: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_source: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -13,25 +13,15 @@ use crate::{Expandable, PlaneClient, UserLite};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cycle {
     pub id: Uuid,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub description: Option<String>,
-    #[serde(default)]
     pub start_date: Option<DateOrTime>,
-    #[serde(default)]
     pub end_date: Option<DateOrTime>,
-    #[serde(default)]
     pub owned_by: Option<Expandable<UserLite>>,
-    #[serde(default)]
     pub project: Option<Uuid>,
-    #[serde(default)]
     pub external_source: Option<String>,
-    #[serde(default)]
     pub external_id: Option<String>,
-    #[serde(default)]
     pub archived_at: Option<Timestamp>,
-    #[serde(default)]
     pub created_at: Option<Timestamp>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -45,19 +35,14 @@ identified!(Cycle);
 /// let body = CycleFields::new("November filings");
 /// assert_eq!(serde_json::to_value(&body).unwrap(), serde_json::json!({"name": "November filings"}));
 /// ```
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CycleFields {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_date: Option<DateOrTime>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub end_date: Option<DateOrTime>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_source: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -11,15 +11,10 @@ use crate::models::{Timestamp, identified};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Link {
     pub id: Uuid,
-    #[serde(default)]
     pub url: Option<String>,
-    #[serde(default)]
     pub title: Option<String>,
-    #[serde(default)]
     pub issue: Option<Uuid>,
-    #[serde(default)]
     pub metadata: Option<Value>,
-    #[serde(default)]
     pub created_at: Option<Timestamp>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -33,11 +28,10 @@ identified!(Link);
 /// let body = LinkFields::new("https://www.bir.gov.ph").title("BIR");
 /// assert_eq!(serde_json::to_value(&body).unwrap()["title"], "BIR");
 /// ```
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LinkFields {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -10,7 +10,6 @@ use crate::{Error, PlaneClient, UserLite};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkspaceMember {
     /// 20 admin, 15 member, 5 guest.
-    #[serde(default)]
     pub role: Option<i64>,
     #[serde(flatten)]
     pub user: UserLite,

@@ -13,28 +13,17 @@ use crate::{Expandable, PlaneClient, UserLite};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Module {
     pub id: Uuid,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub description: Option<String>,
-    #[serde(default)]
     pub start_date: Option<DateOrTime>,
-    #[serde(default)]
     pub target_date: Option<DateOrTime>,
     /// `backlog`, `planned`, `in-progress`, `paused`, `completed`, `cancelled`.
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
     pub lead: Option<Expandable<UserLite>>,
-    #[serde(default)]
     pub project: Option<Uuid>,
-    #[serde(default)]
     pub external_source: Option<String>,
-    #[serde(default)]
     pub external_id: Option<String>,
-    #[serde(default)]
     pub archived_at: Option<Timestamp>,
-    #[serde(default)]
     pub created_at: Option<Timestamp>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -48,21 +37,15 @@ identified!(Module);
 /// let body = ModuleFields::new("Annual returns");
 /// assert_eq!(serde_json::to_value(&body).unwrap(), serde_json::json!({"name": "Annual returns"}));
 /// ```
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ModuleFields {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_date: Option<DateOrTime>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_date: Option<DateOrTime>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_source: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

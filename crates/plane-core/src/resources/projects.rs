@@ -12,34 +12,21 @@ use crate::{Expandable, PlaneClient, UserLite};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Project {
     pub id: Uuid,
-    #[serde(default)]
     pub name: Option<String>,
     /// The short key of work item identifiers (`BIR` in `BIR-12`).
-    #[serde(default)]
     pub identifier: Option<String>,
-    #[serde(default)]
     pub description: Option<String>,
     /// Whether cycles are enabled (creating a cycle fails otherwise).
-    #[serde(default)]
     pub cycle_view: Option<bool>,
     /// Whether modules are enabled.
-    #[serde(default)]
     pub module_view: Option<bool>,
-    #[serde(default)]
     pub timezone: Option<String>,
-    #[serde(default)]
     pub default_state: Option<Uuid>,
-    #[serde(default)]
     pub project_lead: Option<Expandable<UserLite>>,
-    #[serde(default)]
     pub external_source: Option<String>,
-    #[serde(default)]
     pub external_id: Option<String>,
-    #[serde(default)]
     pub archived_at: Option<Timestamp>,
-    #[serde(default)]
     pub created_at: Option<Timestamp>,
-    #[serde(default)]
     pub updated_at: Option<Timestamp>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -56,17 +43,13 @@ identified!(Project);
 ///     serde_json::json!({"name": "BIR filings", "identifier": "BIR", "cycle_view": true}),
 /// );
 /// ```
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ProjectFields {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub identifier: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cycle_view: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub module_view: Option<bool>,
     /// Anything else Plane accepts.
     #[serde(flatten)]

@@ -12,28 +12,17 @@ use crate::{PlaneClient, StateGroup};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub id: Uuid,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub color: Option<String>,
-    #[serde(default)]
     pub group: Option<StateGroup>,
     /// Whether new work items start here.
-    #[serde(default)]
     pub default: Option<bool>,
-    #[serde(default)]
     pub sequence: Option<f64>,
-    #[serde(default)]
     pub description: Option<String>,
-    #[serde(default)]
     pub external_source: Option<String>,
-    #[serde(default)]
     pub external_id: Option<String>,
-    #[serde(default)]
     pub project: Option<Uuid>,
-    #[serde(default)]
     pub created_at: Option<Timestamp>,
-    #[serde(default)]
     pub updated_at: Option<Timestamp>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -47,19 +36,14 @@ identified!(State);
 /// let body = StateFields::new("Filed", "#16a34a", StateGroup::Completed);
 /// assert_eq!(serde_json::to_value(&body).unwrap()["group"], "completed");
 /// ```
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StateFields {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<StateGroup>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_source: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -21,48 +21,29 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkItem {
     pub id: Uuid,
-    #[serde(default)]
     pub name: Option<String>,
     /// The number in `BIR-12`.
-    #[serde(default)]
     pub sequence_id: Option<u64>,
-    #[serde(default)]
     pub description_html: Option<String>,
-    #[serde(default)]
     pub priority: Option<Priority>,
-    #[serde(default)]
     pub state: Option<Expandable<StateLite>>,
-    #[serde(default)]
     pub project: Option<Expandable<ProjectLite>>,
-    #[serde(default)]
     pub workspace: Option<Uuid>,
-    #[serde(default)]
     pub parent: Option<Expandable<WorkItemLite>>,
     #[serde(default)]
     pub assignees: Vec<Expandable<UserLite>>,
     #[serde(default)]
     pub labels: Vec<Expandable<Label>>,
-    #[serde(default)]
     pub start_date: Option<NaiveDate>,
-    #[serde(default)]
     pub target_date: Option<NaiveDate>,
-    #[serde(default)]
     pub completed_at: Option<Timestamp>,
-    #[serde(default)]
     pub archived_at: Option<Timestamp>,
-    #[serde(default)]
     pub is_draft: Option<bool>,
-    #[serde(default)]
     pub external_source: Option<String>,
-    #[serde(default)]
     pub external_id: Option<String>,
-    #[serde(default)]
     pub created_by: Option<Expandable<UserLite>>,
-    #[serde(default)]
     pub updated_by: Option<Expandable<UserLite>>,
-    #[serde(default)]
     pub created_at: Option<Timestamp>,
-    #[serde(default)]
     pub updated_at: Option<Timestamp>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -81,29 +62,19 @@ identified!(WorkItem);
 /// assert_eq!(json["external_id"], "1601C-2026-10");
 /// assert!(json.get("state").is_none());
 /// ```
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct WorkItemFields {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description_html: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub assignees: Option<Vec<Uuid>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<Uuid>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_date: Option<NaiveDate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_date: Option<NaiveDate>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_source: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     /// Anything else Plane accepts.
     #[serde(flatten)]
