@@ -8,7 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use http::{HeaderMap, StatusCode};
 use plane_webhook::{Clock, RecordOutcome};
 use serde_json::json;
@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use crate::connector::{Connector, WEBHOOK_SECRET_REF};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::serve::AbortConnection;
 
 /// How long a Plane reachability answer is reused by `/readyz`, so probes
 /// never spend the rate budget.
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
 
 async fn receive(
     State(state): State<AppState>,
+    abort: Option<Extension<AbortConnection>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -122,7 +124,15 @@ async fn receive(
                          until PLANE_WEBHOOK_SECRET is set"
                     );
                 }),
-                ApiError::Store(e) => tracing::error!(error = %e, "could not store a delivery"),
+                ApiError::Store(e) => {
+                    tracing::error!(error = %e, "could not store a delivery");
+                    // Any answer would count as delivered to Plane CE; no answer
+                    // makes it send the event again later.
+                    if let Some(Extension(abort)) = abort {
+                        abort.abort();
+                        return std::future::pending().await;
+                    }
+                }
                 other => {
                     tracing::warn!(reason = other.reason(), error = %other, "delivery rejected")
                 }

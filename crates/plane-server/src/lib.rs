@@ -16,6 +16,7 @@ pub mod connector;
 pub mod demo;
 pub mod error;
 pub mod metrics;
+pub mod serve;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -118,19 +119,13 @@ pub async fn start(
     let worker = tokio::spawn(worker.run(stopped.clone()));
     let addr = listener.local_addr()?;
     let app = app::router(state.clone());
-    let mut server_stop = stopped;
+    let server_stop = stopped;
     let stop_on_signal = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_on_signal.send(true);
     });
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
+    let server = tokio::spawn(serve::serve(listener, app, server_stop));
     tracing::info!(%addr, "plane-server listening");
     Ok(Running {
         addr,

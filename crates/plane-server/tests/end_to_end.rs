@@ -282,3 +282,133 @@ async fn shutdown_finishes_the_current_item_and_gives_back_the_rest() {
             .all(|r| r.attempts == 0)
     );
 }
+
+/// A store whose first `record` calls fail, as a full disk would.
+#[derive(Debug)]
+struct FailingRecords {
+    inner: Arc<dyn DeliveryStore>,
+    failures_left: std::sync::atomic::AtomicUsize,
+}
+
+impl DeliveryStore for FailingRecords {
+    fn record(
+        &self,
+        d: plane_webhook::NewDelivery,
+    ) -> BoxFuture<'_, Result<plane_webhook::RecordOutcome, plane_webhook::Error>> {
+        use std::sync::atomic::Ordering;
+        if self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Box::pin(async {
+                Err(plane_webhook::Error::Store {
+                    path: "test.db".into(),
+                    operation: "record a delivery",
+                    message: "disk full".into(),
+                })
+            });
+        }
+        self.inner.record(d)
+    }
+    fn claim<'a>(
+        &'a self,
+        w: &'a str,
+        l: usize,
+        d: Duration,
+    ) -> BoxFuture<'a, Result<Vec<plane_webhook::InboxItem>, plane_webhook::Error>> {
+        self.inner.claim(w, l, d)
+    }
+    fn complete<'a>(
+        &'a self,
+        i: &'a plane_webhook::InboxItem,
+    ) -> BoxFuture<'a, Result<(), plane_webhook::Error>> {
+        self.inner.complete(i)
+    }
+    fn fail<'a>(
+        &'a self,
+        i: &'a plane_webhook::InboxItem,
+        e: &'a str,
+    ) -> BoxFuture<'a, Result<plane_webhook::FailOutcome, plane_webhook::Error>> {
+        self.inner.fail(i, e)
+    }
+    fn release<'a>(
+        &'a self,
+        i: &'a plane_webhook::InboxItem,
+    ) -> BoxFuture<'a, Result<(), plane_webhook::Error>> {
+        self.inner.release(i)
+    }
+    fn list(
+        &self,
+        s: Option<Status>,
+        l: usize,
+    ) -> BoxFuture<'_, Result<Vec<plane_webhook::DeliveryRecord>, plane_webhook::Error>> {
+        self.inner.list(s, l)
+    }
+    fn replay(&self, id: i64) -> BoxFuture<'_, Result<(), plane_webhook::Error>> {
+        self.inner.replay(id)
+    }
+    fn purge(&self, d: Duration) -> BoxFuture<'_, Result<u64, plane_webhook::Error>> {
+        self.inner.purge(d)
+    }
+    fn stats(&self) -> BoxFuture<'_, Result<plane_webhook::InboxStats, plane_webhook::Error>> {
+        self.inner.stats()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_cannot_be_stored_gets_no_answer_so_plane_sends_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
+    let cfg = config(&secret, &dir.path().join("full.db"));
+    let sqlite: Arc<dyn DeliveryStore> =
+        Arc::new(SqliteStore::open(&cfg.database, StoreConfig::default()).unwrap());
+    let store: Arc<dyn DeliveryStore> = Arc::new(FailingRecords {
+        inner: sqlite.clone(),
+        failures_left: std::sync::atomic::AtomicUsize::new(2),
+    });
+    let handler = Arc::new(Counting::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = plane_server::start(
+        &cfg,
+        store,
+        vec![handler.clone()],
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/webhooks/plane", running.addr);
+
+    // plane-fake's sender behaves like Plane CE: it retries only transport errors.
+    let sender = plane_fake::WebhookSender::new(&secret).backoff(Duration::from_millis(20));
+    let delivery = sender
+        .send(
+            &url,
+            "issue",
+            "created",
+            serde_json::json!({"id": uuid::Uuid::new_v4(), "name": "kept"}),
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(delivery.status, Some(200));
+    assert_eq!(
+        delivery.delivery_ids.len(),
+        3,
+        "two dropped connections, then stored"
+    );
+    eventually("the item to be handled", async || {
+        sqlite.stats().await.unwrap().done == 1
+    })
+    .await;
+    assert_eq!(handler.seen.lock().unwrap().values().sum::<u32>(), 1);
+    assert_eq!(
+        running
+            .state
+            .metrics
+            .delivery_count("rejected", "store_unavailable"),
+        2
+    );
+    running.shutdown().await.unwrap();
+}
