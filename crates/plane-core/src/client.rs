@@ -59,6 +59,8 @@ struct Inner {
     retry: RetryPolicy,
     request_timeout: Duration,
     per_page: u32,
+    /// `work-items`, or `issues` for servers from before the rename.
+    work_items_segment: &'static str,
     rng: Arc<Mutex<StdRng>>,
     stats: Stats,
 }
@@ -108,6 +110,7 @@ pub struct PlaneClientBuilder {
     retry: RetryPolicy,
     per_page: u32,
     jitter_seed: Option<u64>,
+    legacy_issue_paths: bool,
 }
 
 impl Default for PlaneClientBuilder {
@@ -125,6 +128,7 @@ impl Default for PlaneClientBuilder {
             retry: RetryPolicy::default(),
             per_page: DEFAULT_PER_PAGE,
             jitter_seed: None,
+            legacy_issue_paths: false,
         }
     }
 }
@@ -194,6 +198,13 @@ impl PlaneClientBuilder {
     /// The default page size for listings (1..=1000, default 100).
     pub fn per_page(mut self, per_page: u32) -> Self {
         self.per_page = per_page;
+        self
+    }
+
+    /// Use the older `/issues/` paths instead of `/work-items/`, for Plane servers
+    /// from before the work-items routes were added (Plane still routes both).
+    pub fn legacy_issue_paths(mut self, legacy: bool) -> Self {
+        self.legacy_issue_paths = legacy;
         self
     }
 
@@ -274,6 +285,11 @@ impl PlaneClientBuilder {
                 retry,
                 request_timeout: self.request_timeout,
                 per_page: self.per_page,
+                work_items_segment: if self.legacy_issue_paths {
+                    "issues"
+                } else {
+                    "work-items"
+                },
                 stats: Stats::default(),
             }),
         })
@@ -398,6 +414,11 @@ impl PlaneClient {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
         }
+    }
+
+    /// `work-items`, or `issues` with [`PlaneClientBuilder::legacy_issue_paths`].
+    pub(crate) fn work_items_segment(&self) -> &'static str {
+        self.inner.work_items_segment
     }
 
     /// `["workspaces", slug, "projects", project_id, rest…]`.

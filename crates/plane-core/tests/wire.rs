@@ -227,3 +227,34 @@ async fn requests_carry_a_user_agent_and_accept_json() {
         .await;
     client_for(&server).await.users().me().await.unwrap();
 }
+
+#[tokio::test]
+async fn legacy_issue_paths_for_servers_from_before_the_rename() {
+    let server = MockServer::start().await;
+    let project = uuid::Uuid::new_v4();
+    let item = serde_json::json!({"id": "49804e6a-23dc-4630-ba9f-f8f5742e3c7c", "name": "n"});
+    Mock::given(method("GET"))
+        .and(path(format!("/api/v1/workspaces/insightpulseai/projects/{project}/issues/49804e6a-23dc-4630-ba9f-f8f5742e3c7c/")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(item.clone()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/workspaces/insightpulseai/issues/BIR-1/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(item))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = PlaneClient::builder()
+        .base_url(server.uri())
+        .api_key(fake_key())
+        .legacy_issue_paths(true)
+        .build()
+        .unwrap();
+    let items = client.work_items(project);
+    items
+        .get("49804e6a-23dc-4630-ba9f-f8f5742e3c7c".parse().unwrap())
+        .await
+        .unwrap();
+    items.get_by_identifier("BIR-1").await.unwrap();
+}

@@ -1,7 +1,8 @@
 //! Work items (formerly "issues"), the resource a sync lives on.
 //!
-//! Paths use `work-items`; Plane still routes the older `issues` paths to the same
-//! views, and payloads and webhooks still say `issue`.
+//! Paths use `work-items` (or `issues` with
+//! [`legacy_issue_paths`](crate::PlaneClientBuilder::legacy_issue_paths)); Plane
+//! routes both to the same views, and payloads and webhooks still say `issue`.
 
 use chrono::NaiveDate;
 use http::Method;
@@ -169,7 +170,10 @@ impl PlaneClient {
     /// ```
     pub fn work_items(&self, project: Uuid) -> WorkItemsHandler<'_> {
         WorkItemsHandler {
-            collection: Collection::new(self, self.project_path(project, &["work-items"])),
+            collection: Collection::new(
+                self,
+                self.project_path(project, &[self.work_items_segment()]),
+            ),
             project,
             select: ListParams::new(),
         }
@@ -235,7 +239,7 @@ impl<'a> WorkItemsHandler<'a> {
         let client = self.collection.client;
         let request = Request::new(
             Method::GET,
-            client.workspace_path(&["work-items", identifier]),
+            client.workspace_path(&[client.work_items_segment(), identifier]),
         )
         .query(self.select.selection_query()?);
         client.send_json(request).await
