@@ -408,71 +408,53 @@ impl Store {
         let (_, ts) = self.now();
         let sequence = self
             .project(project)
-            .and_then(|p| {
-                p.states
-                    .iter()
-                    .filter_map(|s| s.get("sequence").and_then(Value::as_f64))
-                    .reduce(f64::max)
-            })
-            .map_or(15000.0, |m| m + 10000.0);
+            .map_or(15000.0, |p| next_order(&p.states, "sequence", 15000.0));
         let get = |k: &str, default: Value| body.get(k).cloned().unwrap_or(default);
-        let mut o = Obj::new();
-        o.insert("id".into(), json!(Uuid::new_v4().to_string()));
-        o.insert("created_at".into(), json!(ts));
-        o.insert("updated_at".into(), json!(ts));
-        o.insert("deleted_at".into(), Value::Null);
-        o.insert("name".into(), json!(name));
-        o.insert("description".into(), get("description", json!("")));
-        o.insert("color".into(), json!(color));
-        o.insert("slug".into(), json!(""));
-        o.insert("sequence".into(), get("sequence", json!(sequence)));
-        o.insert("group".into(), json!(group));
-        o.insert("is_triage".into(), json!(false));
-        o.insert("default".into(), json!(default));
-        o.insert(
-            "external_source".into(),
-            get("external_source", Value::Null),
-        );
-        o.insert("external_id".into(), get("external_id", Value::Null));
-        o.insert("created_by".into(), json!(self.user_id()));
-        o.insert("updated_by".into(), Value::Null);
-        o.insert("project".into(), json!(project.to_string()));
-        o.insert("workspace".into(), json!(self.workspace_id.to_string()));
-        o
+        object(json!({
+            "id": Uuid::new_v4().to_string(),
+            "created_at": ts,
+            "updated_at": ts,
+            "deleted_at": null,
+            "name": name,
+            "description": get("description", json!("")),
+            "color": color,
+            "slug": "",
+            "sequence": get("sequence", json!(sequence)),
+            "group": group,
+            "is_triage": false,
+            "default": default,
+            "external_source": get("external_source", Value::Null),
+            "external_id": get("external_id", Value::Null),
+            "created_by": self.user_id(),
+            "updated_by": null,
+            "project": project.to_string(),
+            "workspace": self.workspace_id.to_string(),
+        }))
     }
 
     pub(crate) fn new_label(&mut self, project: Uuid, name: &str, body: &Obj) -> Obj {
         let (_, ts) = self.now();
         let sort_order = self
             .project(project)
-            .and_then(|p| {
-                p.labels
-                    .iter()
-                    .filter_map(|s| s.get("sort_order").and_then(Value::as_f64))
-                    .reduce(f64::max)
-            })
-            .map_or(65535.0, |m| m + 10000.0);
+            .map_or(65535.0, |p| next_order(&p.labels, "sort_order", 65535.0));
         let get = |k: &str, default: Value| body.get(k).cloned().unwrap_or(default);
-        let mut o = Obj::new();
-        o.insert("id".into(), json!(Uuid::new_v4().to_string()));
-        o.insert("created_at".into(), json!(ts));
-        o.insert("updated_at".into(), json!(ts));
-        o.insert("deleted_at".into(), Value::Null);
-        o.insert("name".into(), json!(name));
-        o.insert("description".into(), get("description", json!("")));
-        o.insert("color".into(), get("color", json!("")));
-        o.insert("sort_order".into(), get("sort_order", json!(sort_order)));
-        o.insert(
-            "external_source".into(),
-            get("external_source", Value::Null),
-        );
-        o.insert("external_id".into(), get("external_id", Value::Null));
-        o.insert("created_by".into(), json!(self.user_id()));
-        o.insert("updated_by".into(), Value::Null);
-        o.insert("project".into(), json!(project.to_string()));
-        o.insert("workspace".into(), json!(self.workspace_id.to_string()));
-        o.insert("parent".into(), get("parent", Value::Null));
-        o
+        object(json!({
+            "id": Uuid::new_v4().to_string(),
+            "created_at": ts,
+            "updated_at": ts,
+            "deleted_at": null,
+            "name": name,
+            "description": get("description", json!("")),
+            "color": get("color", json!("")),
+            "sort_order": get("sort_order", json!(sort_order)),
+            "external_source": get("external_source", Value::Null),
+            "external_id": get("external_id", Value::Null),
+            "created_by": self.user_id(),
+            "updated_by": null,
+            "project": project.to_string(),
+            "workspace": self.workspace_id.to_string(),
+            "parent": get("parent", Value::Null),
+        }))
     }
 
     pub(crate) fn state_lite(s: &Obj) -> Value {
@@ -831,6 +813,22 @@ impl Store {
 }
 
 /// Listed by the work-item list endpoint (drafts and archived items are not).
+/// The map of a `json!({...})` object literal (row builders write Plane's field order).
+pub(crate) fn object(v: Value) -> Obj {
+    match v {
+        Value::Object(m) => m,
+        _ => Obj::new(),
+    }
+}
+
+/// Plane's ordering of a new row: 10000 after the largest `key` of `rows`, or `first`.
+pub(crate) fn next_order(rows: &[Obj], key: &str, first: f64) -> f64 {
+    rows.iter()
+        .filter_map(|r| r.get(key).and_then(Value::as_f64))
+        .reduce(f64::max)
+        .map_or(first, |m| m + 10000.0)
+}
+
 pub(crate) fn is_listed(o: &Obj) -> bool {
     o.get("is_draft") != Some(&Value::Bool(true)) && o.get("archived_at").is_none_or(Value::is_null)
 }
