@@ -18,6 +18,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait TokenSource: Send + Sync + fmt::Debug {
     /// The current token.
     fn token(&self) -> BoxFuture<'_, Result<SecretString, Error>>;
+
+    /// Plane refused the last token (401): forget any cached one, so the next
+    /// `token` call fetches a fresh one. The client then retries once.
+    fn invalidate(&self) {}
 }
 
 /// A fixed bearer token (for example a bot token managed elsewhere).

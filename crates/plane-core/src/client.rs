@@ -501,15 +501,28 @@ impl PlaneClient {
         self.send(request).await.map(drop)
     }
 
+    /// Sends a request; a bearer token Plane refuses (401) is renewed once.
+    pub(crate) async fn send(&self, request: Request) -> Result<bytes::Bytes, Error> {
+        let result = self.send_with_retries(&request).await;
+        match (&result, &self.inner.credentials) {
+            (Err(Error::Unauthorized { status: 401, .. }), Credentials::Bearer(source)) => {
+                tracing::info!("Plane refused the bearer token; renewing it and trying once more");
+                source.invalidate();
+                self.send_with_retries(&request).await
+            }
+            _ => result,
+        }
+    }
+
     /// The pipeline: pace → authenticate → send → observe rate-limit headers →
     /// map the status → retry what may be retried.
-    pub(crate) async fn send(&self, request: Request) -> Result<bytes::Bytes, Error> {
+    async fn send_with_retries(&self, request: &Request) -> Result<bytes::Bytes, Error> {
         let inner = &self.inner;
         let url = inner.base.endpoint(&request.segments)?;
         let path = request.display_path();
         let repeatable = request.repeatable();
         retry::run(&inner.retry, repeatable, &inner.rng, |attempt| {
-            let (url, path, request) = (url.clone(), path.clone(), &request);
+            let (url, path) = (url.clone(), path.clone());
             async move {
                 if attempt > 1 {
                     inner.stats.retries.fetch_add(1, Ordering::Relaxed);

@@ -23,7 +23,8 @@
 //!   [`modules`](PlaneClient::modules), [`members`](PlaneClient::members).
 //!   Models keep unknown fields in `extra`; fields that `expand=` turns into
 //!   objects are [`Expandable`].
-//! * Secrets live in [`SecretString`], which never prints itself.
+//! * Secrets live in [`SecretString`], which never prints itself. OAuth apps
+//!   (Plane Cloud) authenticate with the token sources in [`oauth`].
 //!
 //! ```no_run
 //! use futures::TryStreamExt;
@@ -44,6 +45,7 @@ mod auth;
 mod client;
 mod error;
 mod models;
+pub mod oauth;
 mod pagination;
 mod ratelimit;
 mod resources;
