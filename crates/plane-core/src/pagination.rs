@@ -126,6 +126,17 @@ impl ListParams {
             query.push(("cursor".to_owned(), cursor.clone()));
         }
         query.extend(self.selection_query()?);
+        // Plane reads the last value of a repeated parameter, so a filter must
+        // not smuggle in a second page size, cursor or selection.
+        if let Some((key, _)) = self
+            .filters
+            .iter()
+            .find(|(k, _)| matches!(k.as_str(), "per_page" | "cursor" | "fields" | "expand"))
+        {
+            return Err(Error::InvalidArgument {
+                message: format!("`{key}` is not a filter; use ListParams::{key}() instead"),
+            });
+        }
         query.extend(self.filters.iter().cloned());
         Ok(query)
     }

@@ -97,7 +97,9 @@ impl Observation {
             |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
         Self {
             remaining: int("x-ratelimit-remaining").and_then(|v| u32::try_from(v).ok()),
-            reset: int("x-ratelimit-reset").map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+            // Checked: a header is untrusted input and must not overflow the clock.
+            reset: int("x-ratelimit-reset")
+                .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s))),
             retry_after: parse_retry_after(headers).map(|d| d.min(retry_after_cap)),
         }
     }
@@ -114,10 +116,11 @@ fn parse_retry_after(headers: &http::HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return Duration::try_from_secs_f64(secs).ok();
     }
     let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let when = UNIX_EPOCH + Duration::from_secs(u64::try_from(when.timestamp()).ok()?);
+    let when =
+        UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(when.timestamp()).ok()?))?;
     Some(when.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
@@ -438,5 +441,22 @@ mod tests {
         );
         let obs = Observation::from_headers(&odd, Duration::from_secs(30));
         assert_eq!(obs, Observation::default());
+
+        // Hostile values are ignored, never a panic.
+        let mut hostile = http::HeaderMap::new();
+        for (name, value) in [
+            ("x-ratelimit-reset", "18446744073709551615"),
+            ("retry-after", "1e30"),
+        ] {
+            hostile.insert(name, value.parse().unwrap_or_else(|_| unreachable!()));
+        }
+        let obs = Observation::from_headers(&hostile, Duration::from_secs(30));
+        assert_eq!((obs.reset, obs.retry_after), (None, None));
+        hostile.insert(
+            "retry-after",
+            "-5".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        let obs = Observation::from_headers(&hostile, Duration::from_secs(30));
+        assert_eq!(obs.retry_after, None);
     }
 }

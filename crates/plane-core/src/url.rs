@@ -33,9 +33,12 @@ pub struct BaseUrl {
 impl BaseUrl {
     /// Validates a base URL.
     pub fn parse(input: &str) -> Result<Self, Error> {
+        // Shown without what may carry secrets (user:password@, the query):
+        // some of these errors are about exactly that.
+        let shown = redact(input.trim());
         let invalid = |why: &str| Error::InvalidConfig {
             key: "base_url",
-            message: format!("{input:?} is not a usable Plane base URL: {why}"),
+            message: format!("{shown:?} is not a usable Plane base URL: {why}"),
         };
         let mut url = Url::parse(input.trim()).map_err(|e| invalid(&e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -105,6 +108,19 @@ impl BaseUrl {
             path.push("");
         }
         Ok(url)
+    }
+}
+
+/// `scheme://[redacted]@host/path`, without query or fragment.
+fn redact(input: &str) -> String {
+    let without_query = input.split(['?', '#']).next().unwrap_or_default();
+    let Some((scheme, rest)) = without_query.split_once("://") else {
+        return without_query.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://[redacted]@{host}{path}"),
+        None => without_query.to_owned(),
     }
 }
 

@@ -290,7 +290,11 @@ async fn a_create_that_did_not_happen_is_sent_again_after_the_lookup() {
         .iter()
         .map(|r| r.method.clone())
         .collect();
-    assert_eq!(methods, ["POST", "GET", "POST"]);
+    assert_eq!(
+        methods,
+        ["POST", "GET", "GET", "POST"],
+        "two lookups before the repeat"
+    );
 }
 
 #[tokio::test]

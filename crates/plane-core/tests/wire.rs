@@ -258,3 +258,16 @@ async fn legacy_issue_paths_for_servers_from_before_the_rename() {
         .unwrap();
     items.get_by_identifier("BIR-1").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_filter_cannot_override_the_page_size_or_cursor() {
+    let client = PlaneClient::builder().api_key(fake_key()).build().unwrap();
+    for key in ["per_page", "cursor", "fields", "expand"] {
+        let err = client
+            .work_items(uuid::Uuid::new_v4())
+            .list(&plane_core::ListParams::new().filter(key, "5000"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument { .. }), "{key}: {err}");
+    }
+}

@@ -268,23 +268,33 @@ impl<'a> WorkItemsHandler<'a> {
     ///
     /// A POST is never repeated blindly. When `fields` carries an external key and
     /// the answer is lost (timeout, dropped connection, 5xx), the item is looked up
-    /// by that key: if the first POST took effect it is returned, otherwise the
-    /// POST is sent again (within the retry budget). A 409 for the key on such a
-    /// repeat resolves to the existing item; on the first attempt it is returned
-    /// as [`Error::Conflict`] with the existing id.
+    /// by that key, twice, after pauses that grow with each repeat (the retry
+    /// policy's base delay doubled): if the first POST took effect it is returned,
+    /// otherwise the POST is sent again (within the retry budget). A 409 for the
+    /// key on such a repeat resolves to the existing item; on the first attempt it
+    /// is returned as [`Error::Conflict`] with the existing id. Plane checks the key
+    /// in application code only, so a first POST still running after both lookups
+    /// could in principle land beside the second: a sync should look up before it
+    /// creates, as plane-bir does.
     pub async fn create(&self, fields: &WorkItemFields) -> Result<WorkItem, Error> {
         let first = self.collection.create(fields).await;
         let Some((source, external_id)) = fields.external_key() else {
             return first;
         };
-        let max_retries = self.collection.client.retry_policy().max_retries;
+        let policy = self.collection.client.retry_policy();
+        let (max_retries, pause) = (policy.max_retries, policy.base_delay);
         let mut outcome = first;
         for repeat in 1..=max_retries {
             match outcome {
                 Err(ref e) if e.is_ambiguous() => {
                     tracing::warn!(error = %e, repeat, "work item create had no clear answer; looking it up by external id");
-                    if let Some(item) = self.find_by_external_id(source, external_id).await? {
-                        return Ok(item);
+                    // The first POST may still be running on Plane, which has no
+                    // unique constraint on the key: give it time and look twice.
+                    for look in 0..2 {
+                        tokio::time::sleep(pause * 2u32.pow(repeat + look)).await;
+                        if let Some(item) = self.find_by_external_id(source, external_id).await? {
+                            return Ok(item);
+                        }
                     }
                     outcome = self.collection.create(fields).await;
                     if let Err(Error::Conflict {
