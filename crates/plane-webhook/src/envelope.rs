@@ -258,8 +258,16 @@ impl Envelope {
         let raw: RawEnvelope = serde_json::from_slice(body).map_err(|e| Error::BadEnvelope {
             message: format!("not a Plane webhook envelope: {e}"),
         })?;
+        // Only `event` and the verb are required. Everything else is read
+        // leniently: the delivery is signed and genuine, and refusing it would lose
+        // it for good (Plane CE never re-sends an answered delivery).
+        let action = raw
+            .action
+            .as_ref()
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         // v2 spells "workitem.updated"; v1 has the verb in `action`.
-        let (family, verb) = match (&raw.action, raw.event.rsplit_once('.')) {
+        let (family, verb) = match (&action, raw.event.rsplit_once('.')) {
             (Some(action), _) => (raw.event.clone(), action.clone()),
             (None, Some((family, verb))) => (family.to_owned(), verb.to_owned()),
             (None, None) => {
@@ -268,52 +276,73 @@ impl Envelope {
                 });
             }
         };
-        let kind = match raw.entity_type.as_deref() {
+        let kind = match raw.entity_type.as_ref().and_then(Value::as_str) {
             Some(entity) => EventKind::parse(entity),
             None => EventKind::parse(&family),
         };
         let data = raw.data.unwrap_or(Value::Null);
-        let payload = Payload::from_data(&kind, data)?;
+        let payload = Payload::from_data(&kind, data);
+        let activity = raw.activity.and_then(|v| match serde_json::from_value(v) {
+            Ok(activity) => Some(activity),
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook `activity` did not decode; kept the event without it");
+                None
+            }
+        });
         Ok(Self {
             event: raw.event,
             kind,
             action: Action::parse(&verb),
-            webhook_id: raw.webhook_id,
-            workspace_id: raw.workspace_id,
-            event_id: raw.event_id.map(|v| value_text(&v)),
-            delivery_id: raw.delivery_id.map(|v| value_text(&v)),
-            version: raw.version,
-            activity: raw.activity,
+            webhook_id: raw.webhook_id.as_ref().and_then(uuid_of),
+            workspace_id: raw.workspace_id.as_ref().and_then(uuid_of),
+            event_id: raw.event_id.as_ref().and_then(stable_text),
+            delivery_id: raw.delivery_id.as_ref().and_then(stable_text),
+            version: raw.version.as_ref().and_then(stable_text),
+            activity,
             previous_attributes: raw.previous_attributes,
             payload,
         })
     }
 }
 
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+fn uuid_of(v: &Value) -> Option<Uuid> {
+    v.as_str()?.parse().ok()
+}
+
+/// A string or number that identifies something; Plane's serialisers have been
+/// seen to send `"None"` for a missing value, which must not become an id that
+/// every event shares.
+fn stable_text(v: &Value) -> Option<String> {
+    let text = match v {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let placeholder =
+        ["", "none", "null", "undefined", "nil"].contains(&text.to_ascii_lowercase().as_str());
+    (!placeholder).then_some(text)
 }
 
 impl Payload {
-    fn from_data(kind: &EventKind, data: Value) -> Result<Self, Error> {
+    /// Types `data` by kind; what does not fit the type stays raw JSON.
+    fn from_data(kind: &EventKind, data: Value) -> Self {
         fn typed<T: serde::de::DeserializeOwned>(
             data: Value,
             wrap: impl FnOnce(Box<T>) -> Payload,
             what: &str,
-        ) -> Result<Payload, Error> {
+        ) -> Payload {
             // Deletes carry only `{"id": ...}` (v1) or `{}` (v2): keep them raw.
             let is_bare = data.as_object().is_none_or(|m| m.len() <= 1);
             if is_bare {
-                return Ok(Payload::Raw(data));
+                return Payload::Raw(data);
             }
-            serde_json::from_value(data)
-                .map(|d| wrap(Box::new(d)))
-                .map_err(|e| Error::BadEnvelope {
-                    message: format!("`data` of a {what} event does not decode: {e}"),
-                })
+            match serde_json::from_value(data.clone()) {
+                Ok(typed) => wrap(Box::new(typed)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "`data` of a {what} event does not fit its type; kept as raw JSON");
+                    Payload::Raw(data)
+                }
+            }
         }
         match kind {
             EventKind::WorkItem => typed(data, Payload::WorkItem, "work item"),
@@ -321,7 +350,7 @@ impl Payload {
             EventKind::Cycle => typed(data, Payload::Cycle, "cycle"),
             EventKind::Module => typed(data, Payload::Module, "module"),
             EventKind::Comment => typed(data, Payload::Comment, "comment"),
-            EventKind::Other(_) => Ok(Payload::Raw(data)),
+            EventKind::Other(_) => Payload::Raw(data),
         }
     }
 }
@@ -329,14 +358,14 @@ impl Payload {
 #[derive(Deserialize)]
 struct RawEnvelope {
     event: String,
-    action: Option<String>,
-    webhook_id: Option<Uuid>,
-    workspace_id: Option<Uuid>,
+    action: Option<Value>,
+    webhook_id: Option<Value>,
+    workspace_id: Option<Value>,
     data: Option<Value>,
-    activity: Option<Activity>,
-    version: Option<String>,
+    activity: Option<Value>,
+    version: Option<Value>,
     event_id: Option<Value>,
     delivery_id: Option<Value>,
-    entity_type: Option<String>,
+    entity_type: Option<Value>,
     previous_attributes: Option<Value>,
 }

@@ -75,6 +75,11 @@ pub enum Error {
         "delivery {id}: the lease ended before the worker finished; another worker may have it"
     )]
     LeaseLost { id: i64 },
+    /// A worker holds this delivery right now; replaying it would run it twice at once.
+    #[error(
+        "delivery {id} is being processed now; replay it once it has finished or its lease has ended"
+    )]
+    InProgress { id: i64 },
     /// No delivery has this id.
     #[error("no delivery with id {id}")]
     UnknownDelivery { id: i64 },

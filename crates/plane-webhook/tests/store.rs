@@ -399,3 +399,24 @@ async fn concurrent_writers_each_get_an_answer_and_every_delivery_is_stored() {
     assert_eq!(ids.len(), 64);
     assert_eq!(store.stats().await.unwrap().pending, 64);
 }
+
+#[tokio::test]
+async fn replay_refuses_an_item_a_worker_holds_until_its_lease_ends() {
+    both(|store, clock| async move {
+        store.record(delivery(1)).await.unwrap();
+        let lease = Duration::from_secs(30);
+        let item = store.claim("a", 1, lease).await.unwrap().remove(0);
+        assert!(matches!(
+            store.replay(item.id).await,
+            Err(Error::InProgress { .. })
+        ));
+        assert!(
+            store.claim("b", 1, lease).await.unwrap().is_empty(),
+            "no second worker"
+        );
+        clock.advance(lease);
+        store.replay(item.id).await.unwrap();
+        assert_eq!(store.claim("b", 1, lease).await.unwrap()[0].attempts, 1);
+    })
+    .await;
+}

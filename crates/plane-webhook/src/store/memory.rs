@@ -229,6 +229,11 @@ impl DeliveryStore for MemoryStore {
                 .rows
                 .get_mut(&id)
                 .ok_or(Error::UnknownDelivery { id })?;
+            if row.record.status == Status::Processing
+                && row.lease.as_ref().is_some_and(|(_, until)| *until > now)
+            {
+                return Err(Error::InProgress { id });
+            }
             row.record.status = Status::Pending;
             row.record.attempts = 0;
             row.record.next_attempt_at = now;

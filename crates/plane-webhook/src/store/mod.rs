@@ -1,9 +1,11 @@
 //! The durable record of deliveries and the inbox a worker drains.
 //!
 //! The receiver calls [`DeliveryStore::record`] once a delivery is verified and
-//! parsed: in one transaction the delivery is inserted (a unique delivery id and
-//! a unique event key back the dedupe) and queued. Only after that returns may it
-//! answer 200. A worker then [`claim`](DeliveryStore::claim)s items under a
+//! parsed: in one transaction the delivery is inserted and queued, and a unique
+//! event key backs the dedupe (Plane Cloud's stable event id, otherwise a digest
+//! of the body: a repeated delivery id and Plane CE's retries, which carry a new
+//! delivery id and the same body, are both caught). Only after that returns may
+//! it answer 200. A worker then [`claim`](DeliveryStore::claim)s items under a
 //! lease, runs the handler, and marks them [`complete`](DeliveryStore::complete)
 //! or [`fail`](DeliveryStore::fail)ed (retried with exponential backoff, dead
 //! after `max_attempts`). A crashed worker's items come back when the lease ends.
@@ -300,7 +302,8 @@ pub trait DeliveryStore: Send + Sync + fmt::Debug {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<DeliveryRecord>, Error>>;
 
-    /// Puts a delivery back in the inbox with fresh attempts.
+    /// Puts a delivery back in the inbox with fresh attempts;
+    /// [`Error::InProgress`] while a worker holds it.
     fn replay(&self, id: i64) -> BoxFuture<'_, Result<(), Error>>;
 
     /// Deletes done and dead deliveries finished more than `older_than` ago;

@@ -311,7 +311,12 @@ impl Writer {
     fn run_batch(&mut self, batch: Vec<Command>) {
         let now = self.config.clock.now_ms();
         let path = self.path.clone();
-        let tx = match self.connection.transaction() {
+        // IMMEDIATE: take the write lock up front, so a batch that reads first
+        // cannot fail half-way when another process (the CLI) wrote meanwhile.
+        let tx = match self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        {
             Ok(tx) => tx,
             Err(e) => {
                 let error = store_error(&path, "begin a transaction")(e);
@@ -417,12 +422,24 @@ fn apply(
         ),
         Command::Replay(id, reply_to) => {
             let result = tx
-                .execute(
-                    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?2, finished_at = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                .query_row(
+                    "SELECT status = 'processing' AND lease_until > ?2 FROM deliveries WHERE id = ?1",
                     params![id, now],
+                    |r| r.get::<_, bool>(0),
                 )
+                .optional()
                 .map_err(err("replay a delivery"))
-                .and_then(|n| if n == 0 { Err(Error::UnknownDelivery { id }) } else { Ok(()) });
+                .and_then(|leased| match leased {
+                    None => Err(Error::UnknownDelivery { id }),
+                    Some(true) => Err(Error::InProgress { id }),
+                    Some(false) => tx
+                        .execute(
+                            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?2, finished_at = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                            params![id, now],
+                        )
+                        .map(drop)
+                        .map_err(err("replay a delivery")),
+                });
             reply(reply_to, result)
         }
         Command::Purge(older_than, reply_to) => {
