@@ -109,6 +109,20 @@ impl DeliveryStore for MemoryStore {
         let max_attempts = self.config.max_attempts;
         let token = lease_token(worker);
         let items = self.with(|state, now| {
+            // Items whose worker died on every attempt stop being handed out.
+            for row in state.rows.values_mut() {
+                let expired = row.lease.as_ref().is_some_and(|(_, until)| *until <= now);
+                if row.record.status == Status::Processing
+                    && expired
+                    && row.record.attempts >= max_attempts
+                {
+                    row.record.status = Status::Dead;
+                    row.record.finished_at = Some(now);
+                    row.record.last_error =
+                        Some(format!("lease expired on attempt {}", row.record.attempts));
+                    row.lease = None;
+                }
+            }
             let mut ready: Vec<(i64, i64)> = state
                 .rows
                 .values()
@@ -130,15 +144,6 @@ impl DeliveryStore for MemoryStore {
                 let Some(row) = state.rows.get_mut(&id) else {
                     continue;
                 };
-                if row.record.status == Status::Processing && row.record.attempts >= max_attempts {
-                    // Its worker died on every attempt: stop handing it out.
-                    row.record.status = Status::Dead;
-                    row.record.finished_at = Some(now);
-                    row.record.last_error =
-                        Some(format!("lease expired on attempt {}", row.record.attempts));
-                    row.lease = None;
-                    continue;
-                }
                 row.record.status = Status::Processing;
                 row.record.attempts += 1;
                 row.lease = Some((token.clone(), now + duration_ms(lease)));
