@@ -22,6 +22,8 @@ use crate::serve::AbortConnection;
 /// How long a Plane reachability answer is reused by `/readyz`, so probes
 /// never spend the rate budget.
 const READY_CACHE: Duration = Duration::from_secs(30);
+/// How long `/readyz` waits for Plane.
+const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The last Plane reachability answer and when it was taken.
 type ReadyCache = Arc<Mutex<Option<(Instant, Result<(), String>)>>>;
@@ -147,9 +149,13 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    // The store's error names files; it goes to the log, not to the caller.
     let store = match state.connector.store().stats().await {
         Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness: the delivery store does not answer");
+            Err("the delivery store does not answer (see the server log)".to_owned())
+        }
     };
     let plane = plane_reachable(&state).await;
     let ready = store.is_ok() && plane.as_ref().is_none_or(Result::is_ok);
@@ -182,12 +188,25 @@ async fn plane_reachable(state: &AppState) -> Option<Result<(), String>> {
     {
         return Some(result.clone());
     }
-    let result = client
-        .users()
-        .me()
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string());
+    // A probe must not wait behind the rate limiter or a 429 hold: give it a
+    // few seconds, and keep the last known answer if it gets none.
+    let result = match tokio::time::timeout(READY_TIMEOUT, client.users().me()).await {
+        Ok(answer) => answer.map(drop).map_err(|e| e.to_string()),
+        Err(_) => {
+            let last = state
+                .ready_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .map(|(_, r)| r.clone());
+            return Some(last.unwrap_or_else(|| {
+                Err(format!(
+                    "no answer from Plane within {} s",
+                    READY_TIMEOUT.as_secs()
+                ))
+            }));
+        }
+    };
     *state
         .ready_cache
         .lock()

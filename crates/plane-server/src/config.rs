@@ -210,8 +210,15 @@ impl Config {
             listen,
             database,
             body_limit,
-            retention: Duration::from_secs(days * 86_400),
-            purge_interval: Duration::from_secs(hours * 3600),
+            retention: Duration::from_secs(
+                days.checked_mul(86_400)
+                    .ok_or_else(|| ConfigError::new("store.retention_days", "is too large"))?,
+            ),
+            purge_interval: Duration::from_secs(
+                hours.checked_mul(3600).ok_or_else(|| {
+                    ConfigError::new("store.purge_interval_hours", "is too large")
+                })?,
+            ),
             lease: Duration::from_secs(lease),
             max_attempts,
         })
@@ -259,9 +266,15 @@ fn secret(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<Str
             format!("both {name} and {file_var} are set; set only one"),
         )),
         (Some(value), None) => Ok(Some(value.trim().to_owned())),
-        (None, Some(path)) => std::fs::read_to_string(&path)
-            .map(|v| Some(v.trim().to_owned()).filter(|v| !v.is_empty()))
-            .map_err(|e| ConfigError::new(file_var, format!("cannot read {path:?}: {e}"))),
+        (None, Some(path)) => {
+            let value = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::new(&file_var, format!("cannot read {path:?}: {e}")))?;
+            let value = value.trim();
+            if value.is_empty() {
+                return Err(ConfigError::new(file_var, format!("{path:?} is empty")));
+            }
+            Ok(Some(value.to_owned()))
+        }
         (None, None) => Ok(None),
     }
 }
@@ -270,9 +283,11 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let key = format!("--config {}", path.display());
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(&key, format!("cannot read it: {e}")))?;
+    // toml's Display quotes the offending line, which may hold a secret: report
+    // the position and the reason only.
     let table: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| ConfigError::new(&key, e.to_string()))?;
+        .map_err(|e: toml::de::Error| ConfigError::new(&key, toml_error(&text, &e)))?;
     // Refuse secrets before anything else, naming the key but never the value.
     for (section, value) in &table {
         let keys: Vec<String> = match value.as_table() {
@@ -296,7 +311,18 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         }
     }
     toml::from_str(&text)
-        .map_err(|e: toml::de::Error| ConfigError::new(&key, e.message().to_owned()))
+        .map_err(|e: toml::de::Error| ConfigError::new(&key, toml_error(&text, &e)))
+}
+
+/// "line N: reason", without the text of the line.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", e.message())
+        }
+        None => e.message().to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -472,5 +498,49 @@ mod tests {
         )
         .unwrap();
         assert!(!explicit_off.is_enabled());
+    }
+
+    #[test]
+    fn a_toml_syntax_error_gives_the_line_but_not_its_text() {
+        let (_dir, path) =
+            toml_file("[plane]\nworkspace_slug = \"ok\"\nwebhook_secret = \"plane_wh_leaky\n");
+        let err = Config::load(
+            &Overrides {
+                config_file: Some(path),
+                ..Overrides::default()
+            },
+            &env_of(&[]),
+        )
+        .unwrap_err();
+        assert!(err.message.starts_with("line 3:"), "{err}");
+        assert!(!err.to_string().contains("leaky"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_secret_file_is_an_error_not_a_missing_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "\n").unwrap();
+        let err = Config::load(
+            &Overrides::default(),
+            &env_of(&[("PLANE_WEBHOOK_SECRET_FILE", file.to_str().unwrap())]),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "PLANE_WEBHOOK_SECRET_FILE");
+        assert!(err.message.contains("is empty"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_retention_is_refused() {
+        let (_dir, path) = toml_file("[store]\nretention_days = 1000000000000000\n");
+        let err = Config::load(
+            &Overrides {
+                config_file: Some(path),
+                ..Overrides::default()
+            },
+            &env_of(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "store.retention_days");
     }
 }

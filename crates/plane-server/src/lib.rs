@@ -110,7 +110,8 @@ pub async fn start(
         config: WorkerConfig {
             name: format!("plane-server-{}", std::process::id()),
             lease: config.lease,
-            batch: 32,
+            // Few at a time: items wait under their lease while earlier ones run.
+            batch: 4,
             poll: Duration::from_secs(1),
             retention: config.retention,
             purge_interval: config.purge_interval,

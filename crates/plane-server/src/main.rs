@@ -129,7 +129,9 @@ fn parse_age(text: &str) -> Result<Duration, String> {
             ));
         }
     };
-    Ok(Duration::from_secs(n * secs))
+    n.checked_mul(secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long an age"))
 }
 
 fn main() -> ExitCode {
@@ -231,9 +233,13 @@ async fn check(config: &Config) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e @ plane_core::Error::Unauthorized { .. }) => {
+        Err(e @ (plane_core::Error::Unauthorized { .. } | plane_core::Error::Forbidden { .. })) => {
             eprintln!("plane-server: {e}");
             Ok(ExitCode::from(3))
+        }
+        Err(e @ (plane_core::Error::InvalidConfig { .. } | plane_core::Error::Token { .. })) => {
+            eprintln!("plane-server: {e}");
+            Ok(ExitCode::from(2))
         }
         Err(e) => {
             eprintln!("plane-server: Plane is not reachable: {e}");
@@ -339,5 +345,22 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages() {
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_age("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_age("7w").unwrap_or_default().is_zero());
+        assert!(
+            parse_age("213503982334602d").is_err(),
+            "overflow must not wrap"
+        );
+        assert!(parse_age("soon").is_err());
     }
 }

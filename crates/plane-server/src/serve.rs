@@ -8,12 +8,15 @@
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tower::ServiceExt;
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Put in every request's extensions: closes the request's connection at once,
 /// with no response.
@@ -63,7 +66,11 @@ pub async fn serve(
                     request.extensions_mut().insert(abort.clone());
                     request
                 });
+                // A client that trickles its headers is cut off instead of holding
+                // a connection open forever.
                 let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {

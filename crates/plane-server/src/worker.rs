@@ -1,9 +1,11 @@
 //! The inbox worker: claims items, runs the handlers that want them, marks them
 //! done or failed, and purges old deliveries on a schedule.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use plane_webhook::{DeliveryStore, Envelope, EventHandler, FailOutcome, InboxItem};
 use tokio::sync::{Notify, watch};
 
@@ -88,7 +90,12 @@ impl Worker {
     async fn process(&self, item: &InboxItem) {
         let started = Instant::now();
         let outcome = match Envelope::parse(&item.body) {
-            Ok(envelope) => self.dispatch(&envelope).await,
+            // A panicking handler fails its item (retried, then dead) instead of
+            // taking the worker down while the receiver keeps filling the inbox.
+            Ok(envelope) => AssertUnwindSafe(self.dispatch(&envelope))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(format!("a handler panicked: {}", panic_text(&panic)))),
             Err(e) => Err(format!("stored body no longer parses: {e}")),
         };
         let result = match outcome {
@@ -126,4 +133,12 @@ impl Worker {
         }
         Ok(())
     }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }

@@ -412,3 +412,84 @@ async fn a_delivery_that_cannot_be_stored_gets_no_answer_so_plane_sends_it_again
     );
     running.shutdown().await.unwrap();
 }
+
+/// Panics on the first event it sees, handles the rest.
+#[derive(Debug, Default)]
+struct PanicsOnce {
+    panicked: std::sync::atomic::AtomicBool,
+    handled: std::sync::atomic::AtomicUsize,
+}
+
+impl EventHandler for PanicsOnce {
+    fn name(&self) -> &str {
+        "panics-once"
+    }
+    fn wants(&self, _: &Envelope) -> bool {
+        true
+    }
+    fn handle<'a>(&'a self, _: &'a Envelope) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            if !self
+                .panicked
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                panic!("handler bug");
+            }
+            self.handled
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_its_item_and_the_worker_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
+    let cfg = config(&secret, &dir.path().join("panic.db"));
+    let store: Arc<dyn DeliveryStore> = Arc::new(
+        SqliteStore::open(
+            &cfg.database,
+            StoreConfig {
+                retry_base: Duration::from_millis(20),
+                ..StoreConfig::default()
+            },
+        )
+        .unwrap(),
+    );
+    let handler = Arc::new(PanicsOnce::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = plane_server::start(
+        &cfg,
+        store.clone(),
+        vec![handler.clone()],
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/webhooks/plane", running.addr);
+    let sender = plane_fake::WebhookSender::new(&secret);
+    for n in 0..3 {
+        sender
+            .send(
+                &url,
+                "issue",
+                "created",
+                serde_json::json!({"id": uuid::Uuid::new_v4(), "name": format!("item {n}")}),
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap();
+    }
+    eventually("all three handled", async || {
+        store.stats().await.unwrap().done == 3
+    })
+    .await;
+    assert_eq!(
+        handler.handled.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "the panicked item was retried"
+    );
+    running.shutdown().await.unwrap();
+}

@@ -266,3 +266,31 @@ async fn health_readiness_and_metrics() {
     }
     assert!(!text.contains(&secret()));
 }
+
+#[tokio::test]
+async fn readiness_does_not_hang_when_plane_is_slow() {
+    let fake = plane_fake::FakePlane::builder().start().await.unwrap();
+    fake.inject(plane_fake::Fault::delay(std::time::Duration::from_secs(30)).times(10));
+    let cfg = config(&[
+        ("PLANE_WEBHOOK_SECRET", secret()),
+        ("PLANE_API_KEY", fake.api_key()),
+        ("PLANE_BASE_URL", fake.base_url()),
+    ]);
+    let (state, _) = state_with(&cfg);
+    let started = std::time::Instant::now();
+    let (status, json) = send(&state, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    assert!(
+        json["plane"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no answer"),
+        "{json}"
+    );
+    assert_eq!(json["store"], "ok");
+}
