@@ -64,6 +64,68 @@ fn config(secret: &str, db: &std::path::Path) -> Config {
     .unwrap()
 }
 
+/// The service on a real socket, its SQLite store in a temporary directory.
+struct Harness {
+    _dir: tempfile::TempDir,
+    secret: String,
+    /// The SQLite store (also when the service got a wrapper around it).
+    store: Arc<dyn DeliveryStore>,
+    running: plane_server::Running,
+    url: String,
+}
+
+impl Harness {
+    async fn start(handler: Arc<dyn EventHandler>, store_config: StoreConfig) -> Self {
+        Self::start_with(handler, store_config, |store| store).await
+    }
+
+    /// `wrap` decides what the service gets in place of the plain store.
+    async fn start_with(
+        handler: Arc<dyn EventHandler>,
+        store_config: StoreConfig,
+        wrap: impl FnOnce(Arc<dyn DeliveryStore>) -> Arc<dyn DeliveryStore>,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
+        let cfg = config(&secret, &dir.path().join("deliveries.db"));
+        let store: Arc<dyn DeliveryStore> =
+            Arc::new(SqliteStore::open(&cfg.database, store_config).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = plane_server::start(
+            &cfg,
+            wrap(store.clone()),
+            vec![handler],
+            listener,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        let url = format!("http://{}/webhooks/plane", running.addr);
+        Self {
+            _dir: dir,
+            secret,
+            store,
+            running,
+            url,
+        }
+    }
+
+    /// Sends one signed `issue` event, as Plane does (retrying transport errors only).
+    async fn send(&self, action: &str, name: &str) -> plane_fake::WebhookDelivery {
+        plane_fake::WebhookSender::new(&self.secret)
+            .backoff(Duration::from_millis(20))
+            .send(
+                &self.url,
+                "issue",
+                action,
+                serde_json::json!({"id": uuid::Uuid::new_v4(), "name": name}),
+                serde_json::json!({}),
+            )
+            .await
+            .unwrap()
+    }
+}
+
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     for _ in 0..400 {
         if check().await {
@@ -76,26 +138,12 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_from_plane_are_handled_exactly_once_even_when_resent() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
-    let cfg = config(&secret, &dir.path().join("e2e.db"));
-    let store: Arc<dyn DeliveryStore> =
-        Arc::new(SqliteStore::open(&cfg.database, StoreConfig::default()).unwrap());
     let handler = Arc::new(Counting::default());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = plane_server::start(
-        &cfg,
-        store.clone(),
-        vec![handler.clone()],
-        listener,
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://{}/webhooks/plane", running.addr);
+    let h = Harness::start(handler.clone(), StoreConfig::default()).await;
+    let (store, url, secret) = (&h.store, &h.url, &h.secret);
 
     let fake = FakePlane::builder().no_rate_limit().start().await.unwrap();
-    fake.register_webhook(&url, &secret);
+    fake.register_webhook(url, secret);
     let client = PlaneClient::builder()
         .base_url(fake.base_url())
         .workspace_slug(fake.workspace_slug())
@@ -125,10 +173,10 @@ async fn deliveries_from_plane_are_handled_exactly_once_even_when_resent() {
 
     // One more event, then the same body three times under new delivery ids,
     // as Plane CE's retries send it.
-    let sender = fake.webhook_sender(&secret);
+    let sender = fake.webhook_sender(secret);
     let original = sender
         .send(
-            &url,
+            url,
             "issue",
             "updated",
             serde_json::json!({"id": uuid::Uuid::new_v4(), "name": "x"}),
@@ -138,7 +186,7 @@ async fn deliveries_from_plane_are_handled_exactly_once_even_when_resent() {
         .unwrap();
     for _ in 0..3 {
         let again = sender
-            .raw(&url, "issue", original.body.clone(), None)
+            .raw(url, "issue", original.body.clone(), None)
             .await
             .unwrap();
         assert_eq!(again.status, Some(200));
@@ -155,59 +203,29 @@ async fn deliveries_from_plane_are_handled_exactly_once_even_when_resent() {
         "handled more than once: {seen:#?}"
     );
     assert_eq!(
-        running
+        h.running
             .state
             .metrics
             .delivery_count("duplicate", "same_event"),
         3
     );
-    running.shutdown().await.unwrap();
+    h.running.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_handlers_are_retried_with_backoff_then_parked_as_dead() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
-    let cfg = config(&secret, &dir.path().join("fail.db"));
-    let store: Arc<dyn DeliveryStore> = Arc::new(
-        SqliteStore::open(
-            &cfg.database,
-            StoreConfig {
-                max_attempts: 3,
-                retry_base: Duration::from_millis(20),
-                ..StoreConfig::default()
-            },
-        )
-        .unwrap(),
-    );
     let handler = Arc::new(Counting {
         fail: true,
         ..Counting::default()
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut cfg = cfg;
-    cfg.lease = Duration::from_secs(5);
-    let running = plane_server::start(
-        &cfg,
-        store.clone(),
-        vec![handler],
-        listener,
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://{}/webhooks/plane", running.addr);
-    let sender = plane_fake::WebhookSender::new(&secret);
-    sender
-        .send(
-            &url,
-            "issue",
-            "created",
-            serde_json::json!({"id": uuid::Uuid::new_v4(), "name": "doomed"}),
-            serde_json::json!({}),
-        )
-        .await
-        .unwrap();
+    let store_config = StoreConfig {
+        max_attempts: 3,
+        retry_base: Duration::from_millis(20),
+        ..StoreConfig::default()
+    };
+    let h = Harness::start(handler, store_config).await;
+    let store = &h.store;
+    h.send("created", "doomed").await;
     eventually("the item to be parked", async || {
         store.stats().await.unwrap().dead == 1
     })
@@ -219,50 +237,28 @@ async fn failing_handlers_are_retried_with_backoff_then_parked_as_dead() {
             .unwrap()
             .contains("handler counting: Plane said no")
     );
-    running.shutdown().await.unwrap();
+    h.running.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_the_current_item_and_gives_back_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
-    let cfg = config(&secret, &dir.path().join("stop.db"));
-    let store: Arc<dyn DeliveryStore> =
-        Arc::new(SqliteStore::open(&cfg.database, StoreConfig::default()).unwrap());
     let handler = Arc::new(Counting {
         delay: Duration::from_millis(300),
         ..Counting::default()
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = plane_server::start(
-        &cfg,
-        store.clone(),
-        vec![handler.clone()],
-        listener,
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://{}/webhooks/plane", running.addr);
-    let sender = plane_fake::WebhookSender::new(&secret);
+    let h = Harness::start(handler.clone(), StoreConfig::default()).await;
+    let store = h.store.clone();
     for n in 0..4 {
-        let d = sender
-            .send(
-                &url,
-                "issue",
-                "created",
-                serde_json::json!({"id": uuid::Uuid::new_v4(), "name": format!("slow {n}")}),
-                serde_json::json!({}),
-            )
-            .await
-            .unwrap();
-        assert_eq!(d.status, Some(200));
+        assert_eq!(
+            h.send("created", &format!("slow {n}")).await.status,
+            Some(200)
+        );
     }
     eventually("the worker to start", async || {
         store.stats().await.unwrap().processing > 0
     })
     .await;
-    running.shutdown().await.unwrap();
+    h.running.shutdown().await.unwrap();
     let stats = store.stats().await.unwrap();
     assert_eq!(
         stats.processing, 0,
@@ -358,40 +354,17 @@ impl DeliveryStore for FailingRecords {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_that_cannot_be_stored_gets_no_answer_so_plane_sends_it_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
-    let cfg = config(&secret, &dir.path().join("full.db"));
-    let sqlite: Arc<dyn DeliveryStore> =
-        Arc::new(SqliteStore::open(&cfg.database, StoreConfig::default()).unwrap());
-    let store: Arc<dyn DeliveryStore> = Arc::new(FailingRecords {
-        inner: sqlite.clone(),
-        failures_left: std::sync::atomic::AtomicUsize::new(2),
-    });
     let handler = Arc::new(Counting::default());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = plane_server::start(
-        &cfg,
-        store,
-        vec![handler.clone()],
-        listener,
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://{}/webhooks/plane", running.addr);
-
+    let h = Harness::start_with(handler.clone(), StoreConfig::default(), |inner| {
+        Arc::new(FailingRecords {
+            inner,
+            failures_left: std::sync::atomic::AtomicUsize::new(2),
+        })
+    })
+    .await;
+    let sqlite = &h.store;
     // plane-fake's sender behaves like Plane CE: it retries only transport errors.
-    let sender = plane_fake::WebhookSender::new(&secret).backoff(Duration::from_millis(20));
-    let delivery = sender
-        .send(
-            &url,
-            "issue",
-            "created",
-            serde_json::json!({"id": uuid::Uuid::new_v4(), "name": "kept"}),
-            serde_json::json!({}),
-        )
-        .await
-        .unwrap();
+    let delivery = h.send("created", "kept").await;
     assert_eq!(delivery.status, Some(200));
     assert_eq!(
         delivery.delivery_ids.len(),
@@ -404,13 +377,13 @@ async fn a_delivery_that_cannot_be_stored_gets_no_answer_so_plane_sends_it_again
     .await;
     assert_eq!(handler.seen.lock().unwrap().values().sum::<u32>(), 1);
     assert_eq!(
-        running
+        h.running
             .state
             .metrics
             .delivery_count("rejected", "store_unavailable"),
         2
     );
-    running.shutdown().await.unwrap();
+    h.running.shutdown().await.unwrap();
 }
 
 /// Panics on the first event it sees, handles the rest.
@@ -444,43 +417,15 @@ impl EventHandler for PanicsOnce {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_fails_its_item_and_the_worker_carries_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
-    let cfg = config(&secret, &dir.path().join("panic.db"));
-    let store: Arc<dyn DeliveryStore> = Arc::new(
-        SqliteStore::open(
-            &cfg.database,
-            StoreConfig {
-                retry_base: Duration::from_millis(20),
-                ..StoreConfig::default()
-            },
-        )
-        .unwrap(),
-    );
     let handler = Arc::new(PanicsOnce::default());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let running = plane_server::start(
-        &cfg,
-        store.clone(),
-        vec![handler.clone()],
-        listener,
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
-    let url = format!("http://{}/webhooks/plane", running.addr);
-    let sender = plane_fake::WebhookSender::new(&secret);
+    let store_config = StoreConfig {
+        retry_base: Duration::from_millis(20),
+        ..StoreConfig::default()
+    };
+    let h = Harness::start(handler.clone(), store_config).await;
+    let store = &h.store;
     for n in 0..3 {
-        sender
-            .send(
-                &url,
-                "issue",
-                "created",
-                serde_json::json!({"id": uuid::Uuid::new_v4(), "name": format!("item {n}")}),
-                serde_json::json!({}),
-            )
-            .await
-            .unwrap();
+        h.send("created", &format!("item {n}")).await;
     }
     eventually("all three handled", async || {
         store.stats().await.unwrap().done == 3
@@ -491,5 +436,5 @@ async fn a_panicking_handler_fails_its_item_and_the_worker_carries_on() {
         3,
         "the panicked item was retried"
     );
-    running.shutdown().await.unwrap();
+    h.running.shutdown().await.unwrap();
 }
