@@ -86,6 +86,8 @@ pub struct SqliteStore {
 
 /// How often the checkpoint thread copies the WAL back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How often the writer finishes a checkpoint between two transactions.
+const WRITER_CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Copies committed WAL frames into the database file from a connection of its
 /// own. A PASSIVE checkpoint never blocks the writer, so the fsyncs of the
@@ -284,6 +286,7 @@ impl Writer {
         // keep arriving (gaps under QUIET, at most LINGER in all): many small
         // commits become one.
         let mut shared = false;
+        let mut last_checkpoint = std::time::Instant::now();
         while let Ok(first) = receiver.recv() {
             let mut batch = vec![first];
             let deadline = std::time::Instant::now() + LINGER;
@@ -305,6 +308,20 @@ impl Writer {
             }
             shared = batch.len() > 1;
             self.run_batch(batch);
+            // The checkpoint thread copies frames while commits go on, so under
+            // steady load it never finishes one and the WAL grows without end.
+            // Here, between transactions and after the replies went out, nothing
+            // else writes: the checkpoint completes (it is short, the other thread
+            // did most of the copying) and the next commit starts the WAL over.
+            if last_checkpoint.elapsed() >= WRITER_CHECKPOINT_EVERY {
+                if let Err(e) =
+                    self.connection
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will try again");
+                }
+                last_checkpoint = std::time::Instant::now();
+            }
         }
     }
 
@@ -502,18 +519,23 @@ fn claim(
          WHERE status = 'processing' AND lease_until <= ?1 AND attempts >= ?2",
         params![now, config.max_attempts],
     )?;
-    let mut select = tx.prepare_cached(
-        "SELECT id FROM deliveries
-         WHERE (status IN ('pending','failed') AND next_attempt_at <= ?1)
-            OR (status = 'processing' AND lease_until <= ?1)
-         ORDER BY next_attempt_at, id LIMIT ?2",
-    )?;
-    let ids: Vec<i64> = select
-        .query_map(
-            params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
-            |r| r.get(0),
-        )?
-        .collect::<Result<_, _>>()?;
+    // One query per status, each walking the (status, next_attempt_at) index in
+    // order and stopping at `limit`: a single OR query would sort the whole
+    // backlog on every claim, and the backlog is largest exactly under load.
+    let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut ready: Vec<(i64, i64)> = Vec::new();
+    for sql in [
+        "SELECT next_attempt_at, id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+        "SELECT next_attempt_at, id FROM deliveries WHERE status = 'failed' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+        "SELECT next_attempt_at, id FROM deliveries WHERE status = 'processing' AND lease_until <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+    ] {
+        let mut select = tx.prepare_cached(sql)?;
+        for row in select.query_map(params![now, limit_sql], |r| Ok((r.get(0)?, r.get(1)?)))? {
+            ready.push(row?);
+        }
+    }
+    ready.sort_unstable();
+    let ids: Vec<i64> = ready.into_iter().take(limit).map(|(_, id)| id).collect();
     let mut update = tx.prepare_cached(
         "UPDATE deliveries SET status = 'processing', attempts = attempts + 1, lease_owner = ?2, lease_until = ?3
          WHERE id = ?1 RETURNING delivery_id, event, action, body, attempts",
