@@ -150,7 +150,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     // The store's error names files; it goes to the log, not to the caller.
-    let store = match state.connector.store().stats().await {
+    let store = match state.connector.store().ping().await {
         Ok(_) => Ok(()),
         Err(e) => {
             tracing::error!(error = %e, "readiness: the delivery store does not answer");

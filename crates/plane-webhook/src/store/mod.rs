@@ -312,4 +312,10 @@ pub trait DeliveryStore: Send + Sync + fmt::Debug {
 
     /// Counts by status.
     fn stats(&self) -> BoxFuture<'_, Result<InboxStats, Error>>;
+
+    /// Answers when the store can take a write now (health checks); cheaper
+    /// than `stats`.
+    fn ping(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async { self.stats().await.map(drop) })
+    }
 }

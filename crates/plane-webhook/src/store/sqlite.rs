@@ -72,6 +72,8 @@ enum Command {
     Replay(i64, oneshot::Sender<Result<(), Error>>),
     Purge(Duration, oneshot::Sender<Result<u64, Error>>),
     Stats(oneshot::Sender<Result<InboxStats, Error>>),
+    /// Runs an empty write transaction: the write lock could be taken.
+    Ping(oneshot::Sender<Result<(), Error>>),
 }
 
 /// A SQLite-backed delivery store.
@@ -370,6 +372,7 @@ impl Command {
             Command::List(_, _, tx) => drop(tx.send(Err(e))),
             Command::Purge(_, tx) => drop(tx.send(Err(e))),
             Command::Stats(tx) => drop(tx.send(Err(e))),
+            Command::Ping(tx) => drop(tx.send(Err(e))),
         }
     }
 }
@@ -471,6 +474,7 @@ fn apply(
             reply(reply_to, result)
         }
         Command::Stats(reply_to) => reply(reply_to, stats(tx).map_err(err("count deliveries"))),
+        Command::Ping(reply_to) => reply(reply_to, Ok(())),
     }
 }
 
@@ -699,5 +703,9 @@ impl DeliveryStore for SqliteStore {
 
     fn stats(&self) -> BoxFuture<'_, Result<InboxStats, Error>> {
         self.call(Command::Stats)
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), Error>> {
+        self.call(Command::Ping)
     }
 }
