@@ -426,3 +426,22 @@ async fn a_kill_9_mid_stream_loses_nothing_and_stores_each_event_once() {
     );
     assert_eq!(processed_once + processed_twice, EVENTS);
 }
+
+#[test]
+fn json_logs_are_one_json_object_per_line() {
+    let out = plane_server(&["--log-format", "json", "demo"], &[("RUST_LOG", "info")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 5, "{stderr}");
+    for line in lines {
+        let json: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            json["level"].is_string() && json["fields"].is_object(),
+            "{line}"
+        );
+    }
+}
