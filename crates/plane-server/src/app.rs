@@ -3,8 +3,7 @@
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -37,6 +36,8 @@ pub struct AppState {
     /// Wakes the worker when something was queued.
     pub queued: Arc<Notify>,
     pub body_limit: usize,
+    /// How long a delivery's body may take to arrive (default 30 s).
+    pub body_timeout: Duration,
     ready_cache: ReadyCache,
     key_missing_logged: Arc<Once>,
 }
@@ -55,6 +56,7 @@ impl AppState {
             clock,
             queued: Arc::new(Notify::new()),
             body_limit,
+            body_timeout: Duration::from_secs(30),
             ready_cache: Arc::default(),
             key_missing_logged: Arc::new(Once::new()),
         }
@@ -63,11 +65,11 @@ impl AppState {
 
 /// The service's routes, with JSON answers for unknown routes and methods.
 pub fn router(state: AppState) -> Router {
-    let limit = state.body_limit;
     Router::new()
+        // The handler reads the body itself, within `body_limit` and `body_timeout`.
         .route(
             "/webhooks/plane",
-            post(receive).layer(DefaultBodyLimit::max(limit)),
+            post(receive).layer(DefaultBodyLimit::disable()),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -81,15 +83,29 @@ async fn receive(
     State(state): State<AppState>,
     abort: Option<Extension<AbortConnection>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let result = async {
-        let body = body.map_err(|e| match e.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge {
-                limit: state.body_limit,
-            },
-            _ => ApiError::BadRequest(e.body_text()),
-        })?;
+        // Bounded in size and in time: a client that trickles its body is cut off.
+        let body = match tokio::time::timeout(
+            state.body_timeout,
+            axum::body::to_bytes(body, state.body_limit),
+        )
+        .await
+        {
+            Err(_) => return Err(ApiError::BodyTimeout),
+            Ok(Ok(body)) => body,
+            Ok(Err(e)) => {
+                let e = e.into_inner();
+                return Err(if e.is::<http_body_util::LengthLimitError>() {
+                    ApiError::TooLarge {
+                        limit: state.body_limit,
+                    }
+                } else {
+                    ApiError::BadRequest(format!("could not read the body: {e}"))
+                });
+            }
+        };
         let (delivery, envelope) = state.connector.verify(&headers, &body)?;
         let outcome = state
             .connector
@@ -126,8 +142,8 @@ async fn receive(
                          until PLANE_WEBHOOK_SECRET is set"
                     );
                 }),
-                ApiError::Store(e) => {
-                    tracing::error!(error = %e, "could not store a delivery");
+                ApiError::Store(_) | ApiError::BodyTimeout => {
+                    tracing::error!(error = %error, "delivery not taken");
                     // Any answer would count as delivered to Plane CE; no answer
                     // makes it send the event again later.
                     if let Some(Extension(abort)) = abort {

@@ -17,6 +17,8 @@ pub enum ApiError {
     KeyMissing,
     #[error("body larger than {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("the body did not arrive in time")]
+    BodyTimeout,
     #[error("{0}")]
     Signature(plane_webhook::SignatureError),
     #[error("{0}")]
@@ -37,6 +39,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Signature(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::Disabled => "disabled",
             ApiError::KeyMissing => "key_missing",
             ApiError::TooLarge { .. } => "too_large",
+            ApiError::BodyTimeout => "body_timeout",
             ApiError::Signature(e) => match e.reason() {
                 "missing" => "signature_missing",
                 "not_hex" => "signature_not_hex",
@@ -72,6 +76,7 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge { limit } => {
                 json!({"error": "PAYLOAD_TOO_LARGE", "limit_bytes": limit})
             }
+            ApiError::BodyTimeout => json!({"error": "REQUEST_TIMEOUT"}),
             ApiError::Signature(e) => {
                 json!({"error": "INVALID_SIGNATURE", "reason": e.reason(), "message": e.to_string()})
             }

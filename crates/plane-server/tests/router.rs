@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use futures::StreamExt;
 use http::{Request, StatusCode};
 use plane_server::app::{AppState, router};
 use plane_server::config::{Config, Overrides};
@@ -293,4 +294,26 @@ async fn readiness_does_not_hang_when_plane_is_slow() {
         "{json}"
     );
     assert_eq!(json["store"], "ok");
+}
+
+#[tokio::test]
+async fn a_body_that_never_finishes_is_cut_off() {
+    let (mut state, store) = state();
+    state.body_timeout = std::time::Duration::from_millis(200);
+    let b = body(9);
+    let signature = Verifier::sign(&secret(), &b);
+    let first = bytes::Bytes::from(b[..10].to_vec());
+    let trickle = futures::stream::once(async move { Ok::<_, std::io::Error>(first) })
+        .chain(futures::stream::pending());
+    let request = Request::post("/webhooks/plane")
+        .header("x-plane-delivery", uuid::Uuid::new_v4().to_string())
+        .header("x-plane-signature", signature)
+        .body(Body::from_stream(trickle))
+        .unwrap();
+    let (status, json) = send(&state, request).await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (StatusCode::REQUEST_TIMEOUT, Some("REQUEST_TIMEOUT"))
+    );
+    assert_eq!(store.stats().await.unwrap().pending, 0);
 }
