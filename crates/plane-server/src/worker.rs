@@ -89,14 +89,33 @@ impl Worker {
 
     async fn process(&self, item: &InboxItem) {
         let started = Instant::now();
-        let outcome = match Envelope::parse(&item.body) {
-            // A panicking handler fails its item (retried, then dead) instead of
-            // taking the worker down while the receiver keeps filling the inbox.
-            Ok(envelope) => AssertUnwindSafe(self.dispatch(&envelope))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| Err(format!("a handler panicked: {}", panic_text(&panic)))),
-            Err(e) => Err(format!("stored body no longer parses: {e}")),
+        let work = async {
+            match Envelope::parse(&item.body) {
+                // A panicking handler fails its item (retried, then dead) instead of
+                // taking the worker down while the receiver keeps filling the inbox.
+                Ok(envelope) => AssertUnwindSafe(self.dispatch(&envelope))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        Err(format!("a handler panicked: {}", panic_text(&panic)))
+                    }),
+                Err(e) => Err(format!("stored body no longer parses: {e}")),
+            }
+        };
+        tokio::pin!(work);
+        // Keep the lease alive while a handler runs long (it calls Plane, which
+        // paces at about one request a second), so no other worker takes the item.
+        let mut heartbeat = tokio::time::interval(self.config.lease / 3);
+        heartbeat.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut work => break outcome,
+                _ = heartbeat.tick() => {
+                    if let Err(e) = self.store.extend(item, self.config.lease).await {
+                        tracing::warn!(id = item.id, error = %e, "could not extend the lease");
+                    }
+                }
+            }
         };
         let result = match outcome {
             Ok(()) => match self.store.complete(item).await {

@@ -76,18 +76,23 @@ struct Harness {
 
 impl Harness {
     async fn start(handler: Arc<dyn EventHandler>, store_config: StoreConfig) -> Self {
-        Self::start_with(handler, store_config, |store| store).await
+        Self::start_with(handler, store_config, Duration::from_secs(60), |store| {
+            store
+        })
+        .await
     }
 
     /// `wrap` decides what the service gets in place of the plain store.
     async fn start_with(
         handler: Arc<dyn EventHandler>,
         store_config: StoreConfig,
+        lease: Duration,
         wrap: impl FnOnce(Arc<dyn DeliveryStore>) -> Arc<dyn DeliveryStore>,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
-        let cfg = config(&secret, &dir.path().join("deliveries.db"));
+        let mut cfg = config(&secret, &dir.path().join("deliveries.db"));
+        cfg.lease = lease;
         let store: Arc<dyn DeliveryStore> =
             Arc::new(SqliteStore::open(&cfg.database, store_config).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -334,6 +339,13 @@ impl DeliveryStore for FailingRecords {
     ) -> BoxFuture<'a, Result<(), plane_webhook::Error>> {
         self.inner.release(i)
     }
+    fn extend<'a>(
+        &'a self,
+        i: &'a plane_webhook::InboxItem,
+        d: Duration,
+    ) -> BoxFuture<'a, Result<(), plane_webhook::Error>> {
+        self.inner.extend(i, d)
+    }
     fn list(
         &self,
         s: Option<Status>,
@@ -355,12 +367,17 @@ impl DeliveryStore for FailingRecords {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_that_cannot_be_stored_gets_no_answer_so_plane_sends_it_again() {
     let handler = Arc::new(Counting::default());
-    let h = Harness::start_with(handler.clone(), StoreConfig::default(), |inner| {
-        Arc::new(FailingRecords {
-            inner,
-            failures_left: std::sync::atomic::AtomicUsize::new(2),
-        })
-    })
+    let h = Harness::start_with(
+        handler.clone(),
+        StoreConfig::default(),
+        Duration::from_secs(60),
+        |inner| {
+            Arc::new(FailingRecords {
+                inner,
+                failures_left: std::sync::atomic::AtomicUsize::new(2),
+            })
+        },
+    )
     .await;
     let sqlite = &h.store;
     // plane-fake's sender behaves like Plane CE: it retries only transport errors.
@@ -436,5 +453,42 @@ async fn a_panicking_handler_fails_its_item_and_the_worker_carries_on() {
         3,
         "the panicked item was retried"
     );
+    h.running.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_handler_keeps_its_lease_so_no_other_worker_takes_the_item() {
+    let handler = Arc::new(Counting {
+        delay: Duration::from_millis(2500),
+        ..Counting::default()
+    });
+    let h = Harness::start_with(
+        handler.clone(),
+        StoreConfig::default(),
+        Duration::from_secs(1),
+        |s| s,
+    )
+    .await;
+    h.send("created", "slow filing").await;
+    eventually("the worker to start", async || {
+        h.store.stats().await.unwrap().processing == 1
+    })
+    .await;
+    // Another worker keeps trying for longer than the lease.
+    for _ in 0..20 {
+        assert!(
+            h.store
+                .claim("intruder", 1, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eventually("the item to be done", async || {
+        h.store.stats().await.unwrap().done == 1
+    })
+    .await;
+    assert_eq!(handler.seen.lock().unwrap().values().sum::<u32>(), 1);
     h.running.shutdown().await.unwrap();
 }

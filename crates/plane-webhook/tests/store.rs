@@ -420,3 +420,27 @@ async fn replay_refuses_an_item_a_worker_holds_until_its_lease_ends() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_held_lease_can_be_extended_and_a_lost_one_cannot() {
+    both(|store, clock| async move {
+        store.record(delivery(1)).await.unwrap();
+        let lease = Duration::from_secs(10);
+        let item = store.claim("a", 1, lease).await.unwrap().remove(0);
+        clock.advance(Duration::from_secs(8));
+        store.extend(&item, lease).await.unwrap();
+        clock.advance(Duration::from_secs(8));
+        assert!(
+            store.claim("b", 1, lease).await.unwrap().is_empty(),
+            "the extended lease still holds"
+        );
+        clock.advance(Duration::from_secs(3));
+        let taken = store.claim("b", 1, lease).await.unwrap().remove(0);
+        assert!(matches!(
+            store.extend(&item, lease).await,
+            Err(Error::LeaseLost { .. })
+        ));
+        store.complete(&taken).await.unwrap();
+    })
+    .await;
+}

@@ -198,6 +198,21 @@ impl DeliveryStore for MemoryStore {
         Box::pin(async move { result })
     }
 
+    fn extend<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let result = self.with(|state, now| {
+            let row = leased_row(state, item)?;
+            if let Some((_, until)) = row.lease.as_mut() {
+                *until = now + duration_ms(lease);
+            }
+            Ok(())
+        });
+        Box::pin(async move { result })
+    }
+
     fn release<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>> {
         let result = self.with(|state, now| {
             let row = leased_row(state, item)?;

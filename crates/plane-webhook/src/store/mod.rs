@@ -285,6 +285,14 @@ pub trait DeliveryStore: Send + Sync + fmt::Debug {
     /// and the item was claimed again.
     fn complete<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>>;
 
+    /// Pushes the lease of an item this claim still holds to `lease` from now,
+    /// for handlers that run long; [`Error::LeaseLost`] if it was claimed again.
+    fn extend<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
     /// Records a failed attempt: retried later with backoff, or dead.
     fn fail<'a>(
         &'a self,

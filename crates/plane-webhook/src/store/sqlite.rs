@@ -64,6 +64,7 @@ enum Command {
         oneshot::Sender<Result<FailOutcome, Error>>,
     ),
     Release(i64, String, oneshot::Sender<Result<(), Error>>),
+    Extend(i64, String, Duration, oneshot::Sender<Result<(), Error>>),
     List(
         Option<Status>,
         usize,
@@ -365,9 +366,10 @@ impl Command {
         match self {
             Command::Record(_, tx) => drop(tx.send(Err(e))),
             Command::Claim(_, _, _, tx) => drop(tx.send(Err(e))),
-            Command::Complete(_, _, tx) | Command::Release(_, _, tx) | Command::Replay(_, tx) => {
-                drop(tx.send(Err(e)))
-            }
+            Command::Complete(_, _, tx)
+            | Command::Release(_, _, tx)
+            | Command::Extend(_, _, _, tx)
+            | Command::Replay(_, tx) => drop(tx.send(Err(e))),
             Command::Fail(_, _, _, tx) => drop(tx.send(Err(e))),
             Command::List(_, _, tx) => drop(tx.send(Err(e))),
             Command::Purge(_, tx) => drop(tx.send(Err(e))),
@@ -432,6 +434,16 @@ fn apply(
                 tx.execute(
                     "UPDATE deliveries SET status = 'pending', attempts = MAX(attempts - 1, 0), next_attempt_at = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
                     params![id, now],
+                )
+                .map(drop)
+            }),
+        ),
+        Command::Extend(id, lease, length, reply_to) => reply(
+            reply_to,
+            finish_leased(tx, id, &lease, path, |tx| {
+                tx.execute(
+                    "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1",
+                    params![id, now + duration_ms(length)],
                 )
                 .map(drop)
             }),
@@ -683,6 +695,14 @@ impl DeliveryStore for SqliteStore {
 
     fn release<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>> {
         self.call(|tx| Command::Release(item.id, item.lease.clone(), tx))
+    }
+
+    fn extend<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.call(|tx| Command::Extend(item.id, item.lease.clone(), lease, tx))
     }
 
     fn list(
