@@ -419,9 +419,10 @@ async fn a_kill_9_mid_stream_loses_nothing_and_stores_each_event_once() {
     let processed_once = rows.iter().filter(|r| r.attempts == 1).count();
     let processed_twice = rows.iter().filter(|r| r.attempts > 1).count();
     // A delivery leased at the moment of the crash comes back once its lease ends
-    // and is handled again (at-least-once into idempotent handlers); nothing else may.
+    // and is handled again (at-least-once into idempotent handlers); nothing else
+    // may. The worker claims 4 at a time.
     assert!(
-        processed_twice <= 32,
+        processed_twice <= 4,
         "{processed_twice} items ran more than once"
     );
     assert_eq!(processed_once + processed_twice, EVENTS);
