@@ -9,6 +9,21 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const SECRET: &str = "client-secret-not-real";
 
+/// A client of `server` authenticated by `source`.
+fn client_with(server: &MockServer, source: impl plane_core::TokenSource + 'static) -> PlaneClient {
+    PlaneClient::builder()
+        .base_url(server.uri())
+        .bearer(source)
+        .build()
+        .unwrap()
+}
+
+/// A client of `server` with the bot token of installation `inst-1`.
+fn bot_client(server: &MockServer) -> PlaneClient {
+    let app = OAuthApp::new(&server.uri(), "client-1", SECRET).unwrap();
+    client_with(server, app.bot_token("inst-1"))
+}
+
 fn me() -> serde_json::Value {
     serde_json::json!({"id": "39b1ea76-38fc-41d6-bf9d-004cb8cca054", "display_name": "bot"})
 }
@@ -34,12 +49,7 @@ async fn a_bot_token_is_fetched_once_with_basic_auth_and_reused_until_it_expires
         .expect(3)
         .mount(&server)
         .await;
-    let app = OAuthApp::new(&server.uri(), "client-1", SECRET).unwrap();
-    let client = PlaneClient::builder()
-        .base_url(server.uri())
-        .bearer(app.bot_token("inst-1"))
-        .build()
-        .unwrap();
+    let client = bot_client(&server);
     for _ in 0..3 {
         client.users().me().await.unwrap();
     }
@@ -75,12 +85,7 @@ async fn an_expired_token_is_renewed_and_a_refused_one_is_renewed_once() {
         .respond_with(ResponseTemplate::new(200).set_body_json(me()))
         .mount(&server)
         .await;
-    let app = OAuthApp::new(&server.uri(), "client-1", SECRET).unwrap();
-    let client = PlaneClient::builder()
-        .base_url(server.uri())
-        .bearer(app.bot_token("inst-1"))
-        .build()
-        .unwrap();
+    let client = bot_client(&server);
     client.users().me().await.unwrap();
     client.users().me().await.unwrap();
 
@@ -107,12 +112,7 @@ async fn an_expired_token_is_renewed_and_a_refused_one_is_renewed_once() {
         .respond_with(ResponseTemplate::new(200).set_body_json(me()))
         .mount(&server)
         .await;
-    let app = OAuthApp::new(&server.uri(), "client-1", SECRET).unwrap();
-    let client = PlaneClient::builder()
-        .base_url(server.uri())
-        .bearer(app.bot_token("inst-1"))
-        .build()
-        .unwrap();
+    let client = bot_client(&server);
     client.users().me().await.unwrap();
 }
 
@@ -152,11 +152,7 @@ async fn a_refresh_token_renews_the_access_token_and_keeps_the_rotated_one() {
         .mount(&server)
         .await;
     let app = OAuthApp::new(&server.uri(), "client-1", SECRET).unwrap();
-    let client = PlaneClient::builder()
-        .base_url(server.uri())
-        .bearer(app.refreshing_token("pln_one", "pln_refresh_one"))
-        .build()
-        .unwrap();
+    let client = client_with(&server, app.refreshing_token("pln_one", "pln_refresh_one"));
     client.users().me().await.unwrap(); // 401 with pln_one, refresh -> pln_two
     client.users().me().await.unwrap(); // pln_two expires at once -> refresh with the rotated token -> pln_three
     let auths: Vec<String> = server
@@ -190,12 +186,7 @@ async fn a_token_endpoint_failure_is_a_token_error_without_secrets() {
         )
         .mount(&server)
         .await;
-    let app = OAuthApp::new(&server.uri(), "client-1", SECRET).unwrap();
-    let client = PlaneClient::builder()
-        .base_url(server.uri())
-        .bearer(app.bot_token("inst-1"))
-        .build()
-        .unwrap();
+    let client = bot_client(&server);
     let err = client.users().me().await.unwrap_err();
     let text = format!("{err} {err:?}");
     assert!(matches!(err, plane_core::Error::Token { .. }), "{text}");
