@@ -175,7 +175,10 @@ pub(crate) fn syntax(file: &str, text: &str, error: &toml::de::Error) -> Error {
             file: file.to_string(),
             location: offset.map(|o| Location::of(text, o)),
         },
-        field: offset.and_then(|o| field_at(text, o)),
+        // A missing field's span is its whole table: the line there names another key.
+        field: offset
+            .filter(|_| !error.message().starts_with("missing field"))
+            .and_then(|o| field_at(text, o)),
         message: error.message().trim().to_string(),
     }
 }
