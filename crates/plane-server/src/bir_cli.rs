@@ -261,10 +261,10 @@ fn calendar_table(profile: &Profile, year: i32, deadlines: &[Deadline]) -> Strin
         fiscal.sort();
         out += &wrap(&format!("fiscal quarters (VAT, income tax): {}", fiscal.join(", ")), 2);
     }
-    out += "\nFORM     PERIOD   FILE BY         PAY BY          NOTE\n";
+    out += "\nFORM     PERIOD   FILE BY        PAY BY         NOTE\n";
     for d in deadlines {
         let note = match &d.overridden {
-            Some(o) => format!("OVERRIDE (computed {}): {}", o.computed_due_date.format("%m-%d"), o.reason),
+            Some(o) => format!("OVERRIDE was {}: {}", o.computed_due_date.format("%m-%d"), o.reason),
             None if d.moved_by.is_empty() => String::new(),
             None => {
                 // Short form for the table: the holiday's name, else the weekday.
@@ -281,7 +281,7 @@ fn calendar_table(profile: &Profile, year: i32, deadlines: &[Deadline]) -> Strin
         };
         let pay = d.payment_date.map(|p| p.format("%a %Y-%m-%d").to_string()).unwrap_or_default();
         let line = format!(
-            "{:<8} {:<8} {:<15} {:<15} {note}",
+            "{:<8} {:<8} {:<14} {:<14} {note}",
             d.form,
             d.period.to_string(),
             d.due_date.format("%a %Y-%m-%d").to_string(),
