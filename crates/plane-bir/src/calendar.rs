@@ -165,7 +165,11 @@ pub fn deadline(
     };
     let (rule, rule_date, payment_rule_date) = match staggered {
         Some((group, pay_day)) => {
-            let (y, m) = add_months(end.year(), end.month(), rule_months_after(&schedule.due) as i32);
+            let (y, m) = add_months(
+                end.year(),
+                end.month(),
+                rule_months_after(&schedule.due) as i32,
+            );
             let day = |d: u32| NaiveDate::from_ymd_opt(y, m, d).unwrap_or_else(|| last_of(y, m));
             let text = format!(
                 "eFPS group {group:?}: filing on the {} and payment on the {} of the month after the period",
@@ -179,7 +183,11 @@ pub fn deadline(
                 Some(dec) if end.month() == 12 => (dec, "December's return: "),
                 _ => (schedule.due, ""),
             };
-            (format!("{prefix}{}", rule.describe()), rule_date(&rule, end), None)
+            (
+                format!("{prefix}{}", rule.describe()),
+                rule_date(&rule, end),
+                None,
+            )
         }
     };
     let context = |date: NaiveDate| {
@@ -234,7 +242,9 @@ pub fn deadline(
 
 fn rule_months_after(rule: &DueRule) -> u32 {
     match *rule {
-        DueRule::DayOfMonth { months_after, .. } | DueRule::LastDayOfMonth { months_after } => months_after,
+        DueRule::DayOfMonth { months_after, .. } | DueRule::LastDayOfMonth { months_after } => {
+            months_after
+        }
         DueRule::DaysAfter { .. } => 1,
     }
 }

@@ -292,7 +292,8 @@ impl Catalog {
 
     /// Parses a catalog in the shape of `data/forms.toml`.
     pub fn parse(text: &str, file: &str) -> Result<Catalog> {
-        let raw: RawCatalog = toml::from_str(text).map_err(|e| crate::error::syntax(file, text, &e))?;
+        let raw: RawCatalog =
+            toml::from_str(text).map_err(|e| crate::error::syntax(file, text, &e))?;
         let mut seen = BTreeSet::new();
         let mut forms = Vec::with_capacity(raw.form.len());
         for f in raw.form {
@@ -310,7 +311,11 @@ impl Catalog {
             }
             for t in &f.applies_for {
                 if !TRAITS.contains(&t.as_str()) {
-                    return Err(invalid("for", format!("unknown trait {t:?}"), &TRAITS.join(", ")));
+                    return Err(invalid(
+                        "for",
+                        format!("unknown trait {t:?}"),
+                        &TRAITS.join(", "),
+                    ));
                 }
             }
             let schedule = if f.status == Status::Required {
@@ -328,15 +333,23 @@ impl Catalog {
                 };
                 let due = rule(&f.due, "due")?
                     .ok_or_else(|| invalid("due", "missing".into(), "a due rule"))?;
-                let frequency = f
-                    .frequency
-                    .ok_or_else(|| invalid("frequency", "missing".into(), "monthly, quarterly, annual"))?;
+                let frequency = f.frequency.ok_or_else(|| {
+                    invalid("frequency", "missing".into(), "monthly, quarterly, annual")
+                })?;
                 let efps = f.efps.unwrap_or(EfpsRule::Same);
                 if efps == EfpsRule::Staggered && f.payment_day.is_none() {
-                    return Err(invalid("payment_day", "missing for a staggered form".into(), "a day 1-31"));
+                    return Err(invalid(
+                        "payment_day",
+                        "missing for a staggered form".into(),
+                        "a day 1-31",
+                    ));
                 }
                 if f.skip_months.iter().any(|m| !(1..=12).contains(m)) {
-                    return Err(invalid("skip_months", format!("{:?}", f.skip_months), "months 1-12"));
+                    return Err(invalid(
+                        "skip_months",
+                        format!("{:?}", f.skip_months),
+                        "months 1-12",
+                    ));
                 }
                 let quarters = f.quarters.unwrap_or_else(|| vec![1, 2, 3, 4]);
                 if quarters.iter().any(|q| !(1..=4).contains(q)) {
@@ -354,7 +367,11 @@ impl Catalog {
                 })
             } else {
                 if f.reason.is_none() {
-                    return Err(invalid("reason", "missing".into(), "why the form has no deadline"));
+                    return Err(invalid(
+                        "reason",
+                        "missing".into(),
+                        "why the form has no deadline",
+                    ));
                 }
                 None
             };
@@ -412,6 +429,7 @@ impl Catalog {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -421,28 +439,56 @@ mod tests {
         for code in ["2551M", "0605", "2550M", "1604-CF", "1601-E", "SAWT", "QAP"] {
             let form = catalog.get(code).expect(code);
             assert!(form.schedule.is_none(), "{code}");
-            assert!(form.reason.as_deref().is_some_and(|r| r.len() > 20), "{code}");
+            assert!(
+                form.reason.as_deref().is_some_and(|r| r.len() > 20),
+                "{code}"
+            );
         }
-        assert_eq!(catalog.get("2550M").map(|f| f.status), Some(Status::Optional));
-        assert_eq!(catalog.get("2551M").map(|f| f.status), Some(Status::Abolished));
-        let c = catalog.get("1601-c").and_then(|f| f.schedule.clone()).expect("1601-C");
+        assert_eq!(
+            catalog.get("2550M").map(|f| f.status),
+            Some(Status::Optional)
+        );
+        assert_eq!(
+            catalog.get("2551M").map(|f| f.status),
+            Some(Status::Abolished)
+        );
+        let c = catalog
+            .get("1601-c")
+            .and_then(|f| f.schedule.clone())
+            .expect("1601-C");
         assert_eq!(c.efps, EfpsRule::Staggered);
         assert_eq!(c.payment_day, Some(15));
-        assert_eq!(c.december, Some(DueRule::DayOfMonth { months_after: 1, day: 15 }));
+        assert_eq!(
+            c.december,
+            Some(DueRule::DayOfMonth {
+                months_after: 1,
+                day: 15
+            })
+        );
     }
 
     #[test]
     fn a_broken_catalog_is_refused_with_the_form_and_field() {
         let text = "[[form]]\ncode = \"X\"\nname = \"x\"\nstatus = \"required\"\nfrequency = \"monthly\"\ndue = { months_after = 1 }\nconfidence = \"SINGLE\"\n";
         let err = Catalog::parse(text, "f.toml").unwrap_err().to_string();
-        assert!(err.contains("form X: due") && err.contains("not a due rule"), "{err}");
-        let err = Catalog::parse("[[form]]\ncode = 1\n", "f.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("form X: due") && err.contains("not a due rule"),
+            "{err}"
+        );
+        let err = Catalog::parse("[[form]]\ncode = 1\n", "f.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("f.toml:2:8: field `form.code`"), "{err}");
     }
 
     #[test]
     fn ordinals() {
         let words: Vec<_> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 31].map(ordinal).into();
-        assert_eq!(words, ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "31st"]);
+        assert_eq!(
+            words,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "31st"
+            ]
+        );
     }
 }

@@ -29,7 +29,11 @@ pub const CSV_COLUMNS: &[&str] = &[
 pub fn to_csv(deadlines: &[Deadline]) -> String {
     let mut out = CSV_COLUMNS.join(",") + "\r\n";
     for d in deadlines {
-        let moved: Vec<_> = d.moved_by.iter().map(|m| format!("{} {}", m.date, m.why)).collect();
+        let moved: Vec<_> = d
+            .moved_by
+            .iter()
+            .map(|m| format!("{} {}", m.date, m.why))
+            .collect();
         let fields = [
             d.form.clone(),
             d.period.to_string(),
@@ -40,8 +44,14 @@ pub fn to_csv(deadlines: &[Deadline]) -> String {
             d.rule.clone(),
             d.rule_date.to_string(),
             moved.join("; "),
-            d.overridden.as_ref().map(|o| o.reason.clone()).unwrap_or_default(),
-            d.overridden.as_ref().map(|o| o.computed_due_date.to_string()).unwrap_or_default(),
+            d.overridden
+                .as_ref()
+                .map(|o| o.reason.clone())
+                .unwrap_or_default(),
+            d.overridden
+                .as_ref()
+                .map(|o| o.computed_due_date.to_string())
+                .unwrap_or_default(),
         ];
         let row: Vec<String> = fields.iter().map(|f| quote(f)).collect();
         out += &row.join(",");

@@ -172,7 +172,8 @@ impl Holidays {
     ///     "bad.toml:3:18: field `year.days[0].date`: 2029-01-01 is not in year 2028; allowed: dates of 2028, YYYY-MM-DD");
     /// ```
     pub fn merge_str(&mut self, text: &str, file: &str) -> Result<()> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| crate::error::syntax(file, text, &e))?;
+        let raw: RawFile =
+            toml::from_str(text).map_err(|e| crate::error::syntax(file, text, &e))?;
         let mut parsed = Vec::new();
         for y in raw.year {
             let year = *y.year.get_ref();
@@ -187,12 +188,17 @@ impl Holidays {
             let mut days: BTreeMap<NaiveDate, Holiday> = BTreeMap::new();
             for (i, d) in y.days.into_iter().enumerate() {
                 let field = format!("year.days[{i}].date");
-                let date: NaiveDate = d.date.get_ref().trim().parse().map_err(|_| Error::Invalid {
-                    place: Place::at(file, text, d.date.span()),
-                    field: field.clone(),
-                    problem: format!("{:?} is not a date", d.date.get_ref()),
-                    allowed: "YYYY-MM-DD".into(),
-                })?;
+                let date: NaiveDate =
+                    d.date
+                        .get_ref()
+                        .trim()
+                        .parse()
+                        .map_err(|_| Error::Invalid {
+                            place: Place::at(file, text, d.date.span()),
+                            field: field.clone(),
+                            problem: format!("{:?} is not a date", d.date.get_ref()),
+                            allowed: "YYYY-MM-DD".into(),
+                        })?;
                 if date.year() != year {
                     return Err(Error::Invalid {
                         place: Place::at(file, text, d.date.span()),
@@ -271,11 +277,7 @@ impl Holidays {
 
     /// The holiday on `date`, if any; [`Error::NoHolidayData`] if its year has no data.
     pub fn get(&self, date: NaiveDate) -> Result<Option<&Holiday>> {
-        Ok(self
-            .year(date.year())?
-            .days
-            .iter()
-            .find(|h| h.date == date))
+        Ok(self.year(date.year())?.days.iter().find(|h| h.date == date))
     }
 
     /// Every listed day (of any kind) in the years given, in date order.
@@ -345,6 +347,7 @@ pub fn roll_forward(date: NaiveDate, holidays: &Holidays) -> Result<(NaiveDate, 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -356,19 +359,57 @@ mod tests {
     fn the_compiled_in_years() {
         let h = Holidays::builtin();
         let y2026 = h.year(2026).expect("2026");
-        let moving = y2026.days.iter().filter(|d| d.kind.moves_deadlines()).count();
+        let moving = y2026
+            .days
+            .iter()
+            .filter(|d| d.kind.moves_deadlines())
+            .count();
         // Reference §5: 12 regular + 8 special non-working days in 2026.
         assert_eq!(moving, 20);
-        assert_eq!(y2026.days.iter().filter(|d| d.kind == HolidayKind::Regular).count(), 12);
-        assert!(h.year(2027).expect("2027").days.iter().filter(|d| d.provisional).all(|d| d.name.starts_with("Eid")));
-        assert_eq!(h.year(2027).expect("2027").days.iter().filter(|d| d.provisional).count(), 2);
-        assert!(h.year(2027).expect("2027").note.as_deref().is_some_and(|n| n.contains("INCOMPLETE")));
+        assert_eq!(
+            y2026
+                .days
+                .iter()
+                .filter(|d| d.kind == HolidayKind::Regular)
+                .count(),
+            12
+        );
+        assert!(
+            h.year(2027)
+                .expect("2027")
+                .days
+                .iter()
+                .filter(|d| d.provisional)
+                .all(|d| d.name.starts_with("Eid"))
+        );
+        assert_eq!(
+            h.year(2027)
+                .expect("2027")
+                .days
+                .iter()
+                .filter(|d| d.provisional)
+                .count(),
+            2
+        );
+        assert!(
+            h.year(2027)
+                .expect("2027")
+                .note
+                .as_deref()
+                .is_some_and(|n| n.contains("INCOMPLETE"))
+        );
     }
 
     #[test]
     fn a_year_without_data_is_an_error() {
-        let err = Holidays::builtin().get(d("2028-01-03")).unwrap_err().to_string();
-        assert!(err.starts_with("no holiday data for 2028: holiday data covers 2025, 2026, 2027"), "{err}");
+        let err = Holidays::builtin()
+            .get(d("2028-01-03"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("no holiday data for 2028: holiday data covers 2025, 2026, 2027"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -384,8 +425,16 @@ mod tests {
         h.merge_str("[[year]]\nyear = 2027\nreplace = true\ndays = [{ date = \"2027-03-10\", name = \"Eid'l Fitr\", kind = \"regular\" }]\n", "u.toml").expect("ok");
         assert_eq!(h.year(2027).expect("2027").days.len(), 1);
         h.merge_str("[[year]]\nyear = 2026\ndays = [{ date = \"2026-06-24\", name = \"Manila Day\", kind = \"special-non-working\" }]\n", "u.toml").expect("ok");
-        assert_eq!(h.get(d("2026-06-24")).expect("2026").map(|x| x.name.as_str()), Some("Manila Day"));
-        assert!(h.get(d("2026-11-30")).expect("2026").is_some(), "kept the compiled-in days");
+        assert_eq!(
+            h.get(d("2026-06-24"))
+                .expect("2026")
+                .map(|x| x.name.as_str()),
+            Some("Manila Day")
+        );
+        assert!(
+            h.get(d("2026-11-30")).expect("2026").is_some(),
+            "kept the compiled-in days"
+        );
     }
 
     #[test]

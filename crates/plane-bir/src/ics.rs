@@ -25,23 +25,42 @@ pub fn to_ics(deadlines: &[Deadline], profile: &Profile, now: DateTime<Utc>) -> 
     let mut line = |text: &str| fold(&mut out, text);
     line("BEGIN:VCALENDAR");
     line("VERSION:2.0");
-    line(&format!("PRODID:-//plane-connector//plane-bir {}//EN", env!("CARGO_PKG_VERSION")));
+    line(&format!(
+        "PRODID:-//plane-connector//plane-bir {}//EN",
+        env!("CARGO_PKG_VERSION")
+    ));
     line("CALSCALE:GREGORIAN");
     line("METHOD:PUBLISH");
-    line(&format!("X-WR-CALNAME:{}", escape(&format!("BIR deadlines: {}", profile.name))));
+    line(&format!(
+        "X-WR-CALNAME:{}",
+        escape(&format!("BIR deadlines: {}", profile.name))
+    ));
     let stamp = now.format("%Y%m%dT%H%M%SZ").to_string();
     // Minutes since 2024-01-01: a later export always has a higher SEQUENCE.
     let sequence = (now.timestamp() - 1_704_067_200).max(0) / 60;
-    let who = profile.tin.as_ref().map_or("catalog".to_string(), |t| t.digits().to_string());
+    let who = profile
+        .tin
+        .as_ref()
+        .map_or("catalog".to_string(), |t| t.digits().to_string());
     for d in deadlines {
         line("BEGIN:VEVENT");
         line(&format!("UID:{}.{}.{who}@plane-bir", d.form, d.period));
         line(&format!("DTSTAMP:{stamp}"));
         line(&format!("SEQUENCE:{sequence}"));
         line(&format!("DTSTART;VALUE=DATE:{}", ymd(d.due_date)));
-        line(&format!("DTEND;VALUE=DATE:{}", ymd(d.due_date + Days::new(1))));
-        let pay = if d.payment_date.is_some() { "file" } else { "file and pay" };
-        line(&format!("SUMMARY:{}", escape(&format!("BIR {} {}: {pay}", d.form, d.period))));
+        line(&format!(
+            "DTEND;VALUE=DATE:{}",
+            ymd(d.due_date + Days::new(1))
+        ));
+        let pay = if d.payment_date.is_some() {
+            "file"
+        } else {
+            "file and pay"
+        };
+        line(&format!(
+            "SUMMARY:{}",
+            escape(&format!("BIR {} {}: {pay}", d.form, d.period))
+        ));
         line(&format!("DESCRIPTION:{}", escape(&describe(d))));
         line("CATEGORIES:BIR");
         line("TRANSP:TRANSPARENT");
@@ -62,12 +81,19 @@ fn describe(d: &Deadline) -> String {
     }
     s += &format!(".\nRule: {} ({})", d.rule, d.rule_date);
     if !d.moved_by.is_empty() {
-        let why: Vec<_> = d.moved_by.iter().map(|m| format!("{} {}", m.date, m.why)).collect();
+        let why: Vec<_> = d
+            .moved_by
+            .iter()
+            .map(|m| format!("{} {}", m.date, m.why))
+            .collect();
         s += &format!(", moved by {}", why.join("; "));
     }
     s.push('.');
     if let Some(o) = &d.overridden {
-        s += &format!("\nOverride: {} (computed {}).", o.reason, o.computed_due_date);
+        s += &format!(
+            "\nOverride: {} (computed {}).",
+            o.reason, o.computed_due_date
+        );
     }
     s
 }
@@ -108,6 +134,7 @@ fn fold(out: &mut String, text: &str) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

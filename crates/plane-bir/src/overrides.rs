@@ -58,15 +58,19 @@ impl Override {
     pub fn new(form: &str, period: &str, due: NaiveDate, reason: &str) -> Result<Override> {
         let catalog_form = Catalog::builtin().with_deadlines(form)?;
         let frequency = catalog_form.schedule()?.frequency;
-        let period = Period::check_label(period, frequency).map_err(|expected| Error::BadPeriod {
-            form: catalog_form.code.clone(),
-            period: period.to_string(),
-            expected: expected.to_string(),
-        })?;
+        let period =
+            Period::check_label(period, frequency).map_err(|expected| Error::BadPeriod {
+                form: catalog_form.code.clone(),
+                period: period.to_string(),
+                expected: expected.to_string(),
+            })?;
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(Error::Invalid {
-                place: Place { file: "the override".into(), location: None },
+                place: Place {
+                    file: "the override".into(),
+                    location: None,
+                },
                 field: "reason".into(),
                 problem: "empty".into(),
                 allowed: "the BIR issuance or a reason (\"RMC 12-2026\", \"eFPS downtime\")".into(),
@@ -122,7 +126,11 @@ impl Overrides {
 
     /// Reads an override file, or returns none if it does not exist.
     pub fn load_if_exists(path: &Path) -> Result<Self> {
-        if path.exists() { Overrides::load(path) } else { Ok(Overrides::none()) }
+        if path.exists() {
+            Overrides::load(path)
+        } else {
+            Ok(Overrides::none())
+        }
     }
 
     /// Parses and checks override text; `file` names it in errors.
@@ -132,11 +140,15 @@ impl Overrides {
     /// assert!(err.unwrap_err().to_string().starts_with("o.toml:2:8: field `override.form`: form 2551M has no deadline: abolished"));
     /// ```
     pub fn parse(text: &str, file: &str) -> Result<Self> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| crate::error::syntax(file, text, &e))?;
+        let raw: RawFile =
+            toml::from_str(text).map_err(|e| crate::error::syntax(file, text, &e))?;
         let mut entries: Vec<Override> = Vec::new();
         for entry in raw.entries {
             let r = entry.get_ref();
-            let invalid = |span: std::ops::Range<usize>, field: &str, problem: String, allowed: String| Error::Invalid {
+            let invalid = |span: std::ops::Range<usize>,
+                           field: &str,
+                           problem: String,
+                           allowed: String| Error::Invalid {
                 place: Place::at(file, text, span),
                 field: format!("override.{field}"),
                 problem,
@@ -144,28 +156,52 @@ impl Overrides {
             };
             let date = |s: &Spanned<String>, field: &str| -> Result<NaiveDate> {
                 s.get_ref().trim().parse().map_err(|_| {
-                    invalid(s.span(), field, format!("{:?} is not a date", s.get_ref()), "YYYY-MM-DD".into())
+                    invalid(
+                        s.span(),
+                        field,
+                        format!("{:?} is not a date", s.get_ref()),
+                        "YYYY-MM-DD".into(),
+                    )
                 })
             };
             let due = date(&r.due, "due")?;
             let payment = r.payment.as_ref().map(|p| date(p, "payment")).transpose()?;
-            let o = Override::new(r.form.get_ref(), r.period.get_ref(), due, r.reason.get_ref()).map_err(|e| match e {
-                Error::UnknownForm { form, allowed } => {
-                    invalid(r.form.span(), "form", format!("unknown form {form:?}"), allowed)
-                }
+            let o = Override::new(
+                r.form.get_ref(),
+                r.period.get_ref(),
+                due,
+                r.reason.get_ref(),
+            )
+            .map_err(|e| match e {
+                Error::UnknownForm { form, allowed } => invalid(
+                    r.form.span(),
+                    "form",
+                    format!("unknown form {form:?}"),
+                    allowed,
+                ),
                 Error::NoDeadline { form, reason } => invalid(
                     r.form.span(),
                     "form",
                     format!("form {form} has no deadline: {reason}"),
                     Catalog::builtin().codes_with_deadlines().join(", "),
                 ),
-                Error::BadPeriod { period, expected, .. } => {
-                    invalid(r.period.span(), "period", format!("{period:?} does not fit the form"), expected)
-                }
-                Error::Invalid { problem, allowed, .. } => invalid(r.reason.span(), "reason", problem, allowed),
+                Error::BadPeriod {
+                    period, expected, ..
+                } => invalid(
+                    r.period.span(),
+                    "period",
+                    format!("{period:?} does not fit the form"),
+                    expected,
+                ),
+                Error::Invalid {
+                    problem, allowed, ..
+                } => invalid(r.reason.span(), "reason", problem, allowed),
                 other => other,
             })?;
-            if entries.iter().any(|e| e.form == o.form && e.period == o.period) {
+            if entries
+                .iter()
+                .any(|e| e.form == o.form && e.period == o.period)
+            {
                 return Err(invalid(
                     entry.span(),
                     "period",
@@ -192,7 +228,11 @@ impl Overrides {
 
     /// Adds or replaces (same form and period) an override in memory.
     pub fn insert(&mut self, o: Override) -> Option<Override> {
-        match self.entries.iter_mut().find(|e| e.form == o.form && e.period == o.period) {
+        match self
+            .entries
+            .iter_mut()
+            .find(|e| e.form == o.form && e.period == o.period)
+        {
             Some(existing) => Some(std::mem::replace(existing, o)),
             None => {
                 self.entries.push(o);
@@ -212,18 +252,26 @@ pub fn save_override(path: &Path, o: &Override) -> Result<Option<Override>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => NEW_FILE_HEADER.to_string(),
-        Err(source) => return Err(Error::Read { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(Error::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     let mut existing = Overrides::parse(&text, &file)?;
     let replaced = existing.insert(o.clone());
 
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| Error::Syntax {
-            place: Place { file: file.clone(), location: None },
-            field: None,
-            message: e.to_string(),
-        })?;
+    let mut doc: toml_edit::DocumentMut =
+        text.parse()
+            .map_err(|e: toml_edit::TomlError| Error::Syntax {
+                place: Place {
+                    file: file.clone(),
+                    location: None,
+                },
+                field: None,
+                message: e.to_string(),
+            })?;
     let mut table = toml_edit::Table::new();
     table["form"] = toml_edit::value(o.form.as_str());
     table["period"] = toml_edit::value(o.period.as_str());
@@ -234,18 +282,37 @@ pub fn save_override(path: &Path, o: &Override) -> Result<Option<Override>> {
     table["reason"] = toml_edit::value(o.reason.as_str());
     let array = doc
         .entry("override")
-        .or_insert(toml_edit::Item::ArrayOfTables(toml_edit::ArrayOfTables::new()))
+        .or_insert(toml_edit::Item::ArrayOfTables(
+            toml_edit::ArrayOfTables::new(),
+        ))
         .as_array_of_tables_mut()
         .ok_or_else(|| Error::Syntax {
-            place: Place { file: file.clone(), location: None },
+            place: Place {
+                file: file.clone(),
+                location: None,
+            },
             field: Some("override".into()),
             message: "`override` must be an array of tables ([[override]])".into(),
         })?;
     let same = |t: &toml_edit::Table| {
-        let get = |k: &str| t.get(k).and_then(|v| v.as_str()).map(str::trim).map(str::to_string);
+        let get = |k: &str| {
+            t.get(k)
+                .and_then(|v| v.as_str())
+                .map(str::trim)
+                .map(str::to_string)
+        };
         let form_matches = get("form").is_some_and(|f| f.eq_ignore_ascii_case(&o.form));
         let period_matches = get("period")
-            .and_then(|p| Period::check_label(&p, crate::catalog::Catalog::builtin().get(&o.form).and_then(|f| f.schedule.as_ref()).map(|s| s.frequency)?).ok())
+            .and_then(|p| {
+                Period::check_label(
+                    &p,
+                    crate::catalog::Catalog::builtin()
+                        .get(&o.form)
+                        .and_then(|f| f.schedule.as_ref())
+                        .map(|s| s.frequency)?,
+                )
+                .ok()
+            })
             .is_some_and(|p| p == o.period);
         form_matches && period_matches
     };
@@ -265,9 +332,18 @@ pub fn save_override(path: &Path, o: &Override) -> Result<Option<Override>> {
 /// Writes `bytes` to a temporary file beside `path`, flushes it to disk, and renames it
 /// over `path`.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let err = |source| Error::Write { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let err = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;

@@ -53,7 +53,11 @@ impl Period {
             Period::Month { year, month } => (year, month),
             Period::Quarter { .. } | Period::Year { .. } => {
                 let (y, m) = self.last_month();
-                let span = if matches!(self, Period::Quarter { .. }) { 2 } else { 11 };
+                let span = if matches!(self, Period::Quarter { .. }) {
+                    2
+                } else {
+                    11
+                };
                 add_months(y, m, -span)
             }
         };
@@ -100,7 +104,9 @@ impl Period {
     /// The label's year: the month's year, or the year the taxable year ends in.
     pub fn year(&self) -> i32 {
         match *self {
-            Period::Month { year, .. } | Period::Quarter { year, .. } | Period::Year { year, .. } => year,
+            Period::Month { year, .. }
+            | Period::Quarter { year, .. }
+            | Period::Year { year, .. } => year,
         }
     }
 
@@ -175,6 +181,7 @@ pub(crate) fn last_of(year: i32, month: u32) -> NaiveDate {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -184,31 +191,76 @@ mod tests {
 
     #[test]
     fn quarters_of_a_june_fiscal_year() {
-        let q = |quarter| Period::Quarter { year: 2026, quarter, year_end_month: 6 };
-        assert_eq!((q(1).first_day(), q(1).last_day()), (d("2025-07-01"), d("2025-09-30")));
-        assert_eq!((q(2).first_day(), q(2).last_day()), (d("2025-10-01"), d("2025-12-31")));
-        assert_eq!((q(3).first_day(), q(3).last_day()), (d("2026-01-01"), d("2026-03-31")));
-        assert_eq!((q(4).first_day(), q(4).last_day()), (d("2026-04-01"), d("2026-06-30")));
-        let y = Period::Year { year: 2026, year_end_month: 6 };
-        assert_eq!((y.first_day(), y.last_day()), (d("2025-07-01"), d("2026-06-30")));
+        let q = |quarter| Period::Quarter {
+            year: 2026,
+            quarter,
+            year_end_month: 6,
+        };
+        assert_eq!(
+            (q(1).first_day(), q(1).last_day()),
+            (d("2025-07-01"), d("2025-09-30"))
+        );
+        assert_eq!(
+            (q(2).first_day(), q(2).last_day()),
+            (d("2025-10-01"), d("2025-12-31"))
+        );
+        assert_eq!(
+            (q(3).first_day(), q(3).last_day()),
+            (d("2026-01-01"), d("2026-03-31"))
+        );
+        assert_eq!(
+            (q(4).first_day(), q(4).last_day()),
+            (d("2026-04-01"), d("2026-06-30"))
+        );
+        let y = Period::Year {
+            year: 2026,
+            year_end_month: 6,
+        };
+        assert_eq!(
+            (y.first_day(), y.last_day()),
+            (d("2025-07-01"), d("2026-06-30"))
+        );
         assert_eq!(y.months().len(), 12);
     }
 
     #[test]
     fn calendar_quarters_and_months() {
-        let q4 = Period::Quarter { year: 2026, quarter: 4, year_end_month: 12 };
-        assert_eq!((q4.first_day(), q4.last_day()), (d("2026-10-01"), d("2026-12-31")));
-        assert_eq!(Period::Month { year: 2028, month: 2 }.last_day(), d("2028-02-29"));
+        let q4 = Period::Quarter {
+            year: 2026,
+            quarter: 4,
+            year_end_month: 12,
+        };
+        assert_eq!(
+            (q4.first_day(), q4.last_day()),
+            (d("2026-10-01"), d("2026-12-31"))
+        );
+        assert_eq!(
+            Period::Month {
+                year: 2028,
+                month: 2
+            }
+            .last_day(),
+            d("2028-02-29")
+        );
         assert_eq!(add_months(2026, 1, -1), (2025, 12));
         assert_eq!(add_months(2026, 12, 1), (2027, 1));
     }
 
     #[test]
     fn labels() {
-        assert_eq!(Period::check_label("2026-3", Frequency::Monthly), Err("a month, YYYY-MM (2026-03)"));
-        assert_eq!(Period::check_label("2026-03", Frequency::Monthly), Ok("2026-03".into()));
+        assert_eq!(
+            Period::check_label("2026-3", Frequency::Monthly),
+            Err("a month, YYYY-MM (2026-03)")
+        );
+        assert_eq!(
+            Period::check_label("2026-03", Frequency::Monthly),
+            Ok("2026-03".into())
+        );
         assert!(Period::check_label("2026-Q5", Frequency::Quarterly).is_err());
         assert!(Period::check_label("2026-03", Frequency::Annual).is_err());
-        assert_eq!(Period::check_label("2026", Frequency::Annual), Ok("2026".into()));
+        assert_eq!(
+            Period::check_label("2026", Frequency::Annual),
+            Ok("2026".into())
+        );
     }
 }

@@ -42,8 +42,7 @@ pub struct Tin {
 }
 
 /// What a TIN must look like (shown in errors).
-pub const TIN_ALLOWED: &str =
-    "9 digits and a 3 to 5 digit branch code, dashes optional (123-456-789-000, 123456789000, 123-456-789-00000)";
+pub const TIN_ALLOWED: &str = "9 digits and a 3 to 5 digit branch code, dashes optional (123-456-789-000, 123456789000, 123-456-789-00000)";
 
 impl Tin {
     /// The 9-digit taxpayer number.
@@ -256,14 +255,19 @@ impl Profile {
     /// assert!(err.to_string().starts_with("x.toml:2:7: field `tin`: \"123\" is not a TIN; allowed: 9 digits"));
     /// ```
     pub fn parse(text: &str, file: &str) -> Result<Profile> {
-        let raw: RawProfile = toml::from_str(text).map_err(|e| crate::error::syntax(file, text, &e))?;
+        let raw: RawProfile =
+            toml::from_str(text).map_err(|e| crate::error::syntax(file, text, &e))?;
         let at = |span: std::ops::Range<usize>| Place::at(file, text, span);
-        let tin: Tin = raw.tin.get_ref().parse().map_err(|problem| Error::Invalid {
-            place: at(raw.tin.span()),
-            field: "tin".into(),
-            problem,
-            allowed: TIN_ALLOWED.into(),
-        })?;
+        let tin: Tin = raw
+            .tin
+            .get_ref()
+            .parse()
+            .map_err(|problem| Error::Invalid {
+                place: at(raw.tin.span()),
+                field: "tin".into(),
+                problem,
+                allowed: TIN_ALLOWED.into(),
+            })?;
         let year_end_month = match &raw.year_end_month {
             None => 12,
             Some(m) => {
@@ -273,14 +277,18 @@ impl Profile {
                         place: at(m.span()),
                         field: "year_end_month".into(),
                         problem: format!("{month} is not a month"),
-                        allowed: "12 for a calendar year, 1-11 for a fiscal year ending in that month".into(),
+                        allowed:
+                            "12 for a calendar year, 1-11 for a fiscal year ending in that month"
+                                .into(),
                     });
                 }
                 if month != 12 && raw.taxpayer == TaxpayerKind::Individual {
                     return Err(Error::Invalid {
                         place: at(m.span()),
                         field: "year_end_month".into(),
-                        problem: format!("an individual's taxable year is the calendar year, not one ending in month {month}"),
+                        problem: format!(
+                            "an individual's taxable year is the calendar year, not one ending in month {month}"
+                        ),
                         allowed: "12 (or leave it out) for taxpayer = \"individual\"".into(),
                     });
                 }
@@ -325,7 +333,11 @@ impl Profile {
                 Some(form) if form.schedule.is_none() => Err(Error::Invalid {
                     place: at(code.span()),
                     field,
-                    problem: format!("form {} has no deadline: {}", form.code, form.reason.as_deref().unwrap_or("")),
+                    problem: format!(
+                        "form {} has no deadline: {}",
+                        form.code,
+                        form.reason.as_deref().unwrap_or("")
+                    ),
                     allowed: catalog.codes_with_deadlines().join(", "),
                 }),
                 Some(form) => Ok(form),
@@ -340,7 +352,8 @@ impl Profile {
                     place: at(a.start.min(b.start)..a.end),
                     field: "forms".into(),
                     problem: "both `forms` and `[applies]` are set".into(),
-                    allowed: "either an explicit `forms = [...]` list or an `[applies]` table".into(),
+                    allowed: "either an explicit `forms = [...]` list or an `[applies]` table"
+                        .into(),
                 });
             }
             (Some(forms), None) => {
@@ -366,10 +379,16 @@ impl Profile {
                     (applies.employer, "employer"),
                     (applies.withholding_on_suppliers, "expanded-withholding"),
                     (applies.final_withholding, "final-withholding"),
-                    (applies.withholds_vat_or_percentage_tax, "vat-pt-withholding"),
+                    (
+                        applies.withholds_vat_or_percentage_tax,
+                        "vat-pt-withholding",
+                    ),
                     (applies.documentary_stamp_tax, "documentary-stamp-tax"),
                     (applies.business_tax == Some(BusinessTax::Vat), "vat"),
-                    (applies.business_tax == Some(BusinessTax::Percentage), "percentage-tax"),
+                    (
+                        applies.business_tax == Some(BusinessTax::Percentage),
+                        "percentage-tax",
+                    ),
                 ];
                 traits.extend(flags.iter().filter(|(on, _)| *on).map(|(_, t)| *t));
                 if raw.taxpayer == TaxpayerKind::Individual {
@@ -430,6 +449,7 @@ impl Profile {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -439,10 +459,23 @@ mod tests {
 
     #[test]
     fn tins() {
-        for ok in ["123-456-789-000", "123456789000", "123-456-789-0000", "12345678900000"] {
+        for ok in [
+            "123-456-789-000",
+            "123456789000",
+            "123-456-789-0000",
+            "12345678900000",
+        ] {
             assert!(ok.parse::<Tin>().is_ok(), "{ok}");
         }
-        for bad in ["123-456-789", "123456789", "123-456-789-00", "1234-56-789-000", "123-456-789-000000", "12345678900a", "123--456789000"] {
+        for bad in [
+            "123-456-789",
+            "123456789",
+            "123-456-789-00",
+            "1234-56-789-000",
+            "123-456-789-000000",
+            "12345678900a",
+            "123--456789000",
+        ] {
             assert!(bad.parse::<Tin>().is_err(), "{bad}");
         }
     }
@@ -450,23 +483,69 @@ mod tests {
     #[test]
     fn explicit_forms_and_errors() {
         let base = "name = \"x\"\ntin = \"123-456-789-000\"\ntaxpayer = \"corporation\"\n";
-        let p = Profile::parse(&format!("{base}forms = [\"2550Q\", \"1601-C\"]\n"), "p.toml").expect("valid");
+        let p = Profile::parse(
+            &format!("{base}forms = [\"2550Q\", \"1601-C\"]\n"),
+            "p.toml",
+        )
+        .expect("valid");
         assert_eq!(codes(&p), ["1601-C", "2550Q"]);
-        let err = Profile::parse(&format!("{base}forms = [\"1601-C\", \"2551M\"]\n"), "p.toml").unwrap_err().to_string();
+        let err = Profile::parse(
+            &format!("{base}forms = [\"1601-C\", \"2551M\"]\n"),
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("p.toml:4:20: field `forms[1]`: form 2551M has no deadline: abolished from taxable year 2018"), "{err}");
-        let err = Profile::parse(&format!("{base}forms = []\n"), "p.toml").unwrap_err().to_string();
+        let err = Profile::parse(&format!("{base}forms = []\n"), "p.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("field `forms`: the list is empty"), "{err}");
-        let err = Profile::parse(&format!("{base}forms = [\"2550Q\"]\n[applies]\nemployer = true\n"), "p.toml").unwrap_err().to_string();
-        assert!(err.contains("both `forms` and `[applies]` are set"), "{err}");
-        let err = Profile::parse(&format!("{base}efps = true\nefps_group = \"F\"\n"), "p.toml").unwrap_err().to_string();
+        let err = Profile::parse(
+            &format!("{base}forms = [\"2550Q\"]\n[applies]\nemployer = true\n"),
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("both `forms` and `[applies]` are set"),
+            "{err}"
+        );
+        let err = Profile::parse(
+            &format!("{base}efps = true\nefps_group = \"F\"\n"),
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("p.toml:5:14: field `efps_group`: \"F\" is not an eFPS group; allowed: \"A\" (files the 15th)"), "{err}");
-        let err = Profile::parse(&format!("{base}efps = true\n"), "p.toml").unwrap_err().to_string();
-        assert!(err.starts_with("p.toml: field `efps_group`: missing"), "{err}");
-        let err = Profile::parse(&format!("{base}year_end_month = 13\n"), "p.toml").unwrap_err().to_string();
-        assert!(err.starts_with("p.toml:4:18: field `year_end_month`: 13 is not a month"), "{err}");
-        let err = Profile::parse(&format!("{base}[applies]\nbusiness_tax = \"sales\"\n"), "p.toml").unwrap_err().to_string();
+        let err = Profile::parse(&format!("{base}efps = true\n"), "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml: field `efps_group`: missing"),
+            "{err}"
+        );
+        let err = Profile::parse(&format!("{base}year_end_month = 13\n"), "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:4:18: field `year_end_month`: 13 is not a month"),
+            "{err}"
+        );
+        let err = Profile::parse(
+            &format!("{base}[applies]\nbusiness_tax = \"sales\"\n"),
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("p.toml:5:16: field `applies.business_tax`: unknown variant `sales`, expected one of `vat`, `percentage`, `none`"), "{err}");
-        let err = Profile::parse(&format!("{base}[applies]\nemployees = true\n"), "p.toml").unwrap_err().to_string();
-        assert!(err.starts_with("p.toml:5:1: field `applies.employees`: unknown field `employees`, expected one of"), "{err}");
+        let err = Profile::parse(&format!("{base}[applies]\nemployees = true\n"), "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "p.toml:5:1: field `applies.employees`: unknown field `employees`, expected one of"
+            ),
+            "{err}"
+        );
     }
 }

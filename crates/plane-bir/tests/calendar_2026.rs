@@ -15,16 +15,29 @@ use std::path::Path;
 use plane_bir::{Deadline, Holidays, Overrides, Profile, calendar};
 
 /// form, period, filing date, payment date where different, the days that moved the filing date.
-type Row = (&'static str, &'static str, &'static str, Option<&'static str>, &'static [&'static str]);
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static [&'static str],
+);
 
 fn profile(name: &str) -> Profile {
-    Profile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles").join(name)).unwrap()
+    Profile::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("profiles")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn check(profile: &Profile, expected: &[Row]) {
     let got = calendar(profile, 2026, &Holidays::builtin(), &Overrides::none()).unwrap();
-    let by_key: BTreeMap<(String, String), &Deadline> =
-        got.iter().map(|d| ((d.form.clone(), d.period.to_string()), d)).collect();
+    let by_key: BTreeMap<(String, String), &Deadline> = got
+        .iter()
+        .map(|d| ((d.form.clone(), d.period.to_string()), d))
+        .collect();
     assert_eq!(by_key.len(), got.len(), "one deadline per form and period");
     let mut missing = Vec::new();
     for &(form, period, due, payment, moved) in expected {
@@ -33,11 +46,19 @@ fn check(profile: &Profile, expected: &[Row]) {
             continue;
         };
         assert_eq!(d.due_date.to_string(), due, "{form} {period} due");
-        assert_eq!(d.payment_date.map(|p| p.to_string()).as_deref(), payment, "{form} {period} payment");
+        assert_eq!(
+            d.payment_date.map(|p| p.to_string()).as_deref(),
+            payment,
+            "{form} {period} payment"
+        );
         let moved_got: Vec<String> = d.moved_by.iter().map(|m| m.date.to_string()).collect();
         assert_eq!(moved_got, moved, "{form} {period} moved_by");
         // The rule date is the first moved day, or the due date itself.
-        assert_eq!(d.rule_date.to_string(), moved.first().copied().unwrap_or(due), "{form} {period} rule date");
+        assert_eq!(
+            d.rule_date.to_string(),
+            moved.first().copied().unwrap_or(due),
+            "{form} {period} rule date"
+        );
     }
     assert!(missing.is_empty(), "missing deadlines: {missing:?}");
     let extra: Vec<_> = by_key
@@ -46,7 +67,10 @@ fn check(profile: &Profile, expected: &[Row]) {
         .collect();
     assert!(extra.is_empty(), "unexpected deadlines: {extra:?}");
     assert_eq!(got.len(), expected.len());
-    assert!(got.windows(2).all(|w| w[0].due_date <= w[1].due_date), "sorted by due date");
+    assert!(
+        got.windows(2).all(|w| w[0].due_date <= w[1].due_date),
+        "sorted by due date"
+    );
 }
 
 const FEB15: &[&str] = &["2026-02-15"];
@@ -141,7 +165,13 @@ const FISCAL_JUNE: &[Row] = &[
     ("1601-C", "2026-06", "2026-07-10", None, NONE),
     ("1601-C", "2026-07", "2026-08-10", None, NONE),
     ("1601-C", "2026-08", "2026-09-10", None, NONE),
-    ("1601-C", "2026-09", "2026-10-12", None, &["2026-10-10", "2026-10-11"]),
+    (
+        "1601-C",
+        "2026-09",
+        "2026-10-12",
+        None,
+        &["2026-10-10", "2026-10-11"],
+    ),
     ("1601-C", "2026-10", "2026-11-10", None, NONE),
     ("1601-C", "2026-11", "2026-12-10", None, NONE),
     // December exception for manual filers: Jan 15, not Jan 10.
@@ -169,14 +199,26 @@ const FISCAL_JUNE: &[Row] = &[
     ("1604-E", "2025", "2026-03-02", None, &["2026-03-01"]),
     ("1604-E", "2026", "2027-03-01", None, NONE),
     // FY2026 Q1 = Jul-Sep 2025: Oct 25, 2025 Sat, Oct 26 Sun.
-    ("2550Q", "2026-Q1", "2025-10-27", None, &["2025-10-25", "2025-10-26"]),
+    (
+        "2550Q",
+        "2026-Q1",
+        "2025-10-27",
+        None,
+        &["2025-10-25", "2025-10-26"],
+    ),
     // Q2 = Oct-Dec 2025: Jan 25, 2026 is a Sunday.
     ("2550Q", "2026-Q2", "2026-01-26", None, &["2026-01-25"]),
     ("2550Q", "2026-Q3", "2026-04-27", None, APR25),
     ("2550Q", "2026-Q4", "2026-07-27", None, JUL25),
     // FY2026 Q1 ends Sep 30, 2025: +60 days = Sat Nov 29, 2025; Sun Nov 30 is Bonifacio Day
     // -> Mon Dec 1, 2025 (the reference's PwC worked example).
-    ("1702Q", "2026-Q1", "2025-12-01", None, &["2025-11-29", "2025-11-30"]),
+    (
+        "1702Q",
+        "2026-Q1",
+        "2025-12-01",
+        None,
+        &["2025-11-29", "2025-11-30"],
+    ),
     // Q2 ends Dec 31, 2025: +60 days = Sun Mar 1, 2026.
     ("1702Q", "2026-Q2", "2026-03-02", None, &["2026-03-01"]),
     ("1702Q", "2026-Q3", "2026-06-01", None, MAY30),
@@ -187,12 +229,18 @@ const FISCAL_JUNE: &[Row] = &[
 
 #[test]
 fn efps_group_a_vat_corporation_2026() {
-    check(&profile("efps-a-vat-corporation.toml"), EFPS_A_VAT_CORPORATION);
+    check(
+        &profile("efps-a-vat-corporation.toml"),
+        EFPS_A_VAT_CORPORATION,
+    );
 }
 
 #[test]
 fn manual_individual_percentage_tax_2026() {
-    check(&profile("manual-individual-percentage-tax.toml"), MANUAL_INDIVIDUAL);
+    check(
+        &profile("manual-individual-percentage-tax.toml"),
+        MANUAL_INDIVIDUAL,
+    );
 }
 
 #[test]
@@ -218,36 +266,90 @@ fn efps_filing_and_payment_are_kept_apart() {
             ("1601-C", "2026-02", "2026-03-13", Some("2026-03-16"), NONE),
             ("1601-C", "2026-03", "2026-04-13", Some("2026-04-15"), NONE),
             ("1601-C", "2026-04", "2026-05-13", Some("2026-05-15"), NONE),
-            ("1601-C", "2026-05", "2026-06-15", None, &["2026-06-13", "2026-06-14"]),
+            (
+                "1601-C",
+                "2026-05",
+                "2026-06-15",
+                None,
+                &["2026-06-13", "2026-06-14"],
+            ),
             ("1601-C", "2026-06", "2026-07-13", Some("2026-07-15"), NONE),
             ("1601-C", "2026-07", "2026-08-13", Some("2026-08-17"), NONE),
-            ("1601-C", "2026-08", "2026-09-14", Some("2026-09-15"), &["2026-09-13"]),
+            (
+                "1601-C",
+                "2026-08",
+                "2026-09-14",
+                Some("2026-09-15"),
+                &["2026-09-13"],
+            ),
             ("1601-C", "2026-09", "2026-10-13", Some("2026-10-15"), NONE),
             ("1601-C", "2026-10", "2026-11-13", Some("2026-11-16"), NONE),
-            ("1601-C", "2026-11", "2026-12-14", Some("2026-12-15"), &["2026-12-13"]),
+            (
+                "1601-C",
+                "2026-11",
+                "2026-12-14",
+                Some("2026-12-15"),
+                &["2026-12-13"],
+            ),
             ("1601-C", "2026-12", "2027-01-13", Some("2027-01-15"), NONE),
         ],
     );
-    let e = calendar(&efps_group("E", "\"0619-E\", \"2550Q\""), 2026, &Holidays::builtin(), &Overrides::none()).unwrap();
-    let get = |form: &str, period: &str| e.iter().find(|d| d.form == form && d.period.to_string() == period).unwrap();
+    let e = calendar(
+        &efps_group("E", "\"0619-E\", \"2550Q\""),
+        2026,
+        &Holidays::builtin(),
+        &Overrides::none(),
+    )
+    .unwrap();
+    let get = |form: &str, period: &str| {
+        e.iter()
+            .find(|d| d.form == form && d.period.to_string() == period)
+            .unwrap()
+    };
     // Oct 11 is a Sunday: filing moves to Mon Oct 12, payment stays Thu Oct 15... for Sep's
     // 0619-E there is none (skipped month), so take Jan: Feb 11 Wed, payment Feb 15 Sun -> 16.
     let jan = get("0619-E", "2026-01");
-    assert_eq!((jan.due_date.to_string(), jan.payment_date.unwrap().to_string()), ("2026-02-11".into(), "2026-02-16".into()));
+    assert_eq!(
+        (
+            jan.due_date.to_string(),
+            jan.payment_date.unwrap().to_string()
+        ),
+        ("2026-02-11".into(), "2026-02-16".into())
+    );
     assert_eq!(jan.payment_rule_date.unwrap().to_string(), "2026-02-15");
     assert_eq!(jan.payment_moved_by.as_ref().unwrap()[0].why, "Sunday");
-    assert!(jan.rule.starts_with("eFPS group E: filing on the 11th and payment on the 15th"), "{}", jan.rule);
+    assert!(
+        jan.rule
+            .starts_with("eFPS group E: filing on the 11th and payment on the 15th"),
+        "{}",
+        jan.rule
+    );
     // Quarterly returns are not staggered.
     assert_eq!(get("2550Q", "2026-Q1").payment_date, None);
     assert_eq!(get("2550Q", "2026-Q1").due_date.to_string(), "2026-04-27");
     // Group B: filing Sat Feb 14 and payment Sun Feb 15 both roll to Mon Feb 16: one date.
-    let b = calendar(&efps_group("B", "\"1601-C\""), 2026, &Holidays::builtin(), &Overrides::none()).unwrap();
-    assert_eq!((b[0].due_date.to_string(), b[0].payment_date), ("2026-02-16".into(), None));
+    let b = calendar(
+        &efps_group("B", "\"1601-C\""),
+        2026,
+        &Holidays::builtin(),
+        &Overrides::none(),
+    )
+    .unwrap();
+    assert_eq!(
+        (b[0].due_date.to_string(), b[0].payment_date),
+        ("2026-02-16".into(), None)
+    );
 }
 
 #[test]
 fn moves_name_the_weekend_days_and_holidays() {
-    let got = calendar(&profile("efps-a-vat-corporation.toml"), 2026, &Holidays::builtin(), &Overrides::none()).unwrap();
+    let got = calendar(
+        &profile("efps-a-vat-corporation.toml"),
+        2026,
+        &Holidays::builtin(),
+        &Overrides::none(),
+    )
+    .unwrap();
     let why = |form: &str, period: &str| -> Vec<String> {
         got.iter()
             .find(|d| d.form == form && d.period.to_string() == period)
@@ -259,15 +361,47 @@ fn moves_name_the_weekend_days_and_holidays() {
     };
     assert_eq!(
         why("1601-EQ", "2026-Q3"),
-        ["Saturday", "Sunday, All Saints' Day (special non-working day)", "All Souls' Day (special non-working day)"]
+        [
+            "Saturday",
+            "Sunday, All Saints' Day (special non-working day)",
+            "All Souls' Day (special non-working day)"
+        ]
     );
-    assert_eq!(why("1702Q", "2026-Q2"), ["Saturday", "Sunday", "National Heroes Day (regular holiday)"]);
-    assert_eq!(why("1702Q", "2026-Q3"), ["Sunday", "Bonifacio Day (regular holiday)"]);
-    let dec = got.iter().find(|d| d.form == "1601-C" && d.period.to_string() == "2026-12").unwrap();
+    assert_eq!(
+        why("1702Q", "2026-Q2"),
+        [
+            "Saturday",
+            "Sunday",
+            "National Heroes Day (regular holiday)"
+        ]
+    );
+    assert_eq!(
+        why("1702Q", "2026-Q3"),
+        ["Sunday", "Bonifacio Day (regular holiday)"]
+    );
+    let dec = got
+        .iter()
+        .find(|d| d.form == "1601-C" && d.period.to_string() == "2026-12")
+        .unwrap();
     assert!(dec.rule.starts_with("eFPS group A"), "{}", dec.rule);
-    let fiscal = calendar(&profile("fiscal-june-corporation.toml"), 2026, &Holidays::builtin(), &Overrides::none()).unwrap();
-    let dec = fiscal.iter().find(|d| d.form == "1601-C" && d.period.to_string() == "2026-12").unwrap();
-    assert_eq!(dec.rule, "December's return: 15th day of the month after the period");
-    let q1 = fiscal.iter().find(|d| d.form == "2550Q" && d.period.to_string() == "2026-Q1").unwrap();
+    let fiscal = calendar(
+        &profile("fiscal-june-corporation.toml"),
+        2026,
+        &Holidays::builtin(),
+        &Overrides::none(),
+    )
+    .unwrap();
+    let dec = fiscal
+        .iter()
+        .find(|d| d.form == "1601-C" && d.period.to_string() == "2026-12")
+        .unwrap();
+    assert_eq!(
+        dec.rule,
+        "December's return: 15th day of the month after the period"
+    );
+    let q1 = fiscal
+        .iter()
+        .find(|d| d.form == "2550Q" && d.period.to_string() == "2026-Q1")
+        .unwrap();
     assert_eq!(q1.months, ["2025-07", "2025-08", "2025-09"]);
 }

@@ -8,13 +8,27 @@ use proptest::prelude::*;
 
 fn business_day(date: NaiveDate, h: &Holidays) -> bool {
     !matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
-        && h.get(date).unwrap().is_none_or(|d| !d.kind.moves_deadlines())
+        && h.get(date)
+            .unwrap()
+            .is_none_or(|d| !d.kind.moves_deadlines())
 }
 
-fn profile_text(corporation: bool, efps: Option<char>, year_end_month: u32, forms: &[&str]) -> String {
+fn profile_text(
+    corporation: bool,
+    efps: Option<char>,
+    year_end_month: u32,
+    forms: &[&str],
+) -> String {
     let mut t = String::from("name = \"P\"\ntin = \"123456789000\"\n");
-    t += if corporation { "taxpayer = \"corporation\"\n" } else { "taxpayer = \"individual\"\n" };
-    t += &format!("year_end_month = {}\n", if corporation { year_end_month } else { 12 });
+    t += if corporation {
+        "taxpayer = \"corporation\"\n"
+    } else {
+        "taxpayer = \"individual\"\n"
+    };
+    t += &format!(
+        "year_end_month = {}\n",
+        if corporation { year_end_month } else { 12 }
+    );
     if let Some(g) = efps {
         t += &format!("efps = true\nefps_group = \"{g}\"\n");
     }
@@ -78,14 +92,24 @@ fn holy_week_chains_four_days() {
     let (day, moves) = roll_forward("2026-04-02".parse().unwrap(), &Holidays::builtin()).unwrap();
     assert_eq!(day.to_string(), "2026-04-06");
     assert_eq!(moves.len(), 4);
-    assert_eq!(moves[2].why, "Saturday, Black Saturday (special non-working day)");
+    assert_eq!(
+        moves[2].why,
+        "Saturday, Black Saturday (special non-working day)"
+    );
     // Dec 24 (Thu), 25 (Fri), Sat, Sun -> Mon Dec 28; Dec 30 (Wed), 31 (Thu), Jan 1 (Fri) -> Mon Jan 4, 2027.
     let (day, _) = roll_forward("2026-12-24".parse().unwrap(), &Holidays::builtin()).unwrap();
     assert_eq!(day.to_string(), "2026-12-28");
     let (day, moves) = roll_forward("2026-12-30".parse().unwrap(), &Holidays::builtin()).unwrap();
-    assert_eq!((day.to_string(), moves.len()), ("2027-01-04".to_string(), 5));
+    assert_eq!(
+        (day.to_string(), moves.len()),
+        ("2027-01-04".to_string(), 5)
+    );
     // A provisional (estimated) holiday moves the date and says so.
     let (day, moves) = roll_forward("2027-03-09".parse().unwrap(), &Holidays::builtin()).unwrap();
     assert_eq!(day.to_string(), "2027-03-10");
-    assert!(moves[0].provisional && moves[0].why.ends_with("(regular holiday, provisional)"), "{:?}", moves[0]);
+    assert!(
+        moves[0].provisional && moves[0].why.ends_with("(regular holiday, provisional)"),
+        "{:?}",
+        moves[0]
+    );
 }

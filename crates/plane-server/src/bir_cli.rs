@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use chrono::{NaiveDate, Utc};
 use clap::{Subcommand, ValueEnum};
-use plane_bir::{Basis, Catalog, Deadline, EfpsRule, Filing, Frequency, Holidays, Override, Overrides, Profile};
+use plane_bir::{
+    Basis, Catalog, Deadline, EfpsRule, Filing, Frequency, Holidays, Override, Overrides, Profile,
+};
 
 /// The override file used when neither `--overrides` nor `PLANE_BIR_OVERRIDES` names one.
 pub const DEFAULT_OVERRIDES: &str = "bir-overrides.toml";
@@ -32,7 +34,12 @@ pub enum BirCommand {
         #[command(flatten)]
         holidays: HolidayFiles,
         /// The override file [env: PLANE_BIR_OVERRIDES] [default: bir-overrides.toml, if it exists].
-        #[arg(long, value_name = "FILE", env = "PLANE_BIR_OVERRIDES", hide_env = true)]
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "PLANE_BIR_OVERRIDES",
+            hide_env = true
+        )]
         overrides: Option<PathBuf>,
     },
     /// The holidays of a year (regular, special non-working, special working days).
@@ -61,7 +68,12 @@ pub enum BirCommand {
         #[arg(long, value_name = "TEXT")]
         reason: String,
         /// The override file [env: PLANE_BIR_OVERRIDES] [default: bir-overrides.toml].
-        #[arg(long, value_name = "FILE", env = "PLANE_BIR_OVERRIDES", hide_env = true)]
+        #[arg(
+            long,
+            value_name = "FILE",
+            env = "PLANE_BIR_OVERRIDES",
+            hide_env = true
+        )]
         overrides: Option<PathBuf>,
     },
     /// The form catalog, with the reason next to each abolished or optional form.
@@ -176,7 +188,13 @@ fn execute(command: BirCommand) -> Result<String, Failure> {
                     let mut out = format!("Philippine holidays {year} ({})\n", y.status);
                     out += &wrap(&format!("source: {}", y.source), 2);
                     if let Some(note) = &y.note {
-                        out += &wrap(&format!("note: {}", note.split_whitespace().collect::<Vec<_>>().join(" ")), 2);
+                        out += &wrap(
+                            &format!(
+                                "note: {}",
+                                note.split_whitespace().collect::<Vec<_>>().join(" ")
+                            ),
+                            2,
+                        );
                     }
                     out += "\nDATE        DAY  KIND                     NAME\n";
                     for d in &y.days {
@@ -213,11 +231,16 @@ fn execute(command: BirCommand) -> Result<String, Failure> {
                 o.form,
                 o.period,
                 o.due,
-                o.payment.map(|p| format!(", payment {p}")).unwrap_or_default(),
+                o.payment
+                    .map(|p| format!(", payment {p}"))
+                    .unwrap_or_default(),
                 o.reason
             );
             if let Some(old) = replaced {
-                out += &format!("replaced the earlier override: due {} ({})\n", old.due, old.reason);
+                out += &format!(
+                    "replaced the earlier override: due {} ({})\n",
+                    old.due, old.reason
+                );
             }
             Ok(out)
         }
@@ -252,19 +275,33 @@ fn calendar_table(profile: &Profile, year: i32, deadlines: &[Deadline]) -> Strin
             let is_fiscal_quarter = Catalog::builtin()
                 .get(&d.form)
                 .and_then(|f| f.schedule.as_ref())
-                .is_some_and(|s| s.basis == Basis::TaxableYear && s.frequency == Frequency::Quarterly);
-            let label = format!("{} = {}..{}", d.period, d.period_start.format("%Y-%m"), d.period_end.format("%Y-%m"));
+                .is_some_and(|s| {
+                    s.basis == Basis::TaxableYear && s.frequency == Frequency::Quarterly
+                });
+            let label = format!(
+                "{} = {}..{}",
+                d.period,
+                d.period_start.format("%Y-%m"),
+                d.period_end.format("%Y-%m")
+            );
             if is_fiscal_quarter && !fiscal.contains(&label) {
                 fiscal.push(label);
             }
         }
         fiscal.sort();
-        out += &wrap(&format!("fiscal quarters (VAT, income tax): {}", fiscal.join(", ")), 2);
+        out += &wrap(
+            &format!("fiscal quarters (VAT, income tax): {}", fiscal.join(", ")),
+            2,
+        );
     }
     out += "\nFORM     PERIOD   FILE BY        PAY BY         NOTE\n";
     for d in deadlines {
         let note = match &d.overridden {
-            Some(o) => format!("OVERRIDE was {}: {}", o.computed_due_date.format("%m-%d"), o.reason),
+            Some(o) => format!(
+                "OVERRIDE was {}: {}",
+                o.computed_due_date.format("%m-%d"),
+                o.reason
+            ),
             None if d.moved_by.is_empty() => String::new(),
             None => {
                 // Short form for the table: the holiday's name, else the weekday.
@@ -279,7 +316,10 @@ fn calendar_table(profile: &Profile, year: i32, deadlines: &[Deadline]) -> Strin
                 format!("from {}: {}", d.rule_date.format("%m-%d"), why.join(", "))
             }
         };
-        let pay = d.payment_date.map(|p| p.format("%a %Y-%m-%d").to_string()).unwrap_or_default();
+        let pay = d
+            .payment_date
+            .map(|p| p.format("%a %Y-%m-%d").to_string())
+            .unwrap_or_default();
         let line = format!(
             "{:<8} {:<8} {:<14} {:<14} {note}",
             d.form,
@@ -290,7 +330,10 @@ fn calendar_table(profile: &Profile, year: i32, deadlines: &[Deadline]) -> Strin
         out += fit(&line).trim_end();
         out.push('\n');
     }
-    out += &format!("{} deadlines; weekends and holidays roll forward (RMC 65-2016).\n", deadlines.len());
+    out += &format!(
+        "{} deadlines; weekends and holidays roll forward (RMC 65-2016).\n",
+        deadlines.len()
+    );
     out
 }
 
@@ -413,6 +456,7 @@ fn wrap(text: &str, indent: usize) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
