@@ -1,5 +1,7 @@
 //! `plane-server`: the Plane webhook receiver and its maintenance commands.
 
+mod bir_cli;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +65,11 @@ enum Command {
     },
     /// Run the whole loop on this machine with a fake Plane and no credentials, and print what happened.
     Demo,
+    /// BIR filing deadlines: calendar, holidays, overrides, the form catalog (exit 2 on bad input).
+    Bir {
+        #[command(subcommand)]
+        command: bir_cli::BirCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +144,9 @@ fn parse_age(text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if let Command::Bir { command } = cli.command {
+        return bir_cli::run(command);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -182,6 +192,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Check { common } => check(&Config::from_process(&overrides(&common, None))?).await,
         Command::Deliveries { command } => deliveries(command).await,
+        Command::Bir { command } => Ok(bir_cli::run(command)),
         Command::Demo => {
             let report = plane_server::demo::run().await?;
             println!("{report}");

@@ -1,0 +1,221 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A 1-based line and column in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column in characters, from 1.
+    pub column: usize,
+}
+
+impl Location {
+    /// The location of byte `offset` in `text`.
+    ///
+    /// ```
+    /// use plane_bir::Location;
+    /// assert_eq!(Location::of("a = 1\nb = 2\n", 8), Location { line: 2, column: 3 });
+    /// ```
+    pub fn of(text: &str, offset: usize) -> Self {
+        let offset = offset.min(text.len());
+        let before = text.get(..offset).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+        Location { line, column }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// `file:line:col`, or just `file` when the place is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The file (as given), or a description such as `the command line`.
+    pub file: String,
+    /// Where in the file, when known.
+    pub location: Option<Location>,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Some(at) => write!(f, "{}:{at}", self.file),
+            None => f.write_str(&self.file),
+        }
+    }
+}
+
+/// Everything that can go wrong in plane-bir.
+///
+/// Every variant says what was wrong, where (file, line and field when the input was a
+/// file) and what is allowed, so it can be shown to a person as it is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file is not valid TOML, or a value has the wrong type, or a field is unknown or missing.
+    #[error("{place}: {}{message}", field_prefix(field))]
+    Syntax {
+        /// Where.
+        place: Place,
+        /// The field, when it could be told (`applies.business_tax`).
+        field: Option<String>,
+        /// The parser's message, which names the allowed values where it can.
+        message: String,
+    },
+    /// A field's value is not one of the allowed ones.
+    #[error("{place}: field `{field}`: {problem}; allowed: {allowed}")]
+    Invalid {
+        /// Where.
+        place: Place,
+        /// The field, with its table (`applies.extra_forms[1]`).
+        field: String,
+        /// What is wrong with the value.
+        problem: String,
+        /// What would be accepted.
+        allowed: String,
+    },
+    /// A form code that the catalog does not know.
+    #[error("unknown form {form:?}; known forms with deadlines: {allowed}")]
+    UnknownForm {
+        /// The code asked for.
+        form: String,
+        /// The codes that would be accepted.
+        allowed: String,
+    },
+    /// A form the catalog knows, but which has no deadline of its own (abolished, optional, ...).
+    #[error("form {form} has no deadline: {reason}")]
+    NoDeadline {
+        /// The code asked for.
+        form: String,
+        /// Why (abolished when and by what, or what replaced it).
+        reason: String,
+    },
+    /// A period label that does not fit the form.
+    #[error("period {period:?} does not fit form {form}: expected {expected}")]
+    BadPeriod {
+        /// The form.
+        form: String,
+        /// The label given.
+        period: String,
+        /// The shape the form's frequency needs.
+        expected: String,
+    },
+    /// A date in a year that has no holiday data: the calendar refuses to guess.
+    #[error(
+        "no holiday data for {year}{}: holiday data covers {}; add the year with a holiday file ([[year]] year = {year}, see plane_bir::holidays)",
+        needed_for.as_ref().map(|n| format!(" (needed for {n})")).unwrap_or_default(),
+        years_list(available)
+    )]
+    NoHolidayData {
+        /// The year without data.
+        year: i32,
+        /// The deadline that needed it (`1601-C 2027-12, rule date 2028-01-15`).
+        needed_for: Option<String>,
+        /// The years that have data.
+        available: Vec<i32>,
+    },
+    /// Holiday data so dense that no business day follows a date within a year.
+    #[error("no business day within 366 days after {from}: check the holiday files")]
+    NoBusinessDay {
+        /// The date the search started from.
+        from: chrono::NaiveDate,
+    },
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file could not be written (nothing was changed: writes go through a temporary file).
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn field_prefix(field: &Option<String>) -> String {
+    field
+        .as_ref()
+        .map(|f| format!("field `{f}`: "))
+        .unwrap_or_default()
+}
+
+fn years_list(years: &[i32]) -> String {
+    if years.is_empty() {
+        return "no year".into();
+    }
+    years
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Turns a TOML error into [`Error::Syntax`] with its line, column and (best effort) field.
+pub(crate) fn syntax(file: &str, text: &str, error: &toml::de::Error) -> Error {
+    let offset = error.span().map(|s| s.start);
+    Error::Syntax {
+        place: Place {
+            file: file.to_string(),
+            location: offset.map(|o| Location::of(text, o)),
+        },
+        // A missing field's span is its whole table: the line there names another key.
+        field: offset
+            .filter(|_| !error.message().starts_with("missing field"))
+            .and_then(|o| field_at(text, o)),
+        message: error.message().trim().to_string(),
+    }
+}
+
+/// The dotted key whose value sits at `offset`: the last `[table]` header above it and
+/// the key on its line. Best effort, for error messages only.
+pub(crate) fn field_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset.min(text.len()))?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next().unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_start_matches('{').trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.\"".contains(c))
+        })?;
+    let table = before
+        .get(..line_start)
+        .unwrap_or("")
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
+impl Place {
+    pub(crate) fn at(file: &str, text: &str, span: std::ops::Range<usize>) -> Self {
+        Place {
+            file: file.to_string(),
+            location: Some(Location::of(text, span.start)),
+        }
+    }
+}
