@@ -110,7 +110,11 @@ async fn receive(
     let result = match delivery {
         Ok(delivery) => state
             .connector
-            .record(&delivery.headers, &delivery.envelope, delivery.body.to_vec())
+            .record(
+                &delivery.headers,
+                &delivery.envelope,
+                delivery.body.to_vec(),
+            )
             .await
             .map(|outcome| (delivery, outcome))
             .map_err(ApiError::Store),

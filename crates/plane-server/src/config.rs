@@ -600,12 +600,18 @@ mod tests {
         assert_eq!(c.purge_interval, Duration::from_secs(5400));
         assert_eq!(c.max_in_flight, 8);
         let defaults = Config::load(&Overrides::default(), &env_of(&[])).unwrap();
-        assert_eq!(defaults.max_in_flight, crate::in_flight::DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(
+            defaults.max_in_flight,
+            crate::in_flight::DEFAULT_MAX_IN_FLIGHT
+        );
         assert_eq!(defaults.purge_interval, Duration::from_secs(86_400));
         for (text, key) in [
             ("[store]\nretention = \"2w\"\n", "store.retention"),
             ("[store]\nretention = \"0s\"\n", "store.retention"),
-            ("[store]\npurge_interval = \"soon\"\n", "store.purge_interval"),
+            (
+                "[store]\npurge_interval = \"soon\"\n",
+                "store.purge_interval",
+            ),
             ("[server]\nmax_in_flight = 0\n", "server.max_in_flight"),
         ] {
             let (_dir, path) = toml_file(text);

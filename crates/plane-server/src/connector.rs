@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use plane_core::{Budget, PlaneClient};
 use plane_webhook::{
-    DeliveryHeaders, DeliveryStore, Envelope, NewDelivery, NoSecret, RecordOutcome,
-    SignatureError, Verifier,
+    DeliveryHeaders, DeliveryStore, Envelope, NewDelivery, NoSecret, RecordOutcome, SignatureError,
+    Verifier,
 };
 
 use crate::config::Config;

@@ -263,7 +263,12 @@ impl Collector for PlaneClientCollector {
             ),
         ] {
             let counter = ConstCounter::new(value);
-            counter.encode(encoder.encode_descriptor(name, help, None, counter.metric_type())?)?;
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
         }
         let waited = ConstCounter::new(limit.waited.as_secs_f64());
         waited.encode(encoder.encode_descriptor(

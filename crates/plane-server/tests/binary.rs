@@ -464,7 +464,13 @@ fn serve_without_a_webhook_secret_refuses_to_start_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("never.db");
     let out = run(
-        &["serve", "--listen", "127.0.0.1:0", "--db", db.to_str().unwrap()],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
@@ -498,7 +504,11 @@ async fn check_reads_the_store_without_creating_or_migrating_it_and_exits_5_when
     let missing = dir.path().join("missing.db");
     let out = check(missing.clone(), "true").await.unwrap();
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("no such file"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no such file"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!missing.exists(), "check created the database");
     // Not a database: exit 5.
     let junk = dir.path().join("junk.db");
@@ -513,5 +523,9 @@ async fn check_reads_the_store_without_creating_or_migrating_it_and_exits_5_when
     let stdout = text(&out.stdout);
     assert!(stdout.contains("serve will set it up"), "{stdout}");
     assert!(stdout.contains("connector:       off"), "{stdout}");
-    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "check migrated it");
+    assert_eq!(
+        std::fs::metadata(&empty).unwrap().len(),
+        0,
+        "check migrated it"
+    );
 }

@@ -486,7 +486,9 @@ async fn past_the_in_flight_limit_slow_senders_wait_with_their_bodies_unread() {
             plane_webhook::Verifier::sign(&h.secret, &body),
             body.len()
         );
-        let mut stream = tokio::net::TcpStream::connect(h.running.addr).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(h.running.addr)
+            .await
+            .unwrap();
         // The headers and the first bytes of the body, then nothing for now.
         stream.write_all(head.as_bytes()).await.unwrap();
         stream.write_all(&body[..10]).await.unwrap();

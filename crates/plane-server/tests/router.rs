@@ -292,8 +292,14 @@ async fn readiness_is_503_only_when_the_store_fails_and_never_shows_its_error() 
     let (status, text) = get(&state, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
     let json: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!((json["status"].as_str(), json["store"].as_str()), (Some("not_ready"), Some("unavailable")));
-    assert!(!text.contains("disk full") && !text.contains("/secret/path"), "{text}");
+    assert_eq!(
+        (json["status"].as_str(), json["store"].as_str()),
+        (Some("not_ready"), Some("unavailable"))
+    );
+    assert!(
+        !text.contains("disk full") && !text.contains("/secret/path"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -325,7 +331,10 @@ async fn readiness_names_plane_trouble_by_a_fixed_word_and_stays_200() {
     assert_eq!(status, StatusCode::OK, "{text}");
     let json: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["plane"], "unreachable", "{text}");
-    assert!(!text.contains("nginx") && !text.contains("Bad Gateway"), "{text}");
+    assert!(
+        !text.contains("nginx") && !text.contains("Bad Gateway"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -363,7 +372,10 @@ fn assert_every_family_has_help_and_type(text: &str) {
     let (help, types) = (announced("HELP"), announced("TYPE"));
     assert_eq!(help, types, "{text}");
     assert!(!types.is_empty());
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let name = line.split(['{', ' ']).next().unwrap();
         assert!(
             types.iter().any(|family| name == family
@@ -400,9 +412,7 @@ async fn metrics_come_from_memory_with_help_and_type_and_no_secret() {
         text = body;
     }
     assert_eq!(
-        store
-            .stats_calls
-            .load(std::sync::atomic::Ordering::SeqCst),
+        store.stats_calls.load(std::sync::atomic::Ordering::SeqCst),
         0,
         "a scrape asked the store to count"
     );
@@ -421,8 +431,15 @@ async fn metrics_come_from_memory_with_help_and_type_and_no_secret() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     assert_every_family_has_help_and_type(&text);
-    assert!(!text.contains(&secret()) && !text.contains(&fake.api_key()), "{text}");
-    assert_eq!(store.stats().await.unwrap().pending, 2, "the gauge agrees with the store");
+    assert!(
+        !text.contains(&secret()) && !text.contains(&fake.api_key()),
+        "{text}"
+    );
+    assert_eq!(
+        store.stats().await.unwrap().pending,
+        2,
+        "the gauge agrees with the store"
+    );
 }
 
 #[tokio::test]

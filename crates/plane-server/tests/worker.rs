@@ -100,14 +100,17 @@ async fn a_switched_off_connector_holds_the_inbox_until_it_is_on() {
     let metrics = Arc::new(Metrics::default());
     metrics.seed(&store.stats().await.unwrap());
     let (stop, stopped) = watch::channel(false);
-    let off = tokio::spawn(worker(&store, &handler, &metrics, false, Duration::from_secs(60)).run(stopped));
+    let off = tokio::spawn(
+        worker(&store, &handler, &metrics, false, Duration::from_secs(60)).run(stopped),
+    );
     // A hundred poll intervals of (paused) time: an enabled worker would have
     // claimed everything at its first poll.
     tokio::time::sleep(Duration::from_secs(100)).await;
     let held = store.list(None, 10).await.unwrap();
     assert_eq!(held.len(), 3);
     assert!(
-        held.iter().all(|r| r.status == Status::Pending && r.attempts == 0),
+        held.iter()
+            .all(|r| r.status == Status::Pending && r.attempts == 0),
         "{held:?}"
     );
     assert_eq!(handler.handled.load(Ordering::SeqCst), 0);
@@ -116,7 +119,9 @@ async fn a_switched_off_connector_holds_the_inbox_until_it_is_on() {
 
     // Switched on (a restart with plane.enabled = true): everything is handled once.
     let (stop, stopped) = watch::channel(false);
-    let on = tokio::spawn(worker(&store, &handler, &metrics, true, Duration::from_secs(60)).run(stopped));
+    let on = tokio::spawn(
+        worker(&store, &handler, &metrics, true, Duration::from_secs(60)).run(stopped),
+    );
     while store.stats().await.unwrap().done < 3 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
