@@ -1,22 +1,28 @@
 //! The HTTP side: `POST /webhooks/plane`, `/healthz`, `/readyz`, `/metrics`.
+//!
+//! None of them asks for credentials: the webhook route is protected by its
+//! signature, and the others say nothing secret.
 
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use http::{HeaderMap, StatusCode};
-use plane_webhook::{Clock, RecordOutcome};
+use http::StatusCode;
+use plane_webhook::RecordOutcome;
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Notify;
 
+use crate::config::Config;
 use crate::connector::{Connector, WEBHOOK_SECRET_REF};
-use crate::error::ApiError;
+use crate::error::{ApiError, WebhookRejection};
+use crate::in_flight::InFlightLimit;
 use crate::metrics::Metrics;
 use crate::serve::AbortConnection;
+use crate::verified_delivery::VerifiedDelivery;
 
 /// How long a Plane reachability answer is reused by `/readyz`, so probes
 /// never spend the rate budget.
@@ -24,39 +30,56 @@ const READY_CACHE: Duration = Duration::from_secs(30);
 /// How long `/readyz` waits for Plane.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// What `/readyz` says about Plane: a fixed word, never Plane's own text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlaneReadiness {
+    /// `GET users/me` answered.
+    Ok,
+    /// Plane refused the API key (401 or 403).
+    Unauthorized,
+    /// Plane answered with an error, or could not be reached.
+    Unreachable,
+    /// No answer within 3 s (and none earlier to reuse).
+    NoAnswer,
+    /// The connector is off, or no API key is configured.
+    NotChecked,
+}
+
 /// The last Plane reachability answer and when it was taken.
-type ReadyCache = Arc<Mutex<Option<(Instant, Result<(), String>)>>>;
+type ReadyCache = Arc<Mutex<Option<(Instant, PlaneReadiness)>>>;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// Verification, the store, the Plane client, the on/off switch.
     pub connector: Connector,
+    /// Counters and gauges for `/metrics`.
     pub metrics: Arc<Metrics>,
-    pub clock: Arc<dyn Clock>,
     /// Wakes the worker when something was queued.
     pub queued: Arc<Notify>,
+    /// The largest body taken, in bytes (`server.body_limit_bytes`).
     pub body_limit: usize,
     /// How long a delivery's body may take to arrive (default 30 s).
     pub body_timeout: Duration,
+    /// Webhook requests being read or stored at once (`server.max_in_flight`).
+    pub in_flight: InFlightLimit,
     ready_cache: ReadyCache,
     key_missing_logged: Arc<Once>,
 }
 
 impl AppState {
-    /// State for a router.
-    pub fn new(
-        connector: Connector,
-        metrics: Arc<Metrics>,
-        clock: Arc<dyn Clock>,
-        body_limit: usize,
-    ) -> Self {
+    /// State for a router, with the body limit and the in-flight limit of `config`.
+    pub fn new(connector: Connector, metrics: Arc<Metrics>, config: &Config) -> Self {
+        let (current, waiting, limit) = metrics.in_flight_gauges();
+        metrics.set_enabled(connector.enabled());
         Self {
             connector,
-            metrics,
-            clock,
             queued: Arc::new(Notify::new()),
-            body_limit,
+            body_limit: config.body_limit,
             body_timeout: Duration::from_secs(30),
+            in_flight: InFlightLimit::with_gauges(config.max_in_flight, current, waiting, limit),
+            metrics,
             ready_cache: Arc::default(),
             key_missing_logged: Arc::new(Once::new()),
         }
@@ -66,7 +89,7 @@ impl AppState {
 /// The service's routes, with JSON answers for unknown routes and methods.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        // The handler reads the body itself, within `body_limit` and `body_timeout`.
+        // `VerifiedDelivery` reads the body itself, within `body_limit` and `body_timeout`.
         .route(
             "/webhooks/plane",
             post(receive).layer(DefaultBodyLimit::disable()),
@@ -82,46 +105,29 @@ pub fn router(state: AppState) -> Router {
 async fn receive(
     State(state): State<AppState>,
     abort: Option<Extension<AbortConnection>>,
-    headers: HeaderMap,
-    body: Body,
+    delivery: Result<VerifiedDelivery, WebhookRejection>,
 ) -> Response {
-    let result = async {
-        // Bounded in size and in time: a client that trickles its body is cut off.
-        let body = match tokio::time::timeout(
-            state.body_timeout,
-            axum::body::to_bytes(body, state.body_limit),
-        )
-        .await
-        {
-            Err(_) => return Err(ApiError::BodyTimeout),
-            Ok(Ok(body)) => body,
-            Ok(Err(e)) => {
-                let e = e.into_inner();
-                return Err(if e.is::<http_body_util::LengthLimitError>() {
-                    ApiError::TooLarge {
-                        limit: state.body_limit,
-                    }
-                } else {
-                    ApiError::BadRequest(format!("could not read the body: {e}"))
-                });
-            }
-        };
-        let (delivery, envelope) = state.connector.verify(&headers, &body)?;
-        let outcome = state
+    let result = match delivery {
+        Ok(delivery) => state
             .connector
-            .record(&delivery, &envelope, body.to_vec())
-            .await?;
-        Ok::<_, ApiError>((delivery, envelope, outcome))
-    }
-    .await;
+            .record(
+                &delivery.headers,
+                &delivery.envelope,
+                delivery.body.to_vec(),
+            )
+            .await
+            .map(|outcome| (delivery, outcome))
+            .map_err(ApiError::Store),
+        Err(rejection) => Err(ApiError::Rejected(rejection)),
+    };
     match result {
-        Ok((delivery, envelope, RecordOutcome::New { id })) => {
+        Ok((delivery, RecordOutcome::New { id })) => {
             state.metrics.delivery("accepted", "new");
             state.queued.notify_one();
-            tracing::info!(id, delivery = %delivery.delivery_id, event = %envelope.event, action = envelope.action.as_str(), "delivery accepted");
+            tracing::info!(id, delivery = %delivery.headers.delivery_id, event = %delivery.envelope.event, action = delivery.envelope.action.as_str(), "delivery accepted");
             (StatusCode::OK, Json(json!({"status": "accepted"}))).into_response()
         }
-        Ok((delivery, _, RecordOutcome::Duplicate { id, by })) => {
+        Ok((delivery, RecordOutcome::Duplicate { id, by })) => {
             state.metrics.delivery(
                 "duplicate",
                 match by {
@@ -129,20 +135,22 @@ async fn receive(
                     plane_webhook::DuplicateBy::SameEvent => "same_event",
                 },
             );
-            tracing::info!(id, delivery = %delivery.delivery_id, ?by, "duplicate delivery ignored");
+            tracing::info!(id, delivery = %delivery.headers.delivery_id, ?by, "duplicate delivery ignored");
             (StatusCode::OK, Json(json!({"status": "duplicate"}))).into_response()
         }
         Err(error) => {
             state.metrics.delivery("rejected", error.reason());
             match &error {
-                ApiError::KeyMissing => state.key_missing_logged.call_once(|| {
-                    tracing::error!(
-                        ssot_ref = WEBHOOK_SECRET_REF,
-                        "no webhook secret configured: every delivery is answered 503 KEY_MISSING \
-                         until PLANE_WEBHOOK_SECRET is set"
-                    );
-                }),
-                ApiError::Store(_) | ApiError::BodyTimeout => {
+                ApiError::Rejected(WebhookRejection::KeyMissing) => {
+                    state.key_missing_logged.call_once(|| {
+                        tracing::error!(
+                            ssot_ref = WEBHOOK_SECRET_REF,
+                            "no webhook secret configured: every delivery is answered 503 KEY_MISSING \
+                             until PLANE_WEBHOOK_SECRET is set"
+                        );
+                    })
+                }
+                ApiError::Store(_) | ApiError::Rejected(WebhookRejection::BodyTimeout) => {
                     tracing::error!(error = %error, "delivery not taken");
                     // Any answer would count as delivered to Plane CE; no answer
                     // makes it send the event again later.
@@ -164,83 +172,81 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// The state of each dependency. 503 only when the store cannot take a
+/// delivery: a receiver taken out of rotation for a Plane outage would make
+/// Plane's own deliveries fail, and Plane CE turns a webhook off after 6
+/// failed attempts. Plane's state is reported as a fixed word.
 async fn readyz(State(state): State<AppState>) -> Response {
     // The store's error names files; it goes to the log, not to the caller.
-    let store = match state.connector.store().ping().await {
-        Ok(_) => Ok(()),
+    let store_ok = match state.connector.store().ping().await {
+        Ok(()) => true,
         Err(e) => {
             tracing::error!(error = %e, "readiness: the delivery store does not answer");
-            Err("the delivery store does not answer (see the server log)".to_owned())
+            false
         }
     };
-    let plane = plane_reachable(&state).await;
-    let ready = store.is_ok() && plane.as_ref().is_none_or(Result::is_ok);
-    let describe = |r: &Result<(), String>| match r {
-        Ok(()) => json!("ok"),
-        Err(e) => json!({"error": e}),
+    let plane = plane_readiness(&state).await;
+    let status = match (store_ok, plane) {
+        (false, _) => "not_ready",
+        (true, PlaneReadiness::Ok | PlaneReadiness::NotChecked) => "ready",
+        (true, _) => "degraded",
     };
     let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "store": describe(&store),
-        "plane": plane.as_ref().map_or(json!("not checked (connector disabled or no API key)"), describe),
+        "status": status,
+        "store": if store_ok { "ok" } else { "unavailable" },
+        "plane": plane,
+        "connector": if state.connector.enabled() { "on" } else { "off" },
     });
-    let status = if ready {
+    let code = if store_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(body)).into_response()
+    (code, Json(body)).into_response()
 }
 
-/// `None` when there is nothing to check; a cached answer when fresh.
-async fn plane_reachable(state: &AppState) -> Option<Result<(), String>> {
-    let client = state.connector.client().ok()?;
-    if let Some((_, result)) = state
-        .ready_cache
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .as_ref()
-        .filter(|(at, _)| at.elapsed() < READY_CACHE)
-    {
-        return Some(result.clone());
+/// A cached answer when fresh; Plane's error text goes to the log only.
+async fn plane_readiness(state: &AppState) -> PlaneReadiness {
+    let Ok(client) = state.connector.client() else {
+        return PlaneReadiness::NotChecked;
+    };
+    let cache = || {
+        state
+            .ready_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some((_, readiness)) = (*cache()).filter(|(at, _)| at.elapsed() < READY_CACHE) {
+        return readiness;
     }
     // A probe must not wait behind the rate limiter or a 429 hold: give it a
     // few seconds, and keep the last known answer if it gets none.
-    let result = match tokio::time::timeout(READY_TIMEOUT, client.users().me()).await {
-        Ok(answer) => answer.map(drop).map_err(|e| e.to_string()),
+    let readiness = match tokio::time::timeout(READY_TIMEOUT, client.users().me()).await {
+        Ok(Ok(_)) => PlaneReadiness::Ok,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: Plane did not answer GET users/me");
+            match e {
+                plane_core::Error::Unauthorized { .. } | plane_core::Error::Forbidden { .. } => {
+                    PlaneReadiness::Unauthorized
+                }
+                _ => PlaneReadiness::Unreachable,
+            }
+        }
         Err(_) => {
-            let last = state
-                .ready_cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_ref()
-                .map(|(_, r)| r.clone());
-            return Some(last.unwrap_or_else(|| {
-                Err(format!(
-                    "no answer from Plane within {} s",
-                    READY_TIMEOUT.as_secs()
-                ))
-            }));
+            return (*cache()).map_or(PlaneReadiness::NoAnswer, |(_, last)| last);
         }
     };
-    *state
-        .ready_cache
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-        Some((Instant::now(), result.clone()));
-    Some(result)
+    *cache() = Some((Instant::now(), readiness));
+    readiness
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let inbox = state.connector.store().stats().await.ok();
-    let text = state.metrics.render(
-        inbox.as_ref(),
-        state.clock.now_ms(),
-        state.connector.configured_client(),
-    );
     (
-        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
     )
         .into_response()
 }

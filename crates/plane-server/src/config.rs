@@ -15,7 +15,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration `{key}`: {message}")]
 pub struct ConfigError {
+    /// The key (`server.listen`), variable (`PLANE_API_KEY_FILE`) or file at fault.
     pub key: String,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -31,8 +33,11 @@ impl ConfigError {
 /// Everything the server needs.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `plane.base_url` / `PLANE_BASE_URL`.
     pub base_url: String,
+    /// `plane.workspace_slug` / `PLANE_WORKSPACE_SLUG`.
     pub workspace_slug: String,
+    /// `PLANE_API_KEY` or the file named by `PLANE_API_KEY_FILE`.
     pub api_key: Option<SecretString>,
     /// Active webhook secrets (several during rotation).
     pub webhook_secrets: Vec<SecretString>,
@@ -40,20 +45,32 @@ pub struct Config {
     pub enabled: Option<bool>,
     /// Requests per minute of the key (60 on Plane Cloud, 300 for service tokens).
     pub rate_limit_per_minute: u32,
+    /// `server.listen` / `PLANE_LISTEN` / `--listen`.
     pub listen: SocketAddr,
+    /// `store.database` / `PLANE_DATABASE_URL` / `--db`.
     pub database: PathBuf,
+    /// `server.body_limit_bytes`: the largest webhook body taken.
     pub body_limit: usize,
+    /// `server.max_in_flight`: webhook requests read at once; the rest wait.
+    pub max_in_flight: usize,
+    /// `store.retention` (like `7d`): how long finished deliveries are kept.
     pub retention: Duration,
+    /// `store.purge_interval` (like `24h`): how often they are purged.
     pub purge_interval: Duration,
+    /// `worker.lease_seconds`: how long a claimed item is held.
     pub lease: Duration,
+    /// `worker.max_attempts`: tries before an item is parked as dead.
     pub max_attempts: u32,
 }
 
 /// What flags may set (highest precedence).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--config`.
     pub config_file: Option<PathBuf>,
+    /// `--listen`.
     pub listen: Option<SocketAddr>,
+    /// `--db`.
     pub database: Option<PathBuf>,
 }
 
@@ -84,14 +101,15 @@ struct FilePlane {
 struct FileServer {
     listen: Option<String>,
     body_limit_bytes: Option<usize>,
+    max_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileStore {
     database: Option<PathBuf>,
-    retention_days: Option<u64>,
-    purge_interval_hours: Option<u64>,
+    retention: Option<String>,
+    purge_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -186,13 +204,24 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        let days = file.store.retention_days.unwrap_or(7);
-        let hours = file.store.purge_interval_hours.unwrap_or(24);
+        let max_in_flight = file
+            .server
+            .max_in_flight
+            .unwrap_or(crate::in_flight::DEFAULT_MAX_IN_FLIGHT);
+        let age = |key: &str, value: Option<String>, default: &str| {
+            let value = value.unwrap_or_else(|| default.to_owned());
+            match crate::age::parse_age(&value) {
+                Ok(age) if age.is_zero() => Err(ConfigError::new(key, "must be more than 0")),
+                Ok(age) => Ok(age),
+                Err(e) => Err(ConfigError::new(key, e)),
+            }
+        };
+        let retention = age("store.retention", file.store.retention, "7d")?;
+        let purge_interval = age("store.purge_interval", file.store.purge_interval, "24h")?;
         let lease = file.worker.lease_seconds.unwrap_or(60);
         let max_attempts = file.worker.max_attempts.unwrap_or(8);
         for (key, value) in [
-            ("store.retention_days", days),
-            ("store.purge_interval_hours", hours),
+            ("server.max_in_flight", max_in_flight as u64),
             ("worker.lease_seconds", lease),
             ("worker.max_attempts", u64::from(max_attempts)),
         ] {
@@ -210,15 +239,9 @@ impl Config {
             listen,
             database,
             body_limit,
-            retention: Duration::from_secs(
-                days.checked_mul(86_400)
-                    .ok_or_else(|| ConfigError::new("store.retention_days", "is too large"))?,
-            ),
-            purge_interval: Duration::from_secs(
-                hours.checked_mul(3600).ok_or_else(|| {
-                    ConfigError::new("store.purge_interval_hours", "is too large")
-                })?,
-            ),
+            max_in_flight,
+            retention,
+            purge_interval,
             lease: Duration::from_secs(lease),
             max_attempts,
         })
@@ -229,6 +252,22 @@ impl Config {
     pub fn is_enabled(&self) -> bool {
         self.enabled
             .unwrap_or(self.api_key.is_some() || !self.webhook_secrets.is_empty())
+    }
+
+    /// `serve` needs a webhook secret: without one every delivery would be
+    /// answered 503, and Plane CE counts any answer as delivered and drops it.
+    pub fn require_webhook_secret(&self) -> Result<(), ConfigError> {
+        if self.webhook_secrets.is_empty() {
+            return Err(ConfigError::new(
+                "PLANE_WEBHOOK_SECRET",
+                "no webhook secret is configured, and serve does not start without one (Plane \
+                 counts any answer as delivered, so deliveries it cannot verify would be lost). Set \
+                 PLANE_WEBHOOK_SECRET (comma-separated during rotation) or point \
+                 PLANE_WEBHOOK_SECRET_FILE at a file holding it; see \
+                 ssot/secrets/registry.yaml#plane_webhook_secret",
+            ));
+        }
+        Ok(())
     }
 
     /// The configuration from the process's environment.
@@ -532,7 +571,7 @@ mod tests {
 
     #[test]
     fn a_huge_retention_is_refused() {
-        let (_dir, path) = toml_file("[store]\nretention_days = 1000000000000000\n");
+        let (_dir, path) = toml_file("[store]\nretention = \"1000000000000000000000d\"\n");
         let err = Config::load(
             &Overrides {
                 config_file: Some(path),
@@ -541,6 +580,50 @@ mod tests {
             &env_of(&[]),
         )
         .unwrap_err();
-        assert_eq!(err.key, "store.retention_days");
+        assert_eq!(err.key, "store.retention");
+    }
+
+    #[test]
+    fn retention_and_purge_interval_are_humantime_ages_and_in_flight_is_bounded() {
+        let (_dir, path) = toml_file(
+            "[store]\nretention = \"36h\"\npurge_interval = \"1h 30m\"\n[server]\nmax_in_flight = 8\n",
+        );
+        let c = Config::load(
+            &Overrides {
+                config_file: Some(path),
+                ..Overrides::default()
+            },
+            &env_of(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.retention, Duration::from_secs(36 * 3600));
+        assert_eq!(c.purge_interval, Duration::from_secs(5400));
+        assert_eq!(c.max_in_flight, 8);
+        let defaults = Config::load(&Overrides::default(), &env_of(&[])).unwrap();
+        assert_eq!(
+            defaults.max_in_flight,
+            crate::in_flight::DEFAULT_MAX_IN_FLIGHT
+        );
+        assert_eq!(defaults.purge_interval, Duration::from_secs(86_400));
+        for (text, key) in [
+            ("[store]\nretention = \"2w\"\n", "store.retention"),
+            ("[store]\nretention = \"0s\"\n", "store.retention"),
+            (
+                "[store]\npurge_interval = \"soon\"\n",
+                "store.purge_interval",
+            ),
+            ("[server]\nmax_in_flight = 0\n", "server.max_in_flight"),
+        ] {
+            let (_dir, path) = toml_file(text);
+            let err = Config::load(
+                &Overrides {
+                    config_file: Some(path),
+                    ..Overrides::default()
+                },
+                &env_of(&[]),
+            )
+            .unwrap_err();
+            assert_eq!(err.key, key, "{text}: {err}");
+        }
     }
 }

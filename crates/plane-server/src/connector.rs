@@ -1,17 +1,20 @@
 //! The connector value domain crates receive: the Plane client, webhook
 //! verification, the durable is-this-a-duplicate check, and the enabled switch
 //! (what the seed's `ipai.plane.connector` mixin offered).
+//!
+//! Its errors are plane-webhook's ([`plane_webhook::Error`]); what they mean in
+//! HTTP is decided by the receiver ([`crate::extract`]), not here.
 
 use std::fmt;
 use std::sync::Arc;
 
 use plane_core::{Budget, PlaneClient};
 use plane_webhook::{
-    DeliveryHeaders, DeliveryStore, Envelope, NewDelivery, RecordOutcome, Verifier,
+    DeliveryHeaders, DeliveryStore, Envelope, NewDelivery, NoSecret, RecordOutcome, SignatureError,
+    Verifier,
 };
 
 use crate::config::Config;
-use crate::error::ApiError;
 
 /// Where the webhook secret is registered; named in KEY_MISSING answers and logs.
 pub const WEBHOOK_SECRET_REF: &str = "ssot/secrets/registry.yaml#plane_webhook_secret";
@@ -25,8 +28,6 @@ pub struct Connector {
     verifier: Option<Verifier>,
     store: Arc<dyn DeliveryStore>,
     enabled: bool,
-    /// `plane.enabled = false` was set on purpose (vs. defaulted off).
-    disabled_on_purpose: bool,
 }
 
 impl fmt::Debug for Connector {
@@ -42,38 +43,48 @@ impl fmt::Debug for Connector {
 /// Why the connector cannot do something right now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unavailable {
+    /// `plane.enabled = false`.
     #[error("the Plane connector is disabled (plane.enabled = false); nothing was done")]
     Disabled,
+    /// No API key is configured.
     #[error("PLANE_API_KEY is not set (see {API_KEY_REF})")]
     NoApiKey,
+}
+
+/// The Plane client the configuration describes; `None` without an API key.
+///
+/// `check` uses it directly, so that checking Plane needs no delivery store.
+pub fn plane_client(config: &Config) -> Result<Option<PlaneClient>, plane_core::Error> {
+    config
+        .api_key
+        .as_ref()
+        .map(|key| {
+            PlaneClient::builder()
+                .base_url(&config.base_url)
+                .workspace_slug(&config.workspace_slug)
+                .api_key(key.clone())
+                .budget(Budget::per_minute(config.rate_limit_per_minute))
+                .build()
+        })
+        .transpose()
 }
 
 impl Connector {
     /// Builds the connector from the configuration; the client exists only when
     /// an API key is configured.
     pub fn new(config: &Config, store: Arc<dyn DeliveryStore>) -> Result<Self, plane_core::Error> {
-        let client = match &config.api_key {
-            Some(key) => Some(
-                PlaneClient::builder()
-                    .base_url(&config.base_url)
-                    .workspace_slug(&config.workspace_slug)
-                    .api_key(key.clone())
-                    .budget(Budget::per_minute(config.rate_limit_per_minute))
-                    .build()?,
-            ),
-            None => None,
-        };
+        let client = plane_client(config)?;
         let verifier = Verifier::new(config.webhook_secrets.iter().map(|s| s.expose())).ok();
         Ok(Self {
             client,
             verifier,
             store,
             enabled: config.is_enabled(),
-            disabled_on_purpose: config.enabled == Some(false),
         })
     }
 
-    /// `plane.enabled`.
+    /// `plane.enabled`. Off, deliveries are still verified and stored; the
+    /// worker holds them until the connector is on again.
     pub fn enabled(&self) -> bool {
         self.enabled
     }
@@ -96,36 +107,27 @@ impl Connector {
         &self.store
     }
 
-    /// Verifies a delivery and parses it: the signature first, over the raw body,
-    /// before anything reads it.
+    /// Verifies a delivery and parses it: the signature first, over the raw
+    /// body, before anything reads it. Whether the connector is on does not
+    /// matter here: a switched-off connector still takes deliveries in.
+    ///
+    /// [`plane_webhook::Error::NoSecret`] without a secret,
+    /// [`plane_webhook::Error::Signature`] for a bad signature,
+    /// [`plane_webhook::Error::BadHeader`] / [`plane_webhook::Error::BadEnvelope`]
+    /// for a signed request that is not a Plane delivery.
     pub fn verify(
         &self,
         headers: &http::HeaderMap,
         body: &[u8],
-    ) -> Result<(DeliveryHeaders, Envelope), ApiError> {
-        // A missing secret is named before a defaulted-off switch: it is the
-        // thing to fix.
-        if self.disabled_on_purpose {
-            return Err(ApiError::Disabled);
-        }
-        let verifier = self.verifier.as_ref().ok_or(ApiError::KeyMissing)?;
-        if !self.enabled {
-            return Err(ApiError::Disabled);
-        }
+    ) -> Result<(DeliveryHeaders, Envelope), plane_webhook::Error> {
+        let verifier = self.verifier.as_ref().ok_or(NoSecret)?;
         let signature = headers
             .get("x-plane-signature")
-            .map(|v| {
-                v.to_str()
-                    .map_err(|_| plane_webhook::SignatureError::NotHex)
-            })
-            .transpose()
-            .map_err(ApiError::Signature)?;
-        verifier
-            .verify(body, signature)
-            .map_err(ApiError::Signature)?;
-        let delivery = DeliveryHeaders::from_headers(headers)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let envelope = Envelope::parse(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            .map(|v| v.to_str().map_err(|_| SignatureError::NotHex))
+            .transpose()?;
+        verifier.verify(body, signature)?;
+        let delivery = DeliveryHeaders::from_headers(headers)?;
+        let envelope = Envelope::parse(body)?;
         Ok((delivery, envelope))
     }
 
@@ -135,10 +137,9 @@ impl Connector {
         headers: &DeliveryHeaders,
         envelope: &Envelope,
         body: Vec<u8>,
-    ) -> Result<RecordOutcome, ApiError> {
+    ) -> Result<RecordOutcome, plane_webhook::Error> {
         self.store
             .record(NewDelivery::new(headers.delivery_id, envelope, body))
             .await
-            .map_err(ApiError::Store)
     }
 }

@@ -2,28 +2,51 @@
 //! in-process.
 //!
 //! * [`config`]: flags > environment > TOML file > defaults; secrets only from
-//!   the environment.
+//!   the environment. [`age`] reads ages like `7d`.
 //! * [`connector::Connector`]: the value domain crates receive (Plane client,
-//!   verification, durable dedupe, the enabled switch).
+//!   verification, durable dedupe, the enabled switch); its errors are
+//!   [`plane_webhook::Error`]s.
 //! * [`app`]: the axum routes: `POST /webhooks/plane`, `/healthz`, `/readyz`, `/metrics`.
-//! * [`worker`]: drains the inbox into [`plane_webhook::EventHandler`]s.
+//!   [`verified_delivery::VerifiedDelivery`] is the extractor that reads and
+//!   verifies a delivery, rejecting with an [`error::WebhookRejection`] that
+//!   carries its status; [`in_flight`] bounds how many bodies are read at once.
+//! * [`metrics`]: in-memory counters and gauges, encoded by `prometheus-client`.
+//! * [`worker`]: drains the inbox into [`plane_webhook::EventHandler`]s (and
+//!   holds it while the connector is off).
 //! * [`start`] wires them together on a listener; [`Running::shutdown`] stops
-//!   them gracefully.
+//!   them gracefully. [`serve`] is the accept loop.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use plane_server::config::{Config, Overrides};
+//! let config = Config::from_process(&Overrides::default())?;
+//! let store = plane_server::open_store(&config, Arc::new(plane_webhook::SystemClock))?;
+//! let listener = tokio::net::TcpListener::bind(config.listen).await?;
+//! let running = plane_server::start(&config, store, Vec::new(), listener, std::future::pending()).await?;
+//! running.wait().await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
 
+pub mod age;
 pub mod app;
 pub mod config;
 pub mod connector;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+pub mod in_flight;
 pub mod metrics;
 pub mod serve;
+pub mod verified_delivery;
 pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use plane_webhook::{Clock, DeliveryStore, EventHandler, SqliteStore, StoreConfig, SystemClock};
+use plane_webhook::{Clock, DeliveryStore, EventHandler, SqliteStore, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -37,7 +60,9 @@ use crate::worker::{Worker, WorkerConfig};
 /// A running service.
 #[derive(Debug)]
 pub struct Running {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// What the routes share (metrics, the in-flight limit, the connector).
     pub state: AppState,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
@@ -81,6 +106,8 @@ pub fn open_store(
 
 /// Starts the receiver on `listener` and the worker, with these handlers.
 /// `shutdown` (e.g. a signal) stops both gracefully when it completes.
+///
+/// Refuses to start (a [`config::ConfigError`]) without a webhook secret.
 pub async fn start(
     config: &Config,
     store: Arc<dyn DeliveryStore>,
@@ -88,25 +115,21 @@ pub async fn start(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
+    // Without a secret every delivery would be answered (and so lost to Plane).
+    config.require_webhook_secret()?;
     let connector = Connector::new(config, store.clone())?;
-    if !connector.enabled() {
-        tracing::warn!(
-            "plane.enabled is false: webhooks are answered 503 DISABLED and sync does nothing"
-        );
-    }
-    let metrics = Arc::new(Metrics::default());
-    let state = AppState::new(
-        connector,
-        metrics.clone(),
-        Arc::new(SystemClock),
-        config.body_limit,
-    );
+    let metrics = Arc::new(Metrics::new(connector.configured_client()));
+    // Once, before serving: from here on the gauges follow each change.
+    metrics.seed(&store.stats().await?);
+    let enabled = connector.enabled();
+    let state = AppState::new(connector, metrics.clone(), config);
     let (stop, stopped) = watch::channel(false);
     let worker = Worker {
         store,
         handlers,
         metrics,
         queued: state.queued.clone(),
+        enabled,
         config: WorkerConfig {
             name: format!("plane-server-{}", std::process::id()),
             lease: config.lease,

@@ -52,8 +52,10 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
-    /// Check the configuration and Plane connectivity. Exit 0 ok, 2 configuration error,
-    /// 3 bad credentials, 4 Plane unreachable.
+    /// Check the configuration, the delivery store (read-only: never created or migrated) and
+    /// Plane connectivity. Exit 0 ok, 2 configuration error, 3 bad credentials, 4 Plane
+    /// unreachable, 5 delivery store unusable (missing, unreadable, or written by a newer
+    /// version); when several fail, the lowest code.
     Check {
         #[command(flatten)]
         common: Common,
@@ -64,6 +66,7 @@ enum Command {
         command: DeliveriesCommand,
     },
     /// Run the whole loop on this machine with a fake Plane and no credentials, and print what happened.
+    #[cfg(feature = "demo")]
     Demo,
     /// BIR filing deadlines: calendar, holidays, overrides, the form catalog (exit 2 on bad input).
     Bir {
@@ -96,8 +99,8 @@ enum DeliveriesCommand {
     Purge {
         #[command(flatten)]
         common: Common,
-        /// Age, like 7d, 12h, 30m [default: the configured retention, 7d].
-        #[arg(long, value_parser = parse_age)]
+        /// Age, like 7d, 12h, 30m or 45s [default: the configured retention, 7d].
+        #[arg(long, value_parser = plane_server::age::parse_age)]
         older_than: Option<Duration>,
     },
 }
@@ -115,30 +118,6 @@ enum StatusArg {
 enum OutputFormat {
     Table,
     Json,
-}
-
-fn parse_age(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not an age like 7d, 12h, 30m or 45s"))?;
-    let secs = match unit {
-        "d" => 86_400,
-        "h" => 3600,
-        "m" => 60,
-        "s" | "" => 1,
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use d, h, m or s)"
-            ));
-        }
-    };
-    n.checked_mul(secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is too long an age"))
 }
 
 fn main() -> ExitCode {
@@ -179,6 +158,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { common, listen } => {
             let config = Config::from_process(&overrides(&common, listen))?;
+            // Before the store is opened: a refused start leaves nothing behind.
+            config.require_webhook_secret()?;
             let store = plane_server::open_store(&config, Arc::new(SystemClock))?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
@@ -193,6 +174,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check { common } => check(&Config::from_process(&overrides(&common, None))?).await,
         Command::Deliveries { command } => deliveries(command).await,
         Command::Bir { command } => Ok(bir_cli::run(command)),
+        #[cfg(feature = "demo")]
         Command::Demo => {
             let report = plane_server::demo::run().await?;
             println!("{report}");
@@ -201,22 +183,75 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Exit codes of `check` (documented in its --help and the README).
+const CHECK_CONFIG: u8 = 2;
+const CHECK_CREDENTIALS: u8 = 3;
+const CHECK_UNREACHABLE: u8 = 4;
+const CHECK_STORE: u8 = 5;
+
 async fn check(config: &Config) -> anyhow::Result<ExitCode> {
     println!("base URL:        {}", config.base_url);
     println!("workspace:       {}", config.workspace_slug);
-    println!("enabled:         {}", config.is_enabled());
+    println!(
+        "connector:       {}",
+        if config.is_enabled() {
+            "on"
+        } else {
+            "off (plane.enabled = false): deliveries are verified and stored, and held until it is on"
+        }
+    );
     println!(
         "webhook secrets: {} configured",
         config.webhook_secrets.len()
     );
-    let store = plane_server::open_store(config, Arc::new(SystemClock))?;
-    let connector = plane_server::connector::Connector::new(config, store)?;
-    let Some(client) = connector.configured_client() else {
-        eprintln!(
-            "plane-server: PLANE_API_KEY is not set (see {})",
-            plane_server::connector::API_KEY_REF
-        );
-        return Ok(ExitCode::from(2));
+    let store = check_store(config);
+    let plane = check_plane(config).await;
+    Ok(match [plane, store].into_iter().flatten().min() {
+        Some(code) => ExitCode::from(code),
+        None => ExitCode::SUCCESS,
+    })
+}
+
+/// Reads the store's schema version without creating or migrating anything.
+fn check_store(config: &Config) -> Option<u8> {
+    let path = config.database.display();
+    match plane_webhook::SqliteStore::inspect_schema_version(&config.database) {
+        Ok(0) => {
+            println!("delivery store:  {path}: an empty SQLite file; serve will set it up");
+            None
+        }
+        Ok(version) if version < plane_webhook::SqliteStore::SCHEMA_VERSION => {
+            println!(
+                "delivery store:  {path}: schema version {version}; serve will migrate it to {}",
+                plane_webhook::SqliteStore::SCHEMA_VERSION
+            );
+            None
+        }
+        Ok(version) => {
+            println!("delivery store:  {path}: schema version {version} (current)");
+            None
+        }
+        Err(e) => {
+            eprintln!("plane-server: {e}");
+            Some(CHECK_STORE)
+        }
+    }
+}
+
+async fn check_plane(config: &Config) -> Option<u8> {
+    let client = match plane_server::connector::plane_client(config) {
+        Ok(Some(client)) => client,
+        Ok(None) => {
+            eprintln!(
+                "plane-server: PLANE_API_KEY is not set (see {})",
+                plane_server::connector::API_KEY_REF
+            );
+            return Some(CHECK_CONFIG);
+        }
+        Err(e) => {
+            eprintln!("plane-server: {e}");
+            return Some(CHECK_CONFIG);
+        }
     };
     match client.users().me().await {
         Ok(me) => {
@@ -242,19 +277,19 @@ async fn check(config: &Config) -> anyhow::Result<ExitCode> {
                 limit.remaining.map_or("unknown".into(), |r| r.to_string()),
                 config.rate_limit_per_minute
             );
-            Ok(ExitCode::SUCCESS)
+            None
         }
         Err(e @ (plane_core::Error::Unauthorized { .. } | plane_core::Error::Forbidden { .. })) => {
             eprintln!("plane-server: {e}");
-            Ok(ExitCode::from(3))
+            Some(CHECK_CREDENTIALS)
         }
         Err(e @ (plane_core::Error::InvalidConfig { .. } | plane_core::Error::Token { .. })) => {
             eprintln!("plane-server: {e}");
-            Ok(ExitCode::from(2))
+            Some(CHECK_CONFIG)
         }
         Err(e) => {
             eprintln!("plane-server: Plane is not reachable: {e}");
-            Ok(ExitCode::from(4))
+            Some(CHECK_UNREACHABLE)
         }
     }
 }
@@ -356,22 +391,5 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages() {
-        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_age("90"), Ok(Duration::from_secs(90)));
-        assert!(parse_age("7w").unwrap_or_default().is_zero());
-        assert!(
-            parse_age("213503982334602d").is_err(),
-            "overflow must not wrap"
-        );
-        assert!(parse_age("soon").is_err());
     }
 }

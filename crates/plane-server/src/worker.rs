@@ -1,5 +1,8 @@
 //! The inbox worker: claims items, runs the handlers that want them, marks them
 //! done or failed, and purges old deliveries on a schedule.
+//!
+//! With the connector switched off it claims nothing: stored deliveries wait,
+//! untouched and with all their attempts, until a worker runs with it on.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -14,22 +17,34 @@ use crate::metrics::Metrics;
 /// Worker settings.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
+    /// Names this worker's leases (for people reading the table).
     pub name: String,
+    /// How long a claimed item is held; renewed every third of it while a handler runs.
     pub lease: Duration,
+    /// Items claimed at a time.
     pub batch: usize,
     /// How often to look for due retries when nothing wakes the worker.
     pub poll: Duration,
+    /// Finished deliveries older than this are purged.
     pub retention: Duration,
+    /// How often to purge.
     pub purge_interval: Duration,
 }
 
 /// Drains the inbox until told to stop.
 #[derive(Debug)]
 pub struct Worker {
+    /// Where the inbox is.
     pub store: Arc<dyn DeliveryStore>,
+    /// Each item goes to every handler that wants it.
     pub handlers: Vec<Arc<dyn EventHandler>>,
+    /// Counts results and keeps the inbox gauges.
     pub metrics: Arc<Metrics>,
+    /// Notified by the receiver when it stored something.
     pub queued: Arc<Notify>,
+    /// The connector switch: off, nothing is claimed.
+    pub enabled: bool,
+    /// Lease, batch, polling and purge settings.
     pub config: WorkerConfig,
 }
 
@@ -37,20 +52,30 @@ impl Worker {
     /// Runs until `shutdown` turns true; items claimed but not started are given
     /// back, the one in progress is finished.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut next_purge = Instant::now();
+        let mut next_purge = tokio::time::Instant::now();
+        // `start` seeded the gauges just before serving; later purges re-count.
+        let mut recount = false;
+        if !self.enabled {
+            tracing::warn!(
+                "the connector is off (plane.enabled = false): deliveries are stored and held \
+                 until it is switched on"
+            );
+        }
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            if Instant::now() >= next_purge {
-                match self.store.purge(self.config.retention).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(purged = n, "purged finished deliveries past retention")
-                    }
-                    Err(e) => tracing::error!(error = %e, "purge failed"),
+            if tokio::time::Instant::now() >= next_purge {
+                self.purge(recount).await;
+                recount = true;
+                next_purge = tokio::time::Instant::now() + self.config.purge_interval;
+            }
+            if !self.enabled {
+                tokio::select! {
+                    () = tokio::time::sleep_until(next_purge) => {}
+                    _ = shutdown.changed() => {}
                 }
-                next_purge = Instant::now() + self.config.purge_interval;
+                continue;
             }
             let items = match self
                 .store
@@ -87,7 +112,25 @@ impl Worker {
         tracing::info!("inbox worker stopped");
     }
 
+    /// Deletes what is past retention, then re-synchronises the inbox gauges
+    /// (the `deliveries` commands may have changed the store from another process).
+    async fn purge(&self, recount: bool) {
+        match self.store.purge(self.config.retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "purged finished deliveries past retention"),
+            Err(e) => tracing::error!(error = %e, "purge failed"),
+        }
+        if !recount {
+            return;
+        }
+        match self.store.stats().await {
+            Ok(stats) => self.metrics.seed(&stats),
+            Err(e) => tracing::warn!(error = %e, "could not re-count the inbox for /metrics"),
+        }
+    }
+
     async fn process(&self, item: &InboxItem) {
+        self.metrics.started();
         let started = Instant::now();
         let work = async {
             match Envelope::parse(&item.body) {

@@ -40,6 +40,7 @@ fn free_port() -> u16 {
         .port()
 }
 
+#[cfg(feature = "demo")]
 #[test]
 fn demo_runs_the_whole_loop_and_exits_0() {
     let out = run(&["demo"], &[]);
@@ -71,7 +72,9 @@ fn help_is_useful_on_every_command() {
         assert!(help.contains("Usage:"), "{args:?}: {help}");
     }
     assert!(text(&run(&["serve", "--help"], &[]).stdout).contains("--listen"));
-    assert!(text(&run(&["check", "--help"], &[]).stdout).contains("3 bad credentials"));
+    let check = text(&run(&["check", "--help"], &[]).stdout);
+    assert!(check.contains("3 bad credentials"), "{check}");
+    assert!(check.contains("5 delivery store unusable"), "{check}");
 }
 
 #[test]
@@ -97,6 +100,7 @@ async fn check_exit_codes_tell_config_credentials_and_reachability_apart() {
     let fake = FakePlane::builder().start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("check.db");
+    drop(SqliteStore::open(&db, StoreConfig::default()).unwrap());
     let (base, slug, key) = (fake.base_url(), fake.workspace_slug(), fake.api_key());
     let wrong_key = format!("plane_api_{}", "0".repeat(32));
     let closed = format!("http://127.0.0.1:{}", free_port());
@@ -154,6 +158,13 @@ async fn check_exit_codes_tell_config_credentials_and_reachability_apart() {
         );
         if code == 0 {
             assert!(all.contains("authenticated:"), "{all}");
+            assert!(
+                all.contains(&format!(
+                    "schema version {} (current)",
+                    SqliteStore::SCHEMA_VERSION
+                )),
+                "{all}"
+            );
         }
     }
 }
@@ -428,6 +439,7 @@ async fn a_kill_9_mid_stream_loses_nothing_and_stores_each_event_once() {
     assert_eq!(processed_once + processed_twice, EVENTS);
 }
 
+#[cfg(feature = "demo")]
 #[test]
 fn json_logs_are_one_json_object_per_line() {
     let out = plane_server(&["--log-format", "json", "demo"], &[("RUST_LOG", "info")])
@@ -445,4 +457,75 @@ fn json_logs_are_one_json_object_per_line() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn serve_without_a_webhook_secret_refuses_to_start_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    let out = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("PLANE_WEBHOOK_SECRET ") && stderr.contains("PLANE_WEBHOOK_SECRET_FILE"),
+        "{stderr}"
+    );
+    assert!(!db.exists(), "a refused start created the database");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reads_the_store_without_creating_or_migrating_it_and_exits_5_when_unusable() {
+    let fake = FakePlane::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (base, key) = (fake.base_url(), fake.api_key());
+    let check = move |db: std::path::PathBuf, enabled: &'static str| {
+        let (base, key) = (base.clone(), key.clone());
+        tokio::task::spawn_blocking(move || {
+            run(
+                &["check", "--db", db.to_str().unwrap()],
+                &[
+                    ("PLANE_BASE_URL", base.as_str()),
+                    ("PLANE_API_KEY", key.as_str()),
+                    ("PLANE_ENABLED", enabled),
+                ],
+            )
+        })
+    };
+    // Missing: reported (exit 5), not created.
+    let missing = dir.path().join("missing.db");
+    let out = check(missing.clone(), "true").await.unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no such file"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!missing.exists(), "check created the database");
+    // Not a database: exit 5.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+    let out = check(junk, "true").await.unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    // An empty file is reported and left as it is (serve sets it up).
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let out = check(empty.clone(), "false").await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("serve will set it up"), "{stdout}");
+    assert!(stdout.contains("connector:       off"), "{stdout}");
+    assert_eq!(
+        std::fs::metadata(&empty).unwrap().len(),
+        0,
+        "check migrated it"
+    );
 }

@@ -76,23 +76,21 @@ struct Harness {
 
 impl Harness {
     async fn start(handler: Arc<dyn EventHandler>, store_config: StoreConfig) -> Self {
-        Self::start_with(handler, store_config, Duration::from_secs(60), |store| {
-            store
-        })
-        .await
+        Self::start_with(handler, store_config, |_| {}, |store| store).await
     }
 
-    /// `wrap` decides what the service gets in place of the plain store.
+    /// `tweak` adjusts the configuration; `wrap` decides what the service gets
+    /// in place of the plain store.
     async fn start_with(
         handler: Arc<dyn EventHandler>,
         store_config: StoreConfig,
-        lease: Duration,
+        tweak: impl FnOnce(&mut Config),
         wrap: impl FnOnce(Arc<dyn DeliveryStore>) -> Arc<dyn DeliveryStore>,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let secret = format!("plane_wh_{}", uuid::Uuid::new_v4().simple());
         let mut cfg = config(&secret, &dir.path().join("deliveries.db"));
-        cfg.lease = lease;
+        tweak(&mut cfg);
         let store: Arc<dyn DeliveryStore> =
             Arc::new(SqliteStore::open(&cfg.database, store_config).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -131,8 +129,9 @@ impl Harness {
     }
 }
 
+/// Waits for a condition (up to 30 s, a bound for a stalled test, not a margin).
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..400 {
+    for _ in 0..3000 {
         if check().await {
             return;
         }
@@ -370,7 +369,7 @@ async fn a_delivery_that_cannot_be_stored_gets_no_answer_so_plane_sends_it_again
     let h = Harness::start_with(
         handler.clone(),
         StoreConfig::default(),
-        Duration::from_secs(60),
+        |_| {},
         |inner| {
             Arc::new(FailingRecords {
                 inner,
@@ -456,39 +455,67 @@ async fn a_panicking_handler_fails_its_item_and_the_worker_carries_on() {
     h.running.shutdown().await.unwrap();
 }
 
+/// Many slow senders, few slots: past `server.max_in_flight` a request waits
+/// with its body unread, so at most that many bodies are buffered at once (the
+/// memory bound is `max_in_flight × body_limit_bytes`), and no sender is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_handler_keeps_its_lease_so_no_other_worker_takes_the_item() {
-    let handler = Arc::new(Counting {
-        delay: Duration::from_millis(2500),
-        ..Counting::default()
-    });
+async fn past_the_in_flight_limit_slow_senders_wait_with_their_bodies_unread() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const LIMIT: usize = 2;
+    const SENDERS: usize = 8;
     let h = Harness::start_with(
-        handler.clone(),
+        Arc::new(Counting::default()),
         StoreConfig::default(),
-        Duration::from_secs(1),
+        |c| c.max_in_flight = LIMIT,
         |s| s,
     )
     .await;
-    h.send("created", "slow filing").await;
-    eventually("the worker to start", async || {
-        h.store.stats().await.unwrap().processing == 1
-    })
-    .await;
-    // Another worker keeps trying for longer than the lease.
-    for _ in 0..20 {
-        assert!(
-            h.store
-                .claim("intruder", 1, Duration::from_secs(1))
-                .await
-                .unwrap()
-                .is_empty()
+    let limit = h.running.state.in_flight.clone();
+    let mut senders = Vec::new();
+    for n in 0..SENDERS {
+        let body = format!(
+            r#"{{"event": "issue", "action": "created", "webhook_id": null, "workspace_id": null, "data": {{"id": "{}", "name": "slow {n}"}}, "activity": {{"field": null}}}}"#,
+            uuid::Uuid::new_v4()
+        )
+        .into_bytes();
+        let head = format!(
+            "POST /webhooks/plane HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+             x-plane-event: issue\r\nx-plane-delivery: {}\r\nx-plane-signature: {}\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n",
+            uuid::Uuid::new_v4(),
+            plane_webhook::Verifier::sign(&h.secret, &body),
+            body.len()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut stream = tokio::net::TcpStream::connect(h.running.addr)
+            .await
+            .unwrap();
+        // The headers and the first bytes of the body, then nothing for now.
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body[..10]).await.unwrap();
+        senders.push((stream, body));
     }
-    eventually("the item to be done", async || {
-        h.store.stats().await.unwrap().done == 1
+    eventually("every request to reach the limiter", async || {
+        limit.current() + limit.waiting() == SENDERS
     })
     .await;
-    assert_eq!(handler.seen.lock().unwrap().values().sum::<u32>(), 1);
+    assert_eq!(
+        (limit.current(), limit.waiting()),
+        (LIMIT, SENDERS - LIMIT),
+        "LIMIT bodies are being read, the rest wait unread"
+    );
+    for (stream, body) in &mut senders {
+        stream.write_all(&body[10..]).await.unwrap();
+    }
+    for (mut stream, _) in senders {
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    assert_eq!(
+        limit.peak(),
+        LIMIT,
+        "more bodies were buffered at once than the limit"
+    );
+    assert_eq!(h.store.list(None, 100).await.unwrap().len(), SENDERS);
     h.running.shutdown().await.unwrap();
 }

@@ -10,9 +10,11 @@ use plane_server::app::{AppState, router};
 use plane_server::config::{Config, Overrides};
 use plane_server::connector::Connector;
 use plane_server::metrics::Metrics;
-use plane_webhook::{DeliveryStore, MemoryStore, StoreConfig, SystemClock, Verifier};
+use plane_webhook::{DeliveryStore, MemoryStore, StoreConfig, Verifier};
 use serde_json::Value;
 use tower::ServiceExt;
+
+mod support;
 
 fn secret() -> String {
     format!("plane_wh_{}", "7".repeat(32))
@@ -32,12 +34,7 @@ fn config(env: &[(&str, String)]) -> Config {
 fn state_with(config: &Config) -> (AppState, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new(StoreConfig::default()));
     let connector = Connector::new(config, store.clone() as Arc<dyn DeliveryStore>).unwrap();
-    let state = AppState::new(
-        connector,
-        Arc::new(Metrics::default()),
-        Arc::new(SystemClock),
-        config.body_limit,
-    );
+    let state = AppState::new(connector, Arc::new(Metrics::default()), config);
     (state, store)
 }
 
@@ -177,30 +174,50 @@ async fn an_oversized_body_is_413_with_a_json_body() {
 }
 
 #[tokio::test]
-async fn without_a_webhook_secret_every_delivery_is_503_key_missing() {
-    let (state, _) = state_with(&config(&[("PLANE_ENABLED", "true".into())]));
+async fn a_secret_gone_at_run_time_is_503_key_missing() {
+    // `serve` refuses to start without a secret; an embedded router without one
+    // (a secret store that went away) answers KEY_MISSING and stores nothing.
+    let (state, store) = state_with(&config(&[("PLANE_ENABLED", "true".into())]));
     let (status, json) = send(&state, signed(&body(4))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         json,
         serde_json::json!({"error": "KEY_MISSING", "ssot_ref": "ssot/secrets/registry.yaml#plane_webhook_secret"})
     );
+    assert_eq!(store.stats().await.unwrap().pending, 0);
+    assert_eq!(state.metrics.delivery_count("rejected", "key_missing"), 1);
 }
 
 #[tokio::test]
-async fn a_disabled_connector_answers_503_disabled() {
-    let (state, _) = state_with(&config(&[
+async fn a_switched_off_connector_still_verifies_and_stores_deliveries() {
+    let (state, store) = state_with(&config(&[
         ("PLANE_WEBHOOK_SECRET", secret()),
         ("PLANE_ENABLED", "false".into()),
     ]));
     let (status, json) = send(&state, signed(&body(5))).await;
     assert_eq!(
-        (status, json),
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": "DISABLED"})
-        )
+        (status, json["status"].as_str()),
+        (StatusCode::OK, Some("accepted")),
+        "{json}"
     );
+    assert_eq!(store.stats().await.unwrap().pending, 1);
+    // Verification still applies: a forged delivery is refused and not stored.
+    let b = body(6);
+    let (status, _) = send(
+        &state,
+        delivery(
+            &b,
+            Some(Verifier::sign("plane_wh_forged", &b)),
+            Some(&uuid::Uuid::new_v4().to_string()),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(store.stats().await.unwrap().pending, 1);
+    let (status, json) = send(&state, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["connector"], "off");
+    assert_eq!(json["plane"], "not_checked");
 }
 
 #[tokio::test]
@@ -222,8 +239,31 @@ async fn unknown_routes_and_methods_answer_json() {
     );
 }
 
+async fn get(state: &AppState, path: &str) -> (StatusCode, String) {
+    let response = router(state.clone())
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// A state over a [`support::ProbeStore`], with a Plane client when `env` has one.
+fn probed(env: &[(&str, String)]) -> (AppState, Arc<support::ProbeStore>) {
+    let cfg = config(env);
+    let store = Arc::new(support::ProbeStore::new(Arc::new(MemoryStore::new(
+        StoreConfig::default(),
+    ))));
+    let connector = Connector::new(&cfg, store.clone() as Arc<dyn DeliveryStore>).unwrap();
+    let metrics = Arc::new(Metrics::new(connector.configured_client()));
+    (AppState::new(connector, metrics, &cfg), store)
+}
+
 #[tokio::test]
-async fn health_readiness_and_metrics() {
+async fn health_and_readiness_answer_without_credentials() {
     let (state, _) = state();
     let (status, json) = send(
         &state,
@@ -234,38 +274,67 @@ async fn health_readiness_and_metrics() {
         (status, json["status"].as_str()),
         (StatusCode::OK, Some("ok"))
     );
+    // No header of any kind.
     let (status, json) = send(&state, Request::get("/readyz").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{json}");
-    assert_eq!(json["store"], "ok");
+    assert_eq!(
+        json,
+        serde_json::json!({"status": "ready", "store": "ok", "plane": "not_checked", "connector": "on"})
+    );
+}
 
-    send(&state, signed(&body(6))).await;
-    send(&state, signed(&body(6))).await;
-    send(
-        &state,
-        delivery(&body(7), None, Some(&uuid::Uuid::new_v4().to_string())),
-    )
-    .await;
-    let response = router(state.clone())
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let text = String::from_utf8(
-        axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec(),
-    )
-    .unwrap();
-    for line in [
-        "plane_webhook_deliveries_total{outcome=\"accepted\",reason=\"new\"} 1",
-        "plane_webhook_deliveries_total{outcome=\"duplicate\",reason=\"same_event\"} 1",
-        "plane_webhook_deliveries_total{outcome=\"rejected\",reason=\"signature_missing\"} 1",
-        "plane_inbox_items{status=\"pending\"} 1",
-    ] {
-        assert!(text.contains(line), "missing {line:?} in\n{text}");
-    }
-    assert!(!text.contains(&secret()));
+#[tokio::test]
+async fn readiness_is_503_only_when_the_store_fails_and_never_shows_its_error() {
+    let (state, store) = probed(&[("PLANE_WEBHOOK_SECRET", secret())]);
+    store
+        .broken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, text) = get(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    let json: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (json["status"].as_str(), json["store"].as_str()),
+        (Some("not_ready"), Some("unavailable"))
+    );
+    assert!(
+        !text.contains("disk full") && !text.contains("/secret/path"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn readiness_names_plane_trouble_by_a_fixed_word_and_stays_200() {
+    let fake = plane_fake::FakePlane::builder().start().await.unwrap();
+    // A key Plane refuses: "unauthorized", with none of Plane's own text.
+    let wrong_key = format!("plane_api_{}", "0".repeat(32));
+    let (state, _) = probed(&[
+        ("PLANE_WEBHOOK_SECRET", secret()),
+        ("PLANE_API_KEY", wrong_key.clone()),
+        ("PLANE_BASE_URL", fake.base_url()),
+    ]);
+    let (status, text) = get(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let json: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"status": "degraded", "store": "ok", "plane": "unauthorized", "connector": "on"})
+    );
+    assert!(!text.contains(&wrong_key), "{text}");
+    // Plane failing with a body of its own: "unreachable", the body not echoed.
+    fake.inject(plane_fake::Fault::status(502).times(10));
+    let (state, _) = probed(&[
+        ("PLANE_WEBHOOK_SECRET", secret()),
+        ("PLANE_API_KEY", fake.api_key()),
+        ("PLANE_BASE_URL", fake.base_url()),
+    ]);
+    let (status, text) = get(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let json: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["plane"], "unreachable", "{text}");
+    assert!(
+        !text.contains("nginx") && !text.contains("Bad Gateway"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -280,20 +349,97 @@ async fn readiness_does_not_hang_when_plane_is_slow() {
     let (state, _) = state_with(&cfg);
     let started = std::time::Instant::now();
     let (status, json) = send(&state, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    // The probe gives Plane 3 s; the fake would take 30.
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
+        started.elapsed() < std::time::Duration::from_secs(20),
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
-    assert!(
-        json["plane"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("no answer"),
-        "{json}"
-    );
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["plane"], "no_answer", "{json}");
+    assert_eq!(json["status"], "degraded", "{json}");
     assert_eq!(json["store"], "ok");
+}
+
+/// Every sample belongs to a family announced with both `# HELP` and `# TYPE`.
+fn assert_every_family_has_help_and_type(text: &str) {
+    let announced = |kind: &str| -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(&format!("# {kind} ")))
+            .map(|rest| rest.split(' ').next().unwrap().to_owned())
+            .collect()
+    };
+    let (help, types) = (announced("HELP"), announced("TYPE"));
+    assert_eq!(help, types, "{text}");
+    assert!(!types.is_empty());
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = line.split(['{', ' ']).next().unwrap();
+        assert!(
+            types.iter().any(|family| name == family
+                || name.strip_prefix(family.as_str()).is_some_and(|rest| {
+                    ["_total", "_bucket", "_sum", "_count", "_created"].contains(&rest)
+                })),
+            "{name} has no HELP/TYPE in\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_come_from_memory_with_help_and_type_and_no_secret() {
+    let fake = plane_fake::FakePlane::builder().start().await.unwrap();
+    let (state, store) = probed(&[
+        ("PLANE_WEBHOOK_SECRET", secret()),
+        ("PLANE_API_KEY", fake.api_key()),
+        ("PLANE_BASE_URL", fake.base_url()),
+    ]);
+    send(&state, signed(&body(6))).await;
+    send(&state, signed(&body(6))).await;
+    send(&state, signed(&body(8))).await;
+    send(
+        &state,
+        delivery(&body(7), None, Some(&uuid::Uuid::new_v4().to_string())),
+    )
+    .await;
+    // Plane is asked once (readiness), so the client's families have samples.
+    get(&state, "/readyz").await;
+    let mut text = String::new();
+    for _ in 0..5 {
+        let (status, body) = get(&state, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        text = body;
+    }
+    assert_eq!(
+        store.stats_calls.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a scrape asked the store to count"
+    );
+    for line in [
+        "plane_webhook_deliveries_total{outcome=\"accepted\",reason=\"new\"} 2",
+        "plane_webhook_deliveries_total{outcome=\"duplicate\",reason=\"same_event\"} 1",
+        "plane_webhook_deliveries_total{outcome=\"rejected\",reason=\"signature_missing\"} 1",
+        "plane_inbox_backlog_items 2",
+        "plane_inbox_dead_items 0",
+        "plane_connector_enabled 1",
+        "plane_webhook_requests_in_flight 0",
+        "plane_webhook_requests_in_flight_limit 64",
+        "plane_api_requests_total 1",
+        "plane_api_responses_total{status=\"200\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert_every_family_has_help_and_type(&text);
+    assert!(
+        !text.contains(&secret()) && !text.contains(&fake.api_key()),
+        "{text}"
+    );
+    assert_eq!(
+        store.stats().await.unwrap().pending,
+        2,
+        "the gauge agrees with the store"
+    );
 }
 
 #[tokio::test]

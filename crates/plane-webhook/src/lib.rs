@@ -83,6 +83,12 @@ pub enum Error {
     /// No delivery has this id.
     #[error("no delivery with id {id}")]
     UnknownDelivery { id: i64 },
+    /// The `X-Plane-Signature` header did not verify the body; nothing was parsed.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// No webhook secret is configured, so no delivery can be verified.
+    #[error(transparent)]
+    NoSecret(#[from] NoSecret),
 }
 
 /// A short printable prefix of untrusted input, for error messages.

@@ -729,3 +729,49 @@ impl DeliveryStore for SqliteStore {
         self.call(Command::Ping)
     }
 }
+
+impl SqliteStore {
+    /// The schema version this build writes; [`SqliteStore::open`] migrates
+    /// older files up to it.
+    pub const SCHEMA_VERSION: i64 = SCHEMA_VERSION;
+
+    /// Reads the schema version of the database at `path` without changing
+    /// anything: the file is opened read-only, a missing file is an error (not
+    /// created), and nothing is migrated. For `plane-server check`.
+    ///
+    /// 0 means a SQLite file that no store has set up yet.
+    /// [`Error::SchemaTooNew`] when a newer build wrote it.
+    pub fn inspect_schema_version(path: impl AsRef<Path>) -> Result<i64, Error> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(Error::Store {
+                path: path.display().to_string(),
+                operation: "open the database read-only",
+                message: "no such file (`plane-server serve` creates it)".into(),
+            });
+        }
+        let connection = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(store_error(path, "open the database read-only"))?;
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(store_error(path, "read the schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::SchemaTooNew {
+                path: path.display().to_string(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version > 0 {
+            // The table is readable, not only the header.
+            connection
+                .query_row("SELECT 1 FROM deliveries LIMIT 1", [], |_| Ok(()))
+                .optional()
+                .map_err(store_error(path, "read the deliveries table"))?;
+        }
+        Ok(version)
+    }
+}
