@@ -1,7 +1,7 @@
 //! `PlaneClient`: configuration and the request pipeline every call goes through.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,6 +59,9 @@ struct Inner {
     retry: RetryPolicy,
     request_timeout: Duration,
     per_page: u32,
+    /// The largest page size this server accepted after refusing a larger one; 0 until
+    /// a refusal is seen.
+    per_page_cap: AtomicU32,
     /// `work-items`, or `issues` for servers from before the rename.
     work_items_segment: &'static str,
     rng: Arc<Mutex<StdRng>>,
@@ -68,6 +71,7 @@ struct Inner {
 #[derive(Default)]
 struct Stats {
     requests: AtomicU64,
+    writes: AtomicU64,
     retries: AtomicU64,
     by_status: Mutex<std::collections::BTreeMap<u16, u64>>,
 }
@@ -77,10 +81,20 @@ struct Stats {
 pub struct ClientStats {
     /// HTTP requests sent, retries included.
     pub requests: u64,
+    /// Of `requests`, those that may change data on Plane (POST, PATCH, PUT, DELETE),
+    /// retries included; the rest are reads.
+    pub writes: u64,
     /// Requests that were attempts after the first.
     pub retries: u64,
     /// Answers by HTTP status; requests that got no answer are not counted here.
     pub responses: std::collections::BTreeMap<u16, u64>,
+}
+
+impl ClientStats {
+    /// Requests that only read (GET, HEAD, OPTIONS): `requests - writes`.
+    pub fn reads(&self) -> u64 {
+        self.requests.saturating_sub(self.writes)
+    }
 }
 
 impl fmt::Debug for PlaneClient {
@@ -285,6 +299,7 @@ impl PlaneClientBuilder {
                 retry,
                 request_timeout: self.request_timeout,
                 per_page: self.per_page,
+                per_page_cap: AtomicU32::new(0),
                 work_items_segment: if self.legacy_issue_paths {
                     "issues"
                 } else {
@@ -391,6 +406,17 @@ impl PlaneClient {
         self.inner.per_page
     }
 
+    /// The page size this client fell back to after the server refused a larger one
+    /// (400 on `per_page`); later listings that start from the first page use at most
+    /// this. `None` until that happened.
+    pub fn per_page_cap(&self) -> Option<u32> {
+        Some(self.inner.per_page_cap.load(Ordering::Relaxed)).filter(|&cap| cap > 0)
+    }
+
+    pub(crate) fn remember_per_page_cap(&self, cap: u32) {
+        self.inner.per_page_cap.store(cap, Ordering::Relaxed);
+    }
+
     /// The retry limits in force.
     pub fn retry_policy(&self) -> RetryPolicy {
         self.inner.retry
@@ -405,6 +431,7 @@ impl PlaneClient {
     pub fn stats(&self) -> ClientStats {
         ClientStats {
             requests: self.inner.stats.requests.load(Ordering::Relaxed),
+            writes: self.inner.stats.writes.load(Ordering::Relaxed),
             retries: self.inner.stats.retries.load(Ordering::Relaxed),
             responses: self
                 .inner
@@ -521,7 +548,8 @@ impl PlaneClient {
         let url = inner.base.endpoint(&request.segments)?;
         let path = request.display_path();
         let repeatable = request.repeatable();
-        retry::run(&inner.retry, repeatable, &inner.rng, |attempt| {
+        let pacer = Some(&inner.limiter);
+        retry::run(&inner.retry, repeatable, &inner.rng, pacer, |attempt| {
             let (url, path) = (url.clone(), path.clone());
             async move {
                 if attempt > 1 {
@@ -541,6 +569,9 @@ impl PlaneClient {
                 }
                 let mut permit = inner.limiter.acquire().await;
                 inner.stats.requests.fetch_add(1, Ordering::Relaxed);
+                if !request.method.is_safe() {
+                    inner.stats.writes.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::debug!(method = %request.method, %path, attempt, "plane request");
                 let method = request.method.clone();
                 let response = match builder.send().await {

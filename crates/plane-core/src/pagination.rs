@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::client::{Request, check_per_page};
+use crate::client::{DEFAULT_PER_PAGE, Request, check_per_page};
 use crate::{Error, PlaneClient};
 
 /// The items of a listing, page after page: a boxed (so `Unpin`) `Stream`.
@@ -169,6 +169,31 @@ impl ListParams {
     }
 }
 
+/// The page size to fall back to when a listing asking `requested` per page was
+/// refused, or `None` when the error is not that refusal.
+///
+/// Plane's paginator answers a page size above its maximum with 400
+/// `{"detail": "Invalid per_page value. Cannot exceed N."}` (CE: N = 1000). Plane Cloud
+/// documents 100 as its maximum, so a server naming no usable N gets 100.
+fn per_page_fallback(error: &Error, requested: u32) -> Option<u32> {
+    let Error::BadRequest { message, body, .. } = error else {
+        return None;
+    };
+    let detail = body
+        .get("detail")
+        .and_then(Value::as_str)
+        .unwrap_or(message.as_str());
+    if !detail.to_ascii_lowercase().contains("per_page") || requested <= DEFAULT_PER_PAGE {
+        return None;
+    }
+    let named = detail
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok())
+        .next_back()
+        .filter(|&n| (1..requested).contains(&n));
+    Some(named.unwrap_or(DEFAULT_PER_PAGE))
+}
+
 impl PlaneClient {
     /// Fetches one page.
     pub(crate) async fn page<T: DeserializeOwned>(
@@ -176,9 +201,51 @@ impl PlaneClient {
         segments: Vec<String>,
         params: &ListParams,
     ) -> Result<Page<T>, Error> {
+        self.page_adapting(segments, &mut params.clone()).await
+    }
+
+    /// Fetches one page. A first page (no cursor) asks at most the page size the server
+    /// was found to accept, and a refusal of the page size falls back once and is
+    /// remembered; `params.per_page` is set to the size used, so the next pages of a
+    /// walk match its cursors. A page with a cursor keeps its size: Plane's cursor
+    /// counts pages of that size.
+    async fn page_adapting<T: DeserializeOwned>(
+        &self,
+        segments: Vec<String>,
+        params: &mut ListParams,
+    ) -> Result<Page<T>, Error> {
+        let first_page = params.cursor.is_none();
+        let requested = params.per_page.unwrap_or(self.per_page());
+        if let Some(cap) = self
+            .per_page_cap()
+            .filter(|&cap| first_page && requested > cap)
+        {
+            params.per_page = Some(cap);
+        }
         let query = params.to_query(self.per_page())?;
-        self.send_json(Request::new(Method::GET, segments).query(query))
-            .await
+        let result = self
+            .send_json(Request::new(Method::GET, segments.clone()).query(query))
+            .await;
+        let asked = params.per_page.unwrap_or(self.per_page());
+        match result {
+            Err(error) if first_page => {
+                let Some(smaller) = per_page_fallback(&error, asked) else {
+                    return Err(error);
+                };
+                tracing::warn!(
+                    refused = asked,
+                    fallback = smaller,
+                    %error,
+                    "Plane refused the page size; using the smaller one from now on"
+                );
+                self.remember_per_page_cap(smaller);
+                params.per_page = Some(smaller);
+                let query = params.to_query(self.per_page())?;
+                self.send_json(Request::new(Method::GET, segments).query(query))
+                    .await
+            }
+            other => other,
+        }
     }
 
     /// Every item of a listing, page after page, each id once.
@@ -214,7 +281,7 @@ impl PlaneClient {
                 }
                 let page: Page<T> = walk
                     .client
-                    .page(walk.segments.clone(), &walk.params)
+                    .page_adapting(walk.segments.clone(), &mut walk.params)
                     .await?;
                 let more = page.next_page_results && !page.results.is_empty();
                 for item in page.results {

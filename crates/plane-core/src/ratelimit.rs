@@ -75,12 +75,20 @@ pub struct RateLimitStatus {
     pub reset: Option<SystemTime>,
     /// The last `Retry-After` of a 429.
     pub last_retry_after: Option<Duration>,
-    /// How many times a request waited for budget.
+    /// How many times a request waited for budget (finished waits, 429 retry sleeps
+    /// included).
     pub waits: u64,
-    /// The total time spent waiting for budget.
+    /// The total time requests spent waiting for budget: finished waits, the sleeps
+    /// before retrying a 429, and the part of every wait still running, so it grows
+    /// during a long wait (concurrent waits add up).
     pub waited: Duration,
     /// 429 answers seen (including retried ones).
     pub throttled: u64,
+    /// Requests waiting for budget right now (a 429 retry sleep included).
+    pub waiting: u32,
+    /// When the oldest wait still running began; `None` when nothing waits. A progress
+    /// display can show "waiting for the rate limit since ..." from this.
+    pub waiting_since: Option<Instant>,
 }
 
 /// What a response said about the budget.
@@ -143,7 +151,54 @@ struct State {
     /// Response times of finished requests still inside the window, oldest first.
     finished: VecDeque<Instant>,
     hold_until: Option<Instant>,
+    /// Start of every wait still running (one entry per waiting request).
+    waits_running: Vec<Instant>,
     status: RateLimitStatus,
+}
+
+impl State {
+    fn begin_wait(&mut self, since: Instant) {
+        self.waits_running.push(since);
+    }
+
+    /// Moves a running wait into the totals.
+    fn end_wait(&mut self, since: Instant, now: Instant) {
+        if let Some(i) = self.waits_running.iter().position(|&t| t == since) {
+            self.waits_running.swap_remove(i);
+        }
+        self.status.waits += 1;
+        self.status.waited += now.saturating_duration_since(since);
+    }
+}
+
+/// Ends a wait if the waiting future is dropped (a cancelled request).
+struct RunningWait<'a> {
+    limiter: &'a RateLimiter,
+    since: Option<Instant>,
+}
+
+impl RunningWait<'_> {
+    fn begin(&mut self, state: &mut State, now: Instant) {
+        if self.since.is_none() {
+            self.since = Some(now);
+            state.begin_wait(now);
+        }
+    }
+
+    fn end(&mut self, state: &mut State, now: Instant) {
+        if let Some(since) = self.since.take() {
+            state.end_wait(since, now);
+        }
+    }
+}
+
+impl Drop for RunningWait<'_> {
+    fn drop(&mut self) {
+        if self.since.is_some() {
+            let mut state = self.limiter.lock();
+            self.end(&mut state, Instant::now());
+        }
+    }
 }
 
 impl fmt::Debug for RateLimiter {
@@ -175,9 +230,30 @@ impl RateLimiter {
         self.shared.budget
     }
 
-    /// The last seen rate-limit state.
+    /// The last seen rate-limit state, with the waits running now counted in.
     pub fn status(&self) -> RateLimitStatus {
-        self.lock().status
+        let state = self.lock();
+        let now = Instant::now();
+        let mut status = state.status;
+        for &since in &state.waits_running {
+            status.waited += now.saturating_duration_since(since);
+        }
+        status.waiting = u32::try_from(state.waits_running.len()).unwrap_or(u32::MAX);
+        status.waiting_since = state.waits_running.iter().min().copied();
+        status
+    }
+
+    /// Sleeps `delay` as a wait for budget (the pause before retrying a 429), so it
+    /// shows in [`RateLimitStatus::waited`] and [`RateLimitStatus::waiting_since`].
+    pub(crate) async fn pause(&self, delay: Duration) {
+        let mut wait = RunningWait {
+            limiter: self,
+            since: None,
+        };
+        wait.begin(&mut self.lock(), Instant::now());
+        tokio::time::sleep(delay).await;
+        let mut state = self.lock();
+        wait.end(&mut state, Instant::now());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -193,7 +269,10 @@ impl RateLimiter {
     pub async fn acquire(&self) -> Permit {
         let window = self.shared.budget.window;
         let capacity = self.shared.budget.requests;
-        let mut waited_since: Option<Instant> = None;
+        let mut wait = RunningWait {
+            limiter: self,
+            since: None,
+        };
         loop {
             // Register for wake-ups before looking, so a release between the look
             // and the wait is not missed.
@@ -206,29 +285,27 @@ impl RateLimiter {
                 while state.finished.front().is_some_and(|&t| t + window <= now) {
                     state.finished.pop_front();
                 }
-                if let Some(hold) = state.hold_until.filter(|&h| h > now) {
+                let until = if let Some(hold) = state.hold_until.filter(|&h| h > now) {
                     Some(hold)
                 } else if state.in_flight + (state.finished.len() as u32) < capacity {
                     state.in_flight += 1;
-                    if let Some(since) = waited_since {
-                        state.status.waits += 1;
-                        state.status.waited += now - since;
-                    }
+                    wait.end(&mut state, now);
                     return Permit {
                         limiter: self.clone(),
                         observation: None,
                     };
                 } else {
                     state.finished.front().map(|&t| t + window)
+                };
+                if wait.since.is_none() {
+                    wait.begin(&mut state, now);
+                    tracing::debug!(
+                        wait_ms = until.map(|t| (t - now).as_millis() as u64),
+                        "plane rate limit: waiting for budget"
+                    );
                 }
+                until
             };
-            if waited_since.is_none() {
-                waited_since = Some(Instant::now());
-                tracing::debug!(
-                    wait_ms = wait_until.map(|t| (t - Instant::now()).as_millis() as u64),
-                    "plane rate limit: waiting for budget"
-                );
-            }
             match wait_until {
                 Some(t) => {
                     tokio::select! {
@@ -337,6 +414,38 @@ mod tests {
         let status = limiter.status();
         assert_eq!(status.waits, 2);
         assert_eq!(status.waited, Duration::from_secs(20));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_running_wait_is_visible_and_counted_while_it_lasts() {
+        let limiter = RateLimiter::new(Budget::new(1, Duration::from_secs(10)), 0);
+        drop(limiter.acquire().await);
+        let start = Instant::now();
+        let waiter = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { drop(limiter.acquire().await) }
+        });
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let during = limiter.status();
+        assert_eq!(during.waiting, 1);
+        assert_eq!(during.waiting_since, Some(start));
+        assert_eq!(
+            during.waited,
+            Duration::from_secs(4),
+            "live, before the wait ends"
+        );
+        assert_eq!(during.waits, 0);
+        waiter.await.expect("waiter panicked");
+        let after = limiter.status();
+        assert_eq!((after.waiting, after.waiting_since), (0, None));
+        assert_eq!((after.waits, after.waited), (1, Duration::from_secs(10)));
+
+        // A wait whose request is cancelled stops counting when it is dropped.
+        let cancelled = tokio::time::timeout(Duration::from_secs(3), limiter.acquire()).await;
+        assert!(cancelled.is_err());
+        let status = limiter.status();
+        assert_eq!((status.waiting, status.waiting_since), (0, None));
+        assert_eq!(status.waited, Duration::from_secs(13));
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::Error;
+use crate::{Error, RateLimiter};
 
 /// When and how often failed requests are tried again.
 ///
@@ -109,11 +109,14 @@ impl RetryPolicy {
 
 /// The retry loop, independent of HTTP so it can be tested with paused time.
 ///
-/// `attempt` is called with the 1-based attempt number.
+/// `attempt` is called with the 1-based attempt number. The sleep before retrying a
+/// 429 is a wait for budget, so it goes through `limiter` (when given) and shows in its
+/// `waited` total.
 pub(crate) async fn run<T, F, Fut>(
     policy: &RetryPolicy,
     repeatable: bool,
     rng: &Arc<Mutex<StdRng>>,
+    limiter: Option<&RateLimiter>,
     mut attempt: F,
 ) -> Result<T, Error>
 where
@@ -129,18 +132,19 @@ where
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
-        let delay = {
+        let (delay, for_budget) = {
             let mut rng = rng.lock().unwrap_or_else(PoisonError::into_inner);
             match &error {
                 Error::RateLimited { retry_after, .. }
                     if rate_limited < policy.max_rate_limited_retries =>
                 {
                     rate_limited += 1;
-                    policy.rate_limited_delay(rate_limited, *retry_after, &mut *rng)
+                    let delay = policy.rate_limited_delay(rate_limited, *retry_after, &mut *rng);
+                    (delay, true)
                 }
                 e if repeatable && e.is_ambiguous() && failed < policy.max_retries => {
                     failed += 1;
-                    policy.backoff(failed, &mut *rng)
+                    (policy.backoff(failed, &mut *rng), false)
                 }
                 _ => return Err(error.with_attempts(number)),
             }
@@ -151,7 +155,10 @@ where
             error = %error,
             "plane request failed; retrying"
         );
-        tokio::time::sleep(delay).await;
+        match limiter {
+            Some(limiter) if for_budget => limiter.pause(delay).await,
+            _ => tokio::time::sleep(delay).await,
+        }
     }
 }
 
@@ -198,7 +205,7 @@ mod tests {
         let start = Instant::now();
         let outcomes = Mutex::new(outcomes.into_iter());
         let times = Mutex::new(Vec::new());
-        let result = run(&policy, repeatable, &rng(), |_| {
+        let result = run(&policy, repeatable, &rng(), None, |_| {
             times.lock().unwrap().push(start.elapsed());
             let next = outcomes.lock().unwrap().next().unwrap_or(Ok(0));
             async move { next }
@@ -293,7 +300,7 @@ mod tests {
             detail: "gone".into(),
         };
         let calls = AtomicU32::new(0);
-        let result: Result<(), Error> = run(&RetryPolicy::default(), true, &rng(), |_| {
+        let result: Result<(), Error> = run(&RetryPolicy::default(), true, &rng(), None, |_| {
             calls.fetch_add(1, Ordering::Relaxed);
             let e = Error::NotFound {
                 method: Method::GET,
@@ -305,6 +312,41 @@ mod tests {
         .await;
         assert_eq!(calls.load(Ordering::Relaxed), 1);
         assert_eq!(result.unwrap_err().to_string(), not_found.to_string());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sleep_before_retrying_a_429_counts_as_waiting_for_budget() {
+        let limiter = RateLimiter::new(crate::Budget::per_minute(60), 0);
+        let policy = RetryPolicy::default();
+        let start = Instant::now();
+        let outcomes = Mutex::new(vec![Err(rate_limited(Some(5))), Ok(1)].into_iter());
+        let watcher = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                // Half-way through the sleep, the wait is visible and already counted.
+                tokio::time::sleep(Duration::from_millis(2_500)).await;
+                limiter.status()
+            })
+        };
+        let result = run(&policy, false, &rng(), Some(&limiter), |_| {
+            let next = outcomes.lock().unwrap().next().unwrap_or(Ok(0));
+            async move { next }
+        })
+        .await;
+        assert_eq!(result.unwrap(), 1);
+        let slept = start.elapsed();
+        assert!(slept >= Duration::from_secs(5), "{slept:?}");
+        let during = watcher.await.unwrap();
+        assert_eq!(during.waiting, 1);
+        assert_eq!(during.waiting_since, Some(start));
+        assert_eq!(during.waited, Duration::from_millis(2_500));
+        let after = limiter.status();
+        assert_eq!(after.waits, 1);
+        assert_eq!(
+            after.waited, slept,
+            "the whole sleep, Retry-After and jitter"
+        );
+        assert_eq!((after.waiting, after.waiting_since), (0, None));
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::time::Duration;
 /// Faults are checked before routing, authentication and throttling; the first installed
 /// fault that matches a request is applied and uses up one of its `times`. Faulted requests
 /// are logged and cost no rate-limit budget (except [`Fault::delay`], which then answers
-/// normally).
+/// normally, and [`Fault::drop_after_handling`], which handles the request fully).
+/// A fault with [`Fault::skip`] lets its first matching requests through (the next
+/// installed faults still see them).
 ///
 /// ```
 /// use plane_fake::Fault;
@@ -16,11 +18,15 @@ use std::time::Duration;
 /// let f = Fault::status(503).times(2).method("GET").path_contains("/work-items/");
 /// let d = Fault::delay(Duration::from_millis(200));
 /// let _ = (f, d, Fault::drop_connection(), Fault::too_many_requests(7));
+/// // The third POST is created, then its answer is lost.
+/// let third = Fault::drop_after_handling().method("POST").skip(2);
+/// # let _ = third;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub(crate) kind: FaultKind,
     pub(crate) remaining: usize,
+    pub(crate) skip: usize,
     pub(crate) method: Option<String>,
     pub(crate) path_contains: Option<String>,
 }
@@ -30,6 +36,7 @@ pub(crate) enum FaultKind {
     Status(u16),
     Delay(Duration),
     Drop,
+    DropAfterHandling,
     TooManyRequests(u64),
 }
 
@@ -38,6 +45,7 @@ impl Fault {
         Fault {
             kind,
             remaining: 1,
+            skip: 0,
             method: None,
             path_contains: None,
         }
@@ -61,6 +69,13 @@ impl Fault {
         Fault::new(FaultKind::Drop)
     }
 
+    /// Handle the request completely (authentication, throttle, the write, its webhooks),
+    /// then close the connection without answering: the "Plane did it, the client never
+    /// heard" window. The request log records status 0 for it.
+    pub fn drop_after_handling() -> Self {
+        Fault::new(FaultKind::DropAfterHandling)
+    }
+
     /// A 429 exactly like Plane's throttle: `Retry-After: <secs>`, body
     /// `{"error_code":5900,"error_message":"RATE_LIMIT_EXCEEDED"}`, no `X-RateLimit-*`.
     pub fn too_many_requests(retry_after_secs: u64) -> Self {
@@ -70,6 +85,13 @@ impl Fault {
     /// Apply to the next `n` matching requests (default 1).
     pub fn times(mut self, n: usize) -> Self {
         self.remaining = n;
+        self
+    }
+
+    /// Let the first `n` matching requests through untouched, then apply to the next ones
+    /// (`skip(2)` faults the third match): "fail after k creates".
+    pub fn skip(mut self, n: usize) -> Self {
+        self.skip = n;
         self
     }
 
@@ -98,13 +120,26 @@ impl Fault {
     }
 }
 
-/// Takes one use of the first matching fault, dropping faults that are used up.
+/// Takes one use of the first matching fault that is not skipping, dropping faults that
+/// are used up; every skipping fault that matches counts the request as one skipped.
 pub(crate) fn take_matching(
     faults: &mut Vec<Fault>,
     method: &str,
     path: &str,
 ) -> Option<FaultKind> {
-    let idx = faults.iter().position(|f| f.matches(method, path))?;
+    let mut found = None;
+    for (i, f) in faults.iter_mut().enumerate() {
+        if !f.matches(method, path) {
+            continue;
+        }
+        if f.skip > 0 {
+            f.skip -= 1;
+        } else {
+            found = Some(i);
+            break;
+        }
+    }
+    let idx = found?;
     let fault = &mut faults[idx];
     fault.remaining -= 1;
     let kind = fault.kind.clone();
@@ -136,6 +171,32 @@ mod tests {
         assert_eq!(
             take_matching(&mut faults, "POST", "/states/"),
             Some(FaultKind::Drop)
+        );
+        assert!(faults.is_empty());
+    }
+
+    #[test]
+    fn skip_lets_the_first_matches_through() {
+        let mut faults = vec![Fault::drop_after_handling().method("POST").skip(2)];
+        assert_eq!(take_matching(&mut faults, "GET", "/a/"), None);
+        assert_eq!(take_matching(&mut faults, "POST", "/a/"), None);
+        assert_eq!(take_matching(&mut faults, "POST", "/a/"), None);
+        assert_eq!(
+            take_matching(&mut faults, "POST", "/a/"),
+            Some(FaultKind::DropAfterHandling)
+        );
+        assert_eq!(take_matching(&mut faults, "POST", "/a/"), None);
+        assert!(faults.is_empty());
+
+        // A skipping fault does not hide the request from the faults after it.
+        let mut faults = vec![Fault::status(500).skip(1), Fault::status(503).times(1)];
+        assert_eq!(
+            take_matching(&mut faults, "GET", "/a/"),
+            Some(FaultKind::Status(503))
+        );
+        assert_eq!(
+            take_matching(&mut faults, "GET", "/a/"),
+            Some(FaultKind::Status(500))
         );
         assert!(faults.is_empty());
     }

@@ -14,8 +14,13 @@
 //! - **Pagination**: Plane's cursor `limit:page:is_prev` envelope with its quirks (the last
 //!   page still has a `next_cursor`, `per_page=0` is a 500, work items newest first).
 //! - **`fields` / `expand`** on the serialised objects.
-//! - **Fault injection** ([`Fault`]): status codes, delays, dropped connections, 429s.
+//! - **Fault injection** ([`Fault`]): status codes, delays, dropped connections (before or
+//!   after handling), 429s, optionally only the n-th matching request.
 //! - **Request log** ([`RequestRecord`]) for asserting what a client sent.
+//! - **More than one user**: [`RunningFake::add_user`], keys owned by another member
+//!   ([`RunningFake::add_api_key`]) and a person acting in the web app
+//!   ([`RunningFake::as_user`] → [`Person`]), whose changes send webhooks but cost no API budget.
+//! - **Webhook log** ([`SentWebhook`], [`RunningFake::webhook_log`]) with waits and re-sends.
 //! - **Webhooks**: [`WebhookSender`] builds, serialises ([`python_json_dumps`]) and signs
 //!   ([`sign`]) v1 deliveries byte-for-byte like Plane; [`RunningFake::register_webhook`]
 //!   makes API writes emit them.
@@ -57,16 +62,20 @@ pub mod cli;
 mod fault;
 mod json;
 mod pagination;
+mod person;
 mod ratelimit;
 mod resp;
 mod server;
 mod store;
 mod webhook;
+mod webhook_log;
 
 pub use fault::Fault;
 pub use json::python_json_dumps;
+pub use person::{Person, WebAppError};
 pub use server::RequestRecord;
 pub use webhook::{WebhookDelivery, WebhookError, WebhookSender, sign};
+pub use webhook_log::SentWebhook;
 
 use serde_json::{Value, json};
 use server::{Shared, WebhookTarget, lock};

@@ -7,6 +7,7 @@ use crate::ratelimit::RateLimiter;
 use crate::resp::Resp;
 use crate::store::Store;
 use crate::webhook::WebhookSender;
+use crate::webhook_log::SentWebhook;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -14,6 +15,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
@@ -61,6 +63,12 @@ pub(crate) struct Shared {
     pub faults: Mutex<Vec<Fault>>,
     pub log: Mutex<Vec<RequestRecord>>,
     pub webhooks: Mutex<Vec<WebhookTarget>>,
+    /// Every webhook delivery that ended, in the order they ended.
+    pub webhook_log: Mutex<Vec<SentWebhook>>,
+    /// Deliveries queued or under way.
+    pub webhooks_pending: AtomicUsize,
+    /// Woken whenever a delivery ends.
+    pub webhook_done: Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -89,7 +97,21 @@ impl Shared {
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             webhooks: Mutex::new(Vec::new()),
+            webhook_log: Mutex::new(Vec::new()),
+            webhooks_pending: AtomicUsize::new(0),
+            webhook_done: Notify::new(),
         }
+    }
+
+    /// The primary key, an extra key, or a key owned by another member.
+    pub(crate) fn key_is_valid(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k == key) || self.store().key_owners.contains_key(key)
+    }
+
+    /// Records a finished delivery and wakes whoever waits for one.
+    pub(crate) fn log_webhook(&self, sent: SentWebhook) {
+        lock(&self.webhook_log).push(sent);
+        self.webhook_done.notify_waiters();
     }
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
@@ -104,8 +126,9 @@ impl Shared {
         lock(&self.log).push(rec);
     }
 
-    /// Sends `events` to every registered webhook, in order, off the request path.
-    pub(crate) fn dispatch_webhooks(&self, events: Vec<WebhookEvent>) {
+    /// Sends `events` to every registered webhook, in order, off the request path; each
+    /// delivery is logged when it ends.
+    pub(crate) fn dispatch_webhooks(self: &Arc<Self>, events: Vec<WebhookEvent>) {
         if events.is_empty() {
             return;
         }
@@ -114,6 +137,9 @@ impl Shared {
             return;
         }
         let workspace_id = self.store().workspace_id;
+        self.webhooks_pending
+            .fetch_add(targets.len() * events.len(), Ordering::SeqCst);
+        let shared = self.clone();
         tokio::spawn(async move {
             for t in targets {
                 let sender = WebhookSender::new(t.secret.clone())
@@ -129,9 +155,12 @@ impl Shared {
                             e.activity.clone(),
                         )
                         .await;
-                    if let Err(err) = r {
-                        tracing::warn!(url = %t.url, error = %err, "webhook not sent");
+                    match r {
+                        Ok(sent) => shared.log_webhook(SentWebhook::new(&t.url, e.event, sent)),
+                        Err(err) => tracing::warn!(url = %t.url, error = %err, "webhook not sent"),
                     }
+                    shared.webhooks_pending.fetch_sub(1, Ordering::SeqCst);
+                    shared.webhook_done.notify_waiters();
                 }
             }
         });
@@ -198,7 +227,7 @@ async fn handle(
         .headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|k| shared.keys.iter().any(|x| x == k));
+        .is_some_and(|k| shared.key_is_valid(k));
     let record = |status: u16| RequestRecord {
         at,
         method: method.clone(),
@@ -209,6 +238,7 @@ async fn handle(
     };
 
     let fault = fault::take_matching(&mut lock(&shared.faults), &method, &path);
+    let drop_after_handling = fault == Some(FaultKind::DropAfterHandling);
     match fault {
         Some(FaultKind::Drop) => {
             shared.record(record(0));
@@ -228,7 +258,7 @@ async fn handle(
             return Ok(to_hyper(resp));
         }
         Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
-        None => {}
+        Some(FaultKind::DropAfterHandling) | None => {}
     }
 
     let api_req = ApiRequest {
@@ -239,6 +269,14 @@ async fn handle(
         body: &body,
     };
     let outcome = api::handle(&shared, &api_req, at);
+    if drop_after_handling {
+        // The write is done and its webhooks go out; only the answer is lost.
+        shared.record(record(0));
+        shared.dispatch_webhooks(outcome.events);
+        kill.notify_one();
+        let never: Infallible = std::future::pending().await;
+        match never {}
+    }
     shared.record(record(outcome.resp.status));
     shared.dispatch_webhooks(outcome.events);
     Ok(to_hyper(outcome.resp))

@@ -57,6 +57,12 @@ pub(crate) struct Project {
 #[derive(Debug)]
 pub(crate) struct Store {
     pub user: Obj,
+    /// Workspace members besides `user` (people acting in the web app, owners of other keys).
+    pub members: Vec<Obj>,
+    /// The user a write is made by while it runs; `None` is `user` (the primary key's owner).
+    pub acting: Option<String>,
+    /// API keys owned by a member other than `user`.
+    pub key_owners: HashMap<String, String>,
     pub workspace_id: Uuid,
     pub workspace_slug: String,
     pub projects: Vec<Project>,
@@ -194,6 +200,9 @@ impl Store {
         user.insert("display_name".into(), json!("fake"));
         Store {
             user,
+            members: Vec::new(),
+            acting: None,
+            key_owners: HashMap::new(),
             workspace_id: Uuid::new_v4(),
             workspace_slug,
             projects: Vec::new(),
@@ -217,11 +226,60 @@ impl Store {
         self.counter
     }
 
+    /// The user making the current request or write (the primary user unless another acts).
+    pub(crate) fn actor(&self) -> &Obj {
+        self.acting
+            .as_deref()
+            .and_then(|id| self.member(id))
+            .unwrap_or(&self.user)
+    }
+
+    /// Any workspace member by id, the primary user included.
+    pub(crate) fn member(&self, id: &str) -> Option<&Obj> {
+        std::iter::once(&self.user)
+            .chain(&self.members)
+            .find(|u| str_of(u, "id") == Some(id))
+    }
+
+    /// Every workspace member, the primary user first.
+    pub(crate) fn all_members(&self) -> impl Iterator<Item = &Obj> {
+        std::iter::once(&self.user).chain(&self.members)
+    }
+
+    /// Adds a member; missing UserLite keys get defaults, a missing `id` a new uuid.
+    pub(crate) fn add_member(&mut self, mut user: Obj) -> Uuid {
+        let id = id_of(&user).unwrap_or_else(Uuid::new_v4);
+        let name = str_of(&user, "display_name")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("user-{}", &id.simple().to_string()[..8]));
+        let defaults = [
+            ("first_name", json!(name)),
+            ("last_name", json!("")),
+            ("email", json!(format!("{name}@plane-fake.local"))),
+            ("avatar", json!("")),
+            ("avatar_url", Value::Null),
+            ("display_name", json!(name)),
+        ];
+        user.insert("id".into(), json!(id.to_string()));
+        for (k, v) in defaults {
+            user.entry(k).or_insert(v);
+        }
+        let sid = id.to_string();
+        self.members
+            .retain(|m| str_of(m, "id") != Some(sid.as_str()));
+        self.members.push(user);
+        id
+    }
+
     pub(crate) fn user_id(&self) -> String {
-        str_of(&self.user, "id").unwrap_or_default().to_owned()
+        str_of(self.actor(), "id").unwrap_or_default().to_owned()
     }
 
     pub(crate) fn user_lite(&self) -> Value {
+        Store::lite_of(self.actor())
+    }
+
+    fn lite_of(user: &Obj) -> Value {
         let mut m = Obj::new();
         for k in [
             "id",
@@ -232,7 +290,7 @@ impl Store {
             "avatar_url",
             "display_name",
         ] {
-            m.insert(k.into(), self.user.get(k).cloned().unwrap_or(Value::Null));
+            m.insert(k.into(), user.get(k).cloned().unwrap_or(Value::Null));
         }
         Value::Object(m)
     }
@@ -750,7 +808,7 @@ impl Store {
     }
 
     pub(crate) fn user_lite_by_id(&self, id: &str) -> Option<Value> {
-        (str_of(&self.user, "id") == Some(id)).then(|| self.user_lite())
+        self.member(id).map(Store::lite_of)
     }
 
     // ----- rendering (fields / expand) -------------------------------------------------

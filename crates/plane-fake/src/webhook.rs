@@ -196,16 +196,11 @@ impl WebhookSender {
             }
             let delivery_id = Uuid::new_v4();
             delivery.delivery_ids.push(delivery_id);
-            let result = client
-                .post(url)
-                .header("Content-Type", "application/json")
-                .header("User-Agent", "Autopilot")
-                .header("X-Plane-Delivery", delivery_id.to_string())
-                .header("X-Plane-Event", event)
-                .header("X-Plane-Signature", &signature)
-                .body(body.clone())
-                .send()
-                .await;
+            let mut request = client.post(url);
+            for (name, value) in delivery_headers(delivery_id, event, &signature) {
+                request = request.header(name, value);
+            }
+            let result = request.body(body.clone()).send().await;
             match result {
                 Ok(resp) => {
                     delivery.status = Some(resp.status().as_u16());
@@ -221,4 +216,19 @@ impl WebhookSender {
         }
         Ok(delivery)
     }
+}
+
+/// The headers of one delivery attempt, in the order Plane's Celery task sends them.
+pub(crate) fn delivery_headers(
+    delivery_id: Uuid,
+    event: &str,
+    signature: &str,
+) -> [(&'static str, String); 5] {
+    [
+        ("Content-Type", "application/json".to_owned()),
+        ("User-Agent", "Autopilot".to_owned()),
+        ("X-Plane-Delivery", delivery_id.to_string()),
+        ("X-Plane-Event", event.to_owned()),
+        ("X-Plane-Signature", signature.to_owned()),
+    ]
 }

@@ -53,6 +53,11 @@ identified!(WorkItem);
 
 /// The body of a work item create or update; unset fields are not sent.
 ///
+/// The fields Plane lets a PATCH empty (`state`, `parent`, `start_date`,
+/// `target_date`) are tri-state: `None` leaves the field alone, `Some(None)` sends
+/// JSON `null` (clears it; a null `state` puts the item back in the project's default
+/// state), `Some(Some(v))` sets it. The `clear_*` methods say the same more plainly.
+///
 /// ```
 /// use plane_core::{Priority, WorkItemFields};
 /// let body = WorkItemFields::new("File BIR 1601-C for October")
@@ -62,6 +67,13 @@ identified!(WorkItem);
 /// assert_eq!(json["priority"], "high");
 /// assert_eq!(json["external_id"], "1601C-2026-10");
 /// assert!(json.get("state").is_none());
+///
+/// // Clearing a date sends an explicit null.
+/// let patch = WorkItemFields::default()
+///     .target_date("2026-11-10".parse().unwrap())
+///     .clear_start_date();
+/// let json = serde_json::to_value(&patch).unwrap();
+/// assert_eq!(json, serde_json::json!({"start_date": null, "target_date": "2026-11-10"}));
 /// ```
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -69,12 +81,12 @@ pub struct WorkItemFields {
     pub name: Option<String>,
     pub description_html: Option<String>,
     pub priority: Option<Priority>,
-    pub state: Option<Uuid>,
-    pub parent: Option<Uuid>,
+    pub state: Option<Option<Uuid>>,
+    pub parent: Option<Option<Uuid>>,
     pub assignees: Option<Vec<Uuid>>,
     pub labels: Option<Vec<Uuid>>,
-    pub start_date: Option<NaiveDate>,
-    pub target_date: Option<NaiveDate>,
+    pub start_date: Option<Option<NaiveDate>>,
+    pub target_date: Option<Option<NaiveDate>>,
     pub external_source: Option<String>,
     pub external_id: Option<String>,
     /// Anything else Plane accepts.
@@ -99,7 +111,7 @@ impl WorkItemFields {
 
     /// Sets the state.
     pub fn state(mut self, state: Uuid) -> Self {
-        self.state = Some(state);
+        self.state = Some(Some(state));
         self
     }
 
@@ -111,13 +123,43 @@ impl WorkItemFields {
 
     /// Sets the due date.
     pub fn target_date(mut self, date: NaiveDate) -> Self {
-        self.target_date = Some(date);
+        self.target_date = Some(Some(date));
         self
     }
 
     /// Sets the start date.
     pub fn start_date(mut self, date: NaiveDate) -> Self {
-        self.start_date = Some(date);
+        self.start_date = Some(Some(date));
+        self
+    }
+
+    /// Sends `"start_date": null`, emptying the start date.
+    pub fn clear_start_date(mut self) -> Self {
+        self.start_date = Some(None);
+        self
+    }
+
+    /// Sends `"target_date": null`, emptying the due date.
+    pub fn clear_target_date(mut self) -> Self {
+        self.target_date = Some(None);
+        self
+    }
+
+    /// Sets the parent work item.
+    pub fn parent(mut self, parent: Uuid) -> Self {
+        self.parent = Some(Some(parent));
+        self
+    }
+
+    /// Sends `"parent": null`, detaching the item from its parent.
+    pub fn clear_parent(mut self) -> Self {
+        self.parent = Some(None);
+        self
+    }
+
+    /// Sends `"state": null`: Plane puts the item back in the project's default state.
+    pub fn reset_state(mut self) -> Self {
+        self.state = Some(None);
         self
     }
 

@@ -19,7 +19,7 @@ mod work_items;
 use crate::ratelimit::Decision;
 use crate::resp::Resp;
 use crate::server::Shared;
-use crate::store::Store;
+use crate::store::{Store, str_of};
 use request::{Query, parse_body};
 use route::{Kind, parse_route};
 use rows::{Read, Table, project, project_mut};
@@ -102,7 +102,7 @@ pub(crate) fn handle(shared: &Shared, req: &ApiRequest<'_>, now: Instant) -> Out
             "Authentication credentials were not provided.",
         ));
     };
-    if !shared.keys.iter().any(|k| k == key) {
+    if !shared.key_is_valid(key) {
         return with_allow(Resp::detail(403, "Given API token is not valid"));
     }
 
@@ -146,8 +146,11 @@ pub(crate) fn handle(shared: &Shared, req: &ApiRequest<'_>, now: Instant) -> Out
                 let mut store = shared.store();
                 let mut events = Vec::new();
                 let q = Query::parse(req.query);
+                // A key owned by another member makes that member the actor of this request.
+                store.acting = store.key_owners.get(key).cloned();
                 let resp = dispatch(&mut store, &route.kind, method, req, &q, &mut events)
                     .unwrap_or_else(|e| e);
+                store.acting = None;
                 Outcome { resp, events }
             }
         }
@@ -170,6 +173,24 @@ pub(crate) fn handle(shared: &Shared, req: &ApiRequest<'_>, now: Instant) -> Out
     outcome
 }
 
+/// A work-item PATCH made by member `user` in Plane's web app (the session API under
+/// `/api/`, not `/api/v1/`): the same validation, change and webhook fan-out as the public
+/// API's PATCH (both end in Plane's `model_activity`), with `user` as the actor. No API key is
+/// involved, so there is no throttle and no request-log entry.
+pub(crate) fn web_patch_work_item(
+    s: &mut Store,
+    user: &str,
+    pid: uuid::Uuid,
+    id: uuid::Uuid,
+    body: &crate::store::Obj,
+) -> Outcome {
+    s.acting = Some(user.to_owned());
+    let mut events = Vec::new();
+    let resp = work_items::patch(s, pid, id, body, &mut events).unwrap_or_else(|e| e);
+    s.acting = None;
+    Outcome { resp, events }
+}
+
 type R = Result<Resp, Resp>;
 
 fn dispatch(
@@ -184,13 +205,25 @@ fn dispatch(
     let read = Read::new(q);
     let read = &read;
     match (kind, method) {
-        (UsersMe, _) => Ok(Resp::json(200, &Value::Object(s.user.clone()))),
+        (UsersMe, _) => Ok(Resp::json(200, &Value::Object(s.actor().clone()))),
         (WorkspaceMembers, _) => {
-            let mut u = s.user.clone();
-            u.insert("role".into(), json!(20));
-            Ok(Resp::json(200, &json!([u])))
+            let members: Vec<Value> = s
+                .all_members()
+                .map(|u| {
+                    let mut u = u.clone();
+                    u.insert("role".into(), json!(20));
+                    Value::Object(u)
+                })
+                .collect();
+            Ok(Resp::json(200, &Value::Array(members)))
         }
-        (ProjectMembers(_), _) => Ok(Resp::json(200, &json!([s.user_lite()]))),
+        (ProjectMembers(_), _) => {
+            let members: Vec<Value> = s
+                .all_members()
+                .filter_map(|u| s.user_lite_by_id(str_of(u, "id")?))
+                .collect();
+            Ok(Resp::json(200, &Value::Array(members)))
+        }
         (Projects, "GET") => projects::list(s, read),
         (Projects, _) => projects::create(s, &parse_body(req)?, ev),
         (Project(pid), "GET") => read.one(s, &s.project_view(project(s, *pid)?)),

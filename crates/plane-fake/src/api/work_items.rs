@@ -41,8 +41,7 @@ fn validate(s: &Store, pid: Uuid, body: &Obj, creating: bool) -> Result<Obj, Res
         s.projects.iter().any(|p| p.state(id).is_some())
     });
     f.pk("parent", |id| s.find_item(id).is_some());
-    let user = s.user_id();
-    f.id_list("assignees", |id| id == user);
+    f.id_list("assignees", |id| s.member(id).is_some());
     f.id_list("labels", |id| p.label(id).is_some());
     f.bool("is_draft");
     f.number("sort_order");
