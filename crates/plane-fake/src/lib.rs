@@ -52,6 +52,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod api;
 pub mod cli;
 mod fault;

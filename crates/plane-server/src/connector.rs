@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use plane_core::{Budget, PlaneClient};
+use plane_core::{Budget, ExposeSecret, PlaneClient};
 use plane_webhook::{
     DeliveryHeaders, DeliveryStore, Envelope, NewDelivery, RecordOutcome, Verifier,
 };
@@ -63,7 +63,7 @@ impl Connector {
             ),
             None => None,
         };
-        let verifier = Verifier::new(config.webhook_secrets.iter().map(|s| s.expose())).ok();
+        let verifier = Verifier::new(config.webhook_secrets.iter().map(|s| s.expose_secret())).ok();
         Ok(Self {
             client,
             verifier,
