@@ -321,6 +321,8 @@ pub fn check_readme(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn crates(names: &[&str]) -> BTreeMap<String, String> {
