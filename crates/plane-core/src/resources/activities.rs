@@ -21,9 +21,9 @@ pub struct Activity {
     pub old_value: Option<String>,
     /// The value after the change, as Plane prints it.
     pub new_value: Option<String>,
-    /// The user who did it.
+    /// The user who made the change.
     pub actor: Option<Expandable<UserLite>>,
-    /// The work item this belongs to.
+    /// The work item that changed.
     pub issue: Option<Uuid>,
     /// When Plane created the activity entry.
     pub created_at: Option<Timestamp>,

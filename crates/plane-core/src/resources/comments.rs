@@ -20,7 +20,7 @@ pub struct Comment {
     pub comment_stripped: Option<String>,
     /// The work item (still called `issue` in payloads).
     pub issue: Option<Uuid>,
-    /// The user who did it.
+    /// The user who wrote the comment.
     pub actor: Option<Expandable<UserLite>>,
     /// Who sees it: `INTERNAL` (workspace members) or `EXTERNAL`.
     pub access: Option<String>,

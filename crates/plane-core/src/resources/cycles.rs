@@ -18,7 +18,7 @@ pub struct Cycle {
     pub name: Option<String>,
     /// The cycle's description, as plain text.
     pub description: Option<String>,
-    /// The planned start date.
+    /// When the cycle starts.
     pub start_date: Option<DateOrTime>,
     /// When the cycle ends.
     pub end_date: Option<DateOrTime>,

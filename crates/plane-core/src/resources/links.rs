@@ -16,7 +16,7 @@ pub struct Link {
     pub url: Option<String>,
     /// The title shown for the link.
     pub title: Option<String>,
-    /// The work item this belongs to.
+    /// The work item the link is attached to.
     pub issue: Option<Uuid>,
     /// What Plane fetched about the address (title, favicon), as sent.
     pub metadata: Option<Value>,
