@@ -199,6 +199,10 @@ fn key_line(manifest: &str, key: &str) -> usize {
         let trimmed = line.trim();
         if trimmed.starts_with('[') {
             let header = trimmed.trim_matches(|c| c == '[' || c == ']');
+            // `[dependencies.plane-core]` declares it on the header line itself.
+            if header == format!("dependencies.{key}") {
+                return i + 1;
+            }
             in_deps = header == "dependencies"
                 || (header.starts_with("target.") && header.ends_with(".dependencies"));
             continue;
@@ -343,6 +347,11 @@ mod tests {
                 ("c".to_owned(), 7),
                 ("e".to_owned(), 13)
             ]
+        );
+        let table_form = "[package]\nname = \"a\"\n[dependencies.b]\npath = \"../b\"\n";
+        assert_eq!(
+            workspace_dependencies(table_form, &crates(&["a", "b"])),
+            [("b".to_owned(), 3)]
         );
     }
 
