@@ -13,10 +13,12 @@
 //! | [`mcp`] | the Plane MCP config: three modes, selection, placeholders only |
 //! | [`addon`] | the Odoo addon: defaults equal plane-core's, no HTTP client |
 //! | [`policy`] | the integration policy covers each integration route |
+//! | [`deps`] | the README's "Dependency direction:" line states exactly the crates' `[dependencies]` between workspace crates |
 //! | [`secret_scan`] | no tracked file holds a Plane key, webhook secret or private key |
 
 pub mod addon;
 pub mod contract;
+pub mod deps;
 pub mod findings;
 pub mod index;
 pub mod mcp;
@@ -63,6 +65,7 @@ pub fn validate_repo(repo: &Repo) -> Findings {
     mcp::check(repo, registry.as_ref(), &mut findings);
     addon::check(repo, &mut findings);
     policy::check(repo, &mut findings);
+    deps::check(repo, &mut findings);
     secret_scan::check(repo, &mut findings);
     findings
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::{Error, SecretString};
+use crate::{Error, ExposeSecret, SecretString};
 
 /// A boxed future, as returned by [`TokenSource::token`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -27,10 +27,10 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
 /// A fixed bearer token (for example a bot token managed elsewhere).
 ///
 /// ```
-/// use plane_core::{StaticToken, TokenSource};
+/// use plane_core::{ExposeSecret, StaticToken, TokenSource};
 /// # tokio_test_block_on(async {
 /// let source = StaticToken::new("pln_bot_not_a_real_token");
-/// assert_eq!(source.token().await.unwrap().expose(), "pln_bot_not_a_real_token");
+/// assert_eq!(source.token().await.unwrap().expose_secret(), "pln_bot_not_a_real_token");
 /// # });
 /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
@@ -77,13 +77,13 @@ impl Credentials {
         let (name, value) = match self {
             Credentials::ApiKey(key) => (
                 http::HeaderName::from_static("x-api-key"),
-                key.expose().to_owned(),
+                key.expose_secret().to_owned(),
             ),
             Credentials::Bearer(source) => {
                 let token = source.token().await?;
                 (
                     http::header::AUTHORIZATION,
-                    format!("Bearer {}", token.expose()),
+                    format!("Bearer {}", token.expose_secret()),
                 )
             }
         };

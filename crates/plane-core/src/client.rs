@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use crate::ratelimit::Observation;
 use crate::{
-    BaseUrl, Budget, Credentials, Error, RateLimitStatus, RateLimiter, RetryPolicy, SecretString,
-    TokenSource, retry,
+    BaseUrl, Budget, Credentials, Error, ExposeSecret, RateLimitStatus, RateLimiter, RetryPolicy,
+    SecretString, TokenSource, retry,
 };
 
 /// Plane Cloud's API origin, the default base URL.
@@ -239,7 +239,7 @@ impl PlaneClientBuilder {
             self.workspace_slug = slug;
         }
         if let Some(key) = var("PLANE_API_KEY") {
-            self.api_key = Some(SecretString::new(key));
+            self.api_key = Some(SecretString::from(key));
         }
         self
     }
@@ -254,7 +254,11 @@ impl PlaneClientBuilder {
                 message: format!("{slug:?} is not a workspace slug (set PLANE_WORKSPACE_SLUG)"),
             });
         }
-        let credentials = match (self.api_key.filter(|k| !k.is_empty()), self.bearer) {
+        let credentials = match (
+            self.api_key
+                .filter(|k| !k.expose_secret().trim().is_empty()),
+            self.bearer,
+        ) {
             (Some(key), None) => Credentials::ApiKey(key),
             (None, Some(source)) => Credentials::Bearer(source),
             (Some(_), Some(_)) => {

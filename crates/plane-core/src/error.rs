@@ -21,9 +21,13 @@ pub enum Error {
     /// (`{"name": ["This field is required."]}`), `message` the first readable one.
     #[error("{method} {path}: Plane rejected the request (400): {message}")]
     BadRequest {
+        /// The request's HTTP method.
         method: Method,
+        /// The request's path under the base URL (no query string).
         path: String,
+        /// The first readable message of the answer.
         message: String,
+        /// DRF's messages per field, such as `name` -> `This field is required.`.
         field_errors: BTreeMap<String, Vec<String>>,
         /// The whole answer, for messages this client does not pick out.
         body: Box<Value>,
@@ -36,9 +40,13 @@ pub enum Error {
          check PLANE_API_KEY (or the OAuth token) and that the key is active"
     )]
     Unauthorized {
+        /// The request's HTTP method.
         method: Method,
+        /// The request's path under the base URL (no query string).
         path: String,
+        /// The HTTP status Plane answered.
         status: u16,
+        /// Plane's own explanation (`detail` or `error` of the body), or a short excerpt of the body.
         detail: String,
     },
 
@@ -49,16 +57,22 @@ pub enum Error {
          key's user is a member of the project with a role that may do this"
     )]
     Forbidden {
+        /// The request's HTTP method.
         method: Method,
+        /// The request's path under the base URL (no query string).
         path: String,
+        /// Plane's own explanation (`detail` or `error` of the body), or a short excerpt of the body.
         detail: String,
     },
 
     /// 404: no such object (or route).
     #[error("{method} {path}: not found (404: {detail})")]
     NotFound {
+        /// The request's HTTP method.
         method: Method,
+        /// The request's path under the base URL (no query string).
         path: String,
+        /// Plane's own explanation (`detail` or `error` of the body), or a short excerpt of the body.
         detail: String,
     },
 
@@ -66,9 +80,13 @@ pub enum Error {
     /// object that already exists.
     #[error("{method} {path}: conflict (409: {detail}){}", existing_id.map(|id| format!("; existing id {id}")).unwrap_or_default())]
     Conflict {
+        /// The request's HTTP method.
         method: Method,
+        /// The request's path under the base URL (no query string).
         path: String,
+        /// Plane's own explanation (`detail` or `error` of the body), or a short excerpt of the body.
         detail: String,
+        /// The id of the object that already exists, when Plane names it.
         existing_id: Option<Uuid>,
     },
 
@@ -78,9 +96,13 @@ pub enum Error {
         retry_after.map(|d| format!(", server asked to wait {}s", d.as_secs())).unwrap_or_default()
     )]
     RateLimited {
+        /// The request's HTTP method.
         method: Method,
+        /// The request's path under the base URL (no query string).
         path: String,
+        /// The last `Retry-After` Plane sent, if any.
         retry_after: Option<Duration>,
+        /// How many times the request was sent, retries included.
         attempts: u32,
     },
 
@@ -89,37 +111,54 @@ pub enum Error {
         "{method} {path}: Plane server error (HTTP {status}: {detail}) after {attempts} attempts"
     )]
     Server {
+        /// The request's HTTP method.
         method: Method,
+        /// The request's path under the base URL (no query string).
         path: String,
+        /// The HTTP status Plane answered.
         status: u16,
+        /// Plane's own explanation (`detail` or `error` of the body), or a short excerpt of the body.
         detail: String,
+        /// How many times the request was sent, retries included.
         attempts: u32,
     },
 
     /// Any other status Plane should not send for this request (405, 413, a redirect...).
     #[error("{method} {path}: unexpected HTTP {status}: {detail}")]
     UnexpectedStatus {
+        /// The request's HTTP method.
         method: Method,
+        /// The request's path under the base URL (no query string).
         path: String,
+        /// The HTTP status Plane answered.
         status: u16,
+        /// Plane's own explanation (`detail` or `error` of the body), or a short excerpt of the body.
         detail: String,
     },
 
     /// No response within the configured request timeout.
     #[error("{method} {path}: no response within {timeout:?} (after {attempts} attempts)")]
     Timeout {
+        /// The request's HTTP method.
         method: Method,
+        /// The request's path under the base URL (no query string).
         path: String,
+        /// The request timeout that ran out.
         timeout: Duration,
+        /// How many times the request was sent, retries included.
         attempts: u32,
     },
 
     /// The connection failed (DNS, refused, reset, TLS).
     #[error("{method} {path}: connection failed after {attempts} attempts: {source}")]
     Transport {
+        /// The request's HTTP method.
         method: Method,
+        /// The request's path under the base URL (no query string).
         path: String,
+        /// How many times the request was sent, retries included.
         attempts: u32,
+        /// The underlying transport error (it never carries the headers, so no key).
         #[source]
         source: reqwest::Error,
     },
@@ -129,9 +168,13 @@ pub enum Error {
         "{method} {path}: could not decode the response ({message}); body starts with {excerpt:?}"
     )]
     Decode {
+        /// The request's HTTP method.
         method: Method,
+        /// The request's path under the base URL (no query string).
         path: String,
+        /// What the decoder expected and found.
         message: String,
+        /// The first bytes of the body, for seeing what came back instead.
         excerpt: String,
     },
 
@@ -140,22 +183,36 @@ pub enum Error {
         "{method} {path}: pagination repeated cursor {cursor:?}; stopping instead of looping forever"
     )]
     PaginationLoop {
+        /// The request's HTTP method.
         method: Method,
+        /// The request's path under the base URL (no query string).
         path: String,
+        /// The cursor Plane repeated.
         cursor: String,
     },
 
     /// The bearer token source failed to produce a token.
     #[error("could not obtain a bearer token: {message}")]
-    Token { message: String },
+    Token {
+        /// What the token source reported (never the token).
+        message: String,
+    },
 
     /// A configuration value is missing or wrong; `key` names it.
     #[error("invalid configuration `{key}`: {message}")]
-    InvalidConfig { key: &'static str, message: String },
+    InvalidConfig {
+        /// The setting at fault, such as `base_url` or `workspace_slug`.
+        key: &'static str,
+        /// What is wrong with it and how to fix it.
+        message: String,
+    },
 
     /// An argument to a client method is out of range or malformed.
     #[error("invalid argument: {message}")]
-    InvalidArgument { message: String },
+    InvalidArgument {
+        /// Which argument is wrong and why.
+        message: String,
+    },
 }
 
 impl Error {

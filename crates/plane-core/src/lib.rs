@@ -23,8 +23,10 @@
 //!   [`modules`](PlaneClient::modules), [`members`](PlaneClient::members).
 //!   Models keep unknown fields in `extra`; fields that `expand=` turns into
 //!   objects are [`Expandable`].
-//! * Secrets live in [`SecretString`], which never prints itself. OAuth apps
-//!   (Plane Cloud) authenticate with the token sources in [`oauth`].
+//! * Secrets live in [`SecretString`] (re-exported from the `secrecy` crate): it
+//!   never prints itself and is zeroised when dropped; reading it takes an
+//!   explicit [`ExposeSecret::expose_secret`]. OAuth apps (Plane Cloud)
+//!   authenticate with the token sources in [`oauth`].
 //!
 //! ```no_run
 //! use futures::TryStreamExt;
@@ -41,6 +43,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod auth;
 mod client;
 mod error;
@@ -50,7 +54,6 @@ mod pagination;
 mod ratelimit;
 mod resources;
 mod retry;
-mod secret;
 mod url;
 
 pub use auth::{BoxFuture, Credentials, StaticToken, TokenSource};
@@ -79,5 +82,17 @@ pub use resources::states::{State, StateFields, StatesHandler};
 pub use resources::users::UsersHandler;
 pub use resources::work_items::{WorkItem, WorkItemFields, WorkItemsHandler};
 pub use retry::RetryPolicy;
-pub use secret::SecretString;
+/// The one way to read a [`SecretString`]; every use is greppable.
+pub use secrecy::ExposeSecret;
+/// A secret string (API key, bearer token, client secret), from the `secrecy`
+/// crate: `Debug` prints `[REDACTED]`, there is no `Display`, and the memory is
+/// zeroised on drop. Read it only where it leaves the process (an HTTP header).
+///
+/// ```
+/// use plane_core::{ExposeSecret, SecretString};
+/// let key = SecretString::from(format!("plane_api_{}", "0".repeat(32)));
+/// assert!(!format!("{key:?}").contains("plane_api_"));
+/// assert!(key.expose_secret().starts_with("plane_api_"));
+/// ```
+pub use secrecy::SecretString;
 pub use url::BaseUrl;

@@ -56,15 +56,21 @@ impl<T> Expandable<T> {
 /// A user as Plane shows it in lists and expansions (`/users/me/` too).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserLite {
+    /// Plane's id of this user.
     pub id: Uuid,
+    /// The user's first name (may be empty).
     #[serde(default)]
     pub first_name: String,
+    /// The user's last name (may be empty).
     #[serde(default)]
     pub last_name: String,
     /// Absent for other users when Plane hides emails.
     pub email: Option<String>,
+    /// The avatar as older Plane versions store it (a path or a URL).
     pub avatar: Option<String>,
+    /// The avatar image's URL.
     pub avatar_url: Option<String>,
+    /// The handle Plane shows in its UI.
     #[serde(default)]
     pub display_name: String,
     /// Fields this version of the client does not name.
@@ -75,12 +81,17 @@ pub struct UserLite {
 /// A state as expanded into a work item (`expand=state`, webhook payloads).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateLite {
+    /// Plane's id of this state.
     pub id: Uuid,
+    /// The state's name as shown in Plane.
     #[serde(default)]
     pub name: String,
+    /// Display colour, a CSS hex string such as `#60646C`.
     #[serde(default)]
     pub color: String,
+    /// The state group (backlog, unstarted, started, completed, cancelled), which decides what the state means.
     pub group: Option<StateGroup>,
+    /// Fields this version of the client does not name, kept so that nothing Plane sends is lost.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -88,11 +99,15 @@ pub struct StateLite {
 /// A project as expanded into a work item (`expand=project`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProjectLite {
+    /// Plane's id of this project.
     pub id: Uuid,
+    /// The short prefix of work item numbers, `BIR` in `BIR-12`.
     #[serde(default)]
     pub identifier: String,
+    /// The project's name as shown in Plane.
     #[serde(default)]
     pub name: String,
+    /// Fields this version of the client does not name, kept so that nothing Plane sends is lost.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -100,9 +115,13 @@ pub struct ProjectLite {
 /// A parent work item as expanded (`expand=parent`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkItemLite {
+    /// Plane's id of this work item.
     pub id: Uuid,
+    /// The number in `BIR-12`.
     pub sequence_id: Option<u64>,
+    /// The project the work item belongs to.
     pub project_id: Option<Uuid>,
+    /// Fields this version of the client does not name, kept so that nothing Plane sends is lost.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -111,12 +130,19 @@ pub struct WorkItemLite {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StateGroup {
+    /// Not planned yet.
     Backlog,
+    /// Planned, not started.
     Unstarted,
+    /// In progress.
     Started,
+    /// Done: a work item moved here is finished.
     Completed,
+    /// Dropped without being done.
     Cancelled,
+    /// Waiting to be sorted (intake).
     Triage,
+    /// A group this client does not know yet, kept as sent.
     #[serde(untagged)]
     Other(String),
 }
@@ -125,11 +151,17 @@ pub enum StateGroup {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
+    /// The most pressing.
     Urgent,
+    /// Above normal.
     High,
+    /// Normal.
     Medium,
+    /// Below normal.
     Low,
+    /// No priority set (Plane's default).
     None,
+    /// A priority this client does not know yet, kept as sent.
     #[serde(untagged)]
     Other(String),
 }

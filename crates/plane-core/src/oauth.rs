@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::{BaseUrl, BoxFuture, Error, SecretString, TokenSource};
+use crate::{BaseUrl, BoxFuture, Error, ExposeSecret, SecretString, TokenSource};
 
 /// Renew this long before the token's stated expiry.
 const EARLY: Duration = Duration::from_secs(60);
@@ -118,7 +118,7 @@ impl OAuthApp {
     async fn grant(&self, form: &[(&str, &str)], basic: bool) -> Result<TokenResponse, Error> {
         let mut request = self.http.post(&self.token_url).form(form);
         if basic {
-            request = request.basic_auth(&self.client_id, Some(self.client_secret.expose()));
+            request = request.basic_auth(&self.client_id, Some(self.client_secret.expose_secret()));
         }
         let response = request.send().await.map_err(|e| Error::Token {
             message: format!("POST {} failed: {}", self.token_url, e.without_url()),
@@ -185,7 +185,7 @@ impl TokenSource for BotToken {
                     true,
                 )
                 .await?;
-            let token = SecretString::new(response.access_token);
+            let token = SecretString::from(response.access_token);
             *cache = Some(Cached {
                 token: token.clone(),
                 renew_at: renew_at(response.expires_in),
@@ -229,20 +229,20 @@ impl TokenSource for RefreshingToken {
                 .grant(
                     &[
                         ("grant_type", "refresh_token"),
-                        ("refresh_token", refresh.expose()),
+                        ("refresh_token", refresh.expose_secret()),
                         ("client_id", &self.app.client_id),
-                        ("client_secret", self.app.client_secret.expose()),
+                        ("client_secret", self.app.client_secret.expose_secret()),
                     ],
                     false,
                 )
                 .await?;
-            let token = SecretString::new(response.access_token);
+            let token = SecretString::from(response.access_token);
             state.0 = Some(Cached {
                 token: token.clone(),
                 renew_at: renew_at(response.expires_in),
             });
             if let Some(rotated) = response.refresh_token {
-                state.1 = SecretString::new(rotated);
+                state.1 = SecretString::from(rotated);
             }
             Ok(token)
         })

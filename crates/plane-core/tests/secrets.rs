@@ -77,3 +77,63 @@ async fn a_bearer_token_is_never_printed() {
         assert!(!text.contains("5ec4e75ec4e7"), "{text}");
     }
 }
+
+/// `SecretString` is `secrecy`'s: zeroised on drop (checked at compile time),
+/// redacted in `Debug`, readable only through `expose_secret`.
+#[test]
+fn a_secret_string_is_zeroised_on_drop_and_redacted() {
+    fn zeroised_on_drop<T: secrecy::zeroize::ZeroizeOnDrop + ?Sized>() {}
+    zeroised_on_drop::<plane_core::SecretString>();
+
+    let secret = plane_core::SecretString::from(key());
+    assert_hidden("SecretString Debug", &format!("{secret:?}"));
+    assert_hidden("SecretString pretty Debug", &format!("{secret:#?}"));
+    assert_eq!(plane_core::ExposeSecret::expose_secret(&secret), key());
+}
+
+/// Every log line of a failing and a succeeding request, at TRACE level and
+/// including reqwest's and hyper's, leaves the key out.
+#[tokio::test]
+async fn the_key_never_reaches_a_log_line() {
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(401).set_body_string("{\"detail\":\"nope\"}"))
+        .mount(&server)
+        .await;
+    let client = PlaneClient::builder()
+        .base_url(server.uri())
+        .api_key(key())
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
+    tracing::debug!(?client, "built");
+    let err = client.users().me().await.unwrap_err();
+    tracing::error!(error = %err, debug = ?err, "request failed");
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("request failed"),
+        "the subscriber captured nothing: {logs}"
+    );
+    assert_hidden("log output", &logs);
+}

@@ -57,6 +57,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod api;
 pub mod cli;
 mod fault;

@@ -150,13 +150,13 @@ impl Config {
             ));
         }
 
-        let api_key = secret(&env, "PLANE_API_KEY")?.map(SecretString::new);
+        let api_key = secret(&env, "PLANE_API_KEY")?.map(SecretString::from);
         let webhook_secrets: Vec<SecretString> = secret(&env, "PLANE_WEBHOOK_SECRET")?
             .map(|list| {
                 list.split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(SecretString::new)
+                    .map(SecretString::from)
                     .collect()
             })
             .unwrap_or_default();
@@ -369,6 +369,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use plane_core::ExposeSecret;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let pairs: Vec<(String, String)> = pairs
@@ -509,7 +510,7 @@ mod tests {
         assert_eq!(
             c.webhook_secrets
                 .iter()
-                .map(|s| s.expose())
+                .map(|s| s.expose_secret())
                 .collect::<Vec<_>>(),
             ["old", "new"]
         );
@@ -525,7 +526,7 @@ mod tests {
             &env_of(&[("PLANE_API_KEY_FILE", file.to_str().unwrap())]),
         )
         .unwrap();
-        assert_eq!(c.api_key.unwrap().expose(), "plane_api_from_file");
+        assert_eq!(c.api_key.unwrap().expose_secret(), "plane_api_from_file");
         let both = Config::load(
             &Overrides::default(),
             &env_of(&[("PLANE_API_KEY", "a"), ("PLANE_API_KEY_FILE", "b")]),

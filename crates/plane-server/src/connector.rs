@@ -8,7 +8,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use plane_core::{Budget, PlaneClient};
+use plane_core::{Budget, ExposeSecret, PlaneClient};
 use plane_webhook::{
     DeliveryHeaders, DeliveryStore, Envelope, NewDelivery, NoSecret, RecordOutcome, SignatureError,
     Verifier,
@@ -74,7 +74,7 @@ impl Connector {
     /// an API key is configured.
     pub fn new(config: &Config, store: Arc<dyn DeliveryStore>) -> Result<Self, plane_core::Error> {
         let client = plane_client(config)?;
-        let verifier = Verifier::new(config.webhook_secrets.iter().map(|s| s.expose())).ok();
+        let verifier = Verifier::new(config.webhook_secrets.iter().map(|s| s.expose_secret())).ok();
         Ok(Self {
             client,
             verifier,

@@ -17,9 +17,13 @@ use crate::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// The object was created (`create` or `created`).
     Created,
+    /// The object changed; v1 sends one delivery per changed field.
     Updated,
+    /// The object was deleted; the payload may carry only its id.
     Deleted,
+    /// The object was archived (Plane Cloud).
     Archived,
     /// A verb this crate does not know yet, kept as sent.
     Other(String),
@@ -63,8 +67,11 @@ impl Action {
 pub enum EventKind {
     /// `issue` (v1) or `workitem` (v2).
     WorkItem,
+    /// `project`: a project was created, changed or deleted.
     Project,
+    /// `cycle`: a cycle (Plane's sprint) changed.
     Cycle,
+    /// `module`: a module (a group of work items) changed.
     Module,
     /// `issue_comment` (v1) or `workitem.comment` (v2).
     Comment,
@@ -90,11 +97,17 @@ impl EventKind {
 pub struct Activity {
     /// The changed field on updates (one delivery per field); null on create.
     pub field: Option<String>,
+    /// The field's value after the change, as Plane sent it (often a string).
     pub new_value: Option<Value>,
+    /// The field's value before the change.
     pub old_value: Option<Value>,
+    /// The user who made the change.
     pub actor: Option<Actor>,
+    /// For relation fields (state, labels...), the id the field pointed to before.
     pub old_identifier: Option<Value>,
+    /// For relation fields, the id the field points to now.
     pub new_identifier: Option<Value>,
+    /// Members this crate does not name, kept as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -102,9 +115,13 @@ pub struct Activity {
 /// The user behind an event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Actor {
+    /// The user's Plane id.
     pub id: Uuid,
+    /// The handle Plane shows for the user.
     pub display_name: Option<String>,
+    /// The user's email, when Plane includes it.
     pub email: Option<String>,
+    /// Members this crate does not name, kept as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -114,9 +131,13 @@ pub struct Actor {
 pub struct Envelope {
     /// The event as sent (`issue`, `workitem.updated`...).
     pub event: String,
+    /// The kind of object, normalised across v1 and v2 spellings.
     pub kind: EventKind,
+    /// What happened to the object, normalised (`create` and `created` are one).
     pub action: Action,
+    /// The webhook (in the workspace's settings) that sent this delivery.
     pub webhook_id: Option<Uuid>,
+    /// The workspace the object lives in.
     pub workspace_id: Option<Uuid>,
     /// v2 only: stable across retries of the same event.
     pub event_id: Option<String>,
@@ -124,6 +145,7 @@ pub struct Envelope {
     pub delivery_id: Option<String>,
     /// `"v2"` for Cloud's newer webhooks, `None` for v1.
     pub version: Option<String>,
+    /// Who changed what (v1); `None` when the body has no `activity`.
     pub activity: Option<Activity>,
     /// v2 only: old values of changed fields.
     pub previous_attributes: Option<Value>,
@@ -135,10 +157,15 @@ pub struct Envelope {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Payload {
+    /// A work item (`issue`) event's object.
     WorkItem(Box<WorkItemData>),
+    /// A project event's object.
     Project(Box<ProjectData>),
+    /// A cycle event's object.
     Cycle(Box<CycleData>),
+    /// A module event's object.
     Module(Box<ModuleData>),
+    /// A comment event's object.
     Comment(Box<CommentData>),
     /// An event kind this crate does not type, or a delete with only an id.
     Raw(Value),
@@ -161,9 +188,14 @@ impl Payload {
 /// A state as expanded into work item payloads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateRef {
+    /// The state's id.
     pub id: Uuid,
+    /// The state's name, such as `Done`.
     pub name: Option<String>,
+    /// The state group (`backlog`, `unstarted`, `started`, `completed`,
+    /// `cancelled`): what the state means, whatever it is called.
     pub group: Option<String>,
+    /// Members this crate does not name, kept as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -172,24 +204,38 @@ pub struct StateRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum IdOr<T> {
+    /// Only the id was sent.
     Id(Uuid),
+    /// The object was expanded in place.
     Object(T),
 }
 
 /// `data` of a work item (`issue`) event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkItemData {
+    /// The work item's id.
     pub id: Uuid,
+    /// Its title.
     pub name: Option<String>,
+    /// The number in `BIR-12`.
     pub sequence_id: Option<u64>,
+    /// Its state: an id, or the state with its group when Plane expands it.
     pub state: Option<IdOr<StateRef>>,
+    /// `urgent`, `high`, `medium`, `low` or `none`.
     pub priority: Option<String>,
+    /// The project it belongs to.
     pub project: Option<Uuid>,
+    /// The due date (`YYYY-MM-DD`), as sent.
     pub target_date: Option<String>,
+    /// When it was completed (an ISO 8601 timestamp), as sent.
     pub completed_at: Option<String>,
+    /// The system that created it through the API, such as `plane-bir`.
     pub external_source: Option<String>,
+    /// Its id in `external_source`: how a domain crate finds its own record.
     pub external_id: Option<String>,
+    /// When it last changed (an ISO 8601 timestamp), as sent.
     pub updated_at: Option<String>,
+    /// Members this crate does not name, kept as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -205,13 +251,16 @@ impl WorkItemData {
 }
 
 macro_rules! data {
-    ($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$field_doc:meta])* $field:ident: $ty:ty),* $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         pub struct $name {
+            /// The object's id.
             pub id: Uuid,
-            $(pub $field: $ty,)*
+            $($(#[$field_doc])* pub $field: $ty,)*
+            /// When it last changed (an ISO 8601 timestamp), as sent.
             pub updated_at: Option<String>,
+            /// Members this crate does not name, kept as sent.
             #[serde(flatten)]
             pub extra: Map<String, Value>,
         }
@@ -220,19 +269,43 @@ macro_rules! data {
 
 data!(
     /// `data` of a project event.
-    ProjectData { name: Option<String>, identifier: Option<String> }
+    ProjectData {
+        /// The project's name.
+        name: Option<String>,
+        /// The prefix of its work item numbers (`BIR` in `BIR-12`).
+        identifier: Option<String>
+    }
 );
 data!(
     /// `data` of a cycle event.
-    CycleData { name: Option<String>, project: Option<Uuid> }
+    CycleData {
+        /// The cycle's name.
+        name: Option<String>,
+        /// The project it belongs to.
+        project: Option<Uuid>
+    }
 );
 data!(
     /// `data` of a module event.
-    ModuleData { name: Option<String>, project: Option<Uuid>, status: Option<String> }
+    ModuleData {
+        /// The module's name.
+        name: Option<String>,
+        /// The project it belongs to.
+        project: Option<Uuid>,
+        /// `backlog`, `planned`, `in-progress`, `paused`, `completed` or `cancelled`.
+        status: Option<String>
+    }
 );
 data!(
     /// `data` of a comment (`issue_comment`) event.
-    CommentData { comment_html: Option<String>, issue: Option<Uuid>, project: Option<Uuid> }
+    CommentData {
+        /// The comment as HTML.
+        comment_html: Option<String>,
+        /// The work item it is on.
+        issue: Option<Uuid>,
+        /// The project of that work item.
+        project: Option<Uuid>
+    }
 );
 
 impl Envelope {

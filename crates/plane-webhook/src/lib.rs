@@ -21,6 +21,8 @@
 //! assert_eq!(envelope.action.as_str(), "created");
 //! ```
 
+#![warn(missing_docs)]
+
 mod envelope;
 mod handler;
 mod headers;
@@ -47,17 +49,25 @@ pub enum Error {
     /// A delivery header is missing or malformed.
     #[error("header {header} {message}")]
     BadHeader {
+        /// The header's name, such as `X-Plane-Delivery`.
         header: &'static str,
+        /// What is wrong with it.
         message: String,
     },
     /// The body is not a Plane webhook envelope.
     #[error("{message}")]
-    BadEnvelope { message: String },
+    BadEnvelope {
+        /// What the parser found, with a short excerpt of the body.
+        message: String,
+    },
     /// The store could not do what was asked; nothing was acknowledged.
     #[error("delivery store {path}: could not {operation}: {message}")]
     Store {
+        /// The database file.
         path: String,
+        /// What the store was doing, as a verb phrase (`record a delivery`).
         operation: &'static str,
+        /// SQLite's message.
         message: String,
     },
     /// The database was written by a newer version of plane-webhook.
@@ -66,23 +76,35 @@ pub enum Error {
          understands; run the newer plane-server, or point --db at another file"
     )]
     SchemaTooNew {
+        /// The database file.
         path: String,
+        /// The schema version in the file.
         found: i64,
+        /// The newest version this build understands.
         supported: i64,
     },
     /// The worker's lease on this item ended and it went back to the inbox.
     #[error(
         "delivery {id}: the lease ended before the worker finished; another worker may have it"
     )]
-    LeaseLost { id: i64 },
+    LeaseLost {
+        /// The delivery's row id.
+        id: i64,
+    },
     /// A worker holds this delivery right now; replaying it would run it twice at once.
     #[error(
         "delivery {id} is being processed now; replay it once it has finished or its lease has ended"
     )]
-    InProgress { id: i64 },
+    InProgress {
+        /// The delivery's row id.
+        id: i64,
+    },
     /// No delivery has this id.
     #[error("no delivery with id {id}")]
-    UnknownDelivery { id: i64 },
+    UnknownDelivery {
+        /// The id asked for.
+        id: i64,
+    },
     /// The `X-Plane-Signature` header did not verify the body; nothing was parsed.
     #[error(transparent)]
     Signature(#[from] SignatureError),

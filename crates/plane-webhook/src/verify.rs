@@ -24,7 +24,10 @@ pub enum SignatureError {
     NotHex,
     /// The header decodes to the wrong number of bytes.
     #[error("the X-Plane-Signature header has {got} hex digits; an HMAC-SHA256 has 64")]
-    WrongLength { got: usize },
+    WrongLength {
+        /// How many hex digits the header has.
+        got: usize,
+    },
     /// Well-formed, but no configured secret produces it.
     #[error("the X-Plane-Signature does not match the body under any configured webhook secret")]
     Mismatch,

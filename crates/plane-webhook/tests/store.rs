@@ -309,8 +309,27 @@ async fn a_crash_after_recording_loses_nothing() {
         (vec![a, b], leased)
         // dropped without completing anything: the process "crashed"
     };
-    assert_eq!(recorded.len(), 2);
+    let [RecordOutcome::New { id: a }, RecordOutcome::New { id: b }] = recorded[..] else {
+        panic!("both deliveries should be new: {recorded:?}")
+    };
+    assert_ne!(a, b);
     let store = SqliteStore::open(&path, config(&clock)).unwrap();
+    // Both acknowledged deliveries are on disk after the crash, the leased one
+    // still leased.
+    let stored: Vec<(i64, Status)> = store
+        .list(None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.id, r.status))
+        .collect();
+    let unleased = if leased[0].id == a { b } else { a };
+    let mut expected = vec![
+        (leased[0].id, Status::Processing),
+        (unleased, Status::Pending),
+    ];
+    expected.sort_by_key(|(id, _)| std::cmp::Reverse(*id));
+    assert_eq!(stored, expected);
     let now = store
         .claim("new-worker", 10, Duration::from_secs(30))
         .await
@@ -443,4 +462,50 @@ async fn a_held_lease_can_be_extended_and_a_lost_one_cannot() {
         store.complete(&taken).await.unwrap();
     })
     .await;
+}
+
+/// A claim that leases one row and then fails on the next one is undone as a
+/// whole (its savepoint), and the store goes on working.
+#[tokio::test]
+async fn a_claim_that_fails_half_way_leases_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plane.db");
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = SqliteStore::open(&path, config(&clock)).unwrap();
+    store.record(delivery(1)).await.unwrap();
+    store
+        .record(NewDelivery {
+            event: "poison".into(),
+            ..delivery(2)
+        })
+        .await
+        .unwrap();
+    // Another connection to the same file makes the second row refuse its lease.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.busy_timeout(Duration::from_secs(30)).unwrap();
+    other
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE UPDATE OF status ON deliveries
+             WHEN NEW.status = 'processing' AND OLD.event = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned row refuses its lease'); END;",
+        )
+        .unwrap();
+
+    let lease = Duration::from_secs(30);
+    let err = store.claim("w", 10, lease).await.unwrap_err();
+    assert!(
+        err.to_string().contains("poisoned row refuses its lease"),
+        "{err}"
+    );
+    let rows: Vec<(Status, u32)> = store
+        .list(None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.status, r.attempts))
+        .collect();
+    assert_eq!(rows, [(Status::Pending, 0), (Status::Pending, 0)]);
+
+    other.execute_batch("DROP TRIGGER poison").unwrap();
+    assert_eq!(store.claim("w", 10, lease).await.unwrap().len(), 2);
 }

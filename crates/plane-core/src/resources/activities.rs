@@ -11,16 +11,23 @@ use crate::{Error, Expandable, ListParams, Page, UserLite};
 /// One change to a work item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Activity {
+    /// Plane's id of this activity entry.
     pub id: Uuid,
     /// `created`, `updated`, `deleted`.
     pub verb: Option<String>,
     /// The field that changed, when one did.
     pub field: Option<String>,
+    /// The value before the change, as Plane prints it.
     pub old_value: Option<String>,
+    /// The value after the change, as Plane prints it.
     pub new_value: Option<String>,
+    /// The user who made the change.
     pub actor: Option<Expandable<UserLite>>,
+    /// The work item that changed.
     pub issue: Option<Uuid>,
+    /// When Plane created the activity entry.
     pub created_at: Option<Timestamp>,
+    /// Fields this version of the client does not name, kept so that nothing Plane sends is lost.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -12,17 +12,27 @@ use crate::models::{Timestamp, identified};
 /// A comment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comment {
+    /// Plane's id of this comment.
     pub id: Uuid,
+    /// The comment as HTML.
     pub comment_html: Option<String>,
+    /// The comment as plain text, HTML tags removed.
     pub comment_stripped: Option<String>,
     /// The work item (still called `issue` in payloads).
     pub issue: Option<Uuid>,
+    /// The user who wrote the comment.
     pub actor: Option<Expandable<UserLite>>,
+    /// Who sees it: `INTERNAL` (workspace members) or `EXTERNAL`.
     pub access: Option<String>,
+    /// The system that created this comment through the API (for example `plane-bir`); with `external_id` it names the record there.
     pub external_source: Option<String>,
+    /// The record's id in `external_source`; the pair is what a sync looks the comment up by.
     pub external_id: Option<String>,
+    /// When Plane created the comment.
     pub created_at: Option<Timestamp>,
+    /// When the comment last changed in Plane.
     pub updated_at: Option<Timestamp>,
+    /// Fields this version of the client does not name, kept so that nothing Plane sends is lost.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -38,10 +48,15 @@ identified!(Comment);
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CommentFields {
+    /// The comment to post, as HTML.
     pub comment_html: Option<String>,
+    /// Who may see the comment: `INTERNAL` or `EXTERNAL`.
     pub access: Option<String>,
+    /// The system this record comes from (for example `plane-bir`), stored by Plane for later look-ups.
     pub external_source: Option<String>,
+    /// The record's id in `external_source`, unique per project with it.
     pub external_id: Option<String>,
+    /// Anything else Plane accepts, sent as given.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -12,17 +12,29 @@ use crate::{Expandable, PlaneClient, UserLite};
 /// A cycle. Plane refuses to create one unless the project has cycles enabled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cycle {
+    /// Plane's id of this cycle.
     pub id: Uuid,
+    /// The cycle's name as shown in Plane.
     pub name: Option<String>,
+    /// The cycle's description, as plain text.
     pub description: Option<String>,
+    /// When the cycle starts.
     pub start_date: Option<DateOrTime>,
+    /// When the cycle ends.
     pub end_date: Option<DateOrTime>,
+    /// The cycle's owner.
     pub owned_by: Option<Expandable<UserLite>>,
+    /// The project the cycle belongs to.
     pub project: Option<Uuid>,
+    /// The system that created this cycle through the API (for example `plane-bir`); with `external_id` it names the record there.
     pub external_source: Option<String>,
+    /// The record's id in `external_source`; the pair is what a sync looks the cycle up by.
     pub external_id: Option<String>,
+    /// When the cycle was archived; `None` while it is active.
     pub archived_at: Option<Timestamp>,
+    /// When Plane created the cycle.
     pub created_at: Option<Timestamp>,
+    /// Fields this version of the client does not name, kept so that nothing Plane sends is lost.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -38,12 +50,19 @@ identified!(Cycle);
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CycleFields {
+    /// The name to set.
     pub name: Option<String>,
+    /// The plain-text description to set.
     pub description: Option<String>,
+    /// The start date to set.
     pub start_date: Option<DateOrTime>,
+    /// The end date to set.
     pub end_date: Option<DateOrTime>,
+    /// The system this record comes from (for example `plane-bir`), stored by Plane for later look-ups.
     pub external_source: Option<String>,
+    /// The record's id in `external_source`, unique per project with it.
     pub external_id: Option<String>,
+    /// Anything else Plane accepts, sent as given.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -10,12 +10,19 @@ use crate::models::{Timestamp, identified};
 /// A link.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Link {
+    /// Plane's id of this link.
     pub id: Uuid,
+    /// The address the link points to.
     pub url: Option<String>,
+    /// The title shown for the link.
     pub title: Option<String>,
+    /// The work item the link is attached to.
     pub issue: Option<Uuid>,
+    /// What Plane fetched about the address (title, favicon), as sent.
     pub metadata: Option<Value>,
+    /// When Plane created the link.
     pub created_at: Option<Timestamp>,
+    /// Fields this version of the client does not name, kept so that nothing Plane sends is lost.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -31,8 +38,11 @@ identified!(Link);
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LinkFields {
+    /// The address to link to.
     pub url: Option<String>,
+    /// The title to show for the link.
     pub title: Option<String>,
+    /// Anything else Plane accepts, sent as given.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -11,6 +11,7 @@ use crate::{Error, PlaneClient, UserLite};
 pub struct WorkspaceMember {
     /// 20 admin, 15 member, 5 guest.
     pub role: Option<i64>,
+    /// The user, whose fields Plane sends beside `role` in the same object.
     #[serde(flatten)]
     pub user: UserLite,
 }

@@ -12,19 +12,31 @@ use crate::{Expandable, PlaneClient, UserLite};
 /// A module. Plane refuses to create one unless the project has modules enabled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Module {
+    /// Plane's id of this module.
     pub id: Uuid,
+    /// The module's name as shown in Plane.
     pub name: Option<String>,
+    /// The module's description, as plain text.
     pub description: Option<String>,
+    /// The planned start date.
     pub start_date: Option<DateOrTime>,
+    /// The due date (a calendar date, no time of day).
     pub target_date: Option<DateOrTime>,
     /// `backlog`, `planned`, `in-progress`, `paused`, `completed`, `cancelled`.
     pub status: Option<String>,
+    /// The module's lead.
     pub lead: Option<Expandable<UserLite>>,
+    /// The project the module belongs to.
     pub project: Option<Uuid>,
+    /// The system that created this module through the API (for example `plane-bir`); with `external_id` it names the record there.
     pub external_source: Option<String>,
+    /// The record's id in `external_source`; the pair is what a sync looks the module up by.
     pub external_id: Option<String>,
+    /// When the module was archived; `None` while it is active.
     pub archived_at: Option<Timestamp>,
+    /// When Plane created the module.
     pub created_at: Option<Timestamp>,
+    /// Fields this version of the client does not name, kept so that nothing Plane sends is lost.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -40,13 +52,21 @@ identified!(Module);
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ModuleFields {
+    /// The name to set.
     pub name: Option<String>,
+    /// The plain-text description to set.
     pub description: Option<String>,
+    /// The start date to set.
     pub start_date: Option<DateOrTime>,
+    /// The due date to set.
     pub target_date: Option<DateOrTime>,
+    /// The module status to set (`backlog`, `planned`, `in-progress`, `paused`, `completed`, `cancelled`).
     pub status: Option<String>,
+    /// The system this record comes from (for example `plane-bir`), stored by Plane for later look-ups.
     pub external_source: Option<String>,
+    /// The record's id in `external_source`, unique per project with it.
     pub external_id: Option<String>,
+    /// Anything else Plane accepts, sent as given.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -11,23 +11,35 @@ use crate::{Expandable, PlaneClient, UserLite};
 /// A project.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Project {
+    /// Plane's id of this project.
     pub id: Uuid,
+    /// The project's name as shown in Plane.
     pub name: Option<String>,
     /// The short key of work item identifiers (`BIR` in `BIR-12`).
     pub identifier: Option<String>,
+    /// The project's description, as plain text.
     pub description: Option<String>,
     /// Whether cycles are enabled (creating a cycle fails otherwise).
     pub cycle_view: Option<bool>,
     /// Whether modules are enabled.
     pub module_view: Option<bool>,
+    /// The project's IANA time zone, such as `Asia/Manila`.
     pub timezone: Option<String>,
+    /// The state new work items get when a create names none.
     pub default_state: Option<Uuid>,
+    /// The project's lead.
     pub project_lead: Option<Expandable<UserLite>>,
+    /// The system that created this project through the API (for example `plane-bir`); with `external_id` it names the record there.
     pub external_source: Option<String>,
+    /// The record's id in `external_source`; the pair is what a sync looks the project up by.
     pub external_id: Option<String>,
+    /// When the project was archived; `None` while it is active.
     pub archived_at: Option<Timestamp>,
+    /// When Plane created the project.
     pub created_at: Option<Timestamp>,
+    /// When the project last changed in Plane.
     pub updated_at: Option<Timestamp>,
+    /// Fields this version of the client does not name, kept so that nothing Plane sends is lost.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -46,10 +58,15 @@ identified!(Project);
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ProjectFields {
+    /// The name to set.
     pub name: Option<String>,
+    /// The work item prefix to set (`BIR` in `BIR-12`); Plane requires it on create.
     pub identifier: Option<String>,
+    /// The plain-text description to set.
     pub description: Option<String>,
+    /// Turns the project's cycles on or off (they must be on to create cycles).
     pub cycle_view: Option<bool>,
+    /// Turns the project's modules on or off (they must be on to create modules).
     pub module_view: Option<bool>,
     /// Anything else Plane accepts.
     #[serde(flatten)]

@@ -11,19 +11,31 @@ use crate::{PlaneClient, StateGroup};
 /// A state (`Backlog`, `In Progress`, `Done`...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
+    /// Plane's id of this state.
     pub id: Uuid,
+    /// The state's name as shown in Plane.
     pub name: Option<String>,
+    /// Display colour, a CSS hex string such as `#60646C`.
     pub color: Option<String>,
+    /// The state group (backlog, unstarted, started, completed, cancelled), which decides what the state means.
     pub group: Option<StateGroup>,
     /// Whether new work items start here.
     pub default: Option<bool>,
+    /// Sort position among the project's states.
     pub sequence: Option<f64>,
+    /// The state's description, as plain text.
     pub description: Option<String>,
+    /// The system that created this state through the API (for example `plane-bir`); with `external_id` it names the record there.
     pub external_source: Option<String>,
+    /// The record's id in `external_source`; the pair is what a sync looks the state up by.
     pub external_id: Option<String>,
+    /// The project the state belongs to.
     pub project: Option<Uuid>,
+    /// When Plane created the state.
     pub created_at: Option<Timestamp>,
+    /// When the state last changed in Plane.
     pub updated_at: Option<Timestamp>,
+    /// Fields this version of the client does not name, kept so that nothing Plane sends is lost.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -39,12 +51,19 @@ identified!(State);
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StateFields {
+    /// The name to set.
     pub name: Option<String>,
+    /// The display colour to set, a CSS hex string.
     pub color: Option<String>,
+    /// The state group to put the state in.
     pub group: Option<StateGroup>,
+    /// The plain-text description to set.
     pub description: Option<String>,
+    /// The system this record comes from (for example `plane-bir`), stored by Plane for later look-ups.
     pub external_source: Option<String>,
+    /// The record's id in `external_source`, unique per project with it.
     pub external_id: Option<String>,
+    /// Anything else Plane accepts, sent as given.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

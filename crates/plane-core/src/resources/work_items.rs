@@ -21,31 +21,53 @@ use crate::{
 /// A work item. Fields that `expand=` can turn into objects are [`Expandable`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkItem {
+    /// Plane's id of this work item.
     pub id: Uuid,
+    /// The work item's name as shown in Plane.
     pub name: Option<String>,
     /// The number in `BIR-12`.
     pub sequence_id: Option<u64>,
+    /// The description as HTML, Plane's rich-text format.
     pub description_html: Option<String>,
+    /// The priority: urgent, high, medium, low or none.
     pub priority: Option<Priority>,
+    /// The workflow state: its id, or the state itself with `expand=state`.
     pub state: Option<Expandable<StateLite>>,
+    /// The project the work item belongs to.
     pub project: Option<Expandable<ProjectLite>>,
+    /// The workspace the work item belongs to.
     pub workspace: Option<Uuid>,
+    /// The parent work item, if any.
     pub parent: Option<Expandable<WorkItemLite>>,
+    /// The users it is assigned to (ids, or users with `expand=assignees`).
     #[serde(default)]
     pub assignees: Vec<Expandable<UserLite>>,
+    /// Its labels (ids, or labels with `expand=labels`).
     #[serde(default)]
     pub labels: Vec<Expandable<Label>>,
+    /// The planned start date.
     pub start_date: Option<NaiveDate>,
+    /// The due date (a calendar date, no time of day).
     pub target_date: Option<NaiveDate>,
+    /// When it moved to a completed state; `None` while it is open.
     pub completed_at: Option<Timestamp>,
+    /// When the work item was archived; `None` while it is active.
     pub archived_at: Option<Timestamp>,
+    /// True for a draft, which Plane keeps out of the project's lists.
     pub is_draft: Option<bool>,
+    /// The system that created this work item through the API (for example `plane-bir`); with `external_id` it names the record there.
     pub external_source: Option<String>,
+    /// The record's id in `external_source`; the pair is what a sync looks the work item up by.
     pub external_id: Option<String>,
+    /// The user who created it.
     pub created_by: Option<Expandable<UserLite>>,
+    /// The user who last changed it.
     pub updated_by: Option<Expandable<UserLite>>,
+    /// When Plane created the work item.
     pub created_at: Option<Timestamp>,
+    /// When the work item last changed in Plane.
     pub updated_at: Option<Timestamp>,
+    /// Fields this version of the client does not name, kept so that nothing Plane sends is lost.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -78,16 +100,27 @@ identified!(WorkItem);
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct WorkItemFields {
+    /// The name to set.
     pub name: Option<String>,
+    /// The description to set, as HTML.
     pub description_html: Option<String>,
+    /// The priority to set.
     pub priority: Option<Priority>,
+    /// The id of the state to move it to; `Some(None)` sends `null` (back to the project's default).
     pub state: Option<Option<Uuid>>,
+    /// The id of the parent to set; `Some(None)` sends `null` (no parent).
     pub parent: Option<Option<Uuid>>,
+    /// The ids of the users to assign (replaces the current list).
     pub assignees: Option<Vec<Uuid>>,
+    /// The ids of the labels to set (replaces the current list).
     pub labels: Option<Vec<Uuid>>,
+    /// The start date to set; `Some(None)` sends `null` (clears it).
     pub start_date: Option<Option<NaiveDate>>,
+    /// The due date to set; `Some(None)` sends `null` (clears it).
     pub target_date: Option<Option<NaiveDate>>,
+    /// The system this record comes from (for example `plane-bir`), stored by Plane for later look-ups.
     pub external_source: Option<String>,
+    /// The record's id in `external_source`, unique per project with it.
     pub external_id: Option<String>,
     /// Anything else Plane accepts.
     #[serde(flatten)]

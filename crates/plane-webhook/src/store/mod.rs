@@ -32,8 +32,11 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// A verified delivery, ready to be recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDelivery {
+    /// `X-Plane-Delivery`: new on every attempt of Plane CE, so not the dedupe key.
     pub delivery_id: Uuid,
+    /// The event as sent (`issue`, `workitem.updated`...), for listings and routing.
     pub event: String,
+    /// The normalised action (`created`, `updated`...).
     pub action: String,
     /// What identifies the event across re-sends: `event:<id>` when Plane sends a
     /// stable event id (v2), otherwise `sha256:<digest of the body>`.
@@ -62,10 +65,18 @@ impl NewDelivery {
 /// What [`DeliveryStore::record`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordOutcome {
-    /// Stored and queued; the row id.
-    New { id: i64 },
+    /// Stored and queued.
+    New {
+        /// The new row's id (what `deliveries replay` takes).
+        id: i64,
+    },
     /// Already known; nothing was stored or queued.
-    Duplicate { id: i64, by: DuplicateBy },
+    Duplicate {
+        /// The row of the delivery first stored for this event.
+        id: i64,
+        /// What matched: the delivery id, or only the event.
+        by: DuplicateBy,
+    },
 }
 
 /// Why a delivery counts as a duplicate.
@@ -126,12 +137,17 @@ impl fmt::Display for Status {
 /// An item a worker has leased.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxItem {
+    /// The delivery's row id.
     pub id: i64,
+    /// The `X-Plane-Delivery` it arrived with.
     pub delivery_id: Uuid,
+    /// The event as sent (`issue`...).
     pub event: String,
+    /// The normalised action (`created`, `updated`...).
     pub action: String,
+    /// The raw body, exactly as verified; parse it with [`Envelope::parse`].
     pub body: Vec<u8>,
-    /// Including this one.
+    /// Attempts so far, including this one.
     pub attempts: u32,
     /// Proves this claim holds the item: pass it to `complete`, `fail` or
     /// `release`. Each claim gets a new one, so a worker that outlived its lease
@@ -142,24 +158,36 @@ pub struct InboxItem {
 /// A stored delivery, for listings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryRecord {
+    /// The row id.
     pub id: i64,
+    /// The `X-Plane-Delivery` it arrived with.
     pub delivery_id: Uuid,
+    /// The event as sent (`issue`...).
     pub event: String,
+    /// The normalised action (`created`, `updated`...).
     pub action: String,
+    /// Where it is in its life.
     pub status: Status,
+    /// Handler attempts so far.
     pub attempts: u32,
-    /// Unix milliseconds.
+    /// When it was recorded, in Unix milliseconds.
     pub received_at: i64,
+    /// When a worker may take it next, in Unix milliseconds.
     pub next_attempt_at: i64,
+    /// When it became done or dead, in Unix milliseconds; purge counts from here.
     pub finished_at: Option<i64>,
+    /// The handler's last error, or why the lease was lost.
     pub last_error: Option<String>,
 }
 
 /// What [`DeliveryStore::fail`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailOutcome {
-    /// Tried again at this time (unix ms).
-    Retry { at: i64 },
+    /// Tried again later.
+    Retry {
+        /// When, in Unix milliseconds.
+        at: i64,
+    },
     /// Out of attempts.
     Dead,
 }
@@ -167,10 +195,15 @@ pub enum FailOutcome {
 /// Counts for health and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InboxStats {
+    /// Waiting for a worker.
     pub pending: u64,
+    /// Leased by a worker now.
     pub processing: u64,
+    /// Failed and waiting for their next attempt.
     pub failed: u64,
+    /// Out of attempts: need a person (`deliveries replay`).
     pub dead: u64,
+    /// Handled and kept until the retention purge.
     pub done: u64,
     /// Receive time (unix ms) of the oldest unfinished item.
     pub oldest_unfinished: Option<i64>,
@@ -226,6 +259,7 @@ pub struct StoreConfig {
     pub retry_base: Duration,
     /// Longest retry delay (default 1 h).
     pub retry_max: Duration,
+    /// Where "now" comes from: [`SystemClock`], or a [`ManualClock`] in tests.
     pub clock: Arc<dyn Clock>,
 }
 

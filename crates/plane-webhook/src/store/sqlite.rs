@@ -5,6 +5,11 @@
 //! in one transaction and answers them all after the single commit (one fsync).
 //! No request is answered before the commit that contains it, so "recorded"
 //! still means "on disk".
+//!
+//! Each command runs inside a savepoint of its own: a command that fails
+//! half-way (a claim that leased some rows, then hit an error) is rolled back to
+//! where it started, answers its error, and the other commands of the batch
+//! still commit.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -45,6 +50,9 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_ready ON deliveries (status, next_attempt_at);
 CREATE INDEX deliveries_finished ON deliveries (finished_at) WHERE finished_at IS NOT NULL;
 "#];
+
+#[cfg(test)]
+mod batch_tests;
 
 /// Requests handled by the writer thread.
 enum Command {
@@ -269,17 +277,64 @@ struct Writer {
 /// A reply held back until the batch's commit succeeds.
 type Reply = Box<dyn FnOnce(Option<&Error>) + Send>;
 
+/// What a command did, and its reply.
+struct Applied {
+    /// False when the command failed: its savepoint is rolled back.
+    ok: bool,
+    reply: Reply,
+}
+
 fn reply<T: Send + 'static>(
     tx: oneshot::Sender<Result<T, Error>>,
     result: Result<T, Error>,
-) -> Reply {
-    Box::new(move |commit_error: Option<&Error>| {
-        let result = match commit_error {
-            Some(e) => Err(e.clone()),
-            None => result,
-        };
-        let _ = tx.send(result);
-    })
+) -> Applied {
+    Applied {
+        ok: result.is_ok(),
+        reply: Box::new(move |commit_error: Option<&Error>| {
+            let result = match commit_error {
+                Some(e) => Err(e.clone()),
+                None => result,
+            };
+            let _ = tx.send(result);
+        }),
+    }
+}
+
+/// Runs `sql` (a savepoint statement) through the statement cache: it runs
+/// twice per command, so it is not parsed each time.
+fn savepoint(tx: &Transaction<'_>, sql: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Runs `command` inside a savepoint: if it fails, everything it wrote is
+/// rolled back and the rest of the batch is untouched. `Err` means the
+/// savepoint itself failed (SQLite may have ended the whole transaction, as it
+/// does on a full disk), so the batch cannot be trusted and must not commit.
+fn apply_atomically(
+    tx: &Transaction<'_>,
+    config: &StoreConfig,
+    path: &Path,
+    now: i64,
+    command: Command,
+) -> Result<Reply, (Option<Reply>, Error)> {
+    if let Err(e) = savepoint(tx, "SAVEPOINT command") {
+        let error = store_error(path, "start a command")(e);
+        command.refuse(&error);
+        return Err((None, error));
+    }
+    let applied = apply(tx, config, path, now, command);
+    let end = if applied.ok {
+        savepoint(tx, "RELEASE command")
+    } else {
+        savepoint(tx, "ROLLBACK TO command").and_then(|()| savepoint(tx, "RELEASE command"))
+    };
+    match end {
+        Ok(()) => Ok(applied.reply),
+        Err(e) => Err((
+            Some(applied.reply),
+            store_error(path, "end a command's savepoint")(e),
+        )),
+    }
 }
 
 impl Writer {
@@ -346,11 +401,30 @@ impl Writer {
                 return;
             }
         };
-        let replies: Vec<Reply> = batch
-            .into_iter()
-            .map(|command| apply(&tx, &self.config, &path, now, command))
-            .collect();
-        let commit_error = tx.commit().err().map(store_error(&path, "commit"));
+        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+        let mut broken: Option<Error> = None;
+        for command in batch {
+            if let Some(error) = &broken {
+                command.refuse(error);
+                continue;
+            }
+            match apply_atomically(&tx, &self.config, &path, now, command) {
+                Ok(reply) => replies.push(reply),
+                Err((reply, error)) => {
+                    replies.extend(reply);
+                    broken = Some(error);
+                }
+            }
+        }
+        let commit_error = match broken {
+            Some(error) => {
+                // Rolled back: nothing of this batch is kept, and every
+                // command in it gets the error.
+                drop(tx);
+                Some(error)
+            }
+            None => tx.commit().err().map(store_error(&path, "commit")),
+        };
         if let Some(e) = &commit_error {
             tracing::error!(error = %e, "delivery store commit failed; nothing in this batch was acknowledged");
         }
@@ -385,7 +459,7 @@ fn apply(
     path: &Path,
     now: i64,
     command: Command,
-) -> Reply {
+) -> Applied {
     let err = |operation| store_error(path, operation);
     match command {
         Command::Record(d, reply_to) => reply(
