@@ -41,11 +41,17 @@ fn contract_header_field_missing() {
 #[test]
 fn contract_header_date_not_iso() {
     let fx = Fixture::new();
-    fx.edit(
-        C,
-        "**Last updated**: 2026-11-25",
-        "**Last updated**: 25/11/2026",
-    );
+    // Whatever date the contract carries today, written day-first.
+    let line = fx
+        .read(C)
+        .lines()
+        .find(|l| l.starts_with("**Last updated**: "))
+        .unwrap()
+        .to_string();
+    let iso = line.trim_start_matches("**Last updated**: ");
+    let (y, rest) = iso.split_once('-').unwrap();
+    let (m, d) = rest.split_once('-').unwrap();
+    fx.edit(C, &line, &format!("**Last updated**: {d}/{m}/{y}"));
     let f = expect(
         &fx.validate(),
         C,
