@@ -141,6 +141,8 @@ pub mod ics;
 pub mod overrides;
 pub mod period;
 pub mod profile;
+pub mod store;
+pub mod sync;
 
 pub use calendar::{AppliedOverride, Deadline, calendar, deadline, periods, rule_date};
 pub use catalog::{Basis, Catalog, DueRule, EfpsRule, Form, Frequency, Schedule, Status};
@@ -151,3 +153,8 @@ pub use ics::to_ics;
 pub use overrides::{Override, Overrides, save_override};
 pub use period::Period;
 pub use profile::{BusinessTax, EfpsGroup, Filing, Profile, TaxpayerKind, Tin};
+pub use store::{
+    DeadlineRecord, DeadlineStatus, DeadlineStore, SqliteDeadlineStore, StatusApplied,
+    StatusChange, apply_status_change,
+};
+pub use sync::{SyncReport, SyncRequest, sync};
