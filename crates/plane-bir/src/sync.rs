@@ -287,7 +287,7 @@ fn priority_str(p: &Priority) -> &str {
 pub struct SyncRequest<'a> {
     /// The taxpayer.
     pub profile: &'a Profile,
-    /// Its deadlines (from [`crate::calendar`], overrides applied).
+    /// Its deadlines (from [`crate::calendar()`], overrides applied).
     pub deadlines: &'a [Deadline],
     /// The Plane project they go to.
     pub project: Uuid,
