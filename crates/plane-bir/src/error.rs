@@ -144,6 +144,46 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// The deadline store (a SQLite file) could not do something.
+    #[error("deadline store {path}: cannot {operation}: {message}")]
+    Store {
+        /// The database file.
+        path: String,
+        /// What was being done (`open the database`, `record a push`).
+        operation: &'static str,
+        /// SQLite's message.
+        message: String,
+    },
+    /// The deadline store was written by a newer plane-bir: it is left untouched.
+    #[error(
+        "deadline store {path}: schema version {found} is newer than this build knows ({supported}); \
+         run a plane-server at least as new as the one that wrote it (the file was not changed)"
+    )]
+    SchemaTooNew {
+        /// The database file.
+        path: String,
+        /// The version found in `bir_schema_migrations`.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A Plane request of the sync failed (plane-core's error says which request and why).
+    #[error("{during}: {source}")]
+    Plane {
+        /// What the sync was doing (`list the work items of project ...`).
+        during: String,
+        /// plane-core's error (boxed: it is large, and the calendar's results stay small).
+        source: Box<plane_core::Error>,
+    },
+    /// The project has no state to put new work items in.
+    #[error(
+        "project {project} has no state in the `unstarted` group (Plane's default is `Todo`): \
+         add one in the project's settings, then sync again"
+    )]
+    NoUnstartedState {
+        /// The project.
+        project: uuid::Uuid,
+    },
 }
 
 fn field_prefix(field: &Option<String>) -> String {

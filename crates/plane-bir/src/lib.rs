@@ -1,7 +1,9 @@
 //! Philippine BIR filing deadlines: which returns a taxpayer files, and on which exact days.
 //!
-//! Part 1 of the BIR domain (issue 9): the data and the date arithmetic. Syncing the
-//! deadlines to Plane is part 2. This crate has no HTTP and no database.
+//! Part 1 of the BIR domain (issue 9): the data and the date arithmetic. Part 2 (issue 10):
+//! the [`store`] of deadlines and the [`sync`](mod@sync) to Plane work items, through
+//! plane-core only. The webhook handler that marks deadlines filed from Plane is still to
+//! come; [`apply_status_change`] is the piece it will run.
 //!
 //! # A tour
 //!
@@ -25,7 +27,34 @@
 //! - Exports: [`to_ics`] (RFC 5545, stable UIDs per form and period), [`to_csv`]; a
 //!   `Deadline` serialises to the JSON `plane-server bir calendar --format json` prints.
 //!
-//! `plane-server bir calendar | holidays | override | forms` is the command line on top.
+//! - [`DeadlineStore`] / [`SqliteDeadlineStore`]: each deadline's Plane work item, the
+//!   fingerprints of what was pushed and what Plane returned, and its filing status
+//!   (`pending | in_progress | filed | void`, by whom, when), in the deliveries' SQLite file
+//!   under a migrations table of its own.
+//! - [`sync()`]: one listing of the project (states, labels, work items at `per_page=1000`),
+//!   then a create or PATCH only for what changed, keyed by `external_source = "plane-bir"`
+//!   and [`external_id`](sync::external_id); drift in the owned fields (name, dates,
+//!   description) is reported and restored. See [`sync`](mod@sync) for the rules.
+//!
+//! `plane-server bir calendar | holidays | override | forms | sync | status` is the command
+//! line on top.
+//!
+//! # Syncing a profile
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use plane_bir::{calendar, sync, Holidays, Overrides, Profile, SqliteDeadlineStore, SyncRequest};
+//! # async fn run(project: uuid::Uuid) -> Result<(), Box<dyn std::error::Error>> {
+//! let profile = Profile::load("profiles/efps-a-vat-corporation.toml".as_ref())?;
+//! let deadlines = calendar(&profile, 2026, &Holidays::builtin(), &Overrides::none())?;
+//! let client = plane_core::PlaneClient::from_env()?;
+//! let store = Arc::new(SqliteDeadlineStore::open("plane.db")?);
+//! let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+//! let request = SyncRequest { profile: &profile, deadlines: &deadlines, project, today, dry_run: false };
+//! let report = sync(&client, store, &request, &mut |_progress| {}).await?;
+//! println!("{} created, {} updated, {} writes", report.created, report.updated, report.writes);
+//! # Ok(()) }
+//! ```
 //!
 //! # A profile and its calendar
 //!
@@ -141,6 +170,8 @@ pub mod ics;
 pub mod overrides;
 pub mod period;
 pub mod profile;
+pub mod store;
+pub mod sync;
 
 pub use calendar::{AppliedOverride, Deadline, calendar, deadline, periods, rule_date};
 pub use catalog::{Basis, Catalog, DueRule, EfpsRule, Form, Frequency, Schedule, Status};
@@ -151,3 +182,8 @@ pub use ics::to_ics;
 pub use overrides::{Override, Overrides, save_override};
 pub use period::Period;
 pub use profile::{BusinessTax, EfpsGroup, Filing, Profile, TaxpayerKind, Tin};
+pub use store::{
+    DeadlineRecord, DeadlineStatus, DeadlineStore, SqliteDeadlineStore, StatusApplied,
+    StatusChange, apply_status_change,
+};
+pub use sync::{SyncReport, SyncRequest, sync};

@@ -76,6 +76,12 @@ pub enum BirCommand {
         )]
         overrides: Option<PathBuf>,
     },
+    /// Create or update the deadlines as Plane work items (one listing, then only what
+    /// changed); restores drift in the fields it owns. Exit 2 on bad input or a missing
+    /// project, profile or API key; 1 when Plane or the database fails.
+    Sync(crate::bir_sync_cli::SyncArgs),
+    /// Every deadline the database holds, with its filing status (read-only).
+    Status(crate::bir_sync_cli::StatusArgs),
     /// The form catalog, with the reason next to each abolished or optional form.
     Forms {
         #[arg(long, value_enum, default_value_t = ListFormat::Table)]
@@ -87,7 +93,7 @@ pub enum BirCommand {
 pub struct HolidayFiles {
     /// A holiday file adding years or days (repeatable; see plane_bir::holidays).
     #[arg(long = "holidays", value_name = "FILE")]
-    files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,7 +128,7 @@ pub fn run(command: BirCommand) -> ExitCode {
     }
 }
 
-enum Failure {
+pub(crate) enum Failure {
     BadInput(String),
     Other(String),
 }
@@ -130,7 +136,11 @@ enum Failure {
 impl From<plane_bir::Error> for Failure {
     fn from(e: plane_bir::Error) -> Self {
         match e {
-            plane_bir::Error::Write { .. } => Failure::Other(e.to_string()),
+            plane_bir::Error::Write { .. }
+            | plane_bir::Error::Store { .. }
+            | plane_bir::Error::SchemaTooNew { .. }
+            | plane_bir::Error::Plane { .. }
+            | plane_bir::Error::NoUnstartedState { .. } => Failure::Other(e.to_string()),
             other => Failure::BadInput(other.to_string()),
         }
     }
@@ -142,7 +152,7 @@ impl From<serde_json::Error> for Failure {
     }
 }
 
-fn holidays(files: &HolidayFiles) -> Result<Holidays, Failure> {
+pub(crate) fn holidays(files: &HolidayFiles) -> Result<Holidays, Failure> {
     let mut h = Holidays::builtin();
     for f in &files.files {
         h.merge_file(f)?;
@@ -152,6 +162,8 @@ fn holidays(files: &HolidayFiles) -> Result<Holidays, Failure> {
 
 fn execute(command: BirCommand) -> Result<String, Failure> {
     match command {
+        BirCommand::Sync(args) => crate::bir_sync_cli::sync(args),
+        BirCommand::Status(args) => crate::bir_sync_cli::status(args),
         BirCommand::Calendar {
             year,
             profile,

@@ -61,6 +61,40 @@ pub struct Config {
     pub lease: Duration,
     /// `worker.max_attempts`: tries before an item is parked as dead.
     pub max_attempts: u32,
+    /// `[bir]`: which Plane project each BIR profile is synced to.
+    pub bir: BirConfig,
+}
+
+/// `[bir]` in the config file: where `plane-server bir sync` sends deadlines.
+///
+/// ```toml
+/// [bir]
+/// project = "6f1c…"            # default project (or PLANE_BIR_PROJECT_ID)
+///
+/// [[bir.profiles]]              # one per company; synced in this order
+/// file = "profiles/bayanihan.toml"   # relative to the config file
+/// project = "0b2d…"            # its own project (else the default)
+/// overrides = "bayanihan-overrides.toml"  # optional
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BirConfig {
+    /// `bir.project` / `PLANE_BIR_PROJECT_ID` (the environment wins).
+    pub project: Option<uuid::Uuid>,
+    /// `[[bir.profiles]]`, in file order.
+    pub profiles: Vec<BirProfileConfig>,
+}
+
+/// One `[[bir.profiles]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BirProfileConfig {
+    /// `file`: the profile TOML, resolved against the config file's directory.
+    pub file: PathBuf,
+    /// `project`: its Plane project, if not the default.
+    pub project: Option<uuid::Uuid>,
+    /// `overrides`: its override file, if not the default.
+    pub overrides: Option<PathBuf>,
+    /// Where it is named, for errors: `bir.profiles[1]`.
+    pub key: String,
 }
 
 /// What flags may set (highest precedence).
@@ -85,6 +119,24 @@ struct FileConfig {
     store: FileStore,
     #[serde(default)]
     worker: FileWorker,
+    #[serde(default)]
+    bir: FileBir,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBir {
+    project: Option<String>,
+    #[serde(default)]
+    profiles: Vec<FileBirProfile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBirProfile {
+    file: PathBuf,
+    project: Option<String>,
+    overrides: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,7 +281,13 @@ impl Config {
                 return Err(ConfigError::new(key, "must be at least 1"));
             }
         }
+        let bir = bir_config(
+            file.bir,
+            env("PLANE_BIR_PROJECT_ID"),
+            overrides.config_file.as_deref(),
+        )?;
         Ok(Self {
+            bir,
             base_url,
             workspace_slug,
             api_key,
@@ -274,6 +332,53 @@ impl Config {
     pub fn from_process(overrides: &Overrides) -> Result<Self, ConfigError> {
         Self::load(overrides, &|name| std::env::var(name).ok())
     }
+}
+
+fn project_id(key: &str, text: &str) -> Result<uuid::Uuid, ConfigError> {
+    text.trim().parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("{text:?} is not a project id (a UUID, as in the project's URL in Plane)"),
+        )
+    })
+}
+
+fn bir_config(
+    file: FileBir,
+    env_project: Option<String>,
+    config_file: Option<&Path>,
+) -> Result<BirConfig, ConfigError> {
+    let project = match env_project {
+        Some(v) => Some(project_id("PLANE_BIR_PROJECT_ID", &v)?),
+        None => file
+            .project
+            .as_deref()
+            .map(|v| project_id("bir.project", v))
+            .transpose()?,
+    };
+    let base = config_file
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let profiles = file
+        .profiles
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let key = format!("bir.profiles[{i}]");
+            Ok(BirProfileConfig {
+                file: base.join(&p.file),
+                project: p
+                    .project
+                    .as_deref()
+                    .map(|v| project_id(&format!("{key}.project"), v))
+                    .transpose()?,
+                overrides: p.overrides.map(|o| base.join(o)),
+                key,
+            })
+        })
+        .collect::<Result<_, ConfigError>>()?;
+    Ok(BirConfig { project, profiles })
 }
 
 /// `sqlite:///var/lib/plane.db`, `sqlite:plane.db` or a plain path.

@@ -1,6 +1,7 @@
 //! `plane-server`: the Plane webhook receiver and its maintenance commands.
 
 mod bir_cli;
+mod bir_sync_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,7 +69,7 @@ enum Command {
     /// Run the whole loop on this machine with a fake Plane and no credentials, and print what happened.
     #[cfg(feature = "demo")]
     Demo,
-    /// BIR filing deadlines: calendar, holidays, overrides, the form catalog (exit 2 on bad input).
+    /// BIR filing deadlines: calendar, holidays, overrides, the form catalog, sync to Plane, status (exit 2 on bad input).
     Bir {
         #[command(subcommand)]
         command: bir_cli::BirCommand,

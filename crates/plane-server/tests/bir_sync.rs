@@ -1,0 +1,361 @@
+//! The real binary: `bir sync` and `bir status` against plane-fake, exit codes, the JSON
+//! summary, --dry-run, profiles from the config file, and a kill -9 mid-sync.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use plane_fake::{FakePlane, RunningFake};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_plane-server");
+
+fn profile(name: &str) -> String {
+    format!(
+        "{}/../plane-bir/profiles/{name}.toml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+struct Env {
+    fake: RunningFake,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new() -> Env {
+        let fake = FakePlane::builder().no_rate_limit().start().await.unwrap();
+        Env {
+            fake,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("plane.db")
+    }
+
+    fn command(&self, args: &[&str], with_key: bool) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("RUST_LOG", "warn")
+            .env("PLANE_BASE_URL", self.fake.base_url())
+            .env("PLANE_WORKSPACE_SLUG", self.fake.workspace_slug())
+            .env("PLANE_RATE_LIMIT_PER_MINUTE", "100000")
+            .current_dir(self.dir.path());
+        if with_key {
+            cmd.env("PLANE_API_KEY", self.fake.api_key());
+        }
+        cmd
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = self.command(args, true);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn sync_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "bir",
+            "sync",
+            "--year",
+            "2026",
+            "--today",
+            "2026-01-05",
+            "--format",
+            "json",
+            "--db",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(self.db().display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    async fn sync_json(&self, extra: &[&str]) -> Value {
+        let args = self.sync_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run(&args).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn writes(fake: &RunningFake) -> usize {
+    fake.request_log()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_prints_the_summary_and_a_second_run_writes_nothing_and_status_lists_every_deadline() {
+    let env = Env::new().await;
+    let project = env.fake.project_id().to_string();
+    let corp = profile("efps-a-vat-corporation");
+
+    // A dry run: a plan, nothing written, no database created.
+    let plan = env
+        .sync_json(&["--profile", &corp, "--project", &project, "--dry-run"])
+        .await;
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["writes"], 0);
+    assert_eq!(writes(&env.fake), 0);
+    assert!(!env.db().exists(), "a dry run created the database");
+    let planned = plan["created"].as_u64().unwrap();
+    assert!(planned > 20);
+    assert!(plan["profiles"][0]["plan"].as_array().unwrap().len() as u64 > planned);
+
+    let first = env
+        .sync_json(&["--profile", &corp, "--project", &project])
+        .await;
+    for key in [
+        "created",
+        "updated",
+        "unchanged",
+        "drift",
+        "requests",
+        "writes",
+        "waited_ms",
+    ] {
+        assert!(first[key].is_u64(), "{key} missing: {first}");
+    }
+    assert_eq!(first["created"].as_u64().unwrap(), planned);
+    assert_eq!(
+        first["writes"].as_u64().unwrap() as usize,
+        writes(&env.fake)
+    );
+
+    env.fake.clear_request_log();
+    let second = env
+        .sync_json(&["--profile", &corp, "--project", &project])
+        .await;
+    assert_eq!(second["writes"], 0);
+    assert_eq!(second["requests"], 3);
+    assert_eq!(second["unchanged"].as_u64().unwrap(), planned);
+    assert_eq!(env.fake.request_log().len(), 3);
+
+    let out = env
+        .run(&[
+            "bir",
+            "status",
+            "--format",
+            "json",
+            "--db",
+            env.db().to_str().unwrap(),
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = status.as_array().unwrap();
+    assert_eq!(rows.len() as u64, planned);
+    for row in rows {
+        for key in [
+            "form",
+            "period",
+            "due_date",
+            "status",
+            "work_item_id",
+            "filed_by",
+            "filed_at",
+        ] {
+            assert!(row.get(key).is_some(), "{key} missing: {row}");
+        }
+        assert_eq!(row["status"], "pending");
+        assert!(row["work_item_id"].is_string());
+    }
+    let table = env
+        .run(&["bir", "status", "--db", env.db().to_str().unwrap()])
+        .await;
+    assert!(text(&table.stdout).starts_with("FORM"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_profiles_from_the_config_file_each_go_to_their_own_project() {
+    let env = Env::new().await;
+    let first = env.fake.project_id();
+    let client = plane_core::PlaneClient::builder()
+        .base_url(env.fake.base_url())
+        .workspace_slug(env.fake.workspace_slug())
+        .api_key(env.fake.api_key())
+        .build()
+        .unwrap();
+    let second = client
+        .projects()
+        .create(&plane_core::ProjectFields::new("Maria", "MARIA"))
+        .await
+        .unwrap()
+        .id;
+    let config = env.dir.path().join("plane.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bir]\nproject = \"{first}\"\n\n[[bir.profiles]]\nfile = \"{}\"\n\n\
+             [[bir.profiles]]\nfile = \"{}\"\nproject = \"{second}\"\n",
+            profile("efps-a-vat-corporation"),
+            profile("manual-individual-percentage-tax"),
+        ),
+    )
+    .unwrap();
+    let summary = env.sync_json(&["--config", config.to_str().unwrap()]).await;
+    let profiles = summary["profiles"].as_array().unwrap();
+    assert_eq!(profiles.len(), 2);
+    assert_eq!(profiles[0]["project"], first.to_string());
+    assert_eq!(profiles[1]["project"], second.to_string());
+    let (a, b) = (
+        profiles[0]["created"].as_u64().unwrap() as usize,
+        profiles[1]["created"].as_u64().unwrap() as usize,
+    );
+    assert_eq!(env.fake.work_item_count(first), a);
+    assert_eq!(env.fake.work_item_count(second), b);
+    assert_eq!(summary["created"].as_u64().unwrap() as usize, a + b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_exits_2_naming_the_flag_variable_or_key() {
+    let env = Env::new().await;
+    let corp = profile("efps-a-vat-corporation");
+    let project = env.fake.project_id().to_string();
+    let cases: Vec<(Vec<String>, bool, &str)> = vec![
+        (
+            env.sync_args(&["--profile", &corp]),
+            true,
+            "PLANE_BIR_PROJECT_ID",
+        ),
+        (env.sync_args(&[]), true, "--profile"),
+        (
+            env.sync_args(&["--profile", &corp, "--project", &project]),
+            false,
+            "PLANE_API_KEY",
+        ),
+        (
+            env.sync_args(&[
+                "--profile",
+                "/nonexistent/profile.toml",
+                "--project",
+                &project,
+            ]),
+            true,
+            "/nonexistent/profile.toml",
+        ),
+    ];
+    for (args, with_key, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = env.command(&args, with_key);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let bad_project = env.dir.path().join("bad.toml");
+    std::fs::write(&bad_project, "[bir]\nproject = \"not-a-uuid\"\n").unwrap();
+    let args = env.sync_args(&[
+        "--profile",
+        &corp,
+        "--config",
+        bad_project.to_str().unwrap(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env.run(&args).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("bir.project"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(writes(&env.fake), 0);
+
+    // status never creates a database.
+    let missing = env.dir.path().join("none.db");
+    let out = env
+        .run(&["bir", "status", "--db", missing.to_str().unwrap()])
+        .await;
+    assert!(!out.status.success());
+    assert!(!missing.exists());
+}
+
+/// kill -9 once the fake has seen some creates; the rerun adopts what was created and
+/// creates the rest, with no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_mid_sync_then_a_rerun_leaves_no_duplicate() {
+    let env = Env::new().await;
+    let project = env.fake.project_id();
+    let corp = profile("efps-a-vat-corporation");
+    // Slow creates, so the kill lands mid-run.
+    env.fake.inject(
+        plane_fake::Fault::delay(Duration::from_millis(30))
+            .method("POST")
+            .path_contains("/work-items/")
+            .times(usize::MAX),
+    );
+    let args = env.sync_args(&["--profile", &corp, "--project", &project.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = env
+        .command(&args, true)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let creates = |fake: &RunningFake| {
+        fake.request_log()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.contains("/work-items/"))
+            .count()
+    };
+    let mut polls = 0;
+    while creates(&env.fake) < 5 {
+        assert!(polls < 12_000, "the sync never reached 5 creates");
+        assert!(child.try_wait().unwrap().is_none(), "the sync ended early");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        polls += 1;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    env.fake.clear_faults();
+    let before = env.fake.work_item_count(project);
+    assert!(before >= 4);
+
+    let summary = env
+        .sync_json(&["--profile", &corp, "--project", &project.to_string()])
+        .await;
+    let total = before + summary["created"].as_u64().unwrap() as usize;
+    assert_eq!(env.fake.work_item_count(project), total);
+    assert_external_ids_unique(&env, project, total).await;
+    // And the database knows every one of them.
+    let rows = plane_bir::SqliteDeadlineStore::open_read_only(env.db()).unwrap();
+    use plane_bir::DeadlineStore as _;
+    assert_eq!(rows.all().unwrap().len(), total);
+}
+
+async fn assert_external_ids_unique(env: &Env, project: uuid::Uuid, expected: usize) {
+    use futures::TryStreamExt;
+    let client = plane_core::PlaneClient::builder()
+        .base_url(env.fake.base_url())
+        .workspace_slug(env.fake.workspace_slug())
+        .api_key(env.fake.api_key())
+        .build()
+        .unwrap();
+    let items: Vec<plane_core::WorkItem> = client
+        .work_items(project)
+        .stream(plane_core::ListParams::new().per_page(1000))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = items.into_iter().filter_map(|i| i.external_id).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((ids.len(), n), (expected, expected), "duplicates in Plane");
+}
