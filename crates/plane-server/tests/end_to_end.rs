@@ -325,6 +325,13 @@ impl DeliveryStore for FailingRecords {
     ) -> BoxFuture<'a, Result<(), plane_webhook::Error>> {
         self.inner.complete(i)
     }
+    fn ignore<'a>(
+        &'a self,
+        i: &'a plane_webhook::InboxItem,
+        r: &'a str,
+    ) -> BoxFuture<'a, Result<(), plane_webhook::Error>> {
+        self.inner.ignore(i, r)
+    }
     fn fail<'a>(
         &'a self,
         i: &'a plane_webhook::InboxItem,

@@ -83,6 +83,21 @@ pub enum Error {
         /// The newest version this build understands.
         supported: i64,
     },
+    /// A domain component's tables in the database were written by a newer build.
+    #[error(
+        "database {path}: component {component} has schema version {found}, newer than the \
+         {supported} this build understands; run the newer plane-server, or point --db at another file"
+    )]
+    ComponentSchemaTooNew {
+        /// The database file.
+        path: String,
+        /// The component (`bir`...).
+        component: String,
+        /// Its version in the file.
+        found: i64,
+        /// The newest version this build knows (its number of steps).
+        supported: i64,
+    },
     /// The worker's lease on this item ended and it went back to the inbox.
     #[error(
         "delivery {id}: the lease ended before the worker finished; another worker may have it"
