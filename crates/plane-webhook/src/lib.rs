@@ -33,7 +33,7 @@ pub use envelope::{
     Action, Activity, Actor, CommentData, CycleData, Envelope, EventKind, IdOr, ModuleData,
     Payload, ProjectData, StateRef, WorkItemData,
 };
-pub use handler::{EventHandler, HandlerError};
+pub use handler::{EventHandler, Handled, HandlerError};
 pub use headers::DeliveryHeaders;
 pub use store::{
     BoxFuture, Clock, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem,
