@@ -12,13 +12,15 @@ use anyhow::{Context, bail};
 use plane_core::{PlaneClient, WorkItemFields};
 use plane_fake::FakePlane;
 use plane_webhook::{
-    BoxFuture, Envelope, EventHandler, HandlerError, Payload, Status, SystemClock,
+    BoxFuture, DeliveryStore, Envelope, EventHandler, EventKind, Handled, HandlerError, InboxItem,
+    Payload, Status, SystemClock,
 };
 use tokio::net::TcpListener;
 
 use crate::config::{Config, Overrides};
 
-/// Prints what the worker handled.
+/// Prints the work item events the worker handled; any other event would be
+/// recorded as ignored ("no handler for ...").
 #[derive(Debug, Default)]
 struct DemoHandler {
     handled: Mutex<Vec<String>>,
@@ -29,11 +31,15 @@ impl EventHandler for DemoHandler {
         "demo"
     }
 
-    fn wants(&self, _: &Envelope) -> bool {
-        true
+    fn wants(&self, envelope: &Envelope) -> bool {
+        envelope.kind == EventKind::WorkItem
     }
 
-    fn handle<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<(), HandlerError>> {
+    fn handle<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<Handled, HandlerError>> {
         let line = match &envelope.payload {
             Payload::WorkItem(item) => format!(
                 "{} {}: {:?}{}",
@@ -60,8 +66,8 @@ impl EventHandler for DemoHandler {
         self.handled
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(line);
-        Box::pin(async { Ok(()) })
+            .push(format!("#{} {line}", item.id));
+        Box::pin(async { Ok(Handled::Done) })
     }
 }
 
@@ -190,12 +196,18 @@ pub async fn run() -> anyhow::Result<String> {
         "\ndeliveries: {accepted} accepted, {dup} duplicate (ignored), {forged_count} forged (401)"
     )?;
     let done_count = store.list(Some(Status::Done), 100).await?.len();
-    writeln!(report, "inbox: {done_count} done")?;
+    let ignored_count = store.list(Some(Status::Ignored), 100).await?.len();
+    writeln!(
+        report,
+        "inbox: {done_count} done, {ignored_count} ignored (no handler owns the event)"
+    )?;
     running.shutdown().await?;
     fake.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 
-    if (accepted, dup, forged_count, done_count) != (4, 1, 1, 4) || forged.status != Some(401) {
+    if (accepted, dup, forged_count, done_count, ignored_count) != (4, 1, 1, 4, 0)
+        || forged.status != Some(401)
+    {
         bail!("the demo did not go as expected:\n{report}");
     }
     Ok(report)

@@ -88,11 +88,14 @@ impl Running {
     }
 }
 
-/// Opens the store named in the configuration.
+/// Opens the store named in the configuration. The concrete [`SqliteStore`]
+/// is kept, so a domain store can share its file and writer
+/// ([`SqliteStore::complete_with`]); it coerces to `Arc<dyn DeliveryStore>`
+/// wherever one is asked for, as [`start`] does.
 pub fn open_store(
     config: &Config,
     clock: Arc<dyn Clock>,
-) -> Result<Arc<dyn DeliveryStore>, plane_webhook::Error> {
+) -> Result<Arc<SqliteStore>, plane_webhook::Error> {
     let store = SqliteStore::open(
         &config.database,
         StoreConfig {

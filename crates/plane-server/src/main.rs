@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use plane_server::config::{Config, ConfigError, Overrides};
-use plane_webhook::{Status, SystemClock};
+use plane_webhook::{DeliveryStore, Status, SystemClock};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -113,6 +113,7 @@ enum StatusArg {
     Done,
     Failed,
     Dead,
+    Ignored,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -311,6 +312,7 @@ async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<ExitCode> {
                 StatusArg::Done => Status::Done,
                 StatusArg::Failed => Status::Failed,
                 StatusArg::Dead => Status::Dead,
+                StatusArg::Ignored => Status::Ignored,
             });
             let rows = store.list(status, limit).await?;
             if format == OutputFormat::Json {
@@ -321,14 +323,14 @@ async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<ExitCode> {
                             "id": r.id, "delivery_id": r.delivery_id, "event": r.event, "action": r.action,
                             "status": r.status.as_str(), "attempts": r.attempts, "received_at_ms": r.received_at,
                             "next_attempt_at_ms": r.next_attempt_at, "finished_at_ms": r.finished_at,
-                            "last_error": r.last_error,
+                            "last_error": r.last_error, "note": r.note,
                         })
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&json)?);
             } else {
                 println!(
-                    "{:>6}  {:<36}  {:<14}  {:<8}  {:<10}  {:>8}  last error",
+                    "{:>6}  {:<36}  {:<14}  {:<8}  {:<10}  {:>8}  note or last error",
                     "id", "delivery", "event", "action", "status", "attempts"
                 );
                 for r in &rows {
@@ -340,7 +342,7 @@ async fn deliveries(command: DeliveriesCommand) -> anyhow::Result<ExitCode> {
                         r.action,
                         r.status,
                         r.attempts,
-                        r.last_error.as_deref().unwrap_or("")
+                        r.note.as_deref().or(r.last_error.as_deref()).unwrap_or("")
                     );
                 }
             }

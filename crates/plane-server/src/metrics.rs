@@ -97,7 +97,7 @@ impl Metrics {
         let processed = Family::<ResultLabels, Counter>::default();
         registry.register(
             "plane_inbox_processed",
-            "Inbox items processed, by result (done, retry, dead, lease_lost)",
+            "Inbox items processed, by result: done, not_ours (done; about an object no handler owns), ignored (no handler acted; reason kept), failed (retried later), dead, lease_lost",
             processed.clone(),
         );
         let processing_seconds = Histogram::new(BUCKETS);
@@ -165,14 +165,15 @@ impl Metrics {
         self.in_progress.inc();
     }
 
-    /// Counts a processed inbox item by result (`done`, `retry`, `dead`,
-    /// `lease_lost`) and its latency; done and dead items leave the backlog.
+    /// Counts a processed inbox item by result (`done`, `not_ours`,
+    /// `ignored`, `failed`, `dead`, `lease_lost`) and its latency; finished
+    /// items (all but `failed` and `lease_lost`) leave the backlog.
     pub fn processed(&self, result: &'static str, took: Duration) {
         self.in_progress.dec();
         self.processed.get_or_create(&ResultLabels { result }).inc();
         self.processing_seconds.observe(took.as_secs_f64());
         match result {
-            "done" => {
+            "done" | "not_ours" | "ignored" => {
                 self.backlog.dec();
             }
             "dead" => {
@@ -209,6 +210,13 @@ impl Metrics {
     pub fn delivery_count(&self, outcome: &'static str, reason: &'static str) -> u64 {
         self.deliveries
             .get(&DeliveryLabels { outcome, reason })
+            .map_or(0, |c| c.get())
+    }
+
+    /// How many inbox items were processed with this result.
+    pub fn processed_count(&self, result: &'static str) -> u64 {
+        self.processed
+            .get(&ResultLabels { result })
             .map_or(0, |c| c.get())
     }
 

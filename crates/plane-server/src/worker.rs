@@ -1,5 +1,11 @@
 //! The inbox worker: claims items, runs the handlers that want them, marks them
-//! done or failed, and purges old deliveries on a schedule.
+//! done, ignored or failed, and purges old deliveries on a schedule.
+//!
+//! An item is marked done only after a handler that owns its event ran (and
+//! said [`Handled::Done`] or [`Handled::NotOurs`]); one that no handler wants
+//! is marked ignored with the reason ("no handler for issue.updated"). A
+//! handler that answers [`Handled::Completed`] finished the item itself, in
+//! the transaction of its own change.
 //!
 //! With the connector switched off it claims nothing: stored deliveries wait,
 //! untouched and with all their attempts, until a worker runs with it on.
@@ -9,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use plane_webhook::{DeliveryStore, Envelope, EventHandler, FailOutcome, InboxItem};
+use plane_webhook::{DeliveryStore, Envelope, EventHandler, FailOutcome, Handled, InboxItem};
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::Metrics;
@@ -136,7 +142,7 @@ impl Worker {
             match Envelope::parse(&item.body) {
                 // A panicking handler fails its item (retried, then dead) instead of
                 // taking the worker down while the receiver keeps filling the inbox.
-                Ok(envelope) => AssertUnwindSafe(self.dispatch(&envelope))
+                Ok(envelope) => AssertUnwindSafe(self.dispatch(item, &envelope))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|panic| {
@@ -160,40 +166,79 @@ impl Worker {
                 }
             }
         };
-        let result = match outcome {
-            Ok(()) => match self.store.complete(item).await {
-                Ok(()) => "done",
-                Err(e) => {
-                    tracing::warn!(id = item.id, error = %e, "finished an item whose lease had ended");
-                    "lease_lost"
-                }
-            },
+        let finished = match outcome {
+            Ok(Handled::Done) => self.store.complete(item).await.map(|()| "done"),
+            Ok(Handled::NotOurs) => self.store.complete(item).await.map(|()| "not_ours"),
+            Ok(Handled::Completed) => Ok("done"),
+            Ok(Handled::Ignored { reason }) => {
+                tracing::info!(id = item.id, event = %item.event, action = %item.action, reason = %reason, "inbox item ignored");
+                self.store.ignore(item, &reason).await.map(|()| "ignored")
+            }
             Err(message) => match self.store.fail(item, &message).await {
                 Ok(FailOutcome::Retry { at }) => {
                     tracing::warn!(id = item.id, attempts = item.attempts, retry_at_ms = at, error = %message, "handler failed; will retry");
-                    "retry"
+                    Ok("failed")
                 }
                 Ok(FailOutcome::Dead) => {
                     tracing::error!(id = item.id, attempts = item.attempts, error = %message, "handler failed for the last time; parked as dead");
-                    "dead"
+                    Ok("dead")
                 }
-                Err(e) => {
-                    tracing::warn!(id = item.id, error = %e, "could not record a failure");
-                    "lease_lost"
-                }
+                Err(e) => Err(e),
             },
         };
+        let result = finished.unwrap_or_else(|e| {
+            tracing::warn!(id = item.id, error = %e, "could not finish an item (its lease had ended?)");
+            "lease_lost"
+        });
         self.metrics.processed(result, started.elapsed());
     }
 
-    async fn dispatch(&self, envelope: &Envelope) -> Result<(), String> {
+    /// Runs every handler that owns the event, in order. The item's outcome is
+    /// the strongest of theirs: `Completed` (no later handler runs), then
+    /// `Done`, `NotOurs`, `Ignored`; with no handler at all, it is ignored.
+    async fn dispatch(&self, item: &InboxItem, envelope: &Envelope) -> Result<Handled, String> {
+        let mut outcome: Option<Handled> = None;
         for handler in self.handlers.iter().filter(|h| h.wants(envelope)) {
-            handler
-                .handle(envelope)
+            if outcome == Some(Handled::Completed) {
+                tracing::warn!(
+                    id = item.id,
+                    handler = handler.name(),
+                    "an earlier handler completed the item; this one does not run"
+                );
+                continue;
+            }
+            let handled = handler
+                .handle(item, envelope)
                 .await
                 .map_err(|e| format!("handler {}: {e}", handler.name()))?;
+            outcome = Some(match (outcome, handled) {
+                (None, handled) => handled,
+                (Some(a), b) => strongest(a, b),
+            });
         }
-        Ok(())
+        Ok(outcome.unwrap_or_else(|| Handled::Ignored {
+            reason: format!(
+                "no handler for {}.{}",
+                envelope.event,
+                envelope.action.as_str()
+            ),
+        }))
+    }
+}
+
+fn strongest(a: Handled, b: Handled) -> Handled {
+    let rank = |h: &Handled| match h {
+        Handled::Completed => 3,
+        Handled::Done => 2,
+        Handled::NotOurs => 1,
+        Handled::Ignored { .. } => 0,
+    };
+    match (a, b) {
+        (Handled::Ignored { reason: x }, Handled::Ignored { reason: y }) => Handled::Ignored {
+            reason: format!("{x}; {y}"),
+        },
+        (a, b) if rank(&b) > rank(&a) => b,
+        (a, _) => a,
     }
 }
 

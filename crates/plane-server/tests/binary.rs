@@ -314,7 +314,7 @@ async fn sigterm_stops_the_server_gracefully_with_exit_0_and_the_cli_sees_the_de
 /// kill -9 while a sender streams deliveries (with duplicates); restart; the
 /// sender re-sends whatever was not acknowledged under new delivery ids, as
 /// Plane does after a transport error. Every event must end up stored once and
-/// done; only the items leased at the moment of the crash may run a second time
+/// finished (ignored: `serve` has no handler); only the items leased at the moment of the crash may run a second time
 /// (at-least-once into idempotent handlers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_mid_stream_loses_nothing_and_stores_each_event_once() {
@@ -406,7 +406,10 @@ async fn a_kill_9_mid_stream_loses_nothing_and_stores_each_event_once() {
     let mut drained = false;
     for _ in 0..500 {
         let stats = store_view().stats().await.unwrap();
-        if stats.pending + stats.processing + stats.failed == 0 && stats.done as usize >= EVENTS {
+        // `serve` has no domain handler yet: every event is finished as
+        // ignored ("no handler for ..."), never silently done.
+        if stats.pending + stats.processing + stats.failed == 0 && stats.ignored as usize >= EVENTS
+        {
             drained = true;
             break;
         }
@@ -426,7 +429,12 @@ async fn a_kill_9_mid_stream_loses_nothing_and_stores_each_event_once() {
 
     let rows = store_view().list(None, EVENTS * 2).await.unwrap();
     assert_eq!(rows.len(), EVENTS, "every event stored exactly once");
-    assert!(rows.iter().all(|r| r.status == Status::Done));
+    assert!(rows.iter().all(|r| {
+        r.status == Status::Ignored
+            && r.note
+                .as_deref()
+                .is_some_and(|n| n.starts_with("no handler for "))
+    }));
     let processed_once = rows.iter().filter(|r| r.attempts == 1).count();
     let processed_twice = rows.iter().filter(|r| r.attempts > 1).count();
     // A delivery leased at the moment of the crash comes back once its lease ends
@@ -527,5 +535,86 @@ async fn check_reads_the_store_without_creating_or_migrating_it_and_exits_5_when
         std::fs::metadata(&empty).unwrap().len(),
         0,
         "check migrated it"
+    );
+}
+
+#[tokio::test]
+async fn an_ignored_delivery_is_listed_with_its_reason_and_can_be_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ignored.db");
+    let id = {
+        let store = SqliteStore::open(&db, StoreConfig::default()).unwrap();
+        let body = br#"{"event": "issue", "action": "updated", "data": {"id": "10726b93-2516-4e16-91f4-d6804b6c9979", "name": "x"}}"#.to_vec();
+        let envelope = plane_webhook::Envelope::parse(&body).unwrap();
+        store
+            .record(plane_webhook::NewDelivery::new(
+                uuid::Uuid::new_v4(),
+                &envelope,
+                body,
+            ))
+            .await
+            .unwrap();
+        let item = store
+            .claim("t", 1, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .remove(0);
+        store
+            .ignore(&item, "no handler for issue.updated")
+            .await
+            .unwrap();
+        item.id
+    };
+    let db = db.to_str().unwrap();
+    let table = run(
+        &["deliveries", "list", "--status", "ignored", "--db", db],
+        &[],
+    );
+    assert!(table.status.success(), "{}", text(&table.stderr));
+    let table = text(&table.stdout);
+    assert!(
+        table.contains("ignored") && table.contains("no handler for issue.updated"),
+        "{table}"
+    );
+    let json = run(
+        &[
+            "deliveries",
+            "list",
+            "--status",
+            "ignored",
+            "--format",
+            "json",
+            "--db",
+            db,
+        ],
+        &[],
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(rows[0]["id"], id);
+    assert_eq!(rows[0]["status"], "ignored");
+    assert_eq!(rows[0]["note"], "no handler for issue.updated");
+
+    let replay = run(&["deliveries", "replay", &id.to_string(), "--db", db], &[]);
+    assert!(replay.status.success(), "{}", text(&replay.stderr));
+    let json = run(&["deliveries", "list", "--format", "json", "--db", db], &[]);
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "pending");
+    assert_eq!(rows[0]["note"], serde_json::Value::Null);
+    let none = run(
+        &[
+            "deliveries",
+            "list",
+            "--status",
+            "ignored",
+            "--format",
+            "json",
+            "--db",
+            db,
+        ],
+        &[],
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&none.stdout).unwrap(),
+        serde_json::json!([])
     );
 }

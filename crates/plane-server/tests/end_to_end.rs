@@ -9,8 +9,8 @@ use plane_core::{PlaneClient, WorkItemFields};
 use plane_fake::FakePlane;
 use plane_server::config::{Config, Overrides};
 use plane_webhook::{
-    BoxFuture, DeliveryStore, Envelope, EventHandler, HandlerError, SqliteStore, Status,
-    StoreConfig,
+    BoxFuture, DeliveryStore, Envelope, EventHandler, Handled, HandlerError, InboxItem,
+    SqliteStore, Status, StoreConfig,
 };
 use tokio::net::TcpListener;
 
@@ -29,7 +29,11 @@ impl EventHandler for Counting {
     fn wants(&self, _: &Envelope) -> bool {
         true
     }
-    fn handle<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<(), HandlerError>> {
+    fn handle<'a>(
+        &'a self,
+        _: &'a InboxItem,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<Handled, HandlerError>> {
         Box::pin(async move {
             tokio::time::sleep(self.delay).await;
             if self.fail {
@@ -47,7 +51,7 @@ impl EventHandler for Counting {
                 envelope.payload.id()
             );
             *self.seen.lock().unwrap().entry(key).or_default() += 1;
-            Ok(())
+            Ok(Handled::Done)
         })
     }
 }
@@ -325,6 +329,13 @@ impl DeliveryStore for FailingRecords {
     ) -> BoxFuture<'a, Result<(), plane_webhook::Error>> {
         self.inner.complete(i)
     }
+    fn ignore<'a>(
+        &'a self,
+        i: &'a plane_webhook::InboxItem,
+        r: &'a str,
+    ) -> BoxFuture<'a, Result<(), plane_webhook::Error>> {
+        self.inner.ignore(i, r)
+    }
     fn fail<'a>(
         &'a self,
         i: &'a plane_webhook::InboxItem,
@@ -416,7 +427,11 @@ impl EventHandler for PanicsOnce {
     fn wants(&self, _: &Envelope) -> bool {
         true
     }
-    fn handle<'a>(&'a self, _: &'a Envelope) -> BoxFuture<'a, Result<(), HandlerError>> {
+    fn handle<'a>(
+        &'a self,
+        _: &'a InboxItem,
+        _: &'a Envelope,
+    ) -> BoxFuture<'a, Result<Handled, HandlerError>> {
         Box::pin(async move {
             if !self
                 .panicked
@@ -426,7 +441,7 @@ impl EventHandler for PanicsOnce {
             }
             self.handled
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(())
+            Ok(Handled::Done)
         })
     }
 }

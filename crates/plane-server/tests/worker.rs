@@ -9,8 +9,8 @@ use std::time::Duration;
 use plane_server::metrics::Metrics;
 use plane_server::worker::{Worker, WorkerConfig};
 use plane_webhook::{
-    BoxFuture, Clock, DeliveryStore, Envelope, EventHandler, HandlerError, MemoryStore,
-    NewDelivery, Status, StoreConfig,
+    BoxFuture, Clock, DeliveryStore, Envelope, EventHandler, Handled, HandlerError, InboxItem,
+    MemoryStore, NewDelivery, Status, StoreConfig,
 };
 use tokio::sync::{Notify, watch};
 
@@ -38,11 +38,15 @@ impl EventHandler for Slow {
     fn wants(&self, _: &Envelope) -> bool {
         true
     }
-    fn handle<'a>(&'a self, _: &'a Envelope) -> BoxFuture<'a, Result<(), HandlerError>> {
+    fn handle<'a>(
+        &'a self,
+        _: &'a InboxItem,
+        _: &'a Envelope,
+    ) -> BoxFuture<'a, Result<Handled, HandlerError>> {
         Box::pin(async move {
             tokio::time::sleep(self.delay).await;
             self.handled.fetch_add(1, Ordering::SeqCst);
-            Ok(())
+            Ok(Handled::Done)
         })
     }
 }

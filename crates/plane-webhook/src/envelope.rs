@@ -233,14 +233,47 @@ pub struct WorkItemData {
     pub external_source: Option<String>,
     /// Its id in `external_source`: how a domain crate finds its own record.
     pub external_id: Option<String>,
-    /// When it last changed (an ISO 8601 timestamp), as sent.
+    /// When it last changed (an ISO 8601 timestamp), as sent. `data` is a
+    /// snapshot taken when the delivery was built: order events by this.
     pub updated_at: Option<String>,
+    /// The description as Plane stores it (`<p>...</p>`).
+    pub description_html: Option<String>,
+    /// Its labels: expanded (`{id, name, color}`) in Plane CE's deliveries,
+    /// or bare ids.
+    pub labels: Option<Vec<IdOr<LabelRef>>>,
+    /// Who changed it last: for API writes, the owner of the API key.
+    pub updated_by: Option<Uuid>,
+    /// Members this crate does not name, kept as sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A label as expanded into work item payloads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelRef {
+    /// The label's id.
+    pub id: Uuid,
+    /// Its name, such as `form:1601-C`.
+    pub name: Option<String>,
+    /// Its colour (`#3366FF`).
+    pub color: Option<String>,
     /// Members this crate does not name, kept as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 impl WorkItemData {
+    /// The names of the expanded labels (bare ids have none).
+    pub fn label_names(&self) -> impl Iterator<Item = &str> {
+        self.labels
+            .iter()
+            .flatten()
+            .filter_map(|label| match label {
+                IdOr::Object(label) => label.name.as_deref(),
+                IdOr::Id(_) => None,
+            })
+    }
+
     /// The state group (`completed`, `cancelled`...) when the state is expanded.
     pub fn state_group(&self) -> Option<&str> {
         match self.state.as_ref()? {
@@ -309,6 +342,14 @@ data!(
 );
 
 impl Envelope {
+    /// The work item, for a work item (`issue`) event.
+    pub fn work_item(&self) -> Option<&WorkItemData> {
+        match &self.payload {
+            Payload::WorkItem(item) => Some(item),
+            _ => None,
+        }
+    }
+
     /// Parses a (verified) body.
     ///
     /// ```

@@ -1,17 +1,23 @@
 //! What a domain crate implements to act on webhook events.
 //!
-//! The inbox worker (in plane-server) parses each claimed item and hands it to
-//! every registered handler that wants it. Handlers are idempotent by contract:
-//! an item can run again after a crash, a lease expiry or a `replay`.
+//! The inbox worker (in plane-server) parses each claimed item and hands it,
+//! with the [`InboxItem`] itself, to every registered handler that wants it.
+//! Handlers are idempotent by contract: an item can run again after a crash, a
+//! lease expiry or a `replay`.
+//!
+//! What the worker does with the item afterwards depends on the [`Handled`]
+//! outcome. An item no handler wants is marked ignored with the reason ("no
+//! handler for issue.updated"), never silently done: done means a handler that
+//! owns the event ran.
 
 use std::fmt;
 
-use crate::{BoxFuture, Envelope};
+use crate::{BoxFuture, Envelope, InboxItem};
 
 /// Acts on events of interest.
 ///
 /// ```
-/// use plane_webhook::{BoxFuture, Envelope, EventHandler, EventKind, HandlerError};
+/// use plane_webhook::{BoxFuture, Envelope, EventHandler, EventKind, Handled, HandlerError, InboxItem};
 ///
 /// #[derive(Debug)]
 /// struct CountWorkItems(std::sync::atomic::AtomicUsize);
@@ -19,9 +25,9 @@ use crate::{BoxFuture, Envelope};
 /// impl EventHandler for CountWorkItems {
 ///     fn name(&self) -> &str { "count-work-items" }
 ///     fn wants(&self, envelope: &Envelope) -> bool { envelope.kind == EventKind::WorkItem }
-///     fn handle<'a>(&'a self, _: &'a Envelope) -> BoxFuture<'a, Result<(), HandlerError>> {
+///     fn handle<'a>(&'a self, _: &'a InboxItem, _: &'a Envelope) -> BoxFuture<'a, Result<Handled, HandlerError>> {
 ///         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-///         Box::pin(async { Ok(()) })
+///         Box::pin(async { Ok(Handled::Done) })
 ///     }
 /// }
 /// ```
@@ -29,12 +35,41 @@ pub trait EventHandler: Send + Sync + fmt::Debug {
     /// A short name for logs and metrics.
     fn name(&self) -> &str;
 
-    /// Whether this handler acts on the event.
+    /// Whether this handler owns the event (its kind and action). Owning it
+    /// does not mean acting on it: the handler may still answer
+    /// [`Handled::NotOurs`] or [`Handled::Ignored`].
     fn wants(&self, envelope: &Envelope) -> bool;
 
-    /// Acts on the event. An error is retried later with backoff, up to the
-    /// store's `max_attempts`, then parked as dead.
-    fn handle<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<(), HandlerError>>;
+    /// Acts on the event; `item` says which inbox item it came in (its id,
+    /// lease, delivery id and event key), for a handler that records the
+    /// change with the item through `SqliteStore::complete_with`. An error is
+    /// retried later with backoff, up to the store's `max_attempts`, then
+    /// parked as dead.
+    fn handle<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<Handled, HandlerError>>;
+}
+
+/// What a handler did with an event, and so what the worker does with the item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Acted on it: the worker marks the item done.
+    Done,
+    /// Acted on it and already finished the item in the same transaction as
+    /// its own change (`SqliteStore::complete_with`): the worker does nothing
+    /// more, and handlers registered after this one do not see the item.
+    Completed,
+    /// About an object this handler does not own (a work item another system
+    /// made): the item is done, and counted apart in metrics.
+    NotOurs,
+    /// Owned but deliberately not acted on: the item is marked ignored with
+    /// the reason, shown by `deliveries list` (and `replay`able).
+    Ignored {
+        /// Why, for people reading `deliveries list`. No secrets.
+        reason: String,
+    },
 }
 
 /// Why a handler could not finish; stored with the item as its last error.

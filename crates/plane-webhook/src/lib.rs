@@ -9,7 +9,62 @@
 //! * [`DeliveryStore`] ([`SqliteStore`], [`MemoryStore`]) records each verified
 //!   delivery and queues it in one transaction, deduplicating on the event, and
 //!   serves the inbox to a worker under leases.
-//! * [`EventHandler`] is what a domain crate (plane-bir) implements to act on events.
+//! * [`EventHandler`] is what a domain crate (plane-bir) implements to act on
+//!   events; its [`Handled`] outcome says whether the worker marks the item
+//!   done, leaves it (the handler completed it), or ignores it with a reason.
+//!   An event no handler owns is ignored, never silently done.
+//!
+//! # A domain change applied exactly once
+//!
+//! A domain crate keeps its tables in the deliveries' SQLite file, registers
+//! them with [`SqliteStore::migrate`] (versions per component in
+//! `schema_migrations`; `PRAGMA user_version` stays the deliveries'), and
+//! applies an event with [`SqliteStore::complete_with`]: the lease is checked,
+//! the change is made and the inbox item is marked done in one transaction.
+//! If the lease was lost, the change never happens; if the change fails, it is
+//! rolled back and the item is retried. The handler then answers
+//! [`Handled::Completed`].
+//!
+//! ```
+//! use plane_webhook::{DeliveryStore, Envelope, NewDelivery, SqliteStore, Status, StoreConfig};
+//!
+//! const STEPS: &[&str] = &[
+//!     "CREATE TABLE deadlines (work_item TEXT PRIMARY KEY, status TEXT NOT NULL, event_key TEXT)",
+//! ];
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = SqliteStore::open(dir.path().join("connector.db"), StoreConfig::default()).unwrap();
+//! store.migrate("toy", STEPS).await.unwrap();
+//! store
+//!     .write(|tx| tx.execute("INSERT INTO deadlines VALUES ('wi-1', 'pending', NULL)", []))
+//!     .await
+//!     .unwrap()
+//!     .unwrap();
+//!
+//! // The receiver stored a delivery; the worker claimed it and calls the handler.
+//! let body = br#"{"event": "issue", "action": "updated", "data": {"id": "10726b93-2516-4e16-91f4-d6804b6c9979", "state": {"id": "3f0e2c1a-0000-4000-8000-000000000001", "group": "completed"}}}"#;
+//! let envelope = Envelope::parse(body).unwrap();
+//! store.record(NewDelivery::new(uuid::Uuid::new_v4(), &envelope, body.to_vec())).await.unwrap();
+//! let item = store.claim("worker", 1, std::time::Duration::from_secs(60)).await.unwrap().remove(0);
+//!
+//! // In the handler: the change and the completion, in one transaction.
+//! let filed = envelope.work_item().and_then(|w| w.state_group()) == Some("completed");
+//! let key = item.event_key.clone();
+//! let changed = store
+//!     .complete_with(&item, move |tx| {
+//!         tx.execute(
+//!             "UPDATE deadlines SET status = ?1, event_key = ?2 WHERE work_item = 'wi-1'",
+//!             [if filed { "filed" } else { "pending" }, key.as_str()],
+//!         )
+//!     })
+//!     .await
+//!     .expect("the store (lease lost, disk)")
+//!     .expect("the domain change");
+//! assert_eq!(changed, 1);
+//! // ...and the handler returns Ok(Handled::Completed).
+//! assert_eq!(store.list(Some(Status::Done), 10).await.unwrap().len(), 1);
+//! # });
+//! ```
 //!
 //! ```
 //! use plane_webhook::{Envelope, Verifier};
@@ -30,10 +85,10 @@ mod store;
 mod verify;
 
 pub use envelope::{
-    Action, Activity, Actor, CommentData, CycleData, Envelope, EventKind, IdOr, ModuleData,
-    Payload, ProjectData, StateRef, WorkItemData,
+    Action, Activity, Actor, CommentData, CycleData, Envelope, EventKind, IdOr, LabelRef,
+    ModuleData, Payload, ProjectData, StateRef, WorkItemData,
 };
-pub use handler::{EventHandler, HandlerError};
+pub use handler::{EventHandler, Handled, HandlerError};
 pub use headers::DeliveryHeaders;
 pub use store::{
     BoxFuture, Clock, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem,
@@ -81,6 +136,21 @@ pub enum Error {
         /// The schema version in the file.
         found: i64,
         /// The newest version this build understands.
+        supported: i64,
+    },
+    /// A domain component's tables in the database were written by a newer build.
+    #[error(
+        "database {path}: component {component} has schema version {found}, newer than the \
+         {supported} this build understands; run the newer plane-server, or point --db at another file"
+    )]
+    ComponentSchemaTooNew {
+        /// The database file.
+        path: String,
+        /// The component (`bir`...).
+        component: String,
+        /// Its version in the file.
+        found: i64,
+        /// The newest version this build knows (its number of steps).
         supported: i64,
     },
     /// The worker's lease on this item ended and it went back to the inbox.

@@ -134,3 +134,36 @@ fn a_recorded_body_fails_under_another_secret_or_when_altered() {
         );
     }
 }
+
+#[test]
+fn the_work_item_fields_a_domain_handler_compares_are_typed() {
+    let read = |name: &str| {
+        let body = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../testdata/plane-ce/webhooks")
+                .join(name),
+        )
+        .unwrap();
+        plane_webhook::Envelope::parse(&body).unwrap()
+    };
+    let labelled = read("1795615130688_0005_issue.body");
+    let item = labelled.work_item().unwrap();
+    assert_eq!(item.description_html.as_deref(), Some("<p></p>"));
+    assert_eq!(item.label_names().collect::<Vec<_>>(), ["form:1601-C"]);
+    assert_eq!(
+        item.updated_by,
+        Some("39b1ea76-38fc-41d6-bf9d-004cb8cca054".parse().unwrap())
+    );
+    assert_eq!(
+        item.updated_at.as_deref(),
+        Some("2026-11-25T13:58:50.645287Z")
+    );
+    assert!(item.state_group().is_some());
+    for typed in ["description_html", "labels", "updated_by"] {
+        assert!(!item.extra.contains_key(typed), "{typed} left in extra");
+    }
+    assert!(!item.extra.is_empty(), "unknown fields are kept");
+    // A create has no updated_by yet.
+    let created = read("1795615127062_0002_issue.body");
+    assert_eq!(created.work_item().unwrap().updated_by, None);
+}

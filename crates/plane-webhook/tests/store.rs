@@ -378,7 +378,7 @@ async fn a_database_from_a_newer_version_is_refused_clearly() {
             err,
             Error::SchemaTooNew {
                 found: 99,
-                supported: 1,
+                supported: SqliteStore::SCHEMA_VERSION,
                 ..
             }
         ),
@@ -508,4 +508,71 @@ async fn a_claim_that_fails_half_way_leases_nothing() {
 
     other.execute_batch("DROP TRIGGER poison").unwrap();
     assert_eq!(store.claim("w", 10, lease).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_ignored_item_keeps_its_reason_is_purged_like_done_and_replays() {
+    both(|store, clock| async move {
+        let RecordOutcome::New { id } = store.record(delivery(1)).await.unwrap() else {
+            panic!("not new")
+        };
+        let item = store
+            .claim("w", 1, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            item.event_key,
+            delivery(1).event_key,
+            "handlers see the key"
+        );
+        store
+            .ignore(&item, "no handler for issue.updated")
+            .await
+            .unwrap();
+        let row = store
+            .list(Some(Status::Ignored), 10)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(row.id, id);
+        assert_eq!(row.note.as_deref(), Some("no handler for issue.updated"));
+        assert_eq!(row.finished_at, Some(T0));
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.ignored, stats.done, stats.pending), (1, 0, 0));
+        assert_eq!(stats.oldest_unfinished, None, "ignored is finished");
+        assert!(
+            store
+                .claim("w", 1, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A stale claim cannot ignore an item it lost.
+        assert!(matches!(
+            store.ignore(&item, "late").await,
+            Err(Error::LeaseLost { .. })
+        ));
+
+        // replay: back in the inbox, the reason gone, then handled.
+        store.replay(id).await.unwrap();
+        let row = store.list(None, 10).await.unwrap().remove(0);
+        assert_eq!((row.status, row.note), (Status::Pending, None));
+        let again = store
+            .claim("w", 1, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .remove(0);
+        store.ignore(&again, "still nobody").await.unwrap();
+
+        // purge counts from finished_at, as for done.
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(store.purge(Duration::from_secs(3601)).await.unwrap(), 0);
+        assert_eq!(store.purge(Duration::from_secs(60)).await.unwrap(), 1);
+        assert!(matches!(
+            store.record(delivery(1)).await.unwrap(),
+            RecordOutcome::New { .. }
+        ));
+    })
+    .await;
 }

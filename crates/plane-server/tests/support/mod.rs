@@ -56,6 +56,9 @@ impl DeliveryStore for ProbeStore {
     fn complete<'a>(&'a self, i: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>> {
         self.fail().unwrap_or_else(|| self.inner.complete(i))
     }
+    fn ignore<'a>(&'a self, i: &'a InboxItem, r: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        self.fail().unwrap_or_else(|| self.inner.ignore(i, r))
+    }
     fn extend<'a>(&'a self, i: &'a InboxItem, d: Duration) -> BoxFuture<'a, Result<(), Error>> {
         self.fail().unwrap_or_else(|| self.inner.extend(i, d))
     }

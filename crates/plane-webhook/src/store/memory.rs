@@ -89,6 +89,7 @@ impl DeliveryStore for MemoryStore {
                         next_attempt_at: now,
                         finished_at: None,
                         last_error: None,
+                        note: None,
                     },
                     event_key: delivery.event_key,
                     body: delivery.body,
@@ -131,7 +132,7 @@ impl DeliveryStore for MemoryStore {
                     Status::Processing => {
                         row.lease.as_ref().is_some_and(|(_, until)| *until <= now)
                     }
-                    Status::Done | Status::Dead => false,
+                    Status::Done | Status::Dead | Status::Ignored => false,
                 })
                 .map(|row| (row.record.next_attempt_at, row.record.id))
                 .collect();
@@ -152,6 +153,7 @@ impl DeliveryStore for MemoryStore {
                     delivery_id: row.record.delivery_id,
                     event: row.record.event.clone(),
                     action: row.record.action.clone(),
+                    event_key: row.event_key.clone(),
                     body: row.body.clone(),
                     attempts: row.record.attempts,
                     lease: token.clone(),
@@ -167,6 +169,22 @@ impl DeliveryStore for MemoryStore {
             let row = leased_row(state, item)?;
             row.record.status = Status::Done;
             row.record.finished_at = Some(now);
+            row.lease = None;
+            Ok(())
+        });
+        Box::pin(async move { result })
+    }
+
+    fn ignore<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let result = self.with(|state, now| {
+            let row = leased_row(state, item)?;
+            row.record.status = Status::Ignored;
+            row.record.finished_at = Some(now);
+            row.record.note = Some(reason.to_owned());
             row.lease = None;
             Ok(())
         });
@@ -258,6 +276,7 @@ impl DeliveryStore for MemoryStore {
             row.record.attempts = 0;
             row.record.next_attempt_at = now;
             row.record.finished_at = None;
+            row.record.note = None;
             row.lease = None;
             Ok(())
         });
@@ -271,8 +290,10 @@ impl DeliveryStore for MemoryStore {
                 .rows
                 .values()
                 .filter(|row| {
-                    matches!(row.record.status, Status::Done | Status::Dead)
-                        && row.record.finished_at.is_some_and(|f| f < cutoff)
+                    matches!(
+                        row.record.status,
+                        Status::Done | Status::Dead | Status::Ignored
+                    ) && row.record.finished_at.is_some_and(|f| f < cutoff)
                 })
                 .map(|row| row.record.id)
                 .collect();
@@ -296,6 +317,7 @@ impl DeliveryStore for MemoryStore {
                     Status::Failed => stats.failed += 1,
                     Status::Dead => stats.dead += 1,
                     Status::Done => stats.done += 1,
+                    Status::Ignored => stats.ignored += 1,
                 }
                 if matches!(
                     row.record.status,

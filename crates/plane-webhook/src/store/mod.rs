@@ -6,9 +6,11 @@
 //! of the body: a repeated delivery id and Plane CE's retries, which carry a new
 //! delivery id and the same body, are both caught). Only after that returns may
 //! it answer 200. A worker then [`claim`](DeliveryStore::claim)s items under a
-//! lease, runs the handler, and marks them [`complete`](DeliveryStore::complete)
-//! or [`fail`](DeliveryStore::fail)ed (retried with exponential backoff, dead
-//! after `max_attempts`). A crashed worker's items come back when the lease ends.
+//! lease, runs the handler, and marks them [`complete`](DeliveryStore::complete),
+//! [`ignore`](DeliveryStore::ignore)d (no handler owns the event; the reason is
+//! kept) or [`fail`](DeliveryStore::fail)ed (retried with exponential backoff,
+//! dead after `max_attempts`). A crashed worker's items come back when the
+//! lease ends.
 
 mod memory;
 mod sqlite;
@@ -48,10 +50,7 @@ pub struct NewDelivery {
 impl NewDelivery {
     /// Builds the record of a verified, parsed delivery.
     pub fn new(delivery_id: Uuid, envelope: &Envelope, body: Vec<u8>) -> Self {
-        let event_key = match &envelope.event_id {
-            Some(id) => format!("event:{id}"),
-            None => format!("sha256:{}", hex::encode(Sha256::digest(&body))),
-        };
+        let event_key = event_key(envelope.event_id.as_deref(), &body);
         Self {
             delivery_id,
             event: envelope.event.clone(),
@@ -59,6 +58,15 @@ impl NewDelivery {
             event_key,
             body,
         }
+    }
+}
+
+/// What identifies an event across re-sends: `event:<id>` for a stable event id,
+/// otherwise `sha256:<hex digest of the body>`.
+pub(crate) fn event_key(event_id: Option<&str>, body: &[u8]) -> String {
+    match event_id {
+        Some(id) => format!("event:{id}"),
+        None => format!("sha256:{}", hex::encode(Sha256::digest(body))),
     }
 }
 
@@ -101,6 +109,10 @@ pub enum Status {
     Failed,
     /// Failed `max_attempts` times; needs a person (`replay`).
     Dead,
+    /// Finished without being handled: no handler owns the event, or the one
+    /// that owns it chose not to act. The reason is kept in
+    /// [`DeliveryRecord::note`]; `replay` runs it again.
+    Ignored,
 }
 
 impl Status {
@@ -112,6 +124,7 @@ impl Status {
             Status::Done => "done",
             Status::Failed => "failed",
             Status::Dead => "dead",
+            Status::Ignored => "ignored",
         }
     }
 
@@ -123,6 +136,7 @@ impl Status {
             "done" => Status::Done,
             "failed" => Status::Failed,
             "dead" => Status::Dead,
+            "ignored" => Status::Ignored,
             _ => return None,
         })
     }
@@ -145,6 +159,9 @@ pub struct InboxItem {
     pub event: String,
     /// The normalised action (`created`, `updated`...).
     pub action: String,
+    /// What identifies the event across re-sends (see [`NewDelivery::event_key`]):
+    /// a domain crate records it beside the change the event caused.
+    pub event_key: String,
     /// The raw body, exactly as verified; parse it with [`Envelope::parse`].
     pub body: Vec<u8>,
     /// Attempts so far, including this one.
@@ -178,6 +195,8 @@ pub struct DeliveryRecord {
     pub finished_at: Option<i64>,
     /// The handler's last error, or why the lease was lost.
     pub last_error: Option<String>,
+    /// Why an [`Status::Ignored`] item was not handled; cleared by `replay`.
+    pub note: Option<String>,
 }
 
 /// What [`DeliveryStore::fail`] decided.
@@ -205,6 +224,8 @@ pub struct InboxStats {
     pub dead: u64,
     /// Handled and kept until the retention purge.
     pub done: u64,
+    /// Finished without a handler acting, kept until the retention purge.
+    pub ignored: u64,
     /// Receive time (unix ms) of the oldest unfinished item.
     pub oldest_unfinished: Option<i64>,
 }
@@ -319,6 +340,14 @@ pub trait DeliveryStore: Send + Sync + fmt::Debug {
     /// and the item was claimed again.
     fn complete<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>>;
 
+    /// Marks a leased item finished without being handled, keeping `reason`
+    /// (shown by `deliveries list`). [`Error::LeaseLost`] as for `complete`.
+    fn ignore<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
     /// Pushes the lease of an item this claim still holds to `lease` from now,
     /// for handlers that run long; [`Error::LeaseLost`] if it was claimed again.
     fn extend<'a>(
@@ -348,7 +377,7 @@ pub trait DeliveryStore: Send + Sync + fmt::Debug {
     /// [`Error::InProgress`] while a worker holds it.
     fn replay(&self, id: i64) -> BoxFuture<'_, Result<(), Error>>;
 
-    /// Deletes done and dead deliveries finished more than `older_than` ago;
+    /// Deletes done, ignored and dead deliveries finished more than `older_than` ago;
     /// returns how many. Their ids and event keys stop counting as duplicates.
     fn purge(&self, older_than: Duration) -> BoxFuture<'_, Result<u64, Error>>;
 

@@ -27,10 +27,16 @@ use super::{
 };
 use crate::Error;
 
-/// The schema version this build writes. Each entry of `MIGRATIONS` moves the
-/// database one version up.
-const SCHEMA_VERSION: i64 = 1;
-const MIGRATIONS: [&str; 1] = [r#"
+/// The schema version this build writes (`PRAGMA user_version`, owned by the
+/// deliveries schema). Each entry of `MIGRATIONS` moves the database one
+/// version up; a shipped step never changes, so a file written by an old build
+/// goes through the same steps a new file does.
+const SCHEMA_VERSION: i64 = 2;
+const MIGRATIONS: [fn(&Transaction<'_>) -> rusqlite::Result<()>; 2] =
+    [|tx| tx.execute_batch(SCHEMA_V1), migrate_v1_to_v2];
+
+/// Version 1, as shipped.
+const SCHEMA_V1: &str = r#"
 CREATE TABLE deliveries (
     id              INTEGER PRIMARY KEY,
     delivery_id     BLOB    NOT NULL,         -- the UUID's 16 bytes
@@ -49,10 +55,83 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_ready ON deliveries (status, next_attempt_at);
 CREATE INDEX deliveries_finished ON deliveries (finished_at) WHERE finished_at IS NOT NULL;
-"#];
+"#;
+
+/// Version 2: the `ignored` status with its `note`, the event key as text (for
+/// handlers), and `schema_migrations` for domain components sharing the file.
+/// SQLite cannot alter a CHECK constraint, so the table is rebuilt and copied
+/// row for row (ids kept); this runs inside the migration's transaction, so a
+/// failure leaves the version 1 table as it was.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE deliveries_v2 (
+    id              INTEGER PRIMARY KEY,
+    delivery_id     BLOB    NOT NULL,         -- the UUID's 16 bytes
+    event_key       BLOB    NOT NULL UNIQUE,  -- SHA-256 of NewDelivery::event_key
+    event_key_text  TEXT    NOT NULL,         -- NewDelivery::event_key itself
+    event           TEXT    NOT NULL,
+    action          TEXT    NOT NULL,
+    body            BLOB    NOT NULL,
+    status          TEXT    NOT NULL CHECK (status IN ('pending','processing','done','failed','dead','ignored')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    received_at     INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    lease_owner     TEXT,
+    lease_until     INTEGER,
+    finished_at     INTEGER,
+    last_error      TEXT,
+    note            TEXT                      -- why an ignored item was not handled
+);
+INSERT INTO deliveries_v2 (id, delivery_id, event_key, event_key_text, event, action, body, status,
+                           attempts, received_at, next_attempt_at, lease_owner, lease_until, finished_at, last_error)
+    SELECT id, delivery_id, event_key, '', event, action, body, status,
+           attempts, received_at, next_attempt_at, lease_owner, lease_until, finished_at, last_error
+    FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v2 RENAME TO deliveries;
+CREATE INDEX deliveries_ready ON deliveries (status, next_attempt_at);
+CREATE INDEX deliveries_finished ON deliveries (finished_at) WHERE finished_at IS NOT NULL;
+CREATE TABLE schema_migrations (
+    component TEXT    PRIMARY KEY,  -- a domain crate sharing this file, such as `bir`
+    version   INTEGER NOT NULL      -- how many of its steps have run
+);
+"#;
+
+fn migrate_v1_to_v2(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(SCHEMA_V2)?;
+    // Version 1 kept only the key's digest; the key is rebuilt from the body,
+    // exactly as `NewDelivery::new` built it, and checked against that digest.
+    let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = tx
+        .prepare("SELECT id, event_key, body FROM deliveries WHERE event_key_text = ''")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = tx.prepare("UPDATE deliveries SET event_key_text = ?2 WHERE id = ?1")?;
+    for (id, digest, body) in rows {
+        let event_id = crate::Envelope::parse(&body).ok().and_then(|e| e.event_id);
+        let candidates = [
+            event_id
+                .as_deref()
+                .map(|id| super::event_key(Some(id), &body)),
+            Some(super::event_key(None, &body)),
+        ];
+        let key = candidates
+            .iter()
+            .flatten()
+            .find(|key| key_digest(key).as_slice() == digest.as_slice())
+            .or(candidates.iter().flatten().next())
+            .cloned()
+            .unwrap_or_default();
+        update.execute(params![id, key])?;
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod batch_tests;
+mod domain;
+#[cfg(test)]
+mod migration_tests;
+
+use domain::Job;
 
 /// Requests handled by the writer thread.
 enum Command {
@@ -65,6 +144,10 @@ enum Command {
         oneshot::Sender<Result<Vec<InboxItem>, Error>>,
     ),
     Complete(i64, String, oneshot::Sender<Result<(), Error>>),
+    /// Id, lease token, reason.
+    Ignore(i64, String, String, oneshot::Sender<Result<(), Error>>),
+    /// A domain change: `write`, `complete_with`, `migrate`.
+    Job(Box<dyn Job>),
     Fail(
         i64,
         String,
@@ -258,8 +341,7 @@ fn open_connection(path: &Path) -> Result<Connection, Error> {
         .enumerate()
         .skip(usize::try_from(version).unwrap_or(0))
     {
-        tx.execute_batch(migration)
-            .map_err(store_error(path, "migrate the schema"))?;
+        migration(&tx).map_err(store_error(path, "migrate the schema"))?;
         tx.pragma_update(None, "user_version", from as i64 + 1)
             .map_err(store_error(path, "migrate the schema"))?;
     }
@@ -445,6 +527,8 @@ impl Command {
             | Command::Extend(_, _, _, tx)
             | Command::Replay(_, tx) => drop(tx.send(Err(e))),
             Command::Fail(_, _, _, tx) => drop(tx.send(Err(e))),
+            Command::Ignore(_, _, _, tx) => drop(tx.send(Err(e))),
+            Command::Job(job) => job.refuse(error),
             Command::List(_, _, tx) => drop(tx.send(Err(e))),
             Command::Purge(_, tx) => drop(tx.send(Err(e))),
             Command::Stats(tx) => drop(tx.send(Err(e))),
@@ -472,14 +556,19 @@ fn apply(
         ),
         Command::Complete(id, lease, reply_to) => reply(
             reply_to,
+            finish_leased(tx, id, &lease, path, |tx| mark_done(tx, id, now)),
+        ),
+        Command::Ignore(id, lease, reason, reply_to) => reply(
+            reply_to,
             finish_leased(tx, id, &lease, path, |tx| {
                 tx.execute(
-                    "UPDATE deliveries SET status = 'done', finished_at = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
-                    params![id, now],
+                    "UPDATE deliveries SET status = 'ignored', finished_at = ?2, note = ?3, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                    params![id, now, reason],
                 )
                 .map(drop)
             }),
         ),
+        Command::Job(job) => job.run(tx, now, path),
         Command::Fail(id, lease, message, reply_to) => {
             let mut outcome = FailOutcome::Dead;
             let result = finish_leased(tx, id, &lease, path, |tx| {
@@ -540,7 +629,7 @@ fn apply(
                     Some(true) => Err(Error::InProgress { id }),
                     Some(false) => tx
                         .execute(
-                            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?2, finished_at = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?2, finished_at = NULL, note = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
                             params![id, now],
                         )
                         .map(drop)
@@ -552,7 +641,7 @@ fn apply(
             let cutoff = now - duration_ms(older_than);
             let result = tx
                 .execute(
-                    "DELETE FROM deliveries WHERE status IN ('done','dead') AND finished_at < ?1",
+                    "DELETE FROM deliveries WHERE status IN ('done','ignored','dead') AND finished_at < ?1",
                     [cutoff],
                 )
                 .map(|n| n as u64)
@@ -567,8 +656,8 @@ fn apply(
 fn record(tx: &Transaction<'_>, now: i64, d: &NewDelivery) -> rusqlite::Result<RecordOutcome> {
     let inserted = tx
         .prepare_cached(
-            "INSERT INTO deliveries (delivery_id, event_key, event, action, body, status, received_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6) ON CONFLICT DO NOTHING",
+            "INSERT INTO deliveries (delivery_id, event_key, event_key_text, event, action, body, status, received_at, next_attempt_at)
+             VALUES (?1, ?2, ?7, ?3, ?4, ?5, 'pending', ?6, ?6) ON CONFLICT DO NOTHING",
         )?
         .execute(params![
             d.delivery_id.as_bytes(),
@@ -576,7 +665,8 @@ fn record(tx: &Transaction<'_>, now: i64, d: &NewDelivery) -> rusqlite::Result<R
             d.event,
             d.action,
             d.body,
-            now
+            now,
+            d.event_key
         ])?;
     if inserted == 1 {
         return Ok(RecordOutcome::New {
@@ -628,7 +718,7 @@ fn claim(
     let ids: Vec<i64> = ready.into_iter().take(limit).map(|(_, id)| id).collect();
     let mut update = tx.prepare_cached(
         "UPDATE deliveries SET status = 'processing', attempts = attempts + 1, lease_owner = ?2, lease_until = ?3
-         WHERE id = ?1 RETURNING delivery_id, event, action, body, attempts",
+         WHERE id = ?1 RETURNING delivery_id, event, action, body, attempts, event_key_text",
     )?;
     let until = now + duration_ms(lease);
     let mut items = Vec::with_capacity(ids.len());
@@ -639,6 +729,7 @@ fn claim(
                 delivery_id: parse_uuid(&r.get::<_, Vec<u8>>(0)?)?,
                 event: r.get(1)?,
                 action: r.get(2)?,
+                event_key: r.get(5)?,
                 body: r.get(3)?,
                 attempts: r.get(4)?,
                 lease: token.to_owned(),
@@ -657,6 +748,20 @@ fn finish_leased(
     path: &Path,
     change: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<()>,
 ) -> Result<(), Error> {
+    check_lease(tx, id, lease, path)?;
+    change(tx).map_err(store_error(path, "update a delivery"))
+}
+
+fn mark_done(tx: &Transaction<'_>, id: i64, now: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE deliveries SET status = 'done', finished_at = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+    )?
+    .execute(params![id, now])
+    .map(drop)
+}
+
+/// `Ok` if the claim holding `lease` still holds `id`.
+fn check_lease(tx: &Transaction<'_>, id: i64, lease: &str, path: &Path) -> Result<(), Error> {
     let row: Option<(String, Option<String>)> = tx
         .query_row(
             "SELECT status, lease_owner FROM deliveries WHERE id = ?1",
@@ -668,7 +773,7 @@ fn finish_leased(
     match row {
         None => Err(Error::UnknownDelivery { id }),
         Some((status, owner)) if status == "processing" && owner.as_deref() == Some(lease) => {
-            change(tx).map_err(store_error(path, "update a delivery"))
+            Ok(())
         }
         Some(_) => Err(Error::LeaseLost { id }),
     }
@@ -692,7 +797,7 @@ fn list(
     limit: usize,
 ) -> rusqlite::Result<Vec<DeliveryRecord>> {
     let mut stmt = tx.prepare_cached(
-        "SELECT id, delivery_id, event, action, status, attempts, received_at, next_attempt_at, finished_at, last_error
+        "SELECT id, delivery_id, event, action, status, attempts, received_at, next_attempt_at, finished_at, last_error, note
          FROM deliveries WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(
@@ -713,6 +818,7 @@ fn list(
                 next_attempt_at: r.get(7)?,
                 finished_at: r.get(8)?,
                 last_error: r.get(9)?,
+                note: r.get(10)?,
             })
         },
     )?;
@@ -730,6 +836,7 @@ fn stats(tx: &Transaction<'_>) -> rusqlite::Result<InboxStats> {
             Some(Status::Failed) => stats.failed = n,
             Some(Status::Dead) => stats.dead = n,
             Some(Status::Done) => stats.done = n,
+            Some(Status::Ignored) => stats.ignored = n,
             None => {}
         }
     }
@@ -757,6 +864,14 @@ impl DeliveryStore for SqliteStore {
 
     fn complete<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>> {
         self.call(|tx| Command::Complete(item.id, item.lease.clone(), tx))
+    }
+
+    fn ignore<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.call(|tx| Command::Ignore(item.id, item.lease.clone(), reason.to_owned(), tx))
     }
 
     fn fail<'a>(

@@ -135,3 +135,76 @@ fn each_command_of_a_batch_gets_its_own_answer() {
         [(id, "processing".to_owned(), 1, Some(items[0].lease.clone()))]
     );
 }
+
+fn complete_with(
+    item: &InboxItem,
+    lease: &str,
+    key: &'static str,
+    fail: bool,
+) -> (Command, Answer<Result<usize, rusqlite::Error>>) {
+    let (tx, rx) = oneshot::channel();
+    let change = move |t: &Transaction<'_>| {
+        let n = t.execute("INSERT INTO toy VALUES (?1)", [key])?;
+        if fail {
+            // A constraint error after a write: the write must go too.
+            t.execute("INSERT INTO toy VALUES (?1)", [key])?;
+        }
+        Ok(n)
+    };
+    (
+        domain::job(domain::complete_with(item.id, lease.to_owned(), change), tx),
+        rx,
+    )
+}
+
+fn toy(writer: &Writer) -> Vec<String> {
+    let mut stmt = writer
+        .connection
+        .prepare("SELECT key FROM toy ORDER BY key")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn domain_changes_in_one_batch_each_stand_or_fall_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = writer(&dir);
+    writer
+        .connection
+        .execute_batch("CREATE TABLE toy (key TEXT PRIMARY KEY)")
+        .unwrap();
+    let (a, _) = record(delivery("issue", 1));
+    let (b, _) = record(delivery("issue", 2));
+    let (c, mut claim_rx) = claim(2);
+    writer.run_batch(vec![a, b, c]);
+    let items = claim_rx.try_recv().unwrap().unwrap();
+    let (one, two) = (&items[0], &items[1]);
+
+    // One batch: a good change, a failing one, a record, and a change from a
+    // claim that no longer holds its item.
+    let (good, mut good_rx) = complete_with(one, &one.lease, "one", false);
+    let (bad, mut bad_rx) = complete_with(two, &two.lease, "two", true);
+    let (rec, mut rec_rx) = record(delivery("issue", 3));
+    let (stale, mut stale_rx) = complete_with(two, "w/stale", "stale", false);
+    writer.run_batch(vec![good, bad, rec, stale]);
+
+    assert_eq!(good_rx.try_recv().unwrap().unwrap().unwrap(), 1);
+    assert!(bad_rx.try_recv().unwrap().unwrap().is_err());
+    let rec_id = new_id(&mut rec_rx);
+    assert!(matches!(
+        stale_rx.try_recv().unwrap(),
+        Err(Error::LeaseLost { .. })
+    ));
+    assert_eq!(toy(&writer), ["one"]);
+    assert_eq!(
+        rows(&writer),
+        [
+            (one.id, "done".to_owned(), 1, None),
+            (two.id, "processing".to_owned(), 1, Some(two.lease.clone())),
+            (rec_id, "pending".to_owned(), 0, None),
+        ]
+    );
+}
