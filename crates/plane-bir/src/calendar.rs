@@ -101,6 +101,10 @@ pub fn periods(profile: &Profile, form: &Form, year: i32) -> Result<Vec<Period>>
     })
 }
 
+/// The years [`calendar`] accepts (a holiday file's years are 1900-9999; a calendar also
+/// needs the year before, for annual returns, and the one after, for due dates).
+pub const CALENDAR_YEARS: std::ops::RangeInclusive<i32> = 1901..=9998;
+
 /// Every deadline of `year` for `profile`, sorted by filing date.
 ///
 /// `year` selects the deadlines whose period lies in that year (months of the year,
@@ -128,6 +132,19 @@ pub fn calendar(
     holidays: &Holidays,
     overrides: &Overrides,
 ) -> Result<Vec<Deadline>> {
+    // The years a holiday file can hold; outside them the date arithmetic would overflow
+    // (a panic) or wrap to nonsense dates before the holiday check could say so.
+    if !CALENDAR_YEARS.contains(&year) {
+        return Err(Error::Invalid {
+            place: crate::error::Place {
+                file: "the calendar request".into(),
+                location: None,
+            },
+            field: "year".into(),
+            problem: format!("{year} is outside the years a calendar covers"),
+            allowed: format!("{}-{}", CALENDAR_YEARS.start(), CALENDAR_YEARS.end()),
+        });
+    }
     let mut out = Vec::new();
     for form in &profile.forms {
         for period in periods(profile, form, year)? {

@@ -173,7 +173,9 @@ pub mod profile;
 pub mod store;
 pub mod sync;
 
-pub use calendar::{AppliedOverride, Deadline, calendar, deadline, periods, rule_date};
+pub use calendar::{
+    AppliedOverride, CALENDAR_YEARS, Deadline, calendar, deadline, periods, rule_date,
+};
 pub use catalog::{Basis, Catalog, DueRule, EfpsRule, Form, Frequency, Schedule, Status};
 pub use csv::to_csv;
 pub use error::{Error, Location, Place, Result};

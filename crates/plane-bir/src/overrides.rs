@@ -26,7 +26,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Frequency};
 use crate::error::{Error, Place, Result};
 use crate::period::Period;
 
@@ -57,13 +57,33 @@ impl Override {
     /// ```
     pub fn new(form: &str, period: &str, due: NaiveDate, reason: &str) -> Result<Override> {
         let catalog_form = Catalog::builtin().with_deadlines(form)?;
-        let frequency = catalog_form.schedule()?.frequency;
-        let period =
-            Period::check_label(period, frequency).map_err(|expected| Error::BadPeriod {
-                form: catalog_form.code.clone(),
-                period: period.to_string(),
-                expected: expected.to_string(),
-            })?;
+        let schedule = catalog_form.schedule()?;
+        let bad_period = |expected: String| Error::BadPeriod {
+            form: catalog_form.code.clone(),
+            period: period.to_string(),
+            expected,
+        };
+        let label = Period::check_label(period, schedule.frequency)
+            .map_err(|expected| bad_period(expected.to_string()))?;
+        // A period the form never has would be stored and never apply.
+        let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        let part = |i: usize| label.get(i..).and_then(|s| s.parse::<u32>().ok());
+        match schedule.frequency {
+            Frequency::Monthly if part(5).is_some_and(|m| schedule.skip_months.contains(&m)) => {
+                return Err(bad_period(format!(
+                    "a month, YYYY-MM, other than months {} (the form has no return for them)",
+                    list(&schedule.skip_months)
+                )));
+            }
+            Frequency::Quarterly if part(6).is_some_and(|q| !schedule.quarters.contains(&q)) => {
+                return Err(bad_period(format!(
+                    "a quarter, YYYY-Qn, of quarters {} (the form has no return for the others)",
+                    list(&schedule.quarters)
+                )));
+            }
+            _ => {}
+        }
+        let period = label;
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(Error::Invalid {

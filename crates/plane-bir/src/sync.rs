@@ -267,8 +267,8 @@ fn plane_fingerprint(item: &WorkItem) -> String {
 }
 
 /// `pushed` in the store: `<content fingerprint>:<priority pushed>`.
-fn pushed(content: &str, priority: &Priority) -> String {
-    format!("{content}:{}", priority_str(priority))
+fn pushed(content: &str, priority: &str) -> String {
+    format!("{content}:{priority}")
 }
 
 fn priority_str(p: &Priority) -> &str {
@@ -406,6 +406,27 @@ struct Step {
     deadline: usize,
     item: Option<WorkItem>,
     send: WorkItemFields,
+    /// The priority to record as pushed once the step is done (see [`recorded_priority`]).
+    priority: String,
+}
+
+/// The priority the store records as pushed: the bucket, when it is due (sent now, or
+/// already in Plane); else what the sync last pushed (a person's priority is left alone
+/// until the bucket moves, so it must not be taken for the sync's own and overwritten by
+/// the next run); else what Plane has (an adoption of a filed or void item).
+fn recorded_priority(
+    due: bool,
+    bucket: &Priority,
+    last_pushed: &str,
+    plane: Option<&Priority>,
+) -> String {
+    if due {
+        priority_str(bucket).to_owned()
+    } else if !last_pushed.is_empty() {
+        last_pushed.to_owned()
+    } else {
+        priority_str(plane.unwrap_or(bucket)).to_owned()
+    }
 }
 
 /// Runs one sync; see the [module docs](self). `progress` is called after the listings
@@ -533,6 +554,7 @@ pub async fn sync(
                 deadline: index,
                 item: None,
                 send: WorkItemFields::default(),
+                priority: priority_str(&content.priority).to_owned(),
             });
             continue;
         };
@@ -596,15 +618,16 @@ pub async fn sync(
         if adopt {
             report.adopted += 1;
         }
+        let priority = recorded_priority(
+            priority_due,
+            &content.priority,
+            pushed_priority,
+            item.priority.as_ref(),
+        );
         if fields.is_empty() {
             report.unchanged += 1;
-            let priority = if closed && !pushed_priority.is_empty() {
-                pushed_priority.to_owned()
-            } else {
-                priority_str(item.priority.as_ref().unwrap_or(&content.priority)).to_owned()
-            };
             let row = DeadlineRecord {
-                pushed: Some(format!("{}:{priority}", content.fingerprint())),
+                pushed: Some(pushed(&content.fingerprint(), &priority)),
                 fingerprint: Some(plane_fingerprint(item)),
                 ..new_record(&key, d, &ext, project, item.id)
             };
@@ -614,6 +637,7 @@ pub async fn sync(
                     deadline: index,
                     item: Some(item.clone()),
                     send,
+                    priority,
                 });
             } else if record.is_none_or(|r| !same_sync_columns(r, &row)) {
                 quiet.push(row);
@@ -626,6 +650,7 @@ pub async fn sync(
             deadline: index,
             item: Some(item.clone()),
             send,
+            priority,
         });
     }
     let planned = label_steps.len() + steps.iter().filter(|s| s.change.writes).count();
@@ -741,12 +766,8 @@ pub async fn sync(
             }
             (_, None) => continue,
         };
-        let priority = returned
-            .priority
-            .clone()
-            .unwrap_or(content.priority.clone());
         let row = DeadlineRecord {
-            pushed: Some(pushed(&content.fingerprint(), &priority)),
+            pushed: Some(pushed(&content.fingerprint(), &step.priority)),
             fingerprint: Some(plane_fingerprint(&returned)),
             ..new_record(&key, d, &ext, project, returned.id)
         };

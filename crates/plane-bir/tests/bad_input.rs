@@ -122,3 +122,19 @@ fn a_missing_file_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_year_outside_the_calendar_range_is_an_error_not_a_panic() {
+    let profile = Profile::whole_catalog();
+    for year in [i32::MAX, i32::MIN, 0, 1900, 9999, 262_143] {
+        let err = calendar(&profile, year, &Holidays::builtin(), &Overrides::none())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "the calendar request: field `year`: {year} is outside the years a calendar covers; allowed: 1901-9998"
+            )
+        );
+    }
+}

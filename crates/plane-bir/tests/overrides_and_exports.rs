@@ -221,3 +221,37 @@ fn csv_quotes_what_needs_quoting() {
         d.len() + 1
     );
 }
+
+/// An override for a period the form never has (0619-E's quarter-end months, 1702Q's
+/// fourth quarter) would be stored and never apply: it is refused, saying which periods
+/// the form has, in the command and in a file.
+#[test]
+fn an_override_for_a_period_the_form_does_not_have_is_refused() {
+    let err = Override::new("0619-E", "2026-03", date("2026-04-20"), "RMC 1-2026")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "period \"2026-03\" does not fit form 0619-E: expected a month, YYYY-MM, other than months 3, 6, 9, 12 (the form has no return for them)"
+    );
+    let err = Override::new("1702Q", "2026-q4", date("2027-03-20"), "RMC 1-2026")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "period \"2026-q4\" does not fit form 1702Q: expected a quarter, YYYY-Qn, of quarters 1, 2, 3 (the form has no return for the others)"
+    );
+    let err = Overrides::parse(
+        "[[override]]\nform = \"0619-F\"\nperiod = \"2026-12\"\ndue = \"2027-01-20\"\nreason = \"x\"\n",
+        "o.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "o.toml:3:10: field `override.period`: \"2026-12\" does not fit the form; allowed: a month, YYYY-MM, other than months 3, 6, 9, 12 (the form has no return for them)"
+    );
+    // The periods the form has still pass.
+    Override::new("0619-E", "2026-04", date("2026-05-20"), "RMC 1-2026").unwrap();
+    Override::new("1702Q", "2026-Q3", date("2026-12-20"), "RMC 1-2026").unwrap();
+}

@@ -464,3 +464,13 @@ fn bad_input_exits_2_with_a_precise_message() {
         Some(2)
     );
 }
+
+#[test]
+fn a_year_out_of_range_exits_2_instead_of_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    fails_with(
+        dir.path(),
+        &["bir", "calendar", "--year", "2147483647"],
+        "the calendar request: field `year`: 2147483647 is outside the years a calendar covers; allowed: 1901-9998",
+    );
+}
