@@ -368,10 +368,7 @@ mod tests {
         assert_eq!(items.len(), 2);
         let (line, refs) = items[0].tested_by.clone().unwrap_or_default();
         assert_eq!(line, 6);
-        assert_eq!(
-            refs,
-            [("a.rs::x".to_owned(), 6), ("b.rs::y".to_owned(), 7)]
-        );
+        assert_eq!(refs, [("a.rs::x".to_owned(), 6), ("b.rs::y".to_owned(), 7)]);
         assert_eq!(
             items[0].pending,
             Some((8, "the rest, for a reason.".to_owned()))

@@ -167,7 +167,11 @@ fn active_while_an_invariant_is_pending_is_refused() {
     let fx = Fixture::new();
     // Index row and header agree, so only the new rule speaks.
     fx.edit(C, "**Status**: ⚠️ Partial", "**Status**: ✅ Active");
-    fx.edit(I, "| ⚠️ Partial | `cargo xtask validate` |", "| ✅ Active | `cargo xtask validate` |");
+    fx.edit(
+        I,
+        "| ⚠️ Partial | `cargo xtask validate` |",
+        "| ✅ Active | `cargo xtask validate` |",
+    );
     let findings = fx.validate();
     none_of(&findings, "contract/status-mismatch");
     let f = expect(&findings, C, 4, "invariant/pending-active");
@@ -178,7 +182,11 @@ fn active_while_an_invariant_is_pending_is_refused() {
 fn active_with_every_invariant_tested_is_accepted() {
     let fx = Fixture::new();
     fx.edit(C, "**Status**: ⚠️ Partial", "**Status**: ✅ Active");
-    fx.edit(I, "| ⚠️ Partial | `cargo xtask validate` |", "| ✅ Active | `cargo xtask validate` |");
+    fx.edit(
+        I,
+        "| ⚠️ Partial | `cargo xtask validate` |",
+        "| ✅ Active | `cargo xtask validate` |",
+    );
     // Replace every Pending clause by a Tested-by naming a real test.
     let text = fx.read(C);
     let mut out = String::new();
@@ -190,9 +198,7 @@ fn active_with_every_invariant_tested_is_accepted() {
             skipping = true;
             continue;
         }
-        if skipping
-            && (trimmed.is_empty() || line.starts_with(|c: char| c.is_ascii_digit()))
-        {
+        if skipping && (trimmed.is_empty() || line.starts_with(|c: char| c.is_ascii_digit())) {
             skipping = false;
         }
         if !skipping {
