@@ -2,7 +2,7 @@
 //! limit, then a no-op run, with the wall time set against the minimum the limit allows.
 //!
 //! ```sh
-//! # Plane's 60 requests per minute, scaled to 60 per second (same arithmetic, ~16 s):
+//! # Plane's 60 requests per minute, scaled to 60 per second (same arithmetic, ~17 s):
 //! cargo run --release -p plane-bir --example sync_bench
 //! # The real thing, 60 per 60 s (about 17 minutes):
 //! cargo run --release -p plane-bir --example sync_bench -- --window 60
