@@ -72,6 +72,7 @@ pub fn check(
         let path = format!("{}/{file}", paths::CONTRACTS_DIR);
         if let Some(text) = repo.read(&path, findings) {
             check_text(&path, file, &text, index, registry, findings);
+            crate::invariants::check(repo, &path, &text, findings);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! | module | what it checks |
 //! |---|---|
 //! | [`contract`] | contract docs: header, sections, id/status agree with the index, secrets exist |
+//! | [`invariants`] | each contract invariant names existing tests (or why it is pending); Active only with none pending |
 //! | [`index`] | the contracts index: ids, statuses from the legend, links, every doc indexed |
 //! | [`registry`] | the secrets registry: schema, stores, consumers, no values, Plane entries |
 //! | [`repo_tree`] | the SSOT Assignment Table: paths exist, every top-level folder has a row |
@@ -21,6 +22,7 @@ pub mod contract;
 pub mod deps;
 pub mod findings;
 pub mod index;
+pub mod invariants;
 pub mod mcp;
 pub mod md;
 pub mod patterns;

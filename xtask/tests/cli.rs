@@ -24,7 +24,8 @@ fn broken() -> Fixture {
     fx.edit(
         "docs/contracts/PLANE_ODOO_SYNC_CONTRACT.md",
         "**Status**: ⚠️ Partial",
-        "**Status**: ✅ Active",
+        // Not Active: that would also be `invariant/pending-active` while invariants are pending.
+        "**Status**: 🔲 Pending",
     );
     fx.edit(
         "ssot/secrets/registry.yaml",
