@@ -40,6 +40,7 @@ pub struct Declared {
 /// Runs the rule on the repository.
 pub fn check(repo: &Repo, findings: &mut Findings) {
     let crates = members(repo, findings);
+    crate::http_clients::check(repo, &crates, findings);
     let declared = declared_edges(repo, &crates, findings);
     if let Some(text) = repo.read_required(
         README,
@@ -167,19 +168,8 @@ pub fn workspace_dependencies(
     let Ok(table) = manifest.parse::<toml::Table>() else {
         return Vec::new();
     };
-    let mut tables: Vec<&toml::Table> = Vec::new();
-    if let Some(deps) = table.get("dependencies").and_then(|d| d.as_table()) {
-        tables.push(deps);
-    }
-    if let Some(targets) = table.get("target").and_then(|t| t.as_table()) {
-        for target in targets.values() {
-            if let Some(deps) = target.get("dependencies").and_then(|d| d.as_table()) {
-                tables.push(deps);
-            }
-        }
-    }
     let mut out = Vec::new();
-    for deps in tables {
+    for deps in normal_dependency_tables(&table) {
         for (key, value) in deps {
             let package = value.get("package").and_then(|p| p.as_str()).unwrap_or(key);
             if crates.contains_key(package) {
@@ -192,8 +182,24 @@ pub fn workspace_dependencies(
     out
 }
 
+/// A manifest's `[dependencies]` and `[target.*.dependencies]` tables (not dev or build).
+pub fn normal_dependency_tables(table: &toml::Table) -> Vec<&toml::Table> {
+    let mut tables: Vec<&toml::Table> = Vec::new();
+    if let Some(deps) = table.get("dependencies").and_then(|d| d.as_table()) {
+        tables.push(deps);
+    }
+    if let Some(targets) = table.get("target").and_then(|t| t.as_table()) {
+        for target in targets.values() {
+            if let Some(deps) = target.get("dependencies").and_then(|d| d.as_table()) {
+                tables.push(deps);
+            }
+        }
+    }
+    tables
+}
+
 /// The first line that sets `key` in a dependencies table (1 when not found).
-fn key_line(manifest: &str, key: &str) -> usize {
+pub fn key_line(manifest: &str, key: &str) -> usize {
     let mut in_deps = false;
     for (i, line) in manifest.lines().enumerate() {
         let trimmed = line.trim();

@@ -21,6 +21,7 @@ pub mod addon;
 pub mod contract;
 pub mod deps;
 pub mod findings;
+pub mod http_clients;
 pub mod index;
 pub mod invariants;
 pub mod mcp;

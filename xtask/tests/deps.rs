@@ -97,3 +97,41 @@ fn a_name_that_is_no_crate_and_a_missing_line_are_reported() {
     fx.edit("README.md", LINE, "Dependencies:");
     expect(&fx.validate(), "README.md", 1, "deps/readme-line");
 }
+
+#[test]
+fn an_http_client_outside_plane_core_is_refused_at_its_manifest_line() {
+    let fx = Fixture::new();
+    none_of(&fx.validate(), "deps/http-client");
+    fx.edit(
+        "crates/plane-bir/Cargo.toml",
+        "[dependencies]\n",
+        "[dependencies]\nreqwest.workspace = true\n",
+    );
+    // A client only tests need is fine.
+    fx.edit(
+        "crates/plane-webhook/Cargo.toml",
+        "[dev-dependencies]\n",
+        "[dev-dependencies]\nureq = \"2\"\n",
+    );
+    let findings = fx.validate();
+    let f = expect(
+        &findings,
+        "crates/plane-bir/Cargo.toml",
+        fx.line("crates/plane-bir/Cargo.toml", "reqwest.workspace"),
+        "deps/http-client",
+    );
+    assert!(
+        f.message
+            .contains("plane-bir depends on the HTTP client `reqwest`"),
+        "{}",
+        f.message
+    );
+    assert_eq!(
+        findings
+            .all()
+            .iter()
+            .filter(|f| f.rule == "deps/http-client")
+            .count(),
+        1
+    );
+}
