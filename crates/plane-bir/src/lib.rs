@@ -1,9 +1,9 @@
 //! Philippine BIR filing deadlines: which returns a taxpayer files, and on which exact days.
 //!
 //! Part 1 of the BIR domain (issue 9): the data and the date arithmetic. Part 2 (issue 10):
-//! the [`store`] of deadlines and the [`sync`](mod@sync) to Plane work items, through
-//! plane-core only. The webhook handler that marks deadlines filed from Plane is still to
-//! come; [`apply_status_change`] is the piece it will run.
+//! the [`store`] of deadlines, the [`sync`](mod@sync) to Plane work items, through
+//! plane-core only, and the [`handler`] that marks deadlines filed, void or reopened when a
+//! person moves their work items in Plane (it never writes to Plane).
 //!
 //! # A tour
 //!
@@ -35,6 +35,11 @@
 //!   then a create or PATCH only for what changed, keyed by `external_source = "plane-bir"`
 //!   and [`external_id`](sync::external_id); drift in the owned fields (name, dates,
 //!   description) is reported and restored. See [`sync`](mod@sync) for the rules.
+//! - [`BirHandler`] (`plane-server serve` runs it on the webhook inbox): a work item of
+//!   ours moved to a completed, cancelled, started or backlog/unstarted state makes its
+//!   deadline `filed`, `void`, `in_progress` or `pending`, with the actor and Plane's time,
+//!   in the same transaction that finishes the inbox item; an event is applied once, an
+//!   older one changes nothing. It holds no Plane client. See [`handler`] for the rules.
 //!
 //! `plane-server bir calendar | holidays | override | forms | sync | status` is the command
 //! line on top.
@@ -165,6 +170,7 @@ pub mod calendar;
 pub mod catalog;
 pub mod csv;
 pub mod error;
+pub mod handler;
 pub mod holidays;
 pub mod ics;
 pub mod overrides;
@@ -179,6 +185,7 @@ pub use calendar::{
 pub use catalog::{Basis, Catalog, DueRule, EfpsRule, Form, Frequency, Schedule, Status};
 pub use csv::to_csv;
 pub use error::{Error, Location, Place, Result};
+pub use handler::BirHandler;
 pub use holidays::{Holiday, HolidayKind, HolidayYear, Holidays, Move, roll_forward};
 pub use ics::to_ics;
 pub use overrides::{Override, Overrides, save_override};

@@ -13,6 +13,8 @@
 //! * [`metrics`]: in-memory counters and gauges, encoded by `prometheus-client`.
 //! * [`worker`]: drains the inbox into [`plane_webhook::EventHandler`]s (and
 //!   holds it while the connector is off).
+//! * [`handlers`]: the domain handlers `serve` runs (plane-bir's, which
+//!   never writes to Plane).
 //! * [`start`] wires them together on a listener; [`Running::shutdown`] stops
 //!   them gracefully. [`serve`] is the accept loop.
 //!
@@ -23,7 +25,8 @@
 //! let config = Config::from_process(&Overrides::default())?;
 //! let store = plane_server::open_store(&config, Arc::new(plane_webhook::SystemClock))?;
 //! let listener = tokio::net::TcpListener::bind(config.listen).await?;
-//! let running = plane_server::start(&config, store, Vec::new(), listener, std::future::pending()).await?;
+//! let handlers = plane_server::handlers(&store)?;
+//! let running = plane_server::start(&config, store, handlers, listener, std::future::pending()).await?;
 //! running.wait().await?;
 //! # Ok(()) }
 //! ```
@@ -46,6 +49,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use plane_bir::BirHandler;
 use plane_webhook::{Clock, DeliveryStore, EventHandler, SqliteStore, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -105,6 +109,16 @@ pub fn open_store(
         },
     )?;
     Ok(Arc::new(store))
+}
+
+/// The domain handlers `serve` runs on the inbox: plane-bir's [`BirHandler`]
+/// (a work item of ours closed, cancelled or reopened in Plane marks its
+/// deadline filed, void or pending). Its deadline tables are created (or
+/// migrated) in the store's file first, so they exist before the first event.
+///
+/// None of them holds a Plane client: handling an event never writes to Plane.
+pub fn handlers(store: &Arc<SqliteStore>) -> Result<Vec<Arc<dyn EventHandler>>, plane_bir::Error> {
+    Ok(vec![Arc::new(BirHandler::new(store.clone())?)])
 }
 
 /// Starts the receiver on `listener` and the worker, with these handlers.

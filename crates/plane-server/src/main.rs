@@ -166,9 +166,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+            let handlers = plane_server::handlers(&store)?;
             let running =
-                plane_server::start(&config, store, Vec::new(), listener, shutdown_signal())
-                    .await?;
+                plane_server::start(&config, store, handlers, listener, shutdown_signal()).await?;
             running.wait().await?;
             tracing::info!("plane-server stopped");
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,281 @@
+//! The loop back, end to end: a profile synced into plane-fake, then people closing,
+//! cancelling and reopening its work items in the fake's web app. Plane's signed webhooks
+//! reach the real receiver, the worker runs the handlers `serve` runs, and the deadline
+//! follows, with no request back to Plane. Assertions are on the store, the metrics and
+//! the fake's request log, never on wall time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use plane_bir::{
+    DeadlineRecord, DeadlineStatus, DeadlineStore, Holidays, Overrides, Profile,
+    SqliteDeadlineStore, SyncRequest, calendar, sync,
+};
+use plane_core::{Budget, PlaneClient};
+use plane_fake::{FakePlane, RunningFake, SentWebhook};
+use plane_server::config::{Config, Overrides as ConfigOverrides};
+use plane_webhook::{DeliveryStore, SqliteStore, Status, SystemClock};
+use serde_json::json;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+struct Loop {
+    fake: RunningFake,
+    _dir: tempfile::TempDir,
+    db: std::path::PathBuf,
+    store: Arc<SqliteStore>,
+    deadlines: Arc<SqliteDeadlineStore>,
+    running: plane_server::Running,
+}
+
+impl Loop {
+    async fn start() -> Loop {
+        let fake = FakePlane::builder().no_rate_limit().start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("plane.db");
+        let secret = format!("plane_wh_{}", Uuid::new_v4().simple());
+        let env_secret = secret.clone();
+        let config = Config::load(
+            &ConfigOverrides {
+                database: Some(db.clone()),
+                ..ConfigOverrides::default()
+            },
+            &move |name| (name == "PLANE_WEBHOOK_SECRET").then(|| env_secret.clone()),
+        )
+        .unwrap();
+        // As `serve` does: the store, then the handlers (which create the deadline tables).
+        let store = plane_server::open_store(&config, Arc::new(SystemClock)).unwrap();
+        let handlers = plane_server::handlers(&store).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = plane_server::start(
+            &config,
+            store.clone(),
+            handlers,
+            listener,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+        fake.register_webhook(format!("http://{}/webhooks/plane", running.addr), secret);
+        let deadlines = Arc::new(SqliteDeadlineStore::open(&db).unwrap());
+        Loop {
+            fake,
+            _dir: dir,
+            db,
+            store,
+            deadlines,
+            running,
+        }
+    }
+
+    async fn sync(&self) -> plane_bir::SyncReport {
+        let profile = Profile::parse(
+            include_str!("../../plane-bir/profiles/efps-a-vat-corporation.toml"),
+            "efps-a-vat-corporation.toml",
+        )
+        .unwrap();
+        let deadlines = calendar(&profile, 2026, &Holidays::builtin(), &Overrides::none()).unwrap();
+        let client = PlaneClient::builder()
+            .base_url(self.fake.base_url())
+            .workspace_slug(self.fake.workspace_slug())
+            .api_key(self.fake.api_key())
+            .budget(Budget::new(1_000_000, Duration::from_secs(60)))
+            .build()
+            .unwrap();
+        let request = SyncRequest {
+            profile: &profile,
+            deadlines: &deadlines,
+            project: self.fake.project_id(),
+            today: NaiveDate::from_ymd_opt(2026, 1, 5).unwrap(),
+            dry_run: false,
+        };
+        sync(&client, self.deadlines.clone(), &request, &mut |_| {})
+            .await
+            .unwrap()
+    }
+
+    /// Waits until every webhook the fake sent was answered and the worker drained the inbox.
+    async fn settle(&self) {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            self.fake.webhooks_settled().await;
+            loop {
+                let s = self.store.stats().await.unwrap();
+                if s.pending + s.processing + s.failed == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the inbox drains (a bound for a stalled test, not a margin)");
+    }
+
+    fn deadline(&self, work_item: Uuid) -> DeadlineRecord {
+        self.deadlines
+            .all()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.work_item_id == Some(work_item))
+            .unwrap()
+    }
+
+    /// A person moves a work item to the first state of `group`, in the web app.
+    async fn move_to(&self, person: Uuid, work_item: Uuid, group: &str) -> DateTime<Utc> {
+        let project = self.fake.project_id();
+        let state = self.fake.state_id(project, group).unwrap();
+        let item = self
+            .fake
+            .as_user(person)
+            .patch_work_item(project, work_item, json!({"state": state.to_string()}))
+            .unwrap();
+        self.settle().await;
+        item["updated_at"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+    }
+
+    fn processed(&self, result: &'static str) -> u64 {
+        self.running.state.metrics.processed_count(result)
+    }
+
+    /// The webhook that carried a work item's move to `group`.
+    fn state_webhook(&self, work_item: Uuid, group: &str) -> SentWebhook {
+        self.fake
+            .webhook_log()
+            .into_iter()
+            .find(|w| {
+                let j = w.json();
+                j["data"]["id"] == work_item.to_string()
+                    && j["activity"]["field"] == "state"
+                    && j["data"]["state"]["group"] == group
+            })
+            .expect("the state change's webhook")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_written_back() {
+    let l = Loop::start().await;
+    let first = l.sync().await;
+    assert!(first.created > 10, "{first:?}");
+    l.settle().await;
+    // From here on, every request to Plane's API would be the connector's.
+    l.fake.clear_request_log();
+    let all = l.deadlines.all().unwrap();
+    let item = all[0].work_item_id.unwrap();
+    let other = all[1].work_item_id.unwrap();
+    let ana = l.fake.add_user(json!({"display_name": "ana"}));
+    let bob = l.fake.add_user(json!({"display_name": "bob"}));
+    let done_before = l.processed("done");
+
+    let at = l.move_to(ana, item, "completed").await;
+    let d = l.deadline(item);
+    assert_eq!(d.status, DeadlineStatus::Filed);
+    assert_eq!(d.status_by.as_deref(), Some("ana"));
+    assert_eq!(d.status_at, Some(at));
+
+    l.move_to(bob, item, "cancelled").await;
+    let d = l.deadline(item);
+    assert_eq!(
+        (d.status, d.status_by.as_deref()),
+        (DeadlineStatus::Void, Some("bob"))
+    );
+
+    l.move_to(ana, item, "started").await;
+    assert_eq!(l.deadline(item).status, DeadlineStatus::InProgress);
+    let at = l.move_to(ana, item, "unstarted").await;
+    let d = l.deadline(item);
+    assert_eq!(d.status, DeadlineStatus::Pending, "reopened");
+    assert_eq!(d.status_at, Some(at));
+    assert_eq!(l.processed("done") - done_before, 4);
+
+    // The close, re-sent as Plane's retries do (new delivery id, same body): a duplicate,
+    // answered 200 and never applied again (the deadline stays reopened).
+    let resent = l
+        .fake
+        .redeliver(&l.state_webhook(item, "completed"))
+        .await
+        .unwrap();
+    assert_eq!(resent.status, Some(200));
+    l.settle().await;
+    assert_eq!(
+        l.running
+            .state
+            .metrics
+            .delivery_count("duplicate", "same_event"),
+        1
+    );
+    assert_eq!(l.deadline(item).status, DeadlineStatus::Pending);
+    assert_eq!(l.processed("done") - done_before, 4);
+
+    // Someone else's work item: completed as not ours, counted apart.
+    let foreign: Uuid = l.fake.insert_work_item("not a deadline")["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let not_ours = l.processed("not_ours");
+    l.move_to(ana, foreign, "completed").await;
+    assert_eq!(l.processed("not_ours") - not_ours, 1);
+
+    // A rename of ours is drift: no status change, ignored with the reason.
+    let ignored = l.processed("ignored");
+    l.fake
+        .as_user(bob)
+        .patch_work_item(
+            l.fake.project_id(),
+            other,
+            json!({"name": "renamed by bob"}),
+        )
+        .unwrap();
+    l.settle().await;
+    assert_eq!(l.processed("ignored") - ignored, 1);
+    assert_eq!(l.deadline(other).status, DeadlineStatus::Pending);
+    let notes: Vec<String> = l
+        .store
+        .list(Some(Status::Ignored), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|d| d.note)
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("name") && n.contains("drift")),
+        "{notes:?}"
+    );
+
+    // `bir status` shows what the handler recorded.
+    l.move_to(bob, other, "completed").await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plane-server"))
+        .args(["bir", "status", "--format", "json", "--db"])
+        .arg(&l.db)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["work_item_id"] == other.to_string())
+        .unwrap();
+    assert_eq!(
+        (row["status"].as_str(), row["filed_by"].as_str()),
+        (Some("filed"), Some("bob"))
+    );
+
+    // The handler never wrote to Plane: not one API request since the sync.
+    assert_eq!(l.fake.request_log().len(), 0, "{:?}", l.fake.request_log());
+    l.running.shutdown().await.unwrap();
+}
