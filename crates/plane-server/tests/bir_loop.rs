@@ -222,19 +222,26 @@ async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_writte
     l.move_to(ana, foreign, "completed").await;
     assert_eq!(l.processed("not_ours") - not_ours, 1);
 
-    // A rename of ours is drift: no status change, ignored with the reason.
+    // A rename or a new due date of ours is drift: no status change and no date change
+    // here (C-18: Plane never changes a date), each delivery ignored with the reason.
     let ignored = l.processed("ignored");
+    let before = l.deadline(other);
     l.fake
         .as_user(bob)
         .patch_work_item(
             l.fake.project_id(),
             other,
-            json!({"name": "renamed by bob"}),
+            json!({"name": "renamed by bob", "target_date": "2030-01-31"}),
         )
         .unwrap();
     l.settle().await;
-    assert_eq!(l.processed("ignored") - ignored, 1);
-    assert_eq!(l.deadline(other).status, DeadlineStatus::Pending);
+    assert_eq!(l.processed("ignored") - ignored, 2);
+    let after = l.deadline(other);
+    assert_eq!(after.status, DeadlineStatus::Pending);
+    assert_eq!(
+        (after.form, after.period, after.due_date, after.payment_date),
+        (before.form, before.period, before.due_date, before.payment_date)
+    );
     let notes: Vec<String> = l
         .store
         .list(Some(Status::Ignored), 100)
