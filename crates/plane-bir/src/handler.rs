@@ -19,7 +19,7 @@
 //! - **who and when**: the status records the actor (`activity.actor`'s display name, or
 //!   its id, or `data.updated_by`) and Plane's time of the change (`data.updated_at`);
 //! - **out of order**: an event older than the status stored changes nothing
-//!   ([`crate::StatusApplied::Stale`]);
+//!   ([`StatusApplied::Stale`]);
 //! - **exactly once**: the change is recorded under the inbox item's event key (unique),
 //!   so a `deliveries replay` is a no-op; a worker that lost its lease halfway has its
 //!   change rolled back, and the worker that took the item over applies it once.
@@ -59,7 +59,9 @@ use rusqlite::OptionalExtension;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::store::{DeadlineStatus, SqliteDeadlineStore, StatusChange, apply_status_change};
+use crate::store::{
+    DeadlineStatus, SqliteDeadlineStore, StatusApplied, StatusChange, apply_status_change,
+};
 use crate::sync::EXTERNAL_SOURCE;
 
 /// Work item fields the sync owns: a change to one is drift, restored by the next sync.
@@ -151,8 +153,8 @@ fn plan(envelope: &Envelope, event_key: &str) -> Plan {
         None | Some("state") => {}
         Some(f) if OWNED_FIELDS.contains(&f) => {
             return ignore(format!(
-                "{external_id}: {f} changed in Plane; the sync owns it, so this is drift that \
-                 the next `bir sync` restores"
+                "{external_id}: {f} changed in Plane; the sync owns it: where it differs \
+                 from the deadline it is drift, which the next `bir sync` restores"
             ));
         }
         Some(f) => {
@@ -285,6 +287,10 @@ impl EventHandler for BirHandler {
                 })?;
             match outcome {
                 Ok((external_id, change, applied)) => {
+                    if !matches!(applied, StatusApplied::Changed { .. }) {
+                        tracing::debug!(id = item.id, deadline = %external_id, outcome = ?applied, "no status change");
+                        return Ok(Handled::Completed);
+                    }
                     tracing::info!(
                         id = item.id,
                         deadline = %external_id,

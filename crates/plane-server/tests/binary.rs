@@ -51,10 +51,35 @@ fn demo_runs_the_whole_loop_and_exits_0() {
         text(&out.stderr)
     );
     let stdout = text(&out.stdout);
+    let step = |n: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(n))
+            .unwrap_or_else(|| panic!("no step {n}: {stdout}"))
+    };
+    // 1. The first sync creates every work item of the example profile's year.
+    assert!(step("1. ").contains("43 work items created"), "{stdout}");
+    // 2. The second sync only lists: 3 requests, no write.
+    assert!(step("2. ").ends_with(": 3 requests (0 writes)"), "{stdout}");
+    // 3. A person's close arrives signed, files the deadline, and costs Plane nothing.
+    let close = step("3. ");
     assert!(
-        stdout.contains("4 accepted, 1 duplicate (ignored), 1 forged (401)"),
+        close.contains("webhook HTTP 200, deadline filed by ana")
+            && close.ends_with(": 0 requests to Plane"),
         "{stdout}"
     );
+    // 4. A due date edited in Plane is drift: one PATCH puts it back.
+    let drift = step("4. ");
+    assert!(
+        drift.contains("finds 1 drifted") && drift.ends_with("(1 write)"),
+        "{stdout}"
+    );
+    // 5. The re-sent close is a duplicate handled 0 times; the forged copy gets 401.
+    assert!(
+        step("5. ").contains("HTTP 200 (1 duplicate, 0 handled); a forged copy: HTTP 401"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("deadlines: 1 filed of 43"), "{stdout}");
 }
 
 #[test]
