@@ -240,7 +240,12 @@ async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_writte
     assert_eq!(after.status, DeadlineStatus::Pending);
     assert_eq!(
         (after.form, after.period, after.due_date, after.payment_date),
-        (before.form, before.period, before.due_date, before.payment_date)
+        (
+            before.form,
+            before.period,
+            before.due_date,
+            before.payment_date
+        )
     );
     let notes: Vec<String> = l
         .store

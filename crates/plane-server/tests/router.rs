@@ -330,7 +330,12 @@ async fn readiness_names_plane_trouble_by_a_fixed_word_and_stays_200() {
     let (status, text) = get(&state, "/readyz").await;
     assert_eq!(status, StatusCode::OK, "{text}");
     let json: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(json["plane"], "unreachable", "{text}");
+    // plane-core retries a 502 with jittered backoff (up to about 3.5 s in all), so on a busy
+    // machine the 3 s probe may end first: either fixed word is right, Plane's text never is.
+    assert!(
+        json["plane"] == "unreachable" || json["plane"] == "no_answer",
+        "{text}"
+    );
     assert!(
         !text.contains("nginx") && !text.contains("Bad Gateway"),
         "{text}"
