@@ -21,12 +21,8 @@ fn run(root: &std::path::Path, format: &str) -> (i32, String) {
 
 fn broken() -> Fixture {
     let fx = Fixture::new();
-    fx.edit(
-        "docs/contracts/PLANE_ODOO_SYNC_CONTRACT.md",
-        "**Status**: ⚠️ Partial",
-        // Not Active: that would also be `invariant/pending-active` while invariants are pending.
-        "**Status**: 🔲 Pending",
-    );
+    // Not Active: that would also be `invariant/pending-active` if an invariant is pending.
+    fx.set_contract_status("🔲 Pending");
     fx.edit(
         "ssot/secrets/registry.yaml",
         "      - env:plane-server\n",

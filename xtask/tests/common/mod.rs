@@ -55,6 +55,34 @@ impl Fixture {
         self.write(rel, &text.replacen(from, to, 1));
     }
 
+    /// The first line of `rel` that starts with `prefix`, whole (for example a
+    /// contract's `**Status**:` line, whatever status it carries today).
+    pub fn line_starting(&self, rel: &str, prefix: &str) -> String {
+        self.read(rel)
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("{rel} has no line starting with {prefix:?}"))
+            .to_owned()
+    }
+
+    /// Sets C-18's `**Status**:` line to `status` (for example `✅ Active`).
+    pub fn set_contract_status(&self, status: &str) {
+        const C: &str = "docs/contracts/PLANE_ODOO_SYNC_CONTRACT.md";
+        let line = self.line_starting(C, "**Status**: ");
+        self.edit(C, &line, &format!("**Status**: {status}"));
+    }
+
+    /// Sets the status cell of C-18's row in the contracts index.
+    pub fn set_index_status(&self, status: &str) {
+        const I: &str = "docs/contracts/PLATFORM_CONTRACTS_INDEX.md";
+        let row = self.line_starting(I, "| C-18 |");
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let n = cells.len();
+        let mut new = cells.clone();
+        new[n - 2] = status; // the cell before the validator's
+        self.edit(I, &row, &new.join(" | "));
+    }
+
     /// The 1-based line of the first line of `rel` containing `needle`.
     pub fn line(&self, rel: &str, needle: &str) -> usize {
         self.read(rel)
