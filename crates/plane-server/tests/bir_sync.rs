@@ -360,3 +360,55 @@ async fn assert_external_ids_unique(env: &Env, project: uuid::Uuid, expected: us
     ids.dedup();
     assert_eq!((ids.len(), n), (expected, expected), "duplicates in Plane");
 }
+
+/// On a terminal (a pseudo-terminal from util-linux's `script`), `bir sync` draws a progress
+/// bar of writes done against writes planned, with the time spent waiting for the rate limit;
+/// with stderr piped, as in every other test here, it draws nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_sync_shows_writes_against_planned_and_the_rate_limit_wait() {
+    let env = Env::new().await;
+    let project = env.fake.project_id().to_string();
+    let corp = profile("efps-a-vat-corporation");
+    let mut args = env.sync_args(&["--profile", &corp, "--project", &project]);
+    args.insert(0, BIN.to_owned());
+    // `script -c` runs a shell command line: these arguments are paths, UUIDs and words.
+    assert!(
+        args.iter().all(|a| !a.contains([' ', '\'', '"', '$'])),
+        "{args:?}"
+    );
+    // The same environment as every other run here, through a pseudo-terminal.
+    let plain = env.command(&[], true);
+    let mut cmd = Command::new("script");
+    cmd.args(["-q", "-e", "-c", &args.join(" "), "/dev/null"])
+        .env_clear()
+        .envs(plain.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("TERM", "xterm")
+        .current_dir(env.dir.path());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let screen = text(&out.stdout);
+    assert!(out.status.success(), "{screen}{}", text(&out.stderr));
+    let planned = writes(&env.fake);
+    assert!(planned > 20, "{planned}");
+    assert!(
+        screen.contains(&format!("/{planned} writes")),
+        "no bar counting {planned} planned writes in:\n{screen}"
+    );
+    assert!(screen.contains("rate-limit wait"), "{screen}");
+
+    // Piped: no bar, only the JSON summary on stdout.
+    let again = env
+        .run(
+            &env.sync_args(&["--profile", &corp, "--project", &project])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert!(
+        !text(&again.stderr).contains("writes,"),
+        "{}",
+        text(&again.stderr)
+    );
+}
