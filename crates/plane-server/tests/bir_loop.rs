@@ -262,6 +262,12 @@ async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_writte
         "{notes:?}"
     );
 
+    // A person who shares the connector's API key (a small team): the event's actor is the
+    // very user the sync writes as. The close still applies, and nothing is written back.
+    let shared = all[2].work_item_id.unwrap();
+    l.move_to(l.fake.user_id(), shared, "completed").await;
+    assert_eq!(l.deadline(shared).status, DeadlineStatus::Filed);
+
     // `bir status` shows what the handler recorded.
     l.move_to(bob, other, "completed").await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_plane-server"))
