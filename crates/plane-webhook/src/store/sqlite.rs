@@ -323,16 +323,7 @@ fn open_connection(path: &Path) -> Result<Connection, Error> {
              PRAGMA wal_autocheckpoint = 0;",
         )
         .map_err(store_error(path, "configure the database"))?;
-    let version: i64 = connection
-        .query_row("PRAGMA user_version", [], |row| row.get(0))
-        .map_err(store_error(path, "read the schema version"))?;
-    if version > SCHEMA_VERSION {
-        return Err(Error::SchemaTooNew {
-            path: path.display().to_string(),
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
-    }
+    let version = schema_version(&connection, path)?;
     let tx = connection
         .transaction()
         .map_err(store_error(path, "migrate the schema"))?;
@@ -944,16 +935,7 @@ impl SqliteStore {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(store_error(path, "open the database read-only"))?;
-        let version: i64 = connection
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(store_error(path, "read the schema version"))?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::SchemaTooNew {
-                path: path.display().to_string(),
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
+        let version = schema_version(&connection, path)?;
         if version > 0 {
             // The table is readable, not only the header.
             connection
@@ -963,4 +945,20 @@ impl SqliteStore {
         }
         Ok(version)
     }
+}
+
+/// The deliveries schema's version (`PRAGMA user_version`); a newer one than this code
+/// knows is refused, so an older binary never writes into a newer layout.
+fn schema_version(connection: &Connection, path: &Path) -> Result<i64, Error> {
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(store_error(path, "read the schema version"))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            path: path.display().to_string(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(version)
 }
