@@ -496,6 +496,19 @@ mod tests {
         (dir, path)
     }
 
+    /// Loads a config file holding `text` with `env`, expecting an error.
+    fn file_error(text: &str, env: &[(&str, &str)]) -> ConfigError {
+        let (_dir, path) = toml_file(text);
+        Config::load(
+            &Overrides {
+                config_file: Some(path),
+                ..Overrides::default()
+            },
+            &env_of(env),
+        )
+        .unwrap_err()
+    }
+
     #[test]
     fn defaults() {
         let c = Config::load(&Overrides::default(), &env_of(&[])).unwrap();
@@ -550,15 +563,7 @@ mod tests {
             ),
             ("token = \"x\"\n", "token"),
         ] {
-            let (_dir, path) = toml_file(text);
-            let err = Config::load(
-                &Overrides {
-                    config_file: Some(path),
-                    ..Overrides::default()
-                },
-                &env_of(&[]),
-            )
-            .unwrap_err();
+            let err = file_error(text, &[]);
             assert_eq!(err.key, key);
             assert!(
                 err.message.contains("never read from the config file"),
@@ -583,15 +588,7 @@ mod tests {
             ("[plane]\nworkspace = \"typo\"\n", &[], "--config"),
         ];
         for (text, env, key) in cases {
-            let (_dir, path) = toml_file(text);
-            let err = Config::load(
-                &Overrides {
-                    config_file: Some(path),
-                    ..Overrides::default()
-                },
-                &env_of(env),
-            )
-            .unwrap_err();
+            let err = file_error(text, env);
             assert!(err.key.starts_with(key), "{key}: got {err}");
         }
         let err = Config::load(
@@ -647,16 +644,10 @@ mod tests {
 
     #[test]
     fn a_toml_syntax_error_gives_the_line_but_not_its_text() {
-        let (_dir, path) =
-            toml_file("[plane]\nworkspace_slug = \"ok\"\nwebhook_secret = \"plane_wh_leaky\n");
-        let err = Config::load(
-            &Overrides {
-                config_file: Some(path),
-                ..Overrides::default()
-            },
-            &env_of(&[]),
-        )
-        .unwrap_err();
+        let err = file_error(
+            "[plane]\nworkspace_slug = \"ok\"\nwebhook_secret = \"plane_wh_leaky\n",
+            &[],
+        );
         assert!(err.message.starts_with("line 3:"), "{err}");
         assert!(!err.to_string().contains("leaky"), "{err}");
     }
@@ -677,15 +668,7 @@ mod tests {
 
     #[test]
     fn a_huge_retention_is_refused() {
-        let (_dir, path) = toml_file("[store]\nretention = \"1000000000000000000000d\"\n");
-        let err = Config::load(
-            &Overrides {
-                config_file: Some(path),
-                ..Overrides::default()
-            },
-            &env_of(&[]),
-        )
-        .unwrap_err();
+        let err = file_error("[store]\nretention = \"1000000000000000000000d\"\n", &[]);
         assert_eq!(err.key, "store.retention");
     }
 
@@ -720,15 +703,7 @@ mod tests {
             ),
             ("[server]\nmax_in_flight = 0\n", "server.max_in_flight"),
         ] {
-            let (_dir, path) = toml_file(text);
-            let err = Config::load(
-                &Overrides {
-                    config_file: Some(path),
-                    ..Overrides::default()
-                },
-                &env_of(&[]),
-            )
-            .unwrap_err();
+            let err = file_error(text, &[]);
             assert_eq!(err.key, key, "{text}: {err}");
         }
     }
