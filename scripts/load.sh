@@ -1,17 +1,53 @@
 #!/usr/bin/env bash
-# Load run: a release plane-server on loopback with a fresh SQLite file, and the
-# loadgen example at several concurrency levels. Prints one line per level.
+# Load run: for each body, a release plane-server on loopback with a fresh
+# SQLite file, and the loadgen example at several sender counts. One line per
+# run: deliveries/s, p50, p99, p99.9, the inbox backlog's maximum, and the
+# server's CPU time per delivery (user and system, from /proc/PID/stat).
+#
+#   scripts/load.sh                      # 2k fixture 8k small, at 1 16 64 senders
+#   BODIES=2k LEVELS=64 RUNS=3 scripts/load.sh
+#
+# TOTAL deliveries per run (default 100000; TOTAL_1 for one sender, default 20000).
+# PERF=1 records the server with `perf record -g` into $PERF_OUT (default /tmp/plane-server.perf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-total="${TOTAL:-20000}"
+total="${TOTAL:-100000}"
+total_1="${TOTAL_1:-20000}"
 cargo build --quiet --release -p plane-server --bin plane-server --example loadgen
 dir="$(mktemp -d)"
 port="${PORT:-18080}"
 export PLANE_WEBHOOK_SECRET="plane_wh_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-RUST_LOG=warn target/release/plane-server serve --listen "127.0.0.1:$port" --db "$dir/load.db" &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-for c in ${LEVELS:-1 8 64}; do
-  target/release/examples/loadgen "http://127.0.0.1:$port/webhooks/plane" "$c" "$total"
+server=""
+perf=""
+stop() {
+  [ -n "$perf" ] && kill -INT "$perf" 2>/dev/null && wait "$perf" 2>/dev/null || true
+  perf=""
+  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  server=""
+}
+trap 'stop; rm -rf "$dir"' EXIT
+ticks="$(getconf CLK_TCK)"
+cpu() { awk '{print $14, $15}' "/proc/$1/stat"; }
+
+for body in ${BODIES:-2k fixture 8k small}; do
+  for level in ${LEVELS:-1 16 64}; do
+    for _ in $(seq "${RUNS:-1}"); do
+      rm -f "$dir"/load.db*
+      RUST_LOG=warn target/release/plane-server serve --listen "127.0.0.1:$port" --db "$dir/load.db" &
+      server=$!
+      for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+      if [ "${PERF:-0}" = 1 ]; then
+        perf record -F 999 -g -p "$server" -o "${PERF_OUT:-/tmp/plane-server.perf}" 2>/dev/null &
+        perf=$!
+      fi
+      n="$total"; [ "$level" = 1 ] && n="$total_1"
+      read -r u0 s0 < <(cpu "$server")
+      line="$(target/release/examples/loadgen "http://127.0.0.1:$port/webhooks/plane" \
+        --senders "$level" --total "$n" --body "$body")"
+      read -r u1 s1 < <(cpu "$server")
+      awk -v line="$line" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$n" -v t="$ticks" \
+        'BEGIN { printf "%s, server CPU %.0f us/delivery (user %.0f, system %.0f)\n", line, (u+s)/t/n*1e6, u/t/n*1e6, s/t/n*1e6 }'
+      stop
+    done
+  done
 done

@@ -485,8 +485,9 @@ async fn a_claim_that_fails_half_way_leases_nothing() {
     other.busy_timeout(Duration::from_secs(30)).unwrap();
     other
         .execute_batch(
-            "CREATE TRIGGER poison BEFORE UPDATE OF status ON deliveries
-             WHEN NEW.status = 'processing' AND OLD.event = 'poison'
+            "CREATE TRIGGER poison BEFORE UPDATE OF status ON inbox
+             WHEN NEW.status = 'processing'
+                  AND (SELECT event FROM deliveries WHERE id = OLD.id) = 'poison'
              BEGIN SELECT RAISE(ABORT, 'poisoned row refuses its lease'); END;",
         )
         .unwrap();

@@ -31,9 +31,12 @@ use crate::Error;
 /// deliveries schema). Each entry of `MIGRATIONS` moves the database one
 /// version up; a shipped step never changes, so a file written by an old build
 /// goes through the same steps a new file does.
-const SCHEMA_VERSION: i64 = 2;
-const MIGRATIONS: [fn(&Transaction<'_>) -> rusqlite::Result<()>; 2] =
-    [|tx| tx.execute_batch(SCHEMA_V1), migrate_v1_to_v2];
+const SCHEMA_VERSION: i64 = 3;
+const MIGRATIONS: [fn(&Transaction<'_>) -> rusqlite::Result<()>; 3] = [
+    |tx| tx.execute_batch(SCHEMA_V1),
+    migrate_v1_to_v2,
+    |tx| tx.execute_batch(SCHEMA_V3),
+];
 
 /// Version 1, as shipped.
 const SCHEMA_V1: &str = r#"
@@ -124,6 +127,44 @@ fn migrate_v1_to_v2(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+/// Version 3: a delivery's bytes are written once. `deliveries` keeps what
+/// arrived, never updated after its insert; `inbox` keeps where each delivery
+/// is in its life, in narrow rows. A status change rewrites only an `inbox`
+/// row (about 60 bytes), where version 2 rewrote the whole row with its body
+/// (2 KiB and more) into the WAL at every claim and completion. Rows are
+/// copied with their ids, inside the migration's transaction.
+const SCHEMA_V3: &str = r#"
+CREATE TABLE deliveries_v3 (
+    id              INTEGER PRIMARY KEY,
+    delivery_id     BLOB    NOT NULL,         -- the UUID's 16 bytes
+    event_key       BLOB    NOT NULL UNIQUE,  -- SHA-256 of NewDelivery::event_key
+    event_key_text  TEXT    NOT NULL,         -- NewDelivery::event_key itself
+    event           TEXT    NOT NULL,
+    action          TEXT    NOT NULL,
+    received_at     INTEGER NOT NULL,
+    body            BLOB    NOT NULL          -- last, so reading the other columns never reads it
+);
+CREATE TABLE inbox (
+    id              INTEGER PRIMARY KEY,      -- the delivery's id
+    status          TEXT    NOT NULL CHECK (status IN ('pending','processing','done','failed','dead','ignored')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    lease_owner     TEXT,
+    lease_until     INTEGER,
+    finished_at     INTEGER,
+    last_error      TEXT,
+    note            TEXT                      -- why an ignored item was not handled
+);
+INSERT INTO deliveries_v3 (id, delivery_id, event_key, event_key_text, event, action, received_at, body)
+    SELECT id, delivery_id, event_key, event_key_text, event, action, received_at, body FROM deliveries;
+INSERT INTO inbox (id, status, attempts, next_attempt_at, lease_owner, lease_until, finished_at, last_error, note)
+    SELECT id, status, attempts, next_attempt_at, lease_owner, lease_until, finished_at, last_error, note FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v3 RENAME TO deliveries;
+CREATE INDEX inbox_ready ON inbox (status, next_attempt_at);
+CREATE INDEX inbox_finished ON inbox (finished_at) WHERE finished_at IS NOT NULL;
+"#;
 
 #[cfg(test)]
 mod batch_tests;
@@ -553,7 +594,7 @@ fn apply(
             reply_to,
             finish_leased(tx, id, &lease, path, |tx| {
                 tx.execute(
-                    "UPDATE deliveries SET status = 'ignored', finished_at = ?2, note = ?3, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                    "UPDATE inbox SET status = 'ignored', finished_at = ?2, note = ?3, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
                     params![id, now, reason],
                 )
                 .map(drop)
@@ -564,17 +605,17 @@ fn apply(
             let mut outcome = FailOutcome::Dead;
             let result = finish_leased(tx, id, &lease, path, |tx| {
                 let attempts: u32 =
-                    tx.query_row("SELECT attempts FROM deliveries WHERE id = ?1", [id], |r| {
+                    tx.query_row("SELECT attempts FROM inbox WHERE id = ?1", [id], |r| {
                         r.get(0)
                     })?;
                 outcome = config.after_failure(attempts, now);
                 match outcome {
                     FailOutcome::Retry { at } => tx.execute(
-                        "UPDATE deliveries SET status = 'failed', next_attempt_at = ?2, last_error = ?3, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                        "UPDATE inbox SET status = 'failed', next_attempt_at = ?2, last_error = ?3, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
                         params![id, at, message],
                     ),
                     FailOutcome::Dead => tx.execute(
-                        "UPDATE deliveries SET status = 'dead', finished_at = ?2, last_error = ?3, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                        "UPDATE inbox SET status = 'dead', finished_at = ?2, last_error = ?3, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
                         params![id, now, message],
                     ),
                 }
@@ -586,7 +627,7 @@ fn apply(
             reply_to,
             finish_leased(tx, id, &lease, path, |tx| {
                 tx.execute(
-                    "UPDATE deliveries SET status = 'pending', attempts = MAX(attempts - 1, 0), next_attempt_at = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                    "UPDATE inbox SET status = 'pending', attempts = MAX(attempts - 1, 0), next_attempt_at = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
                     params![id, now],
                 )
                 .map(drop)
@@ -596,7 +637,7 @@ fn apply(
             reply_to,
             finish_leased(tx, id, &lease, path, |tx| {
                 tx.execute(
-                    "UPDATE deliveries SET lease_until = ?2 WHERE id = ?1",
+                    "UPDATE inbox SET lease_until = ?2 WHERE id = ?1",
                     params![id, now + duration_ms(length)],
                 )
                 .map(drop)
@@ -609,7 +650,7 @@ fn apply(
         Command::Replay(id, reply_to) => {
             let result = tx
                 .query_row(
-                    "SELECT status = 'processing' AND lease_until > ?2 FROM deliveries WHERE id = ?1",
+                    "SELECT status = 'processing' AND lease_until > ?2 FROM inbox WHERE id = ?1",
                     params![id, now],
                     |r| r.get::<_, bool>(0),
                 )
@@ -620,7 +661,7 @@ fn apply(
                     Some(true) => Err(Error::InProgress { id }),
                     Some(false) => tx
                         .execute(
-                            "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?2, finished_at = NULL, note = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+                            "UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = ?2, finished_at = NULL, note = NULL, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
                             params![id, now],
                         )
                         .map(drop)
@@ -632,10 +673,17 @@ fn apply(
             let cutoff = now - duration_ms(older_than);
             let result = tx
                 .execute(
-                    "DELETE FROM deliveries WHERE status IN ('done','ignored','dead') AND finished_at < ?1",
+                    "DELETE FROM deliveries WHERE id IN
+                       (SELECT id FROM inbox WHERE status IN ('done','ignored','dead') AND finished_at < ?1)",
                     [cutoff],
                 )
-                .map(|n| n as u64)
+                .and_then(|n| {
+                    tx.execute(
+                        "DELETE FROM inbox WHERE status IN ('done','ignored','dead') AND finished_at < ?1",
+                        [cutoff],
+                    )?;
+                    Ok(n as u64)
+                })
                 .map_err(err("purge deliveries"));
             reply(reply_to, result)
         }
@@ -647,22 +695,25 @@ fn apply(
 fn record(tx: &Transaction<'_>, now: i64, d: &NewDelivery) -> rusqlite::Result<RecordOutcome> {
     let inserted = tx
         .prepare_cached(
-            "INSERT INTO deliveries (delivery_id, event_key, event_key_text, event, action, body, status, received_at, next_attempt_at)
-             VALUES (?1, ?2, ?7, ?3, ?4, ?5, 'pending', ?6, ?6) ON CONFLICT DO NOTHING",
+            "INSERT INTO deliveries (delivery_id, event_key, event_key_text, event, action, received_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
         )?
         .execute(params![
             d.delivery_id.as_bytes(),
             key_digest(&d.event_key),
+            d.event_key,
             d.event,
             d.action,
-            d.body,
             now,
-            d.event_key
+            &d.body[..],
         ])?;
     if inserted == 1 {
-        return Ok(RecordOutcome::New {
-            id: tx.last_insert_rowid(),
-        });
+        let id = tx.last_insert_rowid();
+        tx.prepare_cached(
+            "INSERT INTO inbox (id, status, next_attempt_at) VALUES (?1, 'pending', ?2)",
+        )?
+        .execute(params![id, now])?;
+        return Ok(RecordOutcome::New { id });
     }
     let (id, delivery_id): (i64, Vec<u8>) = tx
         .prepare_cached("SELECT id, delivery_id FROM deliveries WHERE event_key = ?1")?
@@ -685,7 +736,7 @@ fn claim(
 ) -> rusqlite::Result<Vec<InboxItem>> {
     // Items whose lease died on every attempt stop being handed out.
     tx.execute(
-        "UPDATE deliveries SET status = 'dead', finished_at = ?1, lease_owner = NULL, lease_until = NULL,
+        "UPDATE inbox SET status = 'dead', finished_at = ?1, lease_owner = NULL, lease_until = NULL,
                 last_error = 'lease expired on attempt ' || attempts
          WHERE status = 'processing' AND lease_until <= ?1 AND attempts >= ?2",
         params![now, config.max_attempts],
@@ -696,9 +747,9 @@ fn claim(
     let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut ready: Vec<(i64, i64)> = Vec::new();
     for sql in [
-        "SELECT next_attempt_at, id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
-        "SELECT next_attempt_at, id FROM deliveries WHERE status = 'failed' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
-        "SELECT next_attempt_at, id FROM deliveries WHERE status = 'processing' AND lease_until <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+        "SELECT next_attempt_at, id FROM inbox WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+        "SELECT next_attempt_at, id FROM inbox WHERE status = 'failed' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+        "SELECT next_attempt_at, id FROM inbox WHERE status = 'processing' AND lease_until <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
     ] {
         let mut select = tx.prepare_cached(sql)?;
         for row in select.query_map(params![now, limit_sql], |r| Ok((r.get(0)?, r.get(1)?)))? {
@@ -707,22 +758,27 @@ fn claim(
     }
     ready.sort_unstable();
     let ids: Vec<i64> = ready.into_iter().take(limit).map(|(_, id)| id).collect();
-    let mut update = tx.prepare_cached(
-        "UPDATE deliveries SET status = 'processing', attempts = attempts + 1, lease_owner = ?2, lease_until = ?3
-         WHERE id = ?1 RETURNING delivery_id, event, action, body, attempts, event_key_text",
+    let mut lease_one = tx.prepare_cached(
+        "UPDATE inbox SET status = 'processing', attempts = attempts + 1, lease_owner = ?2, lease_until = ?3
+         WHERE id = ?1 RETURNING attempts",
+    )?;
+    // Read only: the body is never written again after `record`.
+    let mut read = tx.prepare_cached(
+        "SELECT delivery_id, event, action, event_key_text, body FROM deliveries WHERE id = ?1",
     )?;
     let until = now + duration_ms(lease);
     let mut items = Vec::with_capacity(ids.len());
     for id in ids {
-        let item = update.query_row(params![id, token, until], |r| {
+        let attempts: u32 = lease_one.query_row(params![id, token, until], |r| r.get(0))?;
+        let item = read.query_row([id], |r| {
             Ok(InboxItem {
                 id,
                 delivery_id: parse_uuid(&r.get::<_, Vec<u8>>(0)?)?,
                 event: r.get(1)?,
                 action: r.get(2)?,
-                event_key: r.get(5)?,
-                body: r.get(3)?,
-                attempts: r.get(4)?,
+                event_key: r.get(3)?,
+                body: r.get(4)?,
+                attempts,
                 lease: token.to_owned(),
             })
         })?;
@@ -745,7 +801,7 @@ fn finish_leased(
 
 fn mark_done(tx: &Transaction<'_>, id: i64, now: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "UPDATE deliveries SET status = 'done', finished_at = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
+        "UPDATE inbox SET status = 'done', finished_at = ?2, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
     )?
     .execute(params![id, now])
     .map(drop)
@@ -755,7 +811,7 @@ fn mark_done(tx: &Transaction<'_>, id: i64, now: i64) -> rusqlite::Result<()> {
 fn check_lease(tx: &Transaction<'_>, id: i64, lease: &str, path: &Path) -> Result<(), Error> {
     let row: Option<(String, Option<String>)> = tx
         .query_row(
-            "SELECT status, lease_owner FROM deliveries WHERE id = ?1",
+            "SELECT status, lease_owner FROM inbox WHERE id = ?1",
             [id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -788,8 +844,9 @@ fn list(
     limit: usize,
 ) -> rusqlite::Result<Vec<DeliveryRecord>> {
     let mut stmt = tx.prepare_cached(
-        "SELECT id, delivery_id, event, action, status, attempts, received_at, next_attempt_at, finished_at, last_error, note
-         FROM deliveries WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2",
+        "SELECT d.id, d.delivery_id, d.event, d.action, i.status, i.attempts, d.received_at, i.next_attempt_at,
+                i.finished_at, i.last_error, i.note
+         FROM deliveries d JOIN inbox i USING (id) WHERE (?1 IS NULL OR i.status = ?1) ORDER BY d.id DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(
         params![
@@ -818,7 +875,7 @@ fn list(
 
 fn stats(tx: &Transaction<'_>) -> rusqlite::Result<InboxStats> {
     let mut stats = InboxStats::default();
-    let mut stmt = tx.prepare_cached("SELECT status, COUNT(*) FROM deliveries GROUP BY status")?;
+    let mut stmt = tx.prepare_cached("SELECT status, COUNT(*) FROM inbox GROUP BY status")?;
     for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))? {
         let (status, n) = row?;
         match Status::parse(&status) {
@@ -832,7 +889,7 @@ fn stats(tx: &Transaction<'_>) -> rusqlite::Result<InboxStats> {
         }
     }
     stats.oldest_unfinished = tx.query_row(
-        "SELECT MIN(received_at) FROM deliveries WHERE status IN ('pending','processing','failed')",
+        "SELECT MIN(d.received_at) FROM inbox i JOIN deliveries d USING (id) WHERE i.status IN ('pending','processing','failed')",
         [],
         |r| r.get(0),
     )?;

@@ -17,8 +17,9 @@ fn writer(dir: &tempfile::TempDir) -> Writer {
     // fails after it has already leased the rows before it.
     connection
         .execute_batch(
-            "CREATE TEMP TRIGGER poison BEFORE UPDATE OF status ON deliveries
-             WHEN NEW.status = 'processing' AND OLD.event = 'poison'
+            "CREATE TEMP TRIGGER poison BEFORE UPDATE OF status ON inbox
+             WHEN NEW.status = 'processing'
+                  AND (SELECT event FROM deliveries WHERE id = OLD.id) = 'poison'
              BEGIN SELECT RAISE(ABORT, 'poisoned row refuses its lease'); END;",
         )
         .unwrap();
@@ -68,7 +69,7 @@ fn new_id(rx: &mut Answer<RecordOutcome>) -> i64 {
 fn rows(writer: &Writer) -> Vec<(i64, String, u32, Option<String>)> {
     let mut stmt = writer
         .connection
-        .prepare("SELECT id, status, attempts, lease_owner FROM deliveries ORDER BY id")
+        .prepare("SELECT id, status, attempts, lease_owner FROM inbox ORDER BY id")
         .unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap()

@@ -1,5 +1,6 @@
-//! A version 1 file, written with the version 1 schema and the version 1
-//! insert, migrates to version 2 without losing or changing anything.
+//! Files written by older versions, with their own schema and insert, migrate
+//! to the current version without losing or changing anything: version 1
+//! (one table), version 2 (one table, with `ignored` and the key's text).
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -31,8 +32,22 @@ type V1Row = (
     ),
 );
 
+/// The version 1 columns of a migrated file: what arrived from `deliveries`,
+/// where it is from `inbox`.
+const CURRENT_ROW: &str = "SELECT d.id, d.delivery_id, d.event_key, d.event, d.action, d.body, i.status, i.attempts, \
+                           d.received_at, i.next_attempt_at, i.lease_owner, i.lease_until, i.finished_at, i.last_error \
+                           FROM deliveries d JOIN inbox i USING (id) ORDER BY d.id";
+
 fn v1_rows(connection: &Connection) -> Vec<V1Row> {
-    let mut stmt = connection.prepare(V1_ROW).unwrap();
+    rows(connection, V1_ROW)
+}
+
+fn current_rows(connection: &Connection) -> Vec<V1Row> {
+    rows(connection, CURRENT_ROW)
+}
+
+fn rows(connection: &Connection, sql: &str) -> Vec<V1Row> {
+    let mut stmt = connection.prepare(sql).unwrap();
     stmt.query_map([], |r| {
         Ok((
             r.get(0)?,
@@ -136,10 +151,10 @@ async fn a_v1_file_with_data_migrates_losslessly() {
     let version: i64 = connection
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
-    assert_eq!(v1_rows(&connection), before, "a v1 column changed");
+    assert_eq!(version, SqliteStore::SCHEMA_VERSION);
+    assert_eq!(current_rows(&connection), before, "a v1 column changed");
     let keys: Vec<(String, Option<String>)> = connection
-        .prepare("SELECT event_key_text, note FROM deliveries ORDER BY id")
+        .prepare("SELECT event_key_text, note FROM deliveries JOIN inbox USING (id) ORDER BY id")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
@@ -153,7 +168,7 @@ async fn a_v1_file_with_data_migrates_losslessly() {
     assert!(deliveries[5].event_key.starts_with("event:"));
     let indexes: i64 = connection
         .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('deliveries_ready','deliveries_finished')",
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ('inbox_ready','inbox_finished')",
             [],
             |r| r.get(0),
         )
@@ -174,7 +189,7 @@ async fn a_v1_file_with_data_migrates_losslessly() {
             }
         );
     }
-    // The old rows work as v2 rows: claimed with their keys, and `ignored` is allowed.
+    // The old rows work as current rows: claimed with their keys, and `ignored` is allowed.
     let items = store.claim("w", 10, Duration::from_secs(30)).await.unwrap();
     let claimed: Vec<(i64, &str)> = items.iter().map(|i| (i.id, i.event_key.as_str())).collect();
     assert_eq!(
@@ -197,7 +212,7 @@ async fn a_v1_file_with_data_migrates_losslessly() {
     // Opening again does not migrate twice.
     drop(store);
     drop(SqliteStore::open(&path, StoreConfig::default()).unwrap());
-    assert_eq!(v1_rows(&connection).len(), before.len());
+    assert_eq!(current_rows(&connection).len(), before.len());
 }
 
 #[test]
@@ -219,4 +234,161 @@ fn a_failed_migration_leaves_the_v1_file_as_it_was() {
         .unwrap();
     assert_eq!(version, 1);
     assert_eq!(v1_rows(&connection), before);
+}
+
+/// What version 2's `plane-server` left: rows in every status, one of them
+/// ignored with its note, written with version 2's schema and insert.
+fn write_v2_file(path: &Path) -> Vec<(NewDelivery, &'static str, Option<&'static str>)> {
+    let mut connection = Connection::open(path).unwrap();
+    let tx = connection.transaction().unwrap();
+    for migration in &MIGRATIONS[..2] {
+        migration(&tx).unwrap();
+    }
+    tx.pragma_update(None, "user_version", 2).unwrap();
+    tx.commit().unwrap();
+    let rows = [
+        ("pending", None),
+        ("processing", None),
+        ("done", None),
+        ("ignored", Some("no handler for issue.updated")),
+        ("failed", None),
+        ("dead", None),
+    ];
+    let mut written = Vec::new();
+    for (n, (status, note)) in (1..).zip(rows) {
+        let d = v1_delivery(n);
+        connection
+            .execute(
+                "INSERT INTO deliveries (delivery_id, event_key, event_key_text, event, action, body, status, attempts,
+                                         received_at, next_attempt_at, lease_owner, lease_until, finished_at, last_error, note)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
+                    d.delivery_id.as_bytes(),
+                    key_digest(&d.event_key),
+                    d.event_key,
+                    d.event,
+                    d.action,
+                    d.body,
+                    status,
+                    u32::from(status != "pending"),
+                    T0 - 100 + i64::from(n),
+                    (status == "processing").then_some("w/old"),
+                    (status == "processing").then_some(T0 - 1),
+                    matches!(status, "done" | "ignored" | "dead").then_some(T0 - 10),
+                    (status == "failed").then_some("boom"),
+                    note,
+                ],
+            )
+            .unwrap();
+        written.push((d, status, note));
+    }
+    written
+}
+
+const V2_ROW: &str = "SELECT id, delivery_id, event_key, event_key_text, event, action, body, status, attempts, \
+                      received_at, next_attempt_at, lease_owner, lease_until, finished_at, last_error, note \
+                      FROM deliveries ORDER BY id";
+const V2_COLUMNS_NOW: &str = "SELECT d.id, d.delivery_id, d.event_key, d.event_key_text, d.event, d.action, d.body, \
+                              i.status, i.attempts, d.received_at, i.next_attempt_at, i.lease_owner, i.lease_until, \
+                              i.finished_at, i.last_error, i.note FROM deliveries d JOIN inbox i USING (id) ORDER BY d.id";
+
+/// Every column of every row, as text, so two layouts compare field by field.
+fn all_columns(connection: &Connection, sql: &str) -> Vec<Vec<rusqlite::types::Value>> {
+    let mut stmt = connection.prepare(sql).unwrap();
+    let n = stmt.column_count();
+    stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_v2_file_moves_its_state_into_the_inbox_table_losslessly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    let written = write_v2_file(&path);
+    let before = all_columns(&Connection::open(&path).unwrap(), V2_ROW);
+    assert_eq!(before.len(), 6);
+    assert_eq!(SqliteStore::inspect_schema_version(&path).unwrap(), 2);
+
+    let store = SqliteStore::open(
+        &path,
+        StoreConfig {
+            clock: Arc::new(ManualClock::new(T0)),
+            ..StoreConfig::default()
+        },
+    )
+    .unwrap();
+    let connection = Connection::open(&path).unwrap();
+    assert_eq!(SqliteStore::inspect_schema_version(&path).unwrap(), 3);
+    assert_eq!(
+        all_columns(&connection, V2_COLUMNS_NOW),
+        before,
+        "a version 2 value changed"
+    );
+    // The body-holding table has no state columns left to update.
+    let state_columns: i64 = connection
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('deliveries') WHERE name IN ('status','attempts','lease_owner','note')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state_columns, 0);
+
+    // Deduped, listed with its note, claimable (pending, the expired lease, the
+    // retry that is due).
+    let (first, _, _) = &written[0];
+    let again = NewDelivery {
+        delivery_id: Uuid::new_v4(),
+        ..first.clone()
+    };
+    assert_eq!(
+        store.record(again).await.unwrap(),
+        RecordOutcome::Duplicate {
+            id: 1,
+            by: DuplicateBy::SameEvent
+        }
+    );
+    let ignored = store.list(Some(Status::Ignored), 10).await.unwrap();
+    assert_eq!(
+        ignored.iter().map(|r| (r.id, r.note.as_deref())).collect::<Vec<_>>(),
+        [(4, Some("no handler for issue.updated"))]
+    );
+    let items = store.claim("w", 10, Duration::from_secs(30)).await.unwrap();
+    let claimed: Vec<(i64, &[u8])> = items.iter().map(|i| (i.id, &i.body[..])).collect();
+    assert_eq!(
+        claimed,
+        [
+            (1, &written[0].0.body[..]),
+            (2, &written[1].0.body[..]),
+            (5, &written[4].0.body[..])
+        ]
+    );
+    assert_eq!(items[1].attempts, 2, "the expired lease's attempt counts");
+    store.complete(&items[0]).await.unwrap();
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.done, stats.ignored, stats.failed, stats.dead, stats.processing),
+        (2, 1, 0, 1, 2)
+    );
+}
+
+#[test]
+fn a_failed_v3_migration_leaves_the_v2_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    write_v2_file(&path);
+    let before = all_columns(&Connection::open(&path).unwrap(), V2_ROW);
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE inbox (x)")
+        .unwrap();
+    let err = SqliteStore::open(&path, StoreConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("migrate the schema"), "{err}");
+    assert_eq!(SqliteStore::inspect_schema_version(&path).unwrap(), 2);
+    assert_eq!(
+        all_columns(&Connection::open(&path).unwrap(), V2_ROW),
+        before
+    );
 }
