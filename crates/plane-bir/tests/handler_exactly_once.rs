@@ -90,7 +90,11 @@ impl Env {
     async fn deliver(&self, body: &[u8]) -> (InboxItem, Envelope) {
         let envelope = Envelope::parse(body).unwrap();
         self.store
-            .record(NewDelivery::new(Uuid::new_v4(), &envelope, body.to_vec()))
+            .record(NewDelivery::new(
+                Uuid::new_v4(),
+                &envelope.head(),
+                body.to_vec(),
+            ))
             .await
             .unwrap();
         let item = self.claim("worker-a").await;

@@ -30,7 +30,8 @@ use clap::{Parser, ValueEnum};
 use plane_webhook::Verifier;
 
 /// The recorded `issue.updated` delivery the bodies are made from.
-const FIXTURE: &str = include_str!("../../../testdata/plane-ce/webhooks/1795614172182_0026_issue.body");
+const FIXTURE: &str =
+    include_str!("../../../testdata/plane-ce/webhooks/1795614172182_0026_issue.body");
 /// The fixture's work item id: the field each delivery changes.
 const FIXTURE_ITEM_ID: &str = "49804e6a-23dc-4630-ba9f-f8f5742e3c7c";
 /// The fixture's description, grown for the larger bodies.
@@ -92,9 +93,8 @@ fn body(kind: BodyKind, run: uuid::Uuid, n: usize) -> Vec<u8> {
         let grow = (target - rest - wrapper) / 2;
         // ASCII prose: one char is one byte.
         let words: String = prose.chars().cycle().take(grow).collect();
-        let grown = format!(
-            r#""description_html": "<p>{words}</p>", "description_stripped": "{words}""#
-        );
+        let grown =
+            format!(r#""description_html": "<p>{words}</p>", "description_stripped": "{words}""#);
         text = text.replacen(FIXTURE_DESCRIPTION, &grown, 1);
         // Odd remainders: pad the stripped text by the bytes still missing.
         let short = target.saturating_sub(text.len());
@@ -112,7 +112,14 @@ fn body(kind: BodyKind, run: uuid::Uuid, n: usize) -> Vec<u8> {
 
 /// The inbox backlog gauge from the server's `/metrics`.
 async fn backlog(client: &reqwest::Client, metrics_url: &str) -> Option<i64> {
-    let text = client.get(metrics_url).send().await.ok()?.text().await.ok()?;
+    let text = client
+        .get(metrics_url)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix("plane_inbox_backlog_items "))
         .and_then(|v| v.trim().parse().ok())

@@ -8,10 +8,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use plane_core::{Budget, ExposeSecret, PlaneClient};
 use plane_webhook::{
-    DeliveryHeaders, DeliveryStore, Envelope, NewDelivery, NoSecret, RecordOutcome, SignatureError,
-    Verifier,
+    DeliveryHeaders, DeliveryStore, EventHead, NewDelivery, NoSecret, RecordOutcome,
+    SignatureError, Verifier,
 };
 
 use crate::config::Config;
@@ -119,7 +120,7 @@ impl Connector {
         &self,
         headers: &http::HeaderMap,
         body: &[u8],
-    ) -> Result<(DeliveryHeaders, Envelope), plane_webhook::Error> {
+    ) -> Result<(DeliveryHeaders, EventHead), plane_webhook::Error> {
         let verifier = self.verifier.as_ref().ok_or(NoSecret)?;
         let signature = headers
             .get("x-plane-signature")
@@ -127,19 +128,20 @@ impl Connector {
             .transpose()?;
         verifier.verify(body, signature)?;
         let delivery = DeliveryHeaders::from_headers(headers)?;
-        let envelope = Envelope::parse(body)?;
-        Ok((delivery, envelope))
+        // The head only: `data` is typed once, by the worker, from the stored body.
+        let head = EventHead::parse(body)?;
+        Ok((delivery, head))
     }
 
     /// Records a verified delivery durably: `New` or `Duplicate`.
     pub async fn record(
         &self,
         headers: &DeliveryHeaders,
-        envelope: &Envelope,
-        body: Vec<u8>,
+        head: &EventHead,
+        body: Bytes,
     ) -> Result<RecordOutcome, plane_webhook::Error> {
         self.store
-            .record(NewDelivery::new(headers.delivery_id, envelope, body))
+            .record(NewDelivery::new(headers.delivery_id, head, body))
             .await
     }
 }

@@ -151,7 +151,7 @@ pub async fn start(
             name: format!("plane-server-{}", std::process::id()),
             lease: config.lease,
             // Few at a time: items wait under their lease while earlier ones run.
-            batch: 4,
+            batch: 512,
             poll: Duration::from_secs(1),
             retention: config.retention,
             purge_interval: config.purge_interval,

@@ -3,12 +3,13 @@
 //!
 //! In order: wait for an in-flight permit ([`crate::in_flight`]); read the body,
 //! at most `body_limit` bytes within `body_timeout`; check `X-Plane-Signature`
-//! over the raw bytes; then read the delivery headers and parse the envelope.
+//! over the raw bytes; then read the delivery headers and the envelope's head
+//! (event, action, event id: what the delivery is stored by).
 //! Any failure is a [`WebhookRejection`], which carries its HTTP status.
 
 use axum::extract::{FromRequest, Request};
 use bytes::Bytes;
-use plane_webhook::{DeliveryHeaders, Envelope};
+use plane_webhook::{DeliveryHeaders, EventHead};
 
 use crate::app::AppState;
 use crate::error::WebhookRejection;
@@ -19,8 +20,8 @@ use crate::in_flight::InFlightPermit;
 pub struct VerifiedDelivery {
     /// `X-Plane-Delivery` and `X-Plane-Event`.
     pub headers: DeliveryHeaders,
-    /// The parsed body.
-    pub envelope: Envelope,
+    /// The event, its action and its stable id, read from the body.
+    pub head: EventHead,
     /// The raw body, exactly as signed.
     pub body: Bytes,
     _permit: InFlightPermit,
@@ -54,10 +55,10 @@ impl FromRequest<AppState> for VerifiedDelivery {
                 });
             }
         };
-        let (headers, envelope) = state.connector.verify(&parts.headers, &body)?;
+        let (headers, head) = state.connector.verify(&parts.headers, &body)?;
         Ok(Self {
             headers,
-            envelope,
+            head,
             body,
             _permit: permit,
         })

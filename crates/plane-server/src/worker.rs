@@ -27,7 +27,10 @@ pub struct WorkerConfig {
     pub name: String,
     /// How long a claimed item is held; renewed every third of it while a handler runs.
     pub lease: Duration,
-    /// Items claimed at a time.
+    /// The most items claimed at a time. A claim starts at a few items and
+    /// doubles while whole claims are handled in a small part of the lease, up
+    /// to this; it halves when one runs long, so items waiting their turn in a
+    /// claim never outlive their lease.
     pub batch: usize,
     /// How often to look for due retries when nothing wakes the worker.
     pub poll: Duration,
@@ -59,6 +62,7 @@ impl Worker {
     /// back, the one in progress is finished.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut next_purge = tokio::time::Instant::now();
+        let mut claim_size = ClaimSize::new(self.config.batch, self.config.lease);
         // `start` seeded the gauges just before serving; later purges re-count.
         let mut recount = false;
         if !self.enabled {
@@ -85,7 +89,7 @@ impl Worker {
             }
             let items = match self
                 .store
-                .claim(&self.config.name, self.config.batch, self.config.lease)
+                .claim(&self.config.name, claim_size.get(), self.config.lease)
                 .await
             {
                 Ok(items) => items,
@@ -102,13 +106,28 @@ impl Worker {
                 }
                 continue;
             }
+            let claimed = items.len();
+            let started = tokio::time::Instant::now();
             let mut items = items.into_iter();
+            // Each item's outcome is sent to the store as soon as its handlers
+            // are done, without waiting for the commit: outcomes ride along in
+            // the store's group commits (one fsync for many), and a crash
+            // re-runs only the few whose commit had not happened yet.
+            let mut finishing = tokio::task::JoinSet::new();
             for item in items.by_ref() {
-                self.process(&item).await;
+                let outcome = self.process(&item).await;
+                finishing.spawn(finish(
+                    self.store.clone(),
+                    self.metrics.clone(),
+                    item,
+                    outcome,
+                ));
                 if *shutdown.borrow() {
                     break;
                 }
             }
+            while finishing.join_next().await.is_some() {}
+            claim_size.after(claimed, started.elapsed());
             for unstarted in items {
                 if let Err(e) = self.store.release(&unstarted).await {
                     tracing::warn!(id = unstarted.id, error = %e, "could not release an item at shutdown");
@@ -135,7 +154,9 @@ impl Worker {
         }
     }
 
-    async fn process(&self, item: &InboxItem) {
+    /// Runs the handlers of one item, keeping its lease alive meanwhile; the
+    /// outcome is recorded by [`finish`].
+    async fn process(&self, item: &InboxItem) -> Outcome {
         self.metrics.started();
         let started = Instant::now();
         let work = async {
@@ -166,31 +187,9 @@ impl Worker {
                 }
             }
         };
-        let finished = match outcome {
-            Ok(Handled::Done) => self.store.complete(item).await.map(|()| "done"),
-            Ok(Handled::NotOurs) => self.store.complete(item).await.map(|()| "not_ours"),
-            Ok(Handled::Completed) => Ok("done"),
-            Ok(Handled::Ignored { reason }) => {
-                tracing::info!(id = item.id, event = %item.event, action = %item.action, reason = %reason, "inbox item ignored");
-                self.store.ignore(item, &reason).await.map(|()| "ignored")
-            }
-            Err(message) => match self.store.fail(item, &message).await {
-                Ok(FailOutcome::Retry { at }) => {
-                    tracing::warn!(id = item.id, attempts = item.attempts, retry_at_ms = at, error = %message, "handler failed; will retry");
-                    Ok("failed")
-                }
-                Ok(FailOutcome::Dead) => {
-                    tracing::error!(id = item.id, attempts = item.attempts, error = %message, "handler failed for the last time; parked as dead");
-                    Ok("dead")
-                }
-                Err(e) => Err(e),
-            },
-        };
-        let result = finished.unwrap_or_else(|e| {
-            tracing::warn!(id = item.id, error = %e, "could not finish an item (its lease had ended?)");
-            "lease_lost"
-        });
-        self.metrics.processed(result, started.elapsed());
+        // What the crash test counts: a handler run, whatever became of it.
+        tracing::debug!(id = item.id, attempts = item.attempts, "inbox item handled");
+        (outcome, started.elapsed())
     }
 
     /// Runs every handler that owns the event, in order. The item's outcome is
@@ -226,6 +225,41 @@ impl Worker {
     }
 }
 
+/// Records an item's outcome in the store (done, ignored, failed or dead), and
+/// counts it.
+async fn finish(
+    store: Arc<dyn DeliveryStore>,
+    metrics: Arc<Metrics>,
+    item: InboxItem,
+    (outcome, took): Outcome,
+) {
+    let recorded = match &outcome {
+        Ok(Handled::Done) => store.complete(&item).await.map(|()| "done"),
+        Ok(Handled::NotOurs) => store.complete(&item).await.map(|()| "not_ours"),
+        Ok(Handled::Completed) => Ok("done"),
+        Ok(Handled::Ignored { reason }) => {
+            tracing::info!(id = item.id, event = %item.event, action = %item.action, reason = %reason, "inbox item ignored");
+            store.ignore(&item, reason).await.map(|()| "ignored")
+        }
+        Err(message) => match store.fail(&item, message).await {
+            Ok(FailOutcome::Retry { at }) => {
+                tracing::warn!(id = item.id, attempts = item.attempts, retry_at_ms = at, error = %message, "handler failed; will retry");
+                Ok("failed")
+            }
+            Ok(FailOutcome::Dead) => {
+                tracing::error!(id = item.id, attempts = item.attempts, error = %message, "handler failed for the last time; parked as dead");
+                Ok("dead")
+            }
+            Err(e) => Err(e),
+        },
+    };
+    let result = recorded.unwrap_or_else(|e| {
+        tracing::warn!(id = item.id, error = %e, "could not finish an item (its lease had ended?)");
+        "lease_lost"
+    });
+    metrics.processed(result, took);
+}
+
 fn strongest(a: Handled, b: Handled) -> Handled {
     let rank = |h: &Handled| match h {
         Handled::Completed => 3,
@@ -248,4 +282,76 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
+}
+
+/// What the handlers said about an item, and how long they took.
+type Outcome = (Result<Handled, String>, Duration);
+
+/// How many items the next claim takes: it starts small, doubles while whole
+/// claims go by in an eighth of the lease, and halves when one takes more
+/// than a quarter of it. A claim's last item waits for all before it, and
+/// only the item being handled has its lease renewed.
+#[derive(Debug, Clone, Copy)]
+struct ClaimSize {
+    current: usize,
+    max: usize,
+    lease: Duration,
+}
+
+impl ClaimSize {
+    fn new(max: usize, lease: Duration) -> Self {
+        let max = max.max(1);
+        Self {
+            current: max.min(4),
+            max,
+            lease,
+        }
+    }
+
+    fn get(self) -> usize {
+        self.current
+    }
+
+    fn after(&mut self, claimed: usize, took: Duration) {
+        if took > self.lease / 4 {
+            self.current = (self.current / 2).max(1);
+        } else if claimed == self.current && took < self.lease / 8 {
+            self.current = (self.current * 2).min(self.max);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_grow_while_fast_and_shrink_when_slow() {
+        let lease = Duration::from_secs(60);
+        let mut size = ClaimSize::new(512, lease);
+        assert_eq!(size.get(), 4);
+        for _ in 0..20 {
+            let n = size.get();
+            size.after(n, Duration::from_millis(5));
+        }
+        assert_eq!(size.get(), 512, "a fast handler reaches the cap");
+        size.after(100, Duration::from_millis(5));
+        assert_eq!(
+            size.get(),
+            512,
+            "a short claim (the backlog ran out) keeps the size"
+        );
+        size.after(512, Duration::from_secs(16));
+        assert_eq!(
+            size.get(),
+            256,
+            "a claim over a quarter of the lease halves it"
+        );
+        for _ in 0..20 {
+            size.after(1, Duration::from_secs(20));
+        }
+        assert_eq!(size.get(), 1, "a slow handler takes one item at a time");
+        size.after(1, Duration::from_secs(10));
+        assert_eq!(size.get(), 1, "between an eighth and a quarter: unchanged");
+    }
 }

@@ -69,7 +69,11 @@ async fn record(store: &MemoryStore, event: &str, name: &str) -> i64 {
     .into_bytes();
     let envelope = Envelope::parse(&body).unwrap();
     match store
-        .record(NewDelivery::new(uuid::Uuid::new_v4(), &envelope, body))
+        .record(NewDelivery::new(
+            uuid::Uuid::new_v4(),
+            &envelope.head(),
+            body,
+        ))
         .await
         .unwrap()
     {

@@ -65,7 +65,11 @@ async fn record(store: &MemoryStore, n: u32) {
     .into_bytes();
     let envelope = Envelope::parse(&body).unwrap();
     store
-        .record(NewDelivery::new(uuid::Uuid::new_v4(), &envelope, body))
+        .record(NewDelivery::new(
+            uuid::Uuid::new_v4(),
+            &envelope.head(),
+            body,
+        ))
         .await
         .unwrap();
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use plane_webhook::{DeliveryStore, Envelope, NewDelivery, SqliteStore, StoreConfig, Verifier};
+use plane_webhook::{DeliveryStore, EventHead, NewDelivery, SqliteStore, StoreConfig, Verifier};
 use uuid::Uuid;
 
 fn verify(c: &mut Criterion) {
@@ -41,7 +41,7 @@ fn delivery(n: u64) -> NewDelivery {
     );
     NewDelivery::new(
         Uuid::new_v4(),
-        &Envelope::parse(body.as_bytes()).expect("envelope"),
+        &EventHead::parse(body.as_bytes()).expect("envelope"),
         body.into_bytes(),
     )
 }

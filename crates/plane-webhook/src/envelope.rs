@@ -8,6 +8,7 @@
 //! parse into one [`Envelope`]; unknown events pass through as raw JSON.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -364,52 +365,38 @@ impl Envelope {
     /// assert_eq!(item.state_group(), Some("completed"));
     /// ```
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::BadEnvelope {
-                message: "the body is empty".into(),
-            });
-        }
-        let raw: RawEnvelope = serde_json::from_slice(body).map_err(|e| Error::BadEnvelope {
-            message: format!("not a Plane webhook envelope: {e}"),
-        })?;
+        not_blank(body)?;
+        let raw: RawEnvelope<'_> = from_body(body)?;
+        let head = EventHead::from_parts(
+            raw.event,
+            raw.action.as_ref(),
+            raw.entity_type.as_ref(),
+            raw.event_id.as_ref(),
+        )?;
         // Only `event` and the verb are required. Everything else is read
         // leniently: the delivery is signed and genuine, and refusing it would lose
-        // it for good (Plane CE never re-sends an answered delivery).
-        let action = raw
-            .action
-            .as_ref()
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        // v2 spells "workitem.updated"; v1 has the verb in `action`.
-        let (family, verb) = match (&action, raw.event.rsplit_once('.')) {
-            (Some(action), _) => (raw.event.clone(), action.clone()),
-            (None, Some((family, verb))) => (family.to_owned(), verb.to_owned()),
-            (None, None) => {
-                return Err(Error::BadEnvelope {
-                    message: format!("event {:?} has no action", raw.event),
-                });
-            }
+        // it for good (Plane CE never re-sends an answered delivery). `data` and
+        // `activity` are typed straight from their bytes in the body.
+        let payload = match raw.data {
+            Some(data) => Payload::from_data(&head.kind, data),
+            None => Payload::Raw(Value::Null),
         };
-        let kind = match raw.entity_type.as_ref().and_then(Value::as_str) {
-            Some(entity) => EventKind::parse(entity),
-            None => EventKind::parse(&family),
-        };
-        let data = raw.data.unwrap_or(Value::Null);
-        let payload = Payload::from_data(&kind, data);
-        let activity = raw.activity.and_then(|v| match serde_json::from_value(v) {
-            Ok(activity) => Some(activity),
-            Err(e) => {
-                tracing::warn!(error = %e, "webhook `activity` did not decode; kept the event without it");
-                None
+        let activity = raw.activity.and_then(|raw| {
+            match serde_json::from_str::<Activity>(raw.get()) {
+                Ok(activity) => Some(activity),
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook `activity` did not decode; kept the event without it");
+                    None
+                }
             }
         });
         Ok(Self {
-            event: raw.event,
-            kind,
-            action: Action::parse(&verb),
+            event: head.event,
+            kind: head.kind,
+            action: head.action,
             webhook_id: raw.webhook_id.as_ref().and_then(uuid_of),
             workspace_id: raw.workspace_id.as_ref().and_then(uuid_of),
-            event_id: raw.event_id.as_ref().and_then(stable_text),
+            event_id: head.event_id,
             delivery_id: raw.delivery_id.as_ref().and_then(stable_text),
             version: raw.version.as_ref().and_then(stable_text),
             activity,
@@ -417,6 +404,98 @@ impl Envelope {
             payload,
         })
     }
+
+    /// The parts of this envelope the receiver stores a delivery by.
+    pub fn head(&self) -> EventHead {
+        EventHead {
+            event: self.event.clone(),
+            kind: self.kind.clone(),
+            action: self.action.clone(),
+            event_id: self.event_id.clone(),
+        }
+    }
+}
+
+/// What the receiver needs of a body before it stores the delivery: the event,
+/// what happened, and Plane Cloud's stable event id. [`EventHead::parse`]
+/// accepts and refuses exactly the bodies [`Envelope::parse`] does, reading
+/// the body once without building its `data` or `activity`: those are typed
+/// by the worker, from the stored body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventHead {
+    /// The event as sent (`issue`, `workitem.updated`...).
+    pub event: String,
+    /// The kind of object, normalised across v1 and v2 spellings.
+    pub kind: EventKind,
+    /// What happened to the object, normalised.
+    pub action: Action,
+    /// v2 only: stable across retries of the same event.
+    pub event_id: Option<String>,
+}
+
+impl EventHead {
+    /// Reads the head of a (verified) body.
+    ///
+    /// ```
+    /// use plane_webhook::{Action, EventHead, EventKind};
+    /// let head = EventHead::parse(br#"{"event": "issue", "action": "updated", "data": {"id": "x"}}"#).unwrap();
+    /// assert_eq!((head.kind, head.action, head.event_id), (EventKind::WorkItem, Action::Updated, None));
+    /// ```
+    pub fn parse(body: &[u8]) -> Result<Self, Error> {
+        not_blank(body)?;
+        let raw: RawHead = from_body(body)?;
+        Self::from_parts(
+            raw.event,
+            raw.action.as_ref(),
+            raw.entity_type.as_ref(),
+            raw.event_id.as_ref(),
+        )
+    }
+
+    fn from_parts(
+        event: String,
+        action: Option<&Value>,
+        entity_type: Option<&Value>,
+        event_id: Option<&Value>,
+    ) -> Result<Self, Error> {
+        let action = action.and_then(Value::as_str);
+        // v2 spells "workitem.updated"; v1 has the verb in `action`.
+        let (family, verb) = match (action, event.rsplit_once('.')) {
+            (Some(action), _) => (event.as_str(), action),
+            (None, Some((family, verb))) => (family, verb),
+            (None, None) => {
+                return Err(Error::BadEnvelope {
+                    message: format!("event {event:?} has no action"),
+                });
+            }
+        };
+        let kind = match entity_type.and_then(Value::as_str) {
+            Some(entity) => EventKind::parse(entity),
+            None => EventKind::parse(family),
+        };
+        let action = Action::parse(verb);
+        Ok(Self {
+            kind,
+            action,
+            event_id: event_id.and_then(stable_text),
+            event,
+        })
+    }
+}
+
+fn not_blank(body: &[u8]) -> Result<(), Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::BadEnvelope {
+            message: "the body is empty".into(),
+        });
+    }
+    Ok(())
+}
+
+fn from_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::BadEnvelope {
+        message: format!("not a Plane webhook envelope: {e}"),
+    })
 }
 
 fn uuid_of(v: &Value) -> Option<Uuid> {
@@ -439,22 +518,21 @@ fn stable_text(v: &Value) -> Option<String> {
 
 impl Payload {
     /// Types `data` by kind; what does not fit the type stays raw JSON.
-    fn from_data(kind: &EventKind, data: Value) -> Self {
+    fn from_data(kind: &EventKind, data: &RawValue) -> Self {
         fn typed<T: serde::de::DeserializeOwned>(
-            data: Value,
+            data: &RawValue,
             wrap: impl FnOnce(Box<T>) -> Payload,
             what: &str,
         ) -> Payload {
             // Deletes carry only `{"id": ...}` (v1) or `{}` (v2): keep them raw.
-            let is_bare = data.as_object().is_none_or(|m| m.len() <= 1);
-            if is_bare {
-                return Payload::Raw(data);
+            if members(data) <= 1 {
+                return Payload::Raw(raw_json(data));
             }
-            match serde_json::from_value(data.clone()) {
+            match serde_json::from_str(data.get()) {
                 Ok(typed) => wrap(Box::new(typed)),
                 Err(e) => {
                     tracing::warn!(error = %e, "`data` of a {what} event does not fit its type; kept as raw JSON");
-                    Payload::Raw(data)
+                    Payload::Raw(raw_json(data))
                 }
             }
         }
@@ -464,19 +542,60 @@ impl Payload {
             EventKind::Cycle => typed(data, Payload::Cycle, "cycle"),
             EventKind::Module => typed(data, Payload::Module, "module"),
             EventKind::Comment => typed(data, Payload::Comment, "comment"),
-            EventKind::Other(_) => Payload::Raw(data),
+            EventKind::Other(_) => Payload::Raw(raw_json(data)),
         }
     }
 }
 
+fn raw_json(data: &RawValue) -> Value {
+    // It came out of a parsed body, so it parses.
+    serde_json::from_str(data.get()).unwrap_or(Value::Null)
+}
+
+/// How many members a JSON object has (0 for anything else), building nothing.
+fn members(data: &RawValue) -> usize {
+    struct Count;
+    impl<'de> serde::de::Visitor<'de> for Count {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+    use serde::Deserializer as _;
+    serde_json::Deserializer::from_str(data.get())
+        .deserialize_map(Count)
+        .unwrap_or(0)
+}
+
+/// The members [`EventHead`] reads; serde skips the rest without building it.
 #[derive(Deserialize)]
-struct RawEnvelope {
+struct RawHead {
+    event: String,
+    action: Option<Value>,
+    event_id: Option<Value>,
+    entity_type: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope<'a> {
     event: String,
     action: Option<Value>,
     webhook_id: Option<Value>,
     workspace_id: Option<Value>,
-    data: Option<Value>,
-    activity: Option<Value>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    activity: Option<&'a RawValue>,
     version: Option<Value>,
     event_id: Option<Value>,
     delivery_id: Option<Value>,

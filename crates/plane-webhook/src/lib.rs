@@ -44,7 +44,7 @@
 //! // The receiver stored a delivery; the worker claimed it and calls the handler.
 //! let body = br#"{"event": "issue", "action": "updated", "data": {"id": "10726b93-2516-4e16-91f4-d6804b6c9979", "state": {"id": "3f0e2c1a-0000-4000-8000-000000000001", "group": "completed"}}}"#;
 //! let envelope = Envelope::parse(body).unwrap();
-//! store.record(NewDelivery::new(uuid::Uuid::new_v4(), &envelope, body.to_vec())).await.unwrap();
+//! store.record(NewDelivery::new(uuid::Uuid::new_v4(), &envelope.head(), body.to_vec())).await.unwrap();
 //! let item = store.claim("worker", 1, std::time::Duration::from_secs(60)).await.unwrap().remove(0);
 //!
 //! // In the handler: the change and the completion, in one transaction.
@@ -85,8 +85,8 @@ mod store;
 mod verify;
 
 pub use envelope::{
-    Action, Activity, Actor, CommentData, CycleData, Envelope, EventKind, IdOr, LabelRef,
-    ModuleData, Payload, ProjectData, StateRef, WorkItemData,
+    Action, Activity, Actor, CommentData, CycleData, Envelope, EventHead, EventKind, IdOr,
+    LabelRef, ModuleData, Payload, ProjectData, StateRef, WorkItemData,
 };
 pub use handler::{EventHandler, Handled, HandlerError};
 pub use headers::DeliveryHeaders;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plane_webhook::{
-    DeliveryStore, Envelope, Error, InboxItem, ManualClock, NewDelivery, SqliteStore, Status,
+    DeliveryStore, Error, EventHead, InboxItem, ManualClock, NewDelivery, SqliteStore, Status,
     StoreConfig,
 };
 use rusqlite::Connection;
@@ -25,7 +25,7 @@ fn delivery(n: u32) -> NewDelivery {
         r#"{{"event": "issue", "action": "updated", "data": {{"id": "10726b93-2516-4e16-91f4-d6804b6c9979", "name": "item {n}"}}}}"#
     )
     .into_bytes();
-    NewDelivery::new(Uuid::new_v4(), &Envelope::parse(&body).unwrap(), body)
+    NewDelivery::new(Uuid::new_v4(), &EventHead::parse(&body).unwrap(), body)
 }
 
 struct Fixture {

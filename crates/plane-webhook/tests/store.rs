@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plane_webhook::{
-    DeliveryStore, DuplicateBy, Envelope, Error, FailOutcome, ManualClock, MemoryStore,
+    DeliveryStore, DuplicateBy, Error, EventHead, FailOutcome, ManualClock, MemoryStore,
     NewDelivery, RecordOutcome, SqliteStore, Status, StoreConfig,
 };
 use uuid::Uuid;
@@ -22,7 +22,7 @@ fn body(n: u32) -> Vec<u8> {
 
 fn delivery(n: u32) -> NewDelivery {
     let body = body(n);
-    NewDelivery::new(Uuid::new_v4(), &Envelope::parse(&body).unwrap(), body)
+    NewDelivery::new(Uuid::new_v4(), &EventHead::parse(&body).unwrap(), body)
 }
 
 fn config(clock: &Arc<ManualClock>) -> StoreConfig {
@@ -90,7 +90,7 @@ async fn a_stable_v2_event_id_dedupes_even_when_the_body_differs() {
             let body = format!(
                 r#"{{"version": "v2", "event": "workitem.updated", "event_id": "evt-1", "delivery_id": "d-{attempt}", "data": {{"id": "10726b93-2516-4e16-91f4-d6804b6c9979", "name": "x", "updated_at": "{attempt}"}}}}"#
             );
-            NewDelivery::new(Uuid::new_v4(), &Envelope::parse(body.as_bytes()).unwrap(), body.into_bytes())
+            NewDelivery::new(Uuid::new_v4(), &EventHead::parse(body.as_bytes()).unwrap(), body.into_bytes())
         };
         assert!(matches!(store.record(v2(1)).await.unwrap(), RecordOutcome::New { .. }));
         assert!(matches!(

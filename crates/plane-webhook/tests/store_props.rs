@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plane_webhook::{
-    DeliveryStore, Envelope, Error, ManualClock, MemoryStore, NewDelivery, RecordOutcome,
+    DeliveryStore, Error, EventHead, ManualClock, MemoryStore, NewDelivery, RecordOutcome,
     SqliteStore, StoreConfig,
 };
 use proptest::prelude::*;
@@ -46,7 +46,7 @@ fn delivery(n: u8, id: Uuid) -> NewDelivery {
     );
     NewDelivery::new(
         id,
-        &Envelope::parse(body.as_bytes()).unwrap(),
+        &EventHead::parse(body.as_bytes()).unwrap(),
         body.into_bytes(),
     )
 }

@@ -92,7 +92,7 @@ impl DeliveryStore for MemoryStore {
                         note: None,
                     },
                     event_key: delivery.event_key,
-                    body: delivery.body,
+                    body: delivery.body.to_vec(),
                     lease: None,
                 },
             );

@@ -26,7 +26,11 @@ use uuid::Uuid;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
-use crate::{Envelope, Error};
+use bytes::Bytes;
+
+#[cfg(doc)]
+use crate::Envelope;
+use crate::{Error, EventHead};
 
 /// A boxed future, as returned by [`DeliveryStore`] methods.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -43,18 +47,20 @@ pub struct NewDelivery {
     /// What identifies the event across re-sends: `event:<id>` when Plane sends a
     /// stable event id (v2), otherwise `sha256:<digest of the body>`.
     pub event_key: String,
-    /// The raw body, exactly as verified.
-    pub body: Vec<u8>,
+    /// The raw body, exactly as verified (shared with the request, not copied).
+    pub body: Bytes,
 }
 
 impl NewDelivery {
-    /// Builds the record of a verified, parsed delivery.
-    pub fn new(delivery_id: Uuid, envelope: &Envelope, body: Vec<u8>) -> Self {
-        let event_key = event_key(envelope.event_id.as_deref(), &body);
+    /// Builds the record of a verified delivery from its head
+    /// ([`EventHead::parse`], or [`Envelope::head`] of a parsed one).
+    pub fn new(delivery_id: Uuid, head: &EventHead, body: impl Into<Bytes>) -> Self {
+        let body = body.into();
+        let event_key = event_key(head.event_id.as_deref(), &body);
         Self {
             delivery_id,
-            event: envelope.event.clone(),
-            action: envelope.action.as_str().to_owned(),
+            event: head.event.clone(),
+            action: head.action.as_str().to_owned(),
             event_key,
             body,
         }

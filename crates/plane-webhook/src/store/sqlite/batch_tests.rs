@@ -39,7 +39,7 @@ fn delivery(event: &str, n: u32) -> NewDelivery {
         event: event.to_owned(),
         action: "updated".to_owned(),
         event_key: format!("test:{event}:{n}"),
-        body: format!("{{\"n\": {n}}}").into_bytes(),
+        body: format!("{{\"n\": {n}}}").into(),
     }
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::{DeliveryStore, Envelope, ManualClock};
+use crate::{DeliveryStore, EventHead, ManualClock};
 
 const T0: i64 = 1_795_614_000_000;
 
@@ -84,7 +84,7 @@ fn v1_delivery(n: u32) -> NewDelivery {
     };
     NewDelivery::new(
         Uuid::new_v4(),
-        &Envelope::parse(body.as_bytes()).unwrap(),
+        &EventHead::parse(body.as_bytes()).unwrap(),
         body.into_bytes(),
     )
 }
@@ -115,7 +115,7 @@ fn write_v1_file(path: &Path) -> Vec<NewDelivery> {
                     key_digest(&d.event_key),
                     d.event,
                     d.action,
-                    d.body,
+                    &d.body[..],
                     status,
                     attempts,
                     T0 - 100 + i64::from(n),
@@ -268,7 +268,7 @@ fn write_v2_file(path: &Path) -> Vec<(NewDelivery, &'static str, Option<&'static
                     d.event_key,
                     d.event,
                     d.action,
-                    d.body,
+                    &d.body[..],
                     status,
                     u32::from(status != "pending"),
                     T0 - 100 + i64::from(n),
@@ -352,7 +352,10 @@ async fn a_v2_file_moves_its_state_into_the_inbox_table_losslessly() {
     );
     let ignored = store.list(Some(Status::Ignored), 10).await.unwrap();
     assert_eq!(
-        ignored.iter().map(|r| (r.id, r.note.as_deref())).collect::<Vec<_>>(),
+        ignored
+            .iter()
+            .map(|r| (r.id, r.note.as_deref()))
+            .collect::<Vec<_>>(),
         [(4, Some("no handler for issue.updated"))]
     );
     let items = store.claim("w", 10, Duration::from_secs(30)).await.unwrap();
@@ -369,7 +372,13 @@ async fn a_v2_file_moves_its_state_into_the_inbox_table_losslessly() {
     store.complete(&items[0]).await.unwrap();
     let stats = store.stats().await.unwrap();
     assert_eq!(
-        (stats.done, stats.ignored, stats.failed, stats.dead, stats.processing),
+        (
+            stats.done,
+            stats.ignored,
+            stats.failed,
+            stats.dead,
+            stats.processing
+        ),
         (2, 1, 0, 1, 2)
     );
 }
