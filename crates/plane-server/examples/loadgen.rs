@@ -7,14 +7,10 @@
 //!     http://127.0.0.1:8080/webhooks/plane --senders 64 --total 100000 --body 2k
 //! ```
 //!
-//! Bodies are built from a delivery recorded from a running Plane CE
-//! (`testdata/plane-ce/webhooks/…_0026_issue.body`, an `issue.updated` of
-//! 1,593 bytes) with its byte layout kept: Python's `", "` and `": "`
-//! separators, `\u` escapes, every field Plane sends. Each delivery gets its
-//! own work item id (the one field changed), so every body is distinct and
-//! signed separately. `--body 2k` and `--body 8k` grow the description to
-//! 2.2 KiB and 8 KiB bodies, as an item with a real description does;
-//! `--body small` is the 413-byte body of earlier runs, kept for comparison.
+//! Bodies come from `support/bodies.rs`: the recorded Plane CE delivery as it
+//! is (`--body fixture`), grown to 2.2 KiB (`2k`, the default) or 8 KiB
+//! (`8k`), or the 413-byte body of earlier runs (`small`). Each is distinct
+//! and signed separately.
 //!
 //! `scripts/load.sh` starts a server per body and runs this at several sender
 //! counts, adding the server's CPU time per delivery. What it leaves out: TLS
@@ -26,31 +22,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use plane_webhook::Verifier;
 
-/// The recorded `issue.updated` delivery the bodies are made from.
-const FIXTURE: &str =
-    include_str!("../../../testdata/plane-ce/webhooks/1795614172182_0026_issue.body");
-/// The fixture's work item id: the field each delivery changes.
-const FIXTURE_ITEM_ID: &str = "49804e6a-23dc-4630-ba9f-f8f5742e3c7c";
-/// The fixture's description, grown for the larger bodies.
-const FIXTURE_DESCRIPTION: &str =
-    r#""description_html": "<p>hello from peer</p>", "description_stripped": "hello from peer""#;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BodyKind {
-    /// The recorded delivery as it is (1,593 bytes).
-    Fixture,
-    /// The recorded delivery with a description, 2.2 KiB (2,253 bytes).
-    #[value(name = "2k")]
-    TwoK,
-    /// The recorded delivery with a long description, 8 KiB (8,192 bytes).
-    #[value(name = "8k")]
-    EightK,
-    /// The 413-byte body of earlier runs.
-    Small,
-}
+#[path = "support/bodies.rs"]
+mod bodies;
+use bodies::{BodyKind, body};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -65,49 +42,6 @@ struct Args {
     /// Which body to send.
     #[arg(long, value_enum, default_value_t = BodyKind::TwoK)]
     body: BodyKind,
-}
-
-/// The body of delivery `n` of run `run`.
-fn body(kind: BodyKind, run: uuid::Uuid, n: usize) -> Vec<u8> {
-    // Same length as the fixture's id, so every body of a kind has one size.
-    let item_id = uuid::Uuid::from_u128(run.as_u128() ^ n as u128).to_string();
-    let target = match kind {
-        BodyKind::Small => {
-            return format!(
-                r#"{{"event": "issue", "action": "updated", "webhook_id": "9b70f55f-3e40-44a4-a814-f08b4ff86e59", "workspace_id": "94a89513-b7f8-4d70-97aa-ecf2810be8ea", "data": {{"id": "{item_id}", "name": "load {run} #{n}", "priority": "high", "target_date": "2026-11-10", "external_source": "plane-bir", "external_id": "bir:1601-C:2026-10"}}, "activity": {{"field": "name", "new_value": "{n}", "old_value": null}}}}"#
-            )
-            .into_bytes();
-        }
-        BodyKind::Fixture => None,
-        BodyKind::TwoK => Some(2253),
-        BodyKind::EightK => Some(8192),
-    };
-    let mut text = FIXTURE.trim_end().replacen(FIXTURE_ITEM_ID, &item_id, 1);
-    if let Some(target) = target {
-        // The description appears twice (HTML and stripped): grow both by the
-        // same amount of prose until the body has the target size.
-        let prose = "Quarterly withholding on compensation for the Makati branch: \
-                     reconcile payroll with 1601-C, attach the alphalist, file through eFPS. ";
-        let wrapper = FIXTURE_DESCRIPTION.len() - 2 * "hello from peer".len();
-        let rest = text.len() - FIXTURE_DESCRIPTION.len();
-        let grow = (target - rest - wrapper) / 2;
-        // ASCII prose: one char is one byte.
-        let words: String = prose.chars().cycle().take(grow).collect();
-        let grown =
-            format!(r#""description_html": "<p>{words}</p>", "description_stripped": "{words}""#);
-        text = text.replacen(FIXTURE_DESCRIPTION, &grown, 1);
-        // Odd remainders: pad the stripped text by the bytes still missing.
-        let short = target.saturating_sub(text.len());
-        if short > 0 {
-            let pad = ".".repeat(short);
-            text = text.replacen(
-                &format!(r#""description_stripped": "{words}""#),
-                &format!(r#""description_stripped": "{words}{pad}""#),
-                1,
-            );
-        }
-    }
-    text.into_bytes()
 }
 
 /// The inbox backlog gauge from the server's `/metrics`.
@@ -231,25 +165,4 @@ async fn main() -> anyhow::Result<()> {
     );
     anyhow::ensure!(failures == 0, "{failures} deliveries were not acknowledged");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bodies_have_their_sizes_parse_and_differ() {
-        let run = uuid::Uuid::new_v4();
-        for (kind, size) in [
-            (BodyKind::Fixture, FIXTURE.trim_end().len()),
-            (BodyKind::TwoK, 2253),
-            (BodyKind::EightK, 8192),
-        ] {
-            let (a, b) = (body(kind, run, 1), body(kind, run, 2));
-            assert_eq!((a.len(), b.len()), (size, size), "{kind:?}");
-            assert_ne!(a, b, "{kind:?}: each delivery is distinct");
-            let envelope = plane_webhook::Envelope::parse(&a).expect("a body Plane would send");
-            assert_eq!(envelope.event, "issue");
-        }
-    }
 }
