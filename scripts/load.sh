@@ -8,6 +8,7 @@
 #   BODIES=2k LEVELS=64 RUNS=3 scripts/load.sh
 #
 # TOTAL deliveries per run (default 100000; TOTAL_1 for one sender, default 20000).
+# SAME_TIME=1 keeps the recorded data.updated_at on every body (the dedupe index's worst case).
 # PERF=1 records the server with `perf record -g` into $PERF_OUT (default /tmp/plane-server.perf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +44,7 @@ for body in ${BODIES:-2k fixture 8k small}; do
       n="$total"; [ "$level" = 1 ] && n="$total_1"
       read -r u0 s0 < <(cpu "$server")
       line="$(target/release/examples/loadgen "http://127.0.0.1:$port/webhooks/plane" \
-        --senders "$level" --total "$n" --body "$body")"
+        --senders "$level" --total "$n" --body "$body" ${SAME_TIME:+--same-time})"
       read -r u1 s1 < <(cpu "$server")
       awk -v line="$line" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$n" -v t="$ticks" \
         'BEGIN { printf "%s, server CPU %.0f us/delivery (user %.0f, system %.0f)\n", line, (u+s)/t/n*1e6, u/t/n*1e6, s/t/n*1e6 }'

@@ -35,6 +35,9 @@ struct Args {
     /// Which body to store.
     #[arg(long, value_enum, default_value_t = BodyKind::TwoK)]
     body: BodyKind,
+    /// Every delivery keeps the recorded `updated_at` (see `loadgen`).
+    #[arg(long)]
+    same_time: bool,
 }
 
 /// Completes every item at once.
@@ -72,11 +75,11 @@ async fn main() -> anyhow::Result<()> {
     let tasks: Vec<_> = (0..senders)
         .map(|s| {
             let store = store.clone();
-            let kind = args.body;
+            let (kind, same_time) = (args.body, args.same_time);
             let total = args.total;
             tokio::spawn(async move {
                 for n in (s..total).step_by(senders) {
-                    let body = body(kind, run, n);
+                    let body = body(kind, run, n, same_time);
                     let head = EventHead::parse(&body)?;
                     store
                         .record(NewDelivery::new(uuid::Uuid::new_v4(), &head, body))
@@ -126,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "body {} B: recorded {} in {:.2} s ({:.0}/s, 64 at a time, no HTTP); drained in {:.2} s = {:.0} items/s",
-        body(args.body, run, 0).len(),
+        body(args.body, run, 0, args.same_time).len(),
         args.total,
         filled.as_secs_f64(),
         args.total as f64 / filled.as_secs_f64(),

@@ -42,6 +42,10 @@ struct Args {
     /// Which body to send.
     #[arg(long, value_enum, default_value_t = BodyKind::TwoK)]
     body: BodyKind,
+    /// Every delivery keeps the recorded `updated_at` (the worst case for the
+    /// dedupe index's order) instead of coming a microsecond after the last.
+    #[arg(long)]
+    same_time: bool,
 }
 
 /// The inbox backlog gauge from the server's `/metrics`.
@@ -72,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     // Bodies and signatures are prepared up front: the load is the server's.
     let requests: Vec<(String, Vec<u8>, String)> = (0..args.total)
         .map(|n| {
-            let body = body(args.body, run, n);
+            let body = body(args.body, run, n, args.same_time);
             let signature = Verifier::sign(&secret, &body);
             (uuid::Uuid::new_v4().to_string(), body, signature)
         })

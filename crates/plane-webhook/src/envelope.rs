@@ -173,6 +173,18 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// `updated_at` of the object as sent, when it is a string.
+    pub fn updated_at(&self) -> Option<&str> {
+        match self {
+            Payload::WorkItem(d) => d.updated_at.as_deref(),
+            Payload::Project(d) => d.updated_at.as_deref(),
+            Payload::Cycle(d) => d.updated_at.as_deref(),
+            Payload::Module(d) => d.updated_at.as_deref(),
+            Payload::Comment(d) => d.updated_at.as_deref(),
+            Payload::Raw(v) => v.get("updated_at")?.as_str(),
+        }
+    }
+
     /// The id of the object, when there is one.
     pub fn id(&self) -> Option<Uuid> {
         match self {
@@ -412,6 +424,7 @@ impl Envelope {
             kind: self.kind.clone(),
             action: self.action.clone(),
             event_id: self.event_id.clone(),
+            updated_at: self.payload.updated_at().map(str::to_owned),
         }
     }
 }
@@ -431,6 +444,9 @@ pub struct EventHead {
     pub action: Action,
     /// v2 only: stable across retries of the same event.
     pub event_id: Option<String>,
+    /// `data.updated_at` as sent, when it is a string: when the object last
+    /// changed. The store orders its dedupe index by it.
+    pub updated_at: Option<String>,
 }
 
 impl EventHead {
@@ -444,12 +460,14 @@ impl EventHead {
     pub fn parse(body: &[u8]) -> Result<Self, Error> {
         not_blank(body)?;
         let raw: RawHead = from_body(body)?;
-        Self::from_parts(
+        let mut head = Self::from_parts(
             raw.event,
             raw.action.as_ref(),
             raw.entity_type.as_ref(),
             raw.event_id.as_ref(),
-        )
+        )?;
+        head.updated_at = raw.data.and_then(|data| data.0);
+        Ok(head)
     }
 
     fn from_parts(
@@ -479,6 +497,7 @@ impl EventHead {
             action,
             event_id: event_id.and_then(stable_text),
             event,
+            updated_at: None,
         })
     }
 }
@@ -584,6 +603,59 @@ struct RawHead {
     action: Option<Value>,
     event_id: Option<Value>,
     entity_type: Option<Value>,
+    data: Option<DataHead>,
+}
+
+/// `data.updated_at` when `data` is an object and it is a string; any other
+/// `data` is accepted and skipped, as [`Envelope::parse`] keeps it raw.
+struct DataHead(Option<String>);
+
+impl<'de> Deserialize<'de> for DataHead {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct Find;
+        impl<'de> Visitor<'de> for Find {
+            type Value = DataHead;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DataHead, A::Error> {
+                let mut updated_at = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    // The last one wins, as in a parsed object.
+                    if key == "updated_at" {
+                        updated_at = map.next_value::<Value>()?.as_str().map(str::to_owned);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(DataHead(updated_at))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DataHead, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(DataHead(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<DataHead, E> {
+                Ok(DataHead(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<DataHead, E> {
+                Ok(DataHead(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<DataHead, E> {
+                Ok(DataHead(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<DataHead, E> {
+                Ok(DataHead(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<DataHead, E> {
+                Ok(DataHead(None))
+            }
+            fn visit_unit<E>(self) -> Result<DataHead, E> {
+                Ok(DataHead(None))
+            }
+        }
+        deserializer.deserialize_any(Find)
+    }
 }
 
 #[derive(Deserialize)]

@@ -68,6 +68,10 @@ fn every_recorded_delivery_verifies_parses_and_matches_its_headers() {
         assert_eq!(verified.secret_index, 1, "{name}");
         let envelope = Envelope::parse(&body).unwrap();
         assert_eq!(envelope.event, parsed.event, "{name}");
+        // What the receiver reads is what the worker reads, timestamp included.
+        let head = plane_webhook::EventHead::parse(&body).unwrap();
+        assert_eq!(head, envelope.head(), "{name}");
+        assert!(head.updated_at.is_some(), "{name}: no data.updated_at");
         assert!(name.ends_with(&parsed.event), "{name} vs {}", parsed.event);
         assert!(envelope.workspace_id.is_some());
         match (&envelope.kind, &envelope.payload) {

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use plane_webhook::{DeliveryHeaders, Envelope, Verifier};
+use plane_webhook::{DeliveryHeaders, Envelope, EventHead, Verifier};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -81,6 +81,24 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_the_envelope_parser(body in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = Envelope::parse(&body);
+    }
+
+    #[test]
+    fn the_head_accepts_exactly_what_the_envelope_parser_accepts(body in prop::collection::vec(any::<u8>(), 0..512)) {
+        prop_assert_eq!(EventHead::parse(&body).ok(), Envelope::parse(&body).ok().map(|e| e.head()));
+    }
+
+    #[test]
+    fn the_receivers_head_is_the_workers_head(
+        value in envelope_like(),
+        updated_at in prop_oneof![Just(None), Just(Some(json!("2026-11-25T13:42:52.086386Z"))), Just(Some(json!(7)))],
+    ) {
+        let mut value = value;
+        if let (Some(stamp), Some(data)) = (updated_at, value.get_mut("data").and_then(Value::as_object_mut)) {
+            data.insert("updated_at".into(), stamp);
+        }
+        let body = serde_json::to_vec(&value).unwrap();
+        prop_assert_eq!(EventHead::parse(&body).ok(), Envelope::parse(&body).ok().map(|e| e.head()));
     }
 
     #[test]

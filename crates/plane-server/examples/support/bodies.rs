@@ -2,8 +2,11 @@
 //! a running Plane CE (`testdata/plane-ce/webhooks/…_0026_issue.body`, an
 //! `issue.updated` of 1,593 bytes) with its byte layout kept: Python's `", "`
 //! and `": "` separators, `\u` escapes, every field Plane sends. Each
-//! delivery gets its own work item id (the one field changed), so every body
-//! is distinct. `2k` and `8k` grow the description to 2.2 KiB and 8 KiB
+//! delivery is about its own work item (`data.id`) and happened one
+//! microsecond after the one before (`data.updated_at`), as a stream of real
+//! changes is, so every body is distinct. With `same_time`, every delivery
+//! keeps the recorded timestamp: the worst case for the store's dedupe index,
+//! which is ordered by it. `2k` and `8k` grow the description to 2.2 KiB and 8 KiB
 //! bodies, as an item with a real description does; `small` is the 413-byte
 //! body of earlier runs, kept for comparison.
 
@@ -12,8 +15,10 @@ use clap::ValueEnum;
 /// The recorded `issue.updated` delivery the bodies are made from.
 const FIXTURE: &str =
     include_str!("../../../../testdata/plane-ce/webhooks/1795614172182_0026_issue.body");
-/// The fixture's work item id: the field each delivery changes.
+/// The fixture's work item id: each delivery has its own.
 const FIXTURE_ITEM_ID: &str = "49804e6a-23dc-4630-ba9f-f8f5742e3c7c";
+/// The fixture's `data.updated_at`: each delivery comes a microsecond later.
+const FIXTURE_UPDATED_AT: &str = r#""updated_at": "2026-11-25T13:42:52.086386Z""#;
 /// The fixture's description, grown for the larger bodies.
 const FIXTURE_DESCRIPTION: &str =
     r#""description_html": "<p>hello from peer</p>", "description_stripped": "hello from peer""#;
@@ -33,7 +38,7 @@ pub enum BodyKind {
 }
 
 /// The body of delivery `n` of run `run`.
-pub fn body(kind: BodyKind, run: uuid::Uuid, n: usize) -> Vec<u8> {
+pub fn body(kind: BodyKind, run: uuid::Uuid, n: usize, same_time: bool) -> Vec<u8> {
     // Same length as the fixture's id, so every body of a kind has one size.
     let item_id = uuid::Uuid::from_u128(run.as_u128() ^ n as u128).to_string();
     let target = match kind {
@@ -48,6 +53,17 @@ pub fn body(kind: BodyKind, run: uuid::Uuid, n: usize) -> Vec<u8> {
         BodyKind::EightK => Some(8192),
     };
     let mut text = FIXTURE.trim_end().replacen(FIXTURE_ITEM_ID, &item_id, 1);
+    if !same_time {
+        let micros = ((13 * 60 + 42) * 60 + 52) * 1_000_000 + 86_386 + n as u64;
+        let (h, m, s, us) = (
+            micros / 3_600_000_000,
+            micros / 60_000_000 % 60,
+            micros / 1_000_000 % 60,
+            micros % 1_000_000,
+        );
+        let later = format!(r#""updated_at": "2026-11-25T{h:02}:{m:02}:{s:02}.{us:06}Z""#);
+        text = text.replacen(FIXTURE_UPDATED_AT, &later, 1);
+    }
     if let Some(target) = target {
         // The description appears twice (HTML and stripped): grow both by the
         // same amount of prose until the body has the target size.
@@ -87,9 +103,14 @@ mod tests {
             (BodyKind::TwoK, 2253),
             (BodyKind::EightK, 8192),
         ] {
-            let (a, b) = (body(kind, run, 1), body(kind, run, 2));
+            let (a, b) = (body(kind, run, 1, false), body(kind, run, 2, false));
             assert_eq!((a.len(), b.len()), (size, size), "{kind:?}");
             assert_ne!(a, b, "{kind:?}: each delivery is distinct");
+            let (x, y) = (body(kind, run, 1, true), body(kind, run, 2, true));
+            assert_ne!(x, y, "{kind:?}: distinct with one timestamp too");
+            let stamp = |b: &[u8]| plane_webhook::EventHead::parse(b).unwrap().updated_at;
+            assert!(stamp(&a) < stamp(&b), "{kind:?}: later");
+            assert_eq!(stamp(&x), stamp(&y), "{kind:?}: the recorded time");
             let envelope = plane_webhook::Envelope::parse(&a).expect("a body Plane would send");
             assert_eq!(envelope.event, "issue");
         }

@@ -35,7 +35,7 @@ const SCHEMA_VERSION: i64 = 3;
 const MIGRATIONS: [fn(&Transaction<'_>) -> rusqlite::Result<()>; 3] = [
     |tx| tx.execute_batch(SCHEMA_V1),
     migrate_v1_to_v2,
-    |tx| tx.execute_batch(SCHEMA_V3),
+    migrate_v2_to_v3,
 ];
 
 /// Version 1, as shipped.
@@ -128,17 +128,21 @@ fn migrate_v1_to_v2(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Version 3: a delivery's bytes are written once. `deliveries` keeps what
+/// Version 3: a delivery's bytes are written once, and the dedupe index grows
+/// at its end. `deliveries` keeps what
 /// arrived, never updated after its insert; `inbox` keeps where each delivery
 /// is in its life, in narrow rows. A status change rewrites only an `inbox`
 /// row (about 60 bytes), where version 2 rewrote the whole row with its body
-/// (2 KiB and more) into the WAL at every claim and completion. Rows are
-/// copied with their ids, inside the migration's transaction.
+/// (2 KiB and more) into the WAL at every claim and completion. The unique
+/// `event_key` is [`index_key`]: the delivery's order, then the digest, where
+/// version 2 had the digest alone, whose random order made every insert write
+/// its own index page. Rows are copied with their ids, inside the migration's
+/// transaction.
 const SCHEMA_V3: &str = r#"
 CREATE TABLE deliveries_v3 (
     id              INTEGER PRIMARY KEY,
     delivery_id     BLOB    NOT NULL,         -- the UUID's 16 bytes
-    event_key       BLOB    NOT NULL UNIQUE,  -- SHA-256 of NewDelivery::event_key
+    event_key       BLOB    NOT NULL UNIQUE,  -- NewDelivery::order (8 bytes) and SHA-256 of NewDelivery::event_key
     event_key_text  TEXT    NOT NULL,         -- NewDelivery::event_key itself
     event           TEXT    NOT NULL,
     action          TEXT    NOT NULL,
@@ -165,6 +169,27 @@ ALTER TABLE deliveries_v3 RENAME TO deliveries;
 CREATE INDEX inbox_ready ON inbox (status, next_attempt_at);
 CREATE INDEX inbox_finished ON inbox (finished_at) WHERE finished_at IS NOT NULL;
 "#;
+
+fn migrate_v2_to_v3(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(SCHEMA_V3)?;
+    // The new key needs the order, which comes from the body, exactly as
+    // `NewDelivery::new` computes it.
+    let rows: Vec<(i64, String, Vec<u8>)> = tx
+        .prepare("SELECT id, event_key_text, body FROM deliveries")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = tx.prepare("UPDATE deliveries SET event_key = ?2 WHERE id = ?1")?;
+    for (id, key, body) in rows {
+        let order = match crate::EventHead::parse(&body) {
+            Ok(head) if !key.starts_with("event:") => {
+                head.updated_at.as_deref().map_or(0, super::order_of)
+            }
+            _ => 0,
+        };
+        update.execute(params![id, index_key(order, &key)])?;
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod batch_tests;
@@ -702,7 +727,7 @@ fn record(tx: &Transaction<'_>, now: i64, d: &NewDelivery) -> rusqlite::Result<R
         )?
         .execute(params![
             d.delivery_id.as_bytes(),
-            key_digest(&d.event_key),
+            index_key(d.order, &d.event_key),
             d.event_key,
             d.event,
             d.action,
@@ -719,7 +744,9 @@ fn record(tx: &Transaction<'_>, now: i64, d: &NewDelivery) -> rusqlite::Result<R
     }
     let (id, delivery_id): (i64, Vec<u8>) = tx
         .prepare_cached("SELECT id, delivery_id FROM deliveries WHERE event_key = ?1")?
-        .query_row([key_digest(&d.event_key)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row([index_key(d.order, &d.event_key)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     let by = if delivery_id == d.delivery_id.as_bytes() {
         DuplicateBy::DeliveryId
     } else {
@@ -834,10 +861,19 @@ fn parse_uuid(bytes: &[u8]) -> rusqlite::Result<Uuid> {
     })
 }
 
-/// Small fixed-size index keys keep the unique index compact: fewer pages
-/// dirtied per commit, so less to write and fsync.
+/// The digest of an event key: what versions 1 and 2 indexed.
 fn key_digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
+}
+
+/// The dedupe index's key: the order (big-endian, so bytes sort as numbers),
+/// then the digest. Deliveries arriving together have close orders, so their
+/// keys share index pages; the same event always gets the same key.
+fn index_key(order: u64, key: &str) -> [u8; 40] {
+    let mut out = [0; 40];
+    out[..8].copy_from_slice(&order.to_be_bytes());
+    out[8..].copy_from_slice(&key_digest(key));
+    out
 }
 
 fn list(

@@ -40,6 +40,7 @@ fn delivery(event: &str, n: u32) -> NewDelivery {
         action: "updated".to_owned(),
         event_key: format!("test:{event}:{n}"),
         body: format!("{{\"n\": {n}}}").into(),
+        order: u64::from(n),
     }
 }
 

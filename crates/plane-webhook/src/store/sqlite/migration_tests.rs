@@ -79,7 +79,7 @@ fn v1_delivery(n: u32) -> NewDelivery {
         r#"{"version": "v2", "event": "workitem.updated", "event_id": "evt-6", "data": {"id": "10726b93-2516-4e16-91f4-d6804b6c9979", "name": "six"}}"#.to_owned()
     } else {
         format!(
-            r#"{{"event": "issue", "action": "updated", "data": {{"id": "10726b93-2516-4e16-91f4-d6804b6c9979", "name": "item {n}"}}}}"#
+            r#"{{"event": "issue", "action": "updated", "data": {{"id": "10726b93-2516-4e16-91f4-d6804b6c9979", "name": "item {n}", "updated_at": "2026-11-25T13:42:0{n}.086386Z"}}}}"#
         )
     };
     NewDelivery::new(
@@ -152,7 +152,19 @@ async fn a_v1_file_with_data_migrates_losslessly() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SqliteStore::SCHEMA_VERSION);
-    assert_eq!(current_rows(&connection), before, "a v1 column changed");
+    // Every column is as it was, but the key, which is now ordered.
+    let rekeyed: Vec<V1Row> = before
+        .iter()
+        .cloned()
+        .zip(&deliveries)
+        .map(|(mut row, d)| {
+            row.2 = index_key(d.order, &d.event_key).to_vec();
+            row
+        })
+        .collect();
+    assert_eq!(current_rows(&connection), rekeyed, "a v1 column changed");
+    assert_eq!(deliveries[0].order, 20261125134201086);
+    assert_eq!(deliveries[5].order, 0, "an event id's key is not ordered");
     let keys: Vec<(String, Option<String>)> = connection
         .prepare("SELECT event_key_text, note FROM deliveries JOIN inbox USING (id) ORDER BY id")
         .unwrap()
@@ -321,11 +333,22 @@ async fn a_v2_file_moves_its_state_into_the_inbox_table_losslessly() {
     .unwrap();
     let connection = Connection::open(&path).unwrap();
     assert_eq!(SqliteStore::inspect_schema_version(&path).unwrap(), 3);
+    // Every value is as it was, but the key, which is now ordered.
+    let rekeyed: Vec<Vec<rusqlite::types::Value>> = before
+        .iter()
+        .cloned()
+        .zip(&written)
+        .map(|(mut row, (d, _, _))| {
+            row[2] = rusqlite::types::Value::Blob(index_key(d.order, &d.event_key).to_vec());
+            row
+        })
+        .collect();
     assert_eq!(
         all_columns(&connection, V2_COLUMNS_NOW),
-        before,
+        rekeyed,
         "a version 2 value changed"
     );
+    assert!(written[..5].iter().all(|(d, _, _)| d.order > 0));
     // The body-holding table has no state columns left to update.
     let state_columns: i64 = connection
         .query_row(
