@@ -29,6 +29,8 @@ stop() {
 trap 'stop; rm -rf "$dir"' EXIT
 ticks="$(getconf CLK_TCK)"
 cpu() { awk '{print $14, $15}' "/proc/$1/stat"; }
+# Bytes handed to write calls (socket and files) and write calls made.
+io() { awk '/^wchar/ {w=$2} /^syscw/ {c=$2} END {print w, c}' "/proc/$1/io"; }
 
 for body in ${BODIES:-2k fixture 8k small}; do
   for level in ${LEVELS:-1 16 64}; do
@@ -43,11 +45,14 @@ for body in ${BODIES:-2k fixture 8k small}; do
       fi
       n="$total"; [ "$level" = 1 ] && n="$total_1"
       read -r u0 s0 < <(cpu "$server")
+      read -r w0 c0 < <(io "$server")
       line="$(target/release/examples/loadgen "http://127.0.0.1:$port/webhooks/plane" \
         --senders "$level" --total "$n" --body "$body" ${SAME_TIME:+--same-time})"
       read -r u1 s1 < <(cpu "$server")
+      read -r w1 c1 < <(io "$server")
       awk -v line="$line" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$n" -v t="$ticks" \
-        'BEGIN { printf "%s, server CPU %.0f us/delivery (user %.0f, system %.0f)\n", line, (u+s)/t/n*1e6, u/t/n*1e6, s/t/n*1e6 }'
+        -v w=$((w1 - w0)) -v c=$((c1 - c0)) \
+        'BEGIN { printf "%s, server CPU %.0f us/delivery (user %.0f, system %.0f), written %.1f KiB and %.1f write calls/delivery\n", line, (u+s)/t/n*1e6, u/t/n*1e6, s/t/n*1e6, w/n/1024, c/n }'
       stop
     done
   done
