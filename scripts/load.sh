@@ -9,6 +9,7 @@
 #
 # TOTAL deliveries per run (default 100000; TOTAL_1 for one sender, default 20000).
 # SAME_TIME=1 keeps the recorded data.updated_at on every body (the dedupe index's worst case).
+# SERVER_BIN runs another build of the server (an older one, for a before/after).
 # PERF=1 records the server with `perf record -g` into $PERF_OUT (default /tmp/plane-server.perf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +37,7 @@ for body in ${BODIES:-2k fixture 8k small}; do
   for level in ${LEVELS:-1 16 64}; do
     for _ in $(seq "${RUNS:-1}"); do
       rm -f "$dir"/load.db*
-      RUST_LOG=warn target/release/plane-server serve --listen "127.0.0.1:$port" --db "$dir/load.db" &
+      RUST_LOG=warn "${SERVER_BIN:-target/release/plane-server}" serve --listen "127.0.0.1:$port" --db "$dir/load.db" &
       server=$!
       for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
       if [ "${PERF:-0}" = 1 ]; then

@@ -150,7 +150,8 @@ pub async fn start(
         config: WorkerConfig {
             name: format!("plane-server-{}", std::process::id()),
             lease: config.lease,
-            // Few at a time: items wait under their lease while earlier ones run.
+            // The cap: claims grow to it while items go fast, and shrink while
+            // handlers run long (Plane calls), so waiting items keep their lease.
             batch: 512,
             poll: Duration::from_secs(1),
             retention: config.retention,

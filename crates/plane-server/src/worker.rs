@@ -14,7 +14,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use plane_webhook::{DeliveryStore, Envelope, EventHandler, FailOutcome, Handled, InboxItem};
 use tokio::sync::{Notify, watch};
 
@@ -59,7 +59,7 @@ pub struct Worker {
 
 impl Worker {
     /// Runs until `shutdown` turns true; items claimed but not started are given
-    /// back, the one in progress is finished.
+    /// back, those in progress are finished.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut next_purge = tokio::time::Instant::now();
         let mut claim_size = ClaimSize::new(self.config.batch, self.config.lease);
@@ -108,31 +108,25 @@ impl Worker {
             }
             let claimed = items.len();
             let started = tokio::time::Instant::now();
-            let mut items = items.into_iter();
-            // Each item's outcome is sent to the store as soon as its handlers
-            // are done, without waiting for the commit: outcomes ride along in
-            // the store's group commits (one fsync for many), and a crash
-            // re-runs only the few whose commit had not happened yet.
-            let mut finishing = tokio::task::JoinSet::new();
-            for item in items.by_ref() {
-                let outcome = self.process(&item).await;
-                finishing.spawn(finish(
-                    self.store.clone(),
-                    self.metrics.clone(),
-                    item,
-                    outcome,
-                ));
-                if *shutdown.borrow() {
-                    break;
-                }
-            }
-            while finishing.join_next().await.is_some() {}
+            // A few items are handled at a time: a handler that commits its own
+            // change (`complete_with`) waits for a commit, and changes waiting
+            // together share one. Each outcome is recorded as soon as its
+            // handlers are done; items not started when a shutdown comes are
+            // given back.
+            let (stopping, this) = (&shutdown, &self);
+            futures::stream::iter(items)
+                .for_each_concurrent(HANDLED_AT_ONCE, |item| async move {
+                    if *stopping.borrow() {
+                        if let Err(e) = this.store.release(&item).await {
+                            tracing::warn!(id = item.id, error = %e, "could not release an item at shutdown");
+                        }
+                        return;
+                    }
+                    let outcome = this.process(&item).await;
+                    finish(&*this.store, &this.metrics, item, outcome).await;
+                })
+                .await;
             claim_size.after(claimed, started.elapsed());
-            for unstarted in items {
-                if let Err(e) = self.store.release(&unstarted).await {
-                    tracing::warn!(id = unstarted.id, error = %e, "could not release an item at shutdown");
-                }
-            }
         }
         tracing::info!("inbox worker stopped");
     }
@@ -231,8 +225,8 @@ impl Worker {
 /// Records an item's outcome in the store (done, ignored, failed or dead), and
 /// counts it.
 async fn finish(
-    store: Arc<dyn DeliveryStore>,
-    metrics: Arc<Metrics>,
+    store: &dyn DeliveryStore,
+    metrics: &Metrics,
     item: InboxItem,
     (outcome, took): Outcome,
 ) {
@@ -289,6 +283,9 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// What the handlers said about an item, and how long they took.
 type Outcome = (Result<Handled, String>, Duration);
+
+/// Items of a claim handled at once.
+const HANDLED_AT_ONCE: usize = 16;
 
 /// How many items the next claim takes: it starts small, doubles while whole
 /// claims go by in an eighth of the lease, and halves when one takes more

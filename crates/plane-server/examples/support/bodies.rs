@@ -108,7 +108,11 @@ mod tests {
             assert_ne!(a, b, "{kind:?}: each delivery is distinct");
             let (x, y) = (body(kind, run, 1, true), body(kind, run, 2, true));
             assert_ne!(x, y, "{kind:?}: distinct with one timestamp too");
-            let stamp = |b: &[u8]| plane_webhook::EventHead::parse(b).unwrap().updated_at;
+            let stamp = |b: &[u8]| {
+                plane_webhook::EventHead::parse(b)
+                    .expect("a body")
+                    .updated_at
+            };
             assert!(stamp(&a) < stamp(&b), "{kind:?}: later");
             assert_eq!(stamp(&x), stamp(&y), "{kind:?}: the recorded time");
             let envelope = plane_webhook::Envelope::parse(&a).expect("a body Plane would send");
