@@ -110,10 +110,13 @@ impl Worker {
             let started = tokio::time::Instant::now();
             // A few items are handled at a time: a handler that commits its own
             // change (`complete_with`) waits for a commit, and changes waiting
-            // together share one. Each outcome is recorded as soon as its
-            // handlers are done; items not started when a shutdown comes are
-            // given back.
-            let (stopping, this) = (&shutdown, &self);
+            // together share one. Each outcome is sent to the store as soon as
+            // its handlers are done, without waiting for the commit: outcomes
+            // ride along in the store's group commits, and a crash re-runs only
+            // those not committed yet. Items not started when a shutdown comes
+            // are given back.
+            let recorded = std::sync::Mutex::new(Vec::new());
+            let (stopping, this, finishing) = (&shutdown, &self, &recorded);
             futures::stream::iter(items)
                 .for_each_concurrent(HANDLED_AT_ONCE, |item| async move {
                     if *stopping.borrow() {
@@ -123,9 +126,22 @@ impl Worker {
                         return;
                     }
                     let outcome = this.process(&item).await;
-                    finish(&*this.store, &this.metrics, item, outcome).await;
+                    let recorded = tokio::spawn(finish(
+                        this.store.clone(),
+                        this.metrics.clone(),
+                        item,
+                        outcome,
+                    ));
+                    finishing
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(recorded);
                 })
                 .await;
+            let finishing = recorded
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            futures::future::join_all(finishing).await;
             claim_size.after(claimed, started.elapsed());
         }
         tracing::info!("inbox worker stopped");
@@ -225,8 +241,8 @@ impl Worker {
 /// Records an item's outcome in the store (done, ignored, failed or dead), and
 /// counts it.
 async fn finish(
-    store: &dyn DeliveryStore,
-    metrics: &Metrics,
+    store: Arc<dyn DeliveryStore>,
+    metrics: Arc<Metrics>,
     item: InboxItem,
     (outcome, took): Outcome,
 ) {
@@ -284,8 +300,9 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 /// What the handlers said about an item, and how long they took.
 type Outcome = (Result<Handled, String>, Duration);
 
-/// Items of a claim handled at once.
-const HANDLED_AT_ONCE: usize = 16;
+/// Items of a claim handled at once: enough that handlers committing their own
+/// change (the BIR handler's `complete_with`) keep up with 64 senders.
+const HANDLED_AT_ONCE: usize = 64;
 
 /// How many items the next claim takes: it starts small, doubles while whole
 /// claims go by in an eighth of the lease, and halves when one takes more
