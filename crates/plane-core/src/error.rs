@@ -230,7 +230,10 @@ pub enum Error {
     /// The token endpoint refused a grant for another reason (RFC 6749 §5.2:
     /// `invalid_grant` for a wrong code or PKCE verifier, `invalid_request`,
     /// `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`).
-    #[error("POST {url}: Plane refused the {grant} grant ({error}{})", colon(detail))]
+    #[error(
+        "POST {url}: Plane refused the {grant} grant ({error}{})",
+        colon(detail)
+    )]
     GrantRefused {
         /// The token endpoint.
         url: String,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use plane_core::oauth::{OAuthApp, Pkce, TokenSet, TokenSink, random_state};
 use plane_core::{BoxFuture, Budget, Error, ExposeSecret, PlaneClient, TokenSource};
-use plane_fake::{Fault, FakePlane, RunningFake};
+use plane_fake::{FakePlane, Fault, RunningFake};
 
 const CLIENT_ID: &str = "client-1";
 const REDIRECT: &str = "http://127.0.0.1:9/oauth/callback";
@@ -70,10 +70,17 @@ async fn user_tokens(fake: &RunningFake) -> TokenSet {
     let app = app(fake);
     let pkce = Pkce::new();
     let state = random_state();
-    let url = app.authorize_url(REDIRECT, &["projects:read", "profile:read"], &state, Some(&pkce));
+    let url = app.authorize_url(
+        REDIRECT,
+        &["projects:read", "profile:read"],
+        &state,
+        Some(&pkce),
+    );
     let (code, returned) = authorize(&url).await;
     assert_eq!(returned, state, "the callback brings the state back");
-    app.exchange_code(&code, REDIRECT, Some(&pkce)).await.unwrap()
+    app.exchange_code(&code, REDIRECT, Some(&pkce))
+        .await
+        .unwrap()
 }
 
 /// `(grant_type, status)` of every token request so far.
@@ -141,7 +148,10 @@ async fn client_credentials_gives_a_bot_token_that_the_api_and_the_installation_
         .client_credentials(&fake.oauth_installation_id())
         .await
         .unwrap();
-    assert!(bot.refresh_token.is_none(), "bot tokens have no refresh token");
+    assert!(
+        bot.refresh_token.is_none(),
+        "bot tokens have no refresh token"
+    );
     let installation = app
         .installation(&bot.access_token, &fake.oauth_installation_id())
         .await
@@ -190,7 +200,9 @@ async fn a_wrong_or_missing_pkce_verifier_and_a_reused_code_are_refused() {
     // The right verifier works once; the same code again is refused.
     let url = app.authorize_url(REDIRECT, &["projects:read"], "s", Some(&pkce));
     let (code, _) = authorize(&url).await;
-    app.exchange_code(&code, REDIRECT, Some(&pkce)).await.unwrap();
+    app.exchange_code(&code, REDIRECT, Some(&pkce))
+        .await
+        .unwrap();
     let err = app
         .exchange_code(&code, REDIRECT, Some(&pkce))
         .await
@@ -209,9 +221,14 @@ async fn the_refresh_token_grant_rotates_and_a_spent_or_expired_one_says_authori
     assert_ne!(new.expose_secret(), old.expose_secret(), "rotated");
 
     let spent = app.refresh(&old).await.unwrap_err();
-    assert!(matches!(spent, Error::AuthorizationExpired { .. }), "{spent}");
     assert!(
-        spent.to_string().contains("plane-server oauth authorize-url"),
+        matches!(spent, Error::AuthorizationExpired { .. }),
+        "{spent}"
+    );
+    assert!(
+        spent
+            .to_string()
+            .contains("plane-server oauth authorize-url"),
         "{spent}"
     );
 
@@ -242,7 +259,10 @@ async fn a_wrong_client_secret_is_invalid_client_and_never_shown() {
     assert!(!shown.contains(&wrong), "{shown}");
     assert!(shown.contains("PLANE_OAUTH_CLIENT_SECRET"), "{shown}");
     assert_eq!(grants(&fake), [("client_credentials".into(), 401)]);
-    assert!(me_statuses(&fake).is_empty(), "no API request without a token");
+    assert!(
+        me_statuses(&fake).is_empty(),
+        "no API request without a token"
+    );
 }
 
 #[tokio::test]
@@ -361,7 +381,10 @@ async fn a_refused_token_is_renewed_once_and_the_request_retried_once() {
     fake.clear_request_log();
     fake.inject(Fault::status(401).path_contains("/users/me/").times(5));
     let err = client.users().me().await.unwrap_err();
-    assert!(matches!(err, Error::Unauthorized { status: 401, .. }), "{err}");
+    assert!(
+        matches!(err, Error::Unauthorized { status: 401, .. }),
+        "{err}"
+    );
     assert_eq!(me_statuses(&fake), [401, 401], "one try and one retry");
     assert_eq!(fake.token_requests().len(), 4, "one renewal");
 }
@@ -379,8 +402,15 @@ async fn a_new_token_pair_is_saved_before_use_and_a_restart_renews_with_the_rota
     fake.revoke_access_tokens();
     *sink.failing.lock().unwrap() = true;
     let err = first.users().me().await.unwrap_err();
-    assert!(err.to_string().contains("the test store is failing"), "{err}");
-    assert_eq!(me_statuses(&fake), [401], "the unsaved token was never sent");
+    assert!(
+        err.to_string().contains("the test store is failing"),
+        "{err}"
+    );
+    assert_eq!(
+        me_statuses(&fake),
+        [401],
+        "the unsaved token was never sent"
+    );
 
     // The store works again: the rotated refresh token kept in memory renews.
     *sink.failing.lock().unwrap() = false;
@@ -398,9 +428,15 @@ async fn a_new_token_pair_is_saved_before_use_and_a_restart_renews_with_the_rota
 
     // A new process starts from what was saved and renews with it.
     fake.revoke_access_tokens();
-    let restarted = client(&fake, app.refreshing_token(saved.clone()).persist_to(sink.clone()));
+    let restarted = client(
+        &fake,
+        app.refreshing_token(saved.clone()).persist_to(sink.clone()),
+    );
     restarted.users().me().await.unwrap();
-    assert_eq!(grants(&fake).last().unwrap(), &("refresh_token".into(), 200));
+    assert_eq!(
+        grants(&fake).last().unwrap(),
+        &("refresh_token".into(), 200)
+    );
     assert_ne!(
         sink.last().refresh_token.unwrap().expose_secret(),
         saved.refresh_token.unwrap().expose_secret(),

@@ -418,6 +418,11 @@ impl RunningFake {
         self.oauth().token_requests.clone()
     }
 
+    /// Every access and refresh token issued so far (for scanning logs for them).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.oauth().issued.clone()
+    }
+
     /// Installs a fault; see [`Fault`].
     pub fn inject(&self, fault: Fault) {
         lock(&self.inner.shared.faults).push(fault);

@@ -122,6 +122,8 @@ pub(crate) struct OAuthState {
     access: HashMap<String, Access>,
     refresh: HashMap<String, Refresh>,
     pub token_requests: Vec<TokenRequest>,
+    /// Every access and refresh token ever issued, for tests that scan output for them.
+    pub issued: Vec<String>,
 }
 
 impl std::fmt::Debug for OAuthState {
@@ -174,6 +176,7 @@ impl OAuthState {
             access: HashMap::new(),
             refresh: HashMap::new(),
             token_requests: Vec::new(),
+            issued: Vec::new(),
         }
     }
 
@@ -278,7 +281,11 @@ impl OAuthState {
     }
 
     /// RFC 6749 §2.3.1: HTTP Basic, or the two fields in the body.
-    fn client_authenticated(&self, headers: &http::HeaderMap, form: &HashMap<String, String>) -> bool {
+    fn client_authenticated(
+        &self,
+        headers: &http::HeaderMap,
+        form: &HashMap<String, String>,
+    ) -> bool {
         let basic = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -347,7 +354,10 @@ impl OAuthState {
                 if get("app_installation_id") != self.installation_id.to_string() {
                     return oauth_error(400, "invalid_grant", "unknown app_installation_id");
                 }
-                let scope = form.get("scope").cloned().unwrap_or_else(|| "read write".into());
+                let scope = form
+                    .get("scope")
+                    .cloned()
+                    .unwrap_or_else(|| "read write".into());
                 self.issue(Owner::Bot, &scope)
             }
             "" => oauth_error(400, "invalid_request", "grant_type is missing"),
@@ -357,7 +367,12 @@ impl OAuthState {
 
     fn issue(&mut self, owner: Owner, scope: &str) -> Resp {
         let now = Instant::now();
-        let access = random_token(if owner == Owner::Bot { "pln_bot_" } else { "pln_" });
+        let access = random_token(if owner == Owner::Bot {
+            "pln_bot_"
+        } else {
+            "pln_"
+        });
+        self.issued.push(access.clone());
         self.access.insert(
             access.clone(),
             Access {
@@ -373,6 +388,7 @@ impl OAuthState {
         });
         if owner == Owner::User {
             let refresh = random_token("pln_refresh_");
+            self.issued.push(refresh.clone());
             self.refresh.insert(
                 refresh.clone(),
                 Refresh {
