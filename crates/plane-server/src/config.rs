@@ -863,4 +863,93 @@ mod tests {
             assert_eq!(err.key, key, "{text}: {err}");
         }
     }
+
+    /// An obviously fake key, made at run time.
+    fn fake_key() -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+    }
+
+    #[test]
+    fn oauth_is_configured_from_the_file_and_the_environment_and_refused_beside_an_api_key() {
+        let key = fake_key();
+        let secret = format!("fake-client-secret-{}", std::process::id());
+        let base = [
+            ("PLANE_OAUTH_CLIENT_SECRET", secret.as_str()),
+            ("PLANE_TOKEN_ENCRYPTION_KEY", key.as_str()),
+        ];
+        let (_dir, path) =
+            toml_file("[plane.oauth]\nclient_id = \"c1\"\ninstallation_id = \"inst-1\"\n");
+        let overrides = Overrides {
+            config_file: Some(path),
+            ..Overrides::default()
+        };
+        let c = Config::load(&overrides, &env_of(&base)).unwrap();
+        let oauth = c.oauth.as_ref().unwrap();
+        assert_eq!(oauth.owner, TokenOwner::Installation("inst-1".into()));
+        assert!(oauth.pkce);
+        assert!(c.is_enabled());
+        assert!(
+            !format!("{c:?}").contains(&secret),
+            "Debug hides the secret"
+        );
+        assert!(!format!("{c:?}").contains(&key), "Debug hides the key");
+
+        // An API key as well: an error naming both.
+        let both = [base[0], base[1], ("PLANE_API_KEY", "plane_api_fake")];
+        let err = Config::load(&overrides, &env_of(&both)).unwrap_err();
+        assert!(
+            err.key.contains("PLANE_API_KEY") && err.key.contains("plane.oauth.client_id"),
+            "{err}"
+        );
+
+        for (text, env, key_at_fault) in [
+            // No secret.
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\nuser = \"ops\"\n",
+                vec![("PLANE_TOKEN_ENCRYPTION_KEY", key.as_str())],
+                "PLANE_OAUTH_CLIENT_SECRET",
+            ),
+            // Neither installation nor user; both.
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\n",
+                base.to_vec(),
+                "plane.oauth",
+            ),
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\nuser = \"a\"\ninstallation_id = \"b\"\n",
+                base.to_vec(),
+                "plane.oauth.installation_id and plane.oauth.user",
+            ),
+            // A user token without a redirect URI.
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\nuser = \"ops\"\n",
+                base.to_vec(),
+                "plane.oauth.redirect_uri",
+            ),
+            // No key, and a short one.
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\ninstallation_id = \"i\"\n",
+                vec![base[0]],
+                "PLANE_TOKEN_ENCRYPTION_KEY",
+            ),
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\ninstallation_id = \"i\"\n",
+                vec![base[0], ("PLANE_TOKEN_ENCRYPTION_KEY", "c2hvcnQ=")],
+                "PLANE_TOKEN_ENCRYPTION_KEY",
+            ),
+            // The secret in the file.
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\nclient_secret = \"x\"\n",
+                base.to_vec(),
+                "plane.oauth.client_secret",
+            ),
+        ] {
+            let err = file_error(text, &env);
+            assert_eq!(err.key, key_at_fault, "{text}: {err}");
+            if key_at_fault == "PLANE_TOKEN_ENCRYPTION_KEY" {
+                assert!(err.message.contains("openssl rand -base64 32"), "{err}");
+            }
+        }
+    }
 }
