@@ -231,10 +231,8 @@ async fn the_oauth_commands_check_and_serve_work_and_print_no_token_or_secret_at
     }
 
     // An API key as well: a configuration error naming both.
-    let both = [(
-        "PLANE_API_KEY",
-        "plane_api_00000000000000000000000000000000",
-    )];
+    let api_key = format!("plane_api_{}", "0".repeat(32));
+    let both = [("PLANE_API_KEY", api_key.as_str())];
     let out = env.run(&["check"], &[bot[0], both[0]]).await;
     assert_eq!(out.status.code(), Some(2), "{}", all(&out));
     assert!(
