@@ -19,9 +19,26 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
     /// The current token.
     fn token(&self) -> BoxFuture<'_, Result<SecretString, Error>>;
 
-    /// Plane refused the last token (401): forget any cached one, so the next
-    /// `token` call fetches a fresh one. The client then retries once.
-    fn invalidate(&self) {}
+    /// Plane refused `refused` (401): if it is still the cached token, forget it,
+    /// so the next `token` call renews it. The client awaits this, then retries
+    /// once. Comparing with the refused token makes concurrent refusals of the
+    /// same token cause one renewal, not one each.
+    fn invalidate<'a>(&'a self, refused: &'a SecretString) -> BoxFuture<'a, ()> {
+        let _ = refused;
+        Box::pin(async {})
+    }
+}
+
+/// A shared source: the caller keeps a handle (to read what it holds) while
+/// the client uses it.
+impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
+    fn token(&self) -> BoxFuture<'_, Result<SecretString, Error>> {
+        (**self).token()
+    }
+
+    fn invalidate<'a>(&'a self, refused: &'a SecretString) -> BoxFuture<'a, ()> {
+        (**self).invalidate(refused)
+    }
 }
 
 /// A fixed bearer token (for example a bot token managed elsewhere).
@@ -72,18 +89,22 @@ impl fmt::Debug for Credentials {
 
 impl Credentials {
     /// The header this credential is sent in, marked sensitive so that
-    /// reqwest and hyper never print it.
-    pub(crate) async fn header(&self) -> Result<(http::HeaderName, http::HeaderValue), Error> {
-        let (name, value) = match self {
+    /// reqwest and hyper never print it, and the bearer token it carries.
+    pub(crate) async fn header(
+        &self,
+    ) -> Result<(http::HeaderName, http::HeaderValue, Option<SecretString>), Error> {
+        let (name, value, token) = match self {
             Credentials::ApiKey(key) => (
                 http::HeaderName::from_static("x-api-key"),
                 key.expose_secret().to_owned(),
+                None,
             ),
             Credentials::Bearer(source) => {
                 let token = source.token().await?;
                 (
                     http::header::AUTHORIZATION,
                     format!("Bearer {}", token.expose_secret()),
+                    Some(token),
                 )
             }
         };
@@ -93,6 +114,6 @@ impl Credentials {
                 .into(),
         })?;
         value.set_sensitive(true);
-        Ok((name, value))
+        Ok((name, value, token))
     }
 }

@@ -116,9 +116,7 @@ pub struct PlaneClientBuilder {
     workspace_slug: String,
     api_key: Option<SecretString>,
     bearer: Option<Arc<dyn TokenSource>>,
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    user_agent: String,
+    http: HttpSettings,
     budget: Budget,
     threshold: u32,
     retry: RetryPolicy,
@@ -134,9 +132,7 @@ impl Default for PlaneClientBuilder {
             workspace_slug: DEFAULT_WORKSPACE_SLUG.to_owned(),
             api_key: None,
             bearer: None,
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            user_agent: format!("plane-connector/{}", env!("CARGO_PKG_VERSION")),
+            http: HttpSettings::default(),
             budget: Budget::default(),
             threshold: DEFAULT_RATE_LIMIT_THRESHOLD,
             retry: RetryPolicy::default(),
@@ -174,19 +170,19 @@ impl PlaneClientBuilder {
 
     /// How long to wait for a TCP/TLS connection (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.http.connect_timeout = timeout;
         self
     }
 
     /// How long a whole request may take, body included (default 30 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+        self.http.request_timeout = timeout;
         self
     }
 
     /// The `User-Agent` header.
     pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
-        self.user_agent = agent.into();
+        self.http.user_agent = agent.into();
         self
     }
 
@@ -279,18 +275,7 @@ impl PlaneClientBuilder {
             }
         };
         check_per_page(self.per_page)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .timeout(self.request_timeout)
-            .user_agent(self.user_agent)
-            // Plane answers slashless paths with 301s; every path here ends in `/`,
-            // so a redirect is a bug to surface, not to follow with a lost body.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::InvalidConfig {
-                key: "http",
-                message: format!("could not build the HTTP client: {e}"),
-            })?;
+        let http = self.http.client()?;
         let retry = self.retry;
         Ok(PlaneClient {
             inner: Arc::new(Inner {
@@ -301,7 +286,7 @@ impl PlaneClientBuilder {
                 limiter: RateLimiter::new(self.budget, self.threshold),
                 rng: Arc::new(Mutex::new(retry.rng(self.jitter_seed))),
                 retry,
-                request_timeout: self.request_timeout,
+                request_timeout: self.http.request_timeout,
                 per_page: self.per_page,
                 per_page_cap: AtomicU32::new(0),
                 work_items_segment: if self.legacy_issue_paths {
@@ -312,6 +297,43 @@ impl PlaneClientBuilder {
                 stats: Stats::default(),
             }),
         })
+    }
+}
+
+/// How every HTTP client of this crate is built (the API client's and the OAuth
+/// token endpoint's), so both have the same timeouts and user agent.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpSettings {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub user_agent: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            user_agent: format!("plane-connector/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+impl HttpSettings {
+    pub(crate) fn client(&self) -> Result<reqwest::Client, Error> {
+        reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            .user_agent(self.user_agent.clone())
+            // Plane answers slashless paths with 301s; every path here ends in `/`,
+            // so a redirect is a bug to surface, not to follow with a lost body. The
+            // OAuth endpoints answer their grants directly, never by redirect.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::InvalidConfig {
+                key: "http",
+                message: format!("could not build the HTTP client: {e}"),
+            })
     }
 }
 
@@ -532,14 +554,24 @@ impl PlaneClient {
         self.send(request).await.map(drop)
     }
 
-    /// Sends a request; a bearer token Plane refuses (401) is renewed once.
+    /// Sends a request; a bearer token Plane refuses (401, or 403 "token is not
+    /// valid") is renewed once and the request sent once more, never again.
     pub(crate) async fn send(&self, request: Request) -> Result<bytes::Bytes, Error> {
-        let result = self.send_with_retries(&request).await;
+        let used = Mutex::new(None);
+        let result = self.send_with_retries(&request, &used).await;
         match (&result, &self.inner.credentials) {
-            (Err(Error::Unauthorized { status: 401, .. }), Credentials::Bearer(source)) => {
+            (Err(Error::Unauthorized { .. }), Credentials::Bearer(source)) => {
+                let refused = used
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                let Some(refused) = refused else {
+                    return result;
+                };
                 tracing::info!("Plane refused the bearer token; renewing it and trying once more");
-                source.invalidate();
-                self.send_with_retries(&request).await
+                // Awaited, not best-effort: the retry must not reuse the refused token.
+                source.invalidate(&refused).await;
+                self.send_with_retries(&request, &used).await
             }
             _ => result,
         }
@@ -547,7 +579,14 @@ impl PlaneClient {
 
     /// The pipeline: pace → authenticate → send → observe rate-limit headers →
     /// map the status → retry what may be retried.
-    async fn send_with_retries(&self, request: &Request) -> Result<bytes::Bytes, Error> {
+    ///
+    /// `used` receives the bearer token of the last attempt, so that a 401 renews
+    /// exactly the token Plane refused.
+    async fn send_with_retries(
+        &self,
+        request: &Request,
+        used: &Mutex<Option<SecretString>>,
+    ) -> Result<bytes::Bytes, Error> {
         let inner = &self.inner;
         let url = inner.base.endpoint(&request.segments)?;
         let path = request.display_path();
@@ -559,7 +598,10 @@ impl PlaneClient {
                 if attempt > 1 {
                     inner.stats.retries.fetch_add(1, Ordering::Relaxed);
                 }
-                let (name, value) = inner.credentials.header().await?;
+                let (name, value, token) = inner.credentials.header().await?;
+                *used
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = token;
                 let mut builder = inner
                     .http
                     .request(request.method.clone(), url)

@@ -198,6 +198,53 @@ pub enum Error {
         message: String,
     },
 
+    /// The token endpoint refused the app's client id or secret (`invalid_client`).
+    #[error(
+        "POST {url}: Plane refused the OAuth app's client id or secret (invalid_client{}); \
+         check plane.oauth.client_id and PLANE_OAUTH_CLIENT_SECRET \
+         (ssot/secrets/registry.yaml#plane_oauth_client_secret)",
+        colon(detail)
+    )]
+    InvalidClient {
+        /// The token endpoint.
+        url: String,
+        /// Plane's `error_description`, if any.
+        detail: String,
+    },
+
+    /// The refresh token was refused (`invalid_grant`): it expired, was revoked
+    /// or was already spent. Only a new authorization helps.
+    #[error(
+        "POST {url}: the stored refresh token was refused (invalid_grant{}): it expired, was \
+         revoked or was already used. Authorize again: run `plane-server oauth authorize-url`, \
+         open the URL, then run `plane-server oauth exchange --code CODE --state STATE`",
+        colon(detail)
+    )]
+    AuthorizationExpired {
+        /// The token endpoint.
+        url: String,
+        /// Plane's `error_description`, if any.
+        detail: String,
+    },
+
+    /// The token endpoint refused a grant for another reason (RFC 6749 §5.2:
+    /// `invalid_grant` for a wrong code or PKCE verifier, `invalid_request`,
+    /// `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`).
+    #[error(
+        "POST {url}: Plane refused the {grant} grant ({error}{})",
+        colon(detail)
+    )]
+    GrantRefused {
+        /// The token endpoint.
+        url: String,
+        /// The grant type asked for.
+        grant: &'static str,
+        /// The RFC 6749 error code.
+        error: String,
+        /// Plane's `error_description`, if any.
+        detail: String,
+    },
+
     /// A configuration value is missing or wrong; `key` names it.
     #[error("invalid configuration `{key}`: {message}")]
     InvalidConfig {
@@ -368,6 +415,14 @@ fn field_errors(json: &Value) -> BTreeMap<String, Vec<String>> {
             (!messages.is_empty()).then(|| (k.clone(), messages))
         })
         .collect()
+}
+
+fn colon(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
 }
 
 /// A short, printable prefix of a body for error messages.

@@ -1,30 +1,57 @@
-//! OAuth token sources for Plane apps (Plane Cloud; the CE server has no
-//! `/auth/o/` routes).
+//! OAuth for Plane apps (Plane Cloud; the CE server has no `/auth/o/` routes).
 //!
-//! * [`BotToken`]: the app's bot token for one installation, by the
-//!   `client_credentials` grant with HTTP Basic client authentication, renewed by
-//!   repeating the grant before `expires_in` runs out.
-//! * [`RefreshingToken`]: a user's access token, renewed with its refresh token
-//!   (rotated refresh tokens are kept).
+//! # A tour
 //!
-//! Both cache the token and are safe to share: concurrent requests wait for one
-//! renewal rather than starting several.
+//! * [`OAuthApp`] is the app registered in a Plane workspace (client id and
+//!   secret). It speaks to the token endpoint, `POST {base}/auth/o/token/`, with
+//!   the three grants: [`exchange_code`](OAuthApp::exchange_code)
+//!   (`authorization_code`, with a PKCE verifier), [`client_credentials`](OAuthApp::client_credentials)
+//!   (the bot token of one installation, HTTP Basic client authentication) and
+//!   [`refresh`](OAuthApp::refresh) (`refresh_token`). It builds the URL a user
+//!   opens to authorize the app ([`authorize_url`](OAuthApp::authorize_url)) and
+//!   looks installations up ([`installation`](OAuthApp::installation)). Its HTTP
+//!   client is built by the same code as [`PlaneClient`](crate::PlaneClient)'s:
+//!   same connect and request timeouts, same user agent.
+//! * [`Pkce`] is an RFC 7636 verifier and its S256 challenge; [`random_state`]
+//!   makes the `state` value that ties a callback to the request that caused it.
+//! * Two [`TokenSource`]s keep a token fresh for the API client:
+//!   [`BotToken`] repeats the `client_credentials` grant, [`RefreshingToken`]
+//!   spends the refresh token (and keeps the rotated one). Both renew
+//!   [`EARLY`] before `expires_in` runs out, hold one lock across a renewal (so
+//!   a hundred requests at expiry cause one token request), and renew a token
+//!   Plane refused (401) exactly once.
+//! * A [`TokenSink`] is told every new [`TokenSet`] **before** its access token
+//!   is used: a rotated refresh token is stored before anything can depend on
+//!   it, so a restart never finds a spent one.
+//!
+//! Refusals by the token endpoint are typed: [`Error::InvalidClient`] (wrong
+//! client id or secret), [`Error::AuthorizationExpired`] (the refresh token is
+//! expired, revoked or spent: the user must authorize again) and
+//! [`Error::GrantRefused`] (anything else RFC 6749 §5.2 names).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use rand::RngCore as _;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::client::HttpSettings;
 use crate::{BaseUrl, BoxFuture, Error, ExposeSecret, SecretString, TokenSource};
 
-/// Renew this long before the token's stated expiry.
-const EARLY: Duration = Duration::from_secs(60);
+/// Tokens are renewed this long before their stated expiry.
+pub const EARLY: Duration = Duration::from_secs(60);
 
 /// An OAuth app registered in a Plane workspace.
 #[derive(Clone)]
 pub struct OAuthApp {
+    origin: String,
     token_url: String,
     client_id: String,
     client_secret: SecretString,
@@ -41,6 +68,132 @@ impl fmt::Debug for OAuthApp {
     }
 }
 
+/// An access token with what came with it, as a grant returned it (and as a
+/// [`TokenSink`] stores it). `Debug` never shows the tokens.
+#[derive(Debug, Clone)]
+pub struct TokenSet {
+    /// The bearer token for `/api/v1/`.
+    pub access_token: SecretString,
+    /// The refresh token (user tokens only; bot tokens have none).
+    pub refresh_token: Option<SecretString>,
+    /// When the access token expires, if Plane said (`expires_in`).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The scopes granted, space-separated, if Plane said.
+    pub scope: Option<String>,
+}
+
+/// Where new tokens are kept, told before they are used.
+///
+/// A [`BotToken`] or [`RefreshingToken`] calls [`save`](Self::save) with every
+/// token set it obtains, and uses the access token only once `save` returned
+/// `Ok`. An error is returned to the request that needed the token.
+pub trait TokenSink: Send + Sync + fmt::Debug {
+    /// Stores `tokens`, replacing what was stored for the same owner.
+    fn save<'a>(&'a self, tokens: &'a TokenSet) -> BoxFuture<'a, Result<(), Error>>;
+}
+
+/// A PKCE code verifier and its S256 challenge (RFC 7636 §4.1, §4.2).
+///
+/// ```
+/// use plane_core::ExposeSecret;
+/// use plane_core::oauth::Pkce;
+/// // RFC 7636 appendix B.
+/// let pkce = Pkce::from_verifier("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk").unwrap();
+/// assert_eq!(pkce.challenge(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+/// assert_eq!(Pkce::new().verifier().expose_secret().len(), 43);
+/// ```
+pub struct Pkce {
+    verifier: SecretString,
+    challenge: String,
+}
+
+impl fmt::Debug for Pkce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pkce")
+            .field("challenge", &self.challenge)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Pkce {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pkce {
+    /// A new verifier: 32 random bytes, base64url (43 characters), as RFC 7636
+    /// §4.1 recommends.
+    pub fn new() -> Self {
+        let verifier = random_b64(32);
+        let challenge = s256(&verifier);
+        Self {
+            verifier: SecretString::from(verifier),
+            challenge,
+        }
+    }
+
+    /// A verifier kept from earlier (43 to 128 unreserved characters).
+    pub fn from_verifier(verifier: &str) -> Result<Self, Error> {
+        let ok = (43..=128).contains(&verifier.len())
+            && verifier
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        if !ok {
+            return Err(Error::InvalidArgument {
+                message: "a PKCE verifier is 43 to 128 characters of A-Z a-z 0-9 - . _ ~ \
+                          (RFC 7636 §4.1)"
+                    .into(),
+            });
+        }
+        Ok(Self {
+            challenge: s256(verifier),
+            verifier: SecretString::from(verifier.to_owned()),
+        })
+    }
+
+    /// The verifier, sent only to the token endpoint.
+    pub fn verifier(&self) -> &SecretString {
+        &self.verifier
+    }
+
+    /// `BASE64URL(SHA256(verifier))`, sent in the authorize URL.
+    pub fn challenge(&self) -> &str {
+        &self.challenge
+    }
+}
+
+fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+fn random_b64(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A fresh, unguessable `state` value (24 random bytes, base64url) for the
+/// authorize URL; the callback must bring it back unchanged.
+pub fn random_state() -> String {
+    random_b64(24)
+}
+
+/// An app installation as `GET /auth/o/app-installation/` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installation {
+    /// The installation id (`app_installation_id`).
+    pub id: String,
+    /// The workspace the app is installed in (`workspace_detail.slug`): the slug for API paths.
+    pub workspace_slug: String,
+    /// The workspace's name, if Plane said.
+    pub workspace_name: Option<String>,
+    /// `installed`, or another state Plane reports.
+    pub status: Option<String>,
+    /// The bot user the bot token acts as (`app_bot`).
+    pub app_bot: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
@@ -48,11 +201,30 @@ struct TokenResponse {
     expires_in: Option<u64>,
     #[serde(default)]
     refresh_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
 }
 
-struct Cached {
-    token: SecretString,
-    renew_at: Option<Instant>,
+impl TokenResponse {
+    fn into_set(self) -> (TokenSet, Option<Duration>) {
+        let lifetime = self.expires_in.map(Duration::from_secs);
+        let set = TokenSet {
+            access_token: SecretString::from(self.access_token),
+            refresh_token: self.refresh_token.map(SecretString::from),
+            expires_at: lifetime
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .map(|d| Utc::now() + d),
+            scope: self.scope,
+        };
+        (set, lifetime)
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
 }
 
 impl OAuthApp {
@@ -70,20 +242,226 @@ impl OAuthApp {
         client_secret: impl Into<SecretString>,
     ) -> Result<Self, Error> {
         let base = BaseUrl::parse(base_url)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::InvalidConfig {
-                key: "http",
-                message: format!("could not build the HTTP client: {e}"),
-            })?;
+        let origin = base.origin();
         Ok(Self {
-            token_url: format!("{}/auth/o/token/", base.origin()),
+            token_url: format!("{origin}/auth/o/token/"),
+            origin,
             client_id: client_id.into(),
             client_secret: client_secret.into(),
-            http,
+            http: HttpSettings::default().client()?,
         })
+    }
+
+    /// The app's client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The URL a user opens to authorize the app: `GET {base}/auth/o/authorize-app/`
+    /// with `response_type=code`, the redirect URI, the space-separated scopes, the
+    /// `state` and, when given, the PKCE challenge (`code_challenge_method=S256`).
+    ///
+    /// ```
+    /// use plane_core::oauth::{OAuthApp, Pkce};
+    /// let app = OAuthApp::new("https://api.plane.so", "client-1", "not-a-real-secret").unwrap();
+    /// let pkce = Pkce::new();
+    /// let url = app.authorize_url("https://example.com/cb", &["projects:read"], "s1", Some(&pkce));
+    /// assert!(url.starts_with("https://api.plane.so/auth/o/authorize-app/?client_id=client-1&"));
+    /// assert!(url.contains("&code_challenge_method=S256"));
+    /// ```
+    pub fn authorize_url(
+        &self,
+        redirect_uri: &str,
+        scopes: &[&str],
+        state: &str,
+        pkce: Option<&Pkce>,
+    ) -> String {
+        let scope = scopes.join(" ");
+        let mut pairs = vec![
+            ("client_id", self.client_id.as_str()),
+            ("response_type", "code"),
+            ("redirect_uri", redirect_uri),
+            ("state", state),
+            ("scope", scope.as_str()),
+        ];
+        if let Some(pkce) = pkce {
+            pairs.push(("code_challenge", pkce.challenge()));
+            pairs.push(("code_challenge_method", "S256"));
+        }
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        format!("{}/auth/o/authorize-app/?{query}", self.origin)
+    }
+
+    /// The `authorization_code` grant: trades the `code` from the callback for a
+    /// user token pair. `redirect_uri` must be the one in the authorize URL.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        redirect_uri: &str,
+        pkce: Option<&Pkce>,
+    ) -> Result<TokenSet, Error> {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose_secret()),
+        ];
+        if let Some(pkce) = pkce {
+            form.push(("code_verifier", pkce.verifier().expose_secret()));
+        }
+        Ok(self.grant("authorization_code", &form, false).await?.0)
+    }
+
+    /// The `client_credentials` grant for one installation: a bot token.
+    pub async fn client_credentials(&self, installation: &str) -> Result<TokenSet, Error> {
+        Ok(self.bot_grant(installation).await?.0)
+    }
+
+    /// The `refresh_token` grant. Plane may rotate the refresh token: the
+    /// returned set then carries the new one, and the old one is spent.
+    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenSet, Error> {
+        Ok(self.refresh_grant(refresh_token).await?.0)
+    }
+
+    async fn bot_grant(&self, installation: &str) -> Result<(TokenSet, Option<Duration>), Error> {
+        self.grant(
+            "client_credentials",
+            &[
+                ("grant_type", "client_credentials"),
+                ("app_installation_id", installation),
+            ],
+            true,
+        )
+        .await
+    }
+
+    async fn refresh_grant(
+        &self,
+        refresh_token: &SecretString,
+    ) -> Result<(TokenSet, Option<Duration>), Error> {
+        self.grant(
+            "refresh_token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.expose_secret()),
+                ("client_id", &self.client_id),
+                ("client_secret", self.client_secret.expose_secret()),
+            ],
+            false,
+        )
+        .await
+    }
+
+    /// Looks an installation up with its bot token:
+    /// `GET {base}/auth/o/app-installation/?id=ID`.
+    pub async fn installation(
+        &self,
+        bot_token: &SecretString,
+        id: &str,
+    ) -> Result<Installation, Error> {
+        let url = format!("{}/auth/o/app-installation/", self.origin);
+        let path = "/auth/o/app-installation/".to_owned();
+        let response = self
+            .http
+            .get(&url)
+            .query(&[("id", id)])
+            .bearer_auth(bot_token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| Error::Token {
+                message: format!("GET {url} failed: {}", e.without_url()),
+            })?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap_or_default();
+        if !(200..300).contains(&status) {
+            return Err(Error::from_response(
+                http::Method::GET,
+                path,
+                status,
+                None,
+                &body,
+            ));
+        }
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_slice(&body).map_err(|e| Error::Decode {
+                method: http::Method::GET,
+                path: path.clone(),
+                message: e.to_string(),
+                excerpt: crate::error::excerpt(&body),
+            })?;
+        let text = |v: &serde_json::Value, key: &str| v.get(key)?.as_str().map(str::to_owned);
+        let row = rows
+            .iter()
+            .find(|r| text(r, "id").as_deref() == Some(id))
+            .ok_or_else(|| Error::NotFound {
+                method: http::Method::GET,
+                path: path.clone(),
+                detail: format!("no installation {id} in the answer"),
+            })?;
+        let detail = row.get("workspace_detail").cloned().unwrap_or_default();
+        Ok(Installation {
+            id: id.to_owned(),
+            workspace_slug: text(&detail, "slug").ok_or_else(|| Error::Decode {
+                method: http::Method::GET,
+                path,
+                message: "the installation has no workspace_detail.slug".into(),
+                excerpt: crate::error::excerpt(&body),
+            })?,
+            workspace_name: text(&detail, "name"),
+            status: text(row, "status"),
+            app_bot: text(row, "app_bot"),
+        })
+    }
+
+    /// POSTs a grant to the token endpoint (form data). Errors carry Plane's
+    /// answer but never the client secret or a token.
+    async fn grant(
+        &self,
+        grant: &'static str,
+        form: &[(&str, &str)],
+        basic: bool,
+    ) -> Result<(TokenSet, Option<Duration>), Error> {
+        let url = &self.token_url;
+        let mut request = self.http.post(url).form(form);
+        if basic {
+            request = request.basic_auth(&self.client_id, Some(self.client_secret.expose_secret()));
+        }
+        tracing::debug!(grant, %url, "OAuth token request");
+        let response = request.send().await.map_err(|e| Error::Token {
+            message: format!("POST {url} ({grant}) failed: {}", e.without_url()),
+        })?;
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        if !status.is_success() {
+            let Ok(refusal) = serde_json::from_slice::<ErrorResponse>(&body) else {
+                return Err(Error::Token {
+                    message: format!(
+                        "POST {url} ({grant}) answered {status}: {}",
+                        crate::error::excerpt(&body)
+                    ),
+                });
+            };
+            let detail = refusal.error_description.unwrap_or_default();
+            let url = url.clone();
+            return Err(match (refusal.error.as_str(), grant) {
+                ("invalid_client", _) => Error::InvalidClient { url, detail },
+                ("invalid_grant", "refresh_token") => Error::AuthorizationExpired { url, detail },
+                _ => Error::GrantRefused {
+                    url,
+                    grant,
+                    error: refusal.error,
+                    detail,
+                },
+            });
+        }
+        let response: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Token {
+            // Not the body: a 200 from a token endpoint may hold a token.
+            message: format!("POST {url} ({grant}): not a token response ({e})"),
+        })?;
+        Ok(response.into_set())
     }
 
     /// The bot token source of one app installation.
@@ -92,63 +470,72 @@ impl OAuthApp {
             app: self.clone(),
             installation: app_installation_id.into(),
             cache: Mutex::new(None),
+            sink: None,
         }
     }
 
-    /// A user token source from a token pair obtained by the authorization-code flow.
-    pub fn refreshing_token(
-        &self,
-        access_token: impl Into<SecretString>,
-        refresh_token: impl Into<SecretString>,
-    ) -> RefreshingToken {
+    /// A user token source from a token pair obtained by the authorization-code
+    /// flow (or loaded from a store). A set without a refresh token cannot be
+    /// renewed: once it expires, the error says to authorize again.
+    pub fn refreshing_token(&self, tokens: TokenSet) -> RefreshingToken {
         RefreshingToken {
             app: self.clone(),
-            state: Mutex::new((
-                Some(Cached {
-                    token: access_token.into(),
-                    renew_at: None,
-                }),
-                refresh_token.into(),
-            )),
+            state: Mutex::new(UserState {
+                cached: Some(Cached::loaded(&tokens)),
+                refresh: tokens.refresh_token,
+                scope: tokens.scope,
+            }),
+            sink: None,
         }
-    }
-
-    /// POSTs a grant to the token endpoint. Error messages carry Plane's answer
-    /// but never the client secret or a token.
-    async fn grant(&self, form: &[(&str, &str)], basic: bool) -> Result<TokenResponse, Error> {
-        let mut request = self.http.post(&self.token_url).form(form);
-        if basic {
-            request = request.basic_auth(&self.client_id, Some(self.client_secret.expose_secret()));
-        }
-        let response = request.send().await.map_err(|e| Error::Token {
-            message: format!("POST {} failed: {}", self.token_url, e.without_url()),
-        })?;
-        let status = response.status();
-        let body = response.bytes().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(Error::Token {
-                message: format!(
-                    "POST {} answered {status}: {}",
-                    self.token_url,
-                    crate::error::excerpt(&body)
-                ),
-            });
-        }
-        serde_json::from_slice(&body).map_err(|e| Error::Token {
-            message: format!("POST {}: not a token response ({e})", self.token_url),
-        })
     }
 }
 
-fn renew_at(expires_in: Option<u64>) -> Option<Instant> {
-    expires_in.map(|secs| Instant::now() + Duration::from_secs(secs).saturating_sub(EARLY))
+/// An access token in memory and when to renew it. `renew_at` is on tokio's
+/// clock, so tests with paused time decide when tokens run out.
+struct Cached {
+    token: SecretString,
+    renew_at: Option<Instant>,
 }
 
-fn fresh(cached: &Option<Cached>) -> Option<SecretString> {
-    let cached = cached.as_ref()?;
-    match cached.renew_at {
-        Some(at) if Instant::now() >= at => None,
-        _ => Some(cached.token.clone()),
+impl Cached {
+    fn granted(token: &SecretString, lifetime: Option<Duration>) -> Self {
+        Self {
+            token: token.clone(),
+            renew_at: lifetime.map(|d| Instant::now() + d.saturating_sub(EARLY)),
+        }
+    }
+
+    /// A stored token: its wall-clock expiry becomes a point on tokio's clock.
+    fn loaded(tokens: &TokenSet) -> Self {
+        let left = tokens
+            .expires_at
+            .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+        Self::granted(&tokens.access_token, left)
+    }
+
+    fn fresh(this: &Option<Cached>) -> Option<SecretString> {
+        let cached = this.as_ref()?;
+        match cached.renew_at {
+            Some(at) if Instant::now() >= at => None,
+            _ => Some(cached.token.clone()),
+        }
+    }
+
+    /// Forgets the token if it is the one Plane refused.
+    fn forget_if(this: &mut Option<Cached>, refused: &SecretString) {
+        if this
+            .as_ref()
+            .is_some_and(|c| c.token.expose_secret() == refused.expose_secret())
+        {
+            *this = None;
+        }
+    }
+}
+
+async fn save(sink: Option<&Arc<dyn TokenSink>>, tokens: &TokenSet) -> Result<(), Error> {
+    match sink {
+        Some(sink) => sink.save(tokens).await,
+        None => Ok(()),
     }
 }
 
@@ -157,6 +544,7 @@ pub struct BotToken {
     app: OAuthApp,
     installation: String,
     cache: Mutex<Option<Cached>>,
+    sink: Option<Arc<dyn TokenSink>>,
 }
 
 impl fmt::Debug for BotToken {
@@ -164,55 +552,76 @@ impl fmt::Debug for BotToken {
         f.debug_struct("BotToken")
             .field("app", &self.app)
             .field("installation", &self.installation)
+            .field("sink", &self.sink)
             .finish_non_exhaustive()
+    }
+}
+
+impl BotToken {
+    /// Every new token is saved to `sink` before it is used.
+    pub fn persist_to(mut self, sink: Arc<dyn TokenSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Starts from a stored token (used until it is due for renewal).
+    pub fn starting_with(self, tokens: &TokenSet) -> Self {
+        Self {
+            cache: Mutex::new(Some(Cached::loaded(tokens))),
+            ..self
+        }
     }
 }
 
 impl TokenSource for BotToken {
     fn token(&self) -> BoxFuture<'_, Result<SecretString, Error>> {
         Box::pin(async move {
+            // Held across the grant: callers that arrive meanwhile wait for this
+            // renewal instead of starting their own.
             let mut cache = self.cache.lock().await;
-            if let Some(token) = fresh(&cache) {
+            if let Some(token) = Cached::fresh(&cache) {
                 return Ok(token);
             }
-            let response = self
-                .app
-                .grant(
-                    &[
-                        ("grant_type", "client_credentials"),
-                        ("app_installation_id", &self.installation),
-                    ],
-                    true,
-                )
-                .await?;
-            let token = SecretString::from(response.access_token);
-            *cache = Some(Cached {
-                token: token.clone(),
-                renew_at: renew_at(response.expires_in),
-            });
-            Ok(token)
+            let (tokens, lifetime) = self.app.bot_grant(&self.installation).await?;
+            save(self.sink.as_ref(), &tokens).await?;
+            *cache = Some(Cached::granted(&tokens.access_token, lifetime));
+            tracing::info!(installation = %self.installation, "renewed the bot token");
+            Ok(tokens.access_token)
         })
     }
 
-    fn invalidate(&self) {
-        if let Ok(mut cache) = self.cache.try_lock() {
-            *cache = None;
-        }
+    fn invalidate<'a>(&'a self, refused: &'a SecretString) -> BoxFuture<'a, ()> {
+        Box::pin(async move { Cached::forget_if(&mut *self.cache.lock().await, refused) })
     }
+}
+
+struct UserState {
+    cached: Option<Cached>,
+    refresh: Option<SecretString>,
+    scope: Option<String>,
 }
 
 /// A user's access token, renewed with the refresh token.
 pub struct RefreshingToken {
     app: OAuthApp,
-    /// The cached access token (None once it must be renewed) and the refresh token.
-    state: Mutex<(Option<Cached>, SecretString)>,
+    state: Mutex<UserState>,
+    sink: Option<Arc<dyn TokenSink>>,
 }
 
 impl fmt::Debug for RefreshingToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RefreshingToken")
             .field("app", &self.app)
+            .field("sink", &self.sink)
             .finish_non_exhaustive()
+    }
+}
+
+impl RefreshingToken {
+    /// Every new token pair is saved to `sink` before it is used.
+    pub fn persist_to(mut self, sink: Arc<dyn TokenSink>) -> Self {
+        self.sink = Some(sink);
+        self
     }
 }
 
@@ -220,37 +629,35 @@ impl TokenSource for RefreshingToken {
     fn token(&self) -> BoxFuture<'_, Result<SecretString, Error>> {
         Box::pin(async move {
             let mut state = self.state.lock().await;
-            if let Some(token) = fresh(&state.0) {
+            if let Some(token) = Cached::fresh(&state.cached) {
                 return Ok(token);
             }
-            let refresh = state.1.clone();
-            let response = self
-                .app
-                .grant(
-                    &[
-                        ("grant_type", "refresh_token"),
-                        ("refresh_token", refresh.expose_secret()),
-                        ("client_id", &self.app.client_id),
-                        ("client_secret", self.app.client_secret.expose_secret()),
-                    ],
-                    false,
-                )
-                .await?;
-            let token = SecretString::from(response.access_token);
-            state.0 = Some(Cached {
-                token: token.clone(),
-                renew_at: renew_at(response.expires_in),
-            });
-            if let Some(rotated) = response.refresh_token {
-                state.1 = SecretString::from(rotated);
+            let Some(refresh) = state.refresh.clone() else {
+                return Err(Error::AuthorizationExpired {
+                    url: self.app.token_url.clone(),
+                    detail: "the access token expired and there is no refresh token".into(),
+                });
+            };
+            let (mut tokens, lifetime) = self.app.refresh_grant(&refresh).await?;
+            if tokens.refresh_token.is_none() {
+                // Not rotated: the old refresh token stays valid.
+                tokens.refresh_token = Some(refresh);
             }
-            Ok(token)
+            if tokens.scope.is_none() {
+                tokens.scope = state.scope.clone();
+            }
+            // The old refresh token may be spent now: keep the new one in memory
+            // even if saving fails, so this process can still renew.
+            state.refresh = tokens.refresh_token.clone();
+            state.cached = None;
+            save(self.sink.as_ref(), &tokens).await?;
+            state.cached = Some(Cached::granted(&tokens.access_token, lifetime));
+            tracing::info!("renewed the user token with its refresh token");
+            Ok(tokens.access_token)
         })
     }
 
-    fn invalidate(&self) {
-        if let Ok(mut state) = self.state.try_lock() {
-            state.0 = None;
-        }
+    fn invalidate<'a>(&'a self, refused: &'a SecretString) -> BoxFuture<'a, ()> {
+        Box::pin(async move { Cached::forget_if(&mut self.state.lock().await.cached, refused) })
     }
 }

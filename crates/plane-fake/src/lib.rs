@@ -20,6 +20,11 @@
 //! - **More than one user**: [`RunningFake::add_user`], keys owned by another member
 //!   ([`RunningFake::add_api_key`]) and a person acting in the web app
 //!   ([`RunningFake::as_user`] → [`Person`]), whose changes send webhooks but cost no API budget.
+//! - **OAuth apps** (Plane Cloud; [`FakePlaneBuilder::oauth_app`]): the authorize
+//!   endpoint, the token endpoint with `authorization_code` (+ PKCE S256),
+//!   `client_credentials` and rotating `refresh_token` grants, installation lookup and
+//!   `Authorization: Bearer` on the API, with token lifetimes under test control. The
+//!   [`oauth`] module says what follows the reference and what follows RFC 6749/7636.
 //! - **Webhook log** ([`SentWebhook`], [`RunningFake::webhook_log`]) with waits and re-sends.
 //! - **Webhooks**: [`WebhookSender`] builds, serialises ([`python_json_dumps`]) and signs
 //!   ([`sign`]) v1 deliveries byte-for-byte like Plane; [`RunningFake::register_webhook`]
@@ -63,6 +68,7 @@ mod api;
 pub mod cli;
 mod fault;
 mod json;
+pub mod oauth;
 mod pagination;
 mod person;
 mod ratelimit;
@@ -74,6 +80,7 @@ mod webhook_log;
 
 pub use fault::Fault;
 pub use json::python_json_dumps;
+pub use oauth::TokenRequest;
 pub use person::{Person, WebAppError};
 pub use server::RequestRecord;
 pub use webhook::{WebhookDelivery, WebhookError, WebhookSender, sign};
@@ -122,6 +129,7 @@ impl FakePlane {
             workspace_slug: "insightpulseai".to_owned(),
             rate_limit: Some((60, Duration::from_secs(60))),
             seed_work_items: 0,
+            oauth: None,
         }
     }
 }
@@ -134,6 +142,7 @@ pub struct FakePlaneBuilder {
     workspace_slug: String,
     rate_limit: Option<(u32, Duration)>,
     seed_work_items: usize,
+    oauth: Option<oauth::OAuthAppConfig>,
 }
 
 impl std::fmt::Debug for FakePlaneBuilder {
@@ -144,6 +153,7 @@ impl std::fmt::Debug for FakePlaneBuilder {
             .field("workspace_slug", &self.workspace_slug)
             .field("rate_limit", &self.rate_limit)
             .field("seed_work_items", &self.seed_work_items)
+            .field("oauth", &self.oauth)
             .finish()
     }
 }
@@ -189,6 +199,48 @@ impl FakePlaneBuilder {
         self
     }
 
+    /// Offers OAuth as Plane Cloud does, for one app: its client id and secret and
+    /// its registered Redirect URI. Without this the fake is CE: no `/auth/o/`
+    /// routes, and `Authorization: Bearer` is ignored. See [`oauth`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use plane_fake::FakePlane;
+    /// let secret = format!("fake-secret-{}", std::process::id());
+    /// let fake = FakePlane::builder()
+    ///     .oauth_app("client-1", secret.clone(), "http://127.0.0.1:9/callback")
+    ///     .start()
+    ///     .await?;
+    /// let answer = reqwest::Client::new()
+    ///     .post(format!("{}/auth/o/token/", fake.base_url()))
+    ///     .basic_auth("client-1", Some(&secret))
+    ///     .form(&[
+    ///         ("grant_type", "client_credentials"),
+    ///         ("app_installation_id", &fake.oauth_installation_id()),
+    ///     ])
+    ///     .send()
+    ///     .await
+    ///     .expect("request");
+    /// assert_eq!(answer.status(), 200);
+    /// assert_eq!(fake.token_requests()[0].grant_type, "client_credentials");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn oauth_app(
+        mut self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        redirect_uri: impl Into<String>,
+    ) -> Self {
+        self.oauth = Some(oauth::OAuthAppConfig {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            redirect_uri: redirect_uri.into(),
+        });
+        self
+    }
+
     /// Starts on `127.0.0.1` with a free port.
     pub async fn start(self) -> std::io::Result<RunningFake> {
         self.start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
@@ -214,8 +266,12 @@ impl FakePlaneBuilder {
             store.new_work_item(pid, &fields);
         }
 
+        let oauth = self.oauth.map(|app| {
+            oauth::OAuthState::new(app, store.workspace_slug.clone(), store.workspace_id)
+        });
         let shared = Arc::new(Shared::new(
             keys,
+            oauth,
             store,
             ratelimit::RateLimiter::new(self.rate_limit),
         ));
@@ -317,6 +373,54 @@ impl RunningFake {
     /// Forgets the request log (rate-limit state is kept).
     pub fn clear_request_log(&self) {
         lock(&self.inner.shared.log).clear();
+    }
+
+    fn oauth(&self) -> std::sync::MutexGuard<'_, oauth::OAuthState> {
+        match &self.inner.shared.oauth {
+            Some(state) => lock(state),
+            None => panic!("this fake has no OAuth app: build it with FakePlaneBuilder::oauth_app"),
+        }
+    }
+
+    /// The id of the app's one installation (`app_installation_id`).
+    ///
+    /// # Panics
+    /// If the fake was built without [`FakePlaneBuilder::oauth_app`] (as do the other
+    /// OAuth methods).
+    pub fn oauth_installation_id(&self) -> String {
+        self.oauth().installation_id.to_string()
+    }
+
+    /// `expires_in` of access tokens issued from now on (default 86 400 s, Plane's
+    /// documented example). Expiry is measured on tokio's clock.
+    pub fn set_access_token_lifetime(&self, lifetime: Duration) {
+        self.oauth().access_lifetime = lifetime;
+    }
+
+    /// How long refresh tokens issued from now on can be used (default 30 days).
+    pub fn set_refresh_token_lifetime(&self, lifetime: Duration) {
+        self.oauth().refresh_lifetime = lifetime;
+    }
+
+    /// Every access token issued so far is refused from now on (401), as after a
+    /// revocation; refresh tokens keep working.
+    pub fn revoke_access_tokens(&self) {
+        self.oauth().revoke_access_tokens();
+    }
+
+    /// Every refresh token issued so far is expired from now on.
+    pub fn expire_refresh_tokens(&self) {
+        self.oauth().expire_refresh_tokens();
+    }
+
+    /// Every request to the token endpoint so far, in order, with its answer's status.
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        self.oauth().token_requests.clone()
+    }
+
+    /// Every access and refresh token issued so far (for scanning logs for them).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.oauth().issued.clone()
     }
 
     /// Installs a fault; see [`Fault`].

@@ -3,6 +3,7 @@
 
 use crate::api::{self, ApiRequest, WebhookEvent};
 use crate::fault::{self, Fault, FaultKind};
+use crate::oauth::OAuthState;
 use crate::ratelimit::RateLimiter;
 use crate::resp::Resp;
 use crate::store::Store;
@@ -35,8 +36,10 @@ pub struct RequestRecord {
     pub query: Option<String>,
     /// Status answered; 0 when the connection was dropped by a fault.
     pub status: u16,
-    /// Whether the request carried a valid API key.
+    /// Whether the request carried a valid API key or OAuth access token.
     pub authenticated: bool,
+    /// The `User-Agent` header, if any.
+    pub user_agent: Option<String>,
 }
 
 #[derive(Clone)]
@@ -58,6 +61,8 @@ impl std::fmt::Debug for WebhookTarget {
 
 pub(crate) struct Shared {
     pub keys: Vec<String>,
+    /// The OAuth app and its tokens, when OAuth is on.
+    pub oauth: Option<Mutex<OAuthState>>,
     store: Mutex<Store>,
     limiter: Mutex<RateLimiter>,
     pub faults: Mutex<Vec<Fault>>,
@@ -89,9 +94,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn new(keys: Vec<String>, store: Store, limiter: RateLimiter) -> Shared {
+    pub(crate) fn new(
+        keys: Vec<String>,
+        oauth: Option<OAuthState>,
+        store: Store,
+        limiter: RateLimiter,
+    ) -> Shared {
         Shared {
             keys,
+            oauth: oauth.map(Mutex::new),
             store: Mutex::new(store),
             limiter: Mutex::new(limiter),
             faults: Mutex::new(Vec::new()),
@@ -106,6 +117,18 @@ impl Shared {
     /// The primary key, an extra key, or a key owned by another member.
     pub(crate) fn key_is_valid(&self, key: &str) -> bool {
         self.keys.iter().any(|k| k == key) || self.store().key_owners.contains_key(key)
+    }
+
+    /// A live OAuth access token from `Authorization: Bearer` (Cloud; CE, and a fake
+    /// without OAuth, ignore the header).
+    pub(crate) fn bearer<'h>(&self, headers: &'h http::HeaderMap) -> Option<&'h str> {
+        let oauth = self.oauth.as_ref()?;
+        let token = headers
+            .get(http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?;
+        lock(oauth).bearer_is_valid(token).then_some(token)
     }
 
     /// Records a finished delivery and wakes whoever waits for one.
@@ -227,7 +250,13 @@ async fn handle(
         .headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|k| shared.key_is_valid(k));
+        .is_some_and(|k| shared.key_is_valid(k))
+        || shared.bearer(&parts.headers).is_some();
+    let user_agent = parts
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let record = |status: u16| RequestRecord {
         at,
         method: method.clone(),
@@ -235,6 +264,7 @@ async fn handle(
         query: query.clone(),
         status,
         authenticated,
+        user_agent: user_agent.clone(),
     };
 
     let fault = fault::take_matching(&mut lock(&shared.faults), &method, &path);
@@ -259,6 +289,12 @@ async fn handle(
         }
         Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
         Some(FaultKind::DropAfterHandling) | None => {}
+    }
+
+    if let (Some(oauth), true) = (&shared.oauth, path.starts_with("/auth/o/")) {
+        let resp = lock(oauth).handle(&method, &path, query.as_deref(), &parts.headers, &body);
+        shared.record(record(resp.status));
+        return Ok(to_hyper(resp));
     }
 
     let api_req = ApiRequest {

@@ -11,6 +11,8 @@ use std::time::Duration;
 use plane_core::SecretString;
 use serde::Deserialize;
 
+use crate::token_store::{TokenKey, TokenOwner};
+
 /// An invalid configuration: which key, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration `{key}`: {message}")]
@@ -41,6 +43,8 @@ pub struct Config {
     pub api_key: Option<SecretString>,
     /// Active webhook secrets (several during rotation).
     pub webhook_secrets: Vec<SecretString>,
+    /// `[plane.oauth]`, when the connector authenticates as a Plane app.
+    pub oauth: Option<OAuthConfig>,
     /// `plane.enabled` as configured; see [`Config::is_enabled`] for the default.
     pub enabled: Option<bool>,
     /// Requests per minute of the key (60 on Plane Cloud, 300 for service tokens).
@@ -146,6 +150,57 @@ struct FilePlane {
     workspace_slug: Option<String>,
     enabled: Option<bool>,
     rate_limit_per_minute: Option<u32>,
+    oauth: Option<FileOAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOAuth {
+    client_id: Option<String>,
+    installation_id: Option<String>,
+    user: Option<String>,
+    redirect_uri: Option<String>,
+    scopes: Option<Vec<String>>,
+    pkce: Option<bool>,
+}
+
+/// `[plane.oauth]`: authenticate as a Plane app (Plane Cloud) instead of with an
+/// API key.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// `plane.oauth.client_id` / `PLANE_OAUTH_CLIENT_ID` (not a secret).
+    pub client_id: String,
+    /// `PLANE_OAUTH_CLIENT_SECRET` or the file named by `PLANE_OAUTH_CLIENT_SECRET_FILE`.
+    pub client_secret: SecretString,
+    /// Whose token the connector uses.
+    pub owner: TokenOwner,
+    /// `plane.oauth.redirect_uri` / `PLANE_OAUTH_REDIRECT_URI`: the app's Redirect URI
+    /// (needed for user tokens).
+    pub redirect_uri: Option<String>,
+    /// `plane.oauth.scopes` (default `["read", "write"]`, what Plane's SDKs ask for).
+    pub scopes: Vec<String>,
+    /// `plane.oauth.pkce` (default true): send a PKCE S256 challenge with the
+    /// authorization code grant.
+    pub pkce: bool,
+    /// `PLANE_TOKEN_ENCRYPTION_KEY` or `PLANE_TOKEN_ENCRYPTION_KEY_FILE`.
+    pub key: TokenKey,
+}
+
+impl OAuthConfig {
+    /// What `check` prints for the auth in use.
+    pub fn describe(&self) -> String {
+        match &self.owner {
+            TokenOwner::Installation(id) => {
+                format!(
+                    "OAuth bot token of installation {id} (client {})",
+                    self.client_id
+                )
+            }
+            TokenOwner::User(name) => {
+                format!("OAuth user token of {name} (client {})", self.client_id)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,7 +237,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        let file = match &overrides.config_file {
+        let mut file = match &overrides.config_file {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
@@ -212,6 +267,8 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+
+        let oauth = oauth_config(file.plane.oauth.take(), &env, api_key.is_some())?;
 
         let enabled = match env("PLANE_ENABLED") {
             Some(v) => Some(parse_bool("plane.enabled (PLANE_ENABLED)", &v)?),
@@ -291,6 +348,7 @@ impl Config {
             base_url,
             workspace_slug,
             api_key,
+            oauth,
             webhook_secrets,
             enabled,
             rate_limit_per_minute,
@@ -308,8 +366,9 @@ impl Config {
     /// `plane.enabled`, by default on when credentials (an API key or a webhook
     /// secret) are configured.
     pub fn is_enabled(&self) -> bool {
-        self.enabled
-            .unwrap_or(self.api_key.is_some() || !self.webhook_secrets.is_empty())
+        self.enabled.unwrap_or(
+            self.api_key.is_some() || self.oauth.is_some() || !self.webhook_secrets.is_empty(),
+        )
     }
 
     /// `serve` needs a webhook secret: without one every delivery would be
@@ -332,6 +391,92 @@ impl Config {
     pub fn from_process(overrides: &Overrides) -> Result<Self, ConfigError> {
         Self::load(overrides, &|name| std::env::var(name).ok())
     }
+}
+
+fn oauth_config(
+    file: Option<FileOAuth>,
+    env: &dyn Fn(&str) -> Option<String>,
+    api_key: bool,
+) -> Result<Option<OAuthConfig>, ConfigError> {
+    let file = file.unwrap_or_default();
+    let Some(client_id) = env("PLANE_OAUTH_CLIENT_ID").or(file.client_id) else {
+        return Ok(None);
+    };
+    if api_key {
+        return Err(ConfigError::new(
+            "PLANE_API_KEY and plane.oauth.client_id",
+            "both an API key (PLANE_API_KEY) and OAuth (plane.oauth.client_id / \
+             PLANE_OAUTH_CLIENT_ID) are configured, and Plane takes exactly one: unset \
+             PLANE_API_KEY to use OAuth, or remove the OAuth client id to use the API key",
+        ));
+    }
+    let client_secret = secret(env, "PLANE_OAUTH_CLIENT_SECRET")?
+        .map(SecretString::from)
+        .ok_or_else(|| {
+            ConfigError::new(
+                "PLANE_OAUTH_CLIENT_SECRET",
+                "OAuth is configured (plane.oauth.client_id) but the client secret is not: set \
+                 PLANE_OAUTH_CLIENT_SECRET or point PLANE_OAUTH_CLIENT_SECRET_FILE at a file \
+                 holding it (see ssot/secrets/registry.yaml#plane_oauth_client_secret)",
+            )
+        })?;
+    let installation = env("PLANE_OAUTH_INSTALLATION_ID").or(file.installation_id);
+    let user = env("PLANE_OAUTH_USER").or(file.user);
+    let owner = match (installation, user) {
+        (Some(id), None) => TokenOwner::Installation(id.trim().to_owned()),
+        (None, Some(name)) => TokenOwner::User(name.trim().to_owned()),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "plane.oauth.installation_id and plane.oauth.user",
+                "both are set: use the bot token of an installation, or a user's token, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                "plane.oauth",
+                "OAuth needs plane.oauth.installation_id (PLANE_OAUTH_INSTALLATION_ID) for the \
+                 app's bot token, or plane.oauth.user (PLANE_OAUTH_USER) for a user token",
+            ));
+        }
+    };
+    let redirect_uri = env("PLANE_OAUTH_REDIRECT_URI").or(file.redirect_uri);
+    if let Some(uri) = &redirect_uri {
+        match url::Url::parse(uri) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(ConfigError::new(
+                    "plane.oauth.redirect_uri",
+                    format!("{uri:?} is not an http(s) URL"),
+                ));
+            }
+        }
+    }
+    if matches!(owner, TokenOwner::User(_)) && redirect_uri.is_none() {
+        return Err(ConfigError::new(
+            "plane.oauth.redirect_uri",
+            "a user token needs the app's Redirect URI (plane.oauth.redirect_uri or \
+             PLANE_OAUTH_REDIRECT_URI), exactly as registered in Plane",
+        ));
+    }
+    let key = TokenKey::from_env(env)
+        .map_err(|e| ConfigError::new("PLANE_TOKEN_ENCRYPTION_KEY", e.to_string()))?
+        .ok_or_else(|| {
+            ConfigError::new(
+                "PLANE_TOKEN_ENCRYPTION_KEY",
+                crate::token_store::TokenStoreError::KeyMissing.to_string(),
+            )
+        })?;
+    Ok(Some(OAuthConfig {
+        client_id: client_id.trim().to_owned(),
+        client_secret,
+        owner,
+        redirect_uri,
+        scopes: file
+            .scopes
+            .unwrap_or_else(|| vec!["read".into(), "write".into()]),
+        pkce: file.pkce.unwrap_or(true),
+        key,
+    }))
 }
 
 fn project_id(key: &str, text: &str) -> Result<uuid::Uuid, ConfigError> {
@@ -433,11 +578,22 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::new(&key, toml_error(&text, &e)))?;
     // Refuse secrets before anything else, naming the key but never the value.
-    for (section, value) in &table {
-        let keys: Vec<String> = match value.as_table() {
-            Some(inner) => inner.keys().map(|k| format!("{section}.{k}")).collect(),
-            None => vec![section.clone()],
-        };
+    fn dotted(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v.as_table() {
+                Some(inner) => dotted(&key, inner, out),
+                None => out.push(key),
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    dotted("", &table, &mut keys);
+    {
         if let Some(bad) = keys.iter().find(|k| {
             SECRET_WORDS
                 .iter()
@@ -447,8 +603,8 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
                 bad,
                 format!(
                     "{} holds a secret; secrets are never read from the config file. Set it in the \
-                     environment (PLANE_API_KEY, PLANE_WEBHOOK_SECRET) or point PLANE_API_KEY_FILE / \
-                     PLANE_WEBHOOK_SECRET_FILE at a file, and remove it from the file",
+                     environment (PLANE_API_KEY, PLANE_WEBHOOK_SECRET, PLANE_OAUTH_CLIENT_SECRET) or \
+                     point the matching _FILE variable at a file, and remove it from the file",
                     path.display()
                 ),
             ));
@@ -705,6 +861,95 @@ mod tests {
         ] {
             let err = file_error(text, &[]);
             assert_eq!(err.key, key, "{text}: {err}");
+        }
+    }
+
+    /// An obviously fake key, made at run time.
+    fn fake_key() -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode([9u8; 32])
+    }
+
+    #[test]
+    fn oauth_is_configured_from_the_file_and_the_environment_and_refused_beside_an_api_key() {
+        let key = fake_key();
+        let secret = format!("fake-client-secret-{}", std::process::id());
+        let base = [
+            ("PLANE_OAUTH_CLIENT_SECRET", secret.as_str()),
+            ("PLANE_TOKEN_ENCRYPTION_KEY", key.as_str()),
+        ];
+        let (_dir, path) =
+            toml_file("[plane.oauth]\nclient_id = \"c1\"\ninstallation_id = \"inst-1\"\n");
+        let overrides = Overrides {
+            config_file: Some(path),
+            ..Overrides::default()
+        };
+        let c = Config::load(&overrides, &env_of(&base)).unwrap();
+        let oauth = c.oauth.as_ref().unwrap();
+        assert_eq!(oauth.owner, TokenOwner::Installation("inst-1".into()));
+        assert!(oauth.pkce);
+        assert!(c.is_enabled());
+        assert!(
+            !format!("{c:?}").contains(&secret),
+            "Debug hides the secret"
+        );
+        assert!(!format!("{c:?}").contains(&key), "Debug hides the key");
+
+        // An API key as well: an error naming both.
+        let both = [base[0], base[1], ("PLANE_API_KEY", "plane_api_fake")];
+        let err = Config::load(&overrides, &env_of(&both)).unwrap_err();
+        assert!(
+            err.key.contains("PLANE_API_KEY") && err.key.contains("plane.oauth.client_id"),
+            "{err}"
+        );
+
+        for (text, env, key_at_fault) in [
+            // No secret.
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\nuser = \"ops\"\n",
+                vec![("PLANE_TOKEN_ENCRYPTION_KEY", key.as_str())],
+                "PLANE_OAUTH_CLIENT_SECRET",
+            ),
+            // Neither installation nor user; both.
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\n",
+                base.to_vec(),
+                "plane.oauth",
+            ),
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\nuser = \"a\"\ninstallation_id = \"b\"\n",
+                base.to_vec(),
+                "plane.oauth.installation_id and plane.oauth.user",
+            ),
+            // A user token without a redirect URI.
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\nuser = \"ops\"\n",
+                base.to_vec(),
+                "plane.oauth.redirect_uri",
+            ),
+            // No key, and a short one.
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\ninstallation_id = \"i\"\n",
+                vec![base[0]],
+                "PLANE_TOKEN_ENCRYPTION_KEY",
+            ),
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\ninstallation_id = \"i\"\n",
+                vec![base[0], ("PLANE_TOKEN_ENCRYPTION_KEY", "c2hvcnQ=")],
+                "PLANE_TOKEN_ENCRYPTION_KEY",
+            ),
+            // The secret in the file.
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\nclient_secret = \"x\"\n",
+                base.to_vec(),
+                "plane.oauth.client_secret",
+            ),
+        ] {
+            let err = file_error(text, &env);
+            assert_eq!(err.key, key_at_fault, "{text}: {err}");
+            if key_at_fault == "PLANE_TOKEN_ENCRYPTION_KEY" {
+                assert!(err.message.contains("openssl rand -base64 32"), "{err}");
+            }
         }
     }
 }

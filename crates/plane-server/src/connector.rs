@@ -9,13 +9,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use plane_core::{Budget, ExposeSecret, PlaneClient};
+use plane_core::oauth::OAuthApp;
+use plane_core::{Budget, ExposeSecret, PlaneClient, TokenSource};
 use plane_webhook::{
     DeliveryHeaders, DeliveryStore, EventHead, NewDelivery, NoSecret, RecordOutcome,
     SignatureError, Verifier,
 };
 
-use crate::config::Config;
+use crate::config::{Config, OAuthConfig};
+use crate::token_store::{SqliteTokenStore, StoreSink, TokenOwner, TokenStore, TokenStoreError};
 
 /// Where the webhook secret is registered; named in KEY_MISSING answers and logs.
 pub const WEBHOOK_SECRET_REF: &str = "ssot/secrets/registry.yaml#plane_webhook_secret";
@@ -47,27 +49,77 @@ pub enum Unavailable {
     /// `plane.enabled = false`.
     #[error("the Plane connector is disabled (plane.enabled = false); nothing was done")]
     Disabled,
-    /// No API key is configured.
-    #[error("PLANE_API_KEY is not set (see {API_KEY_REF})")]
+    /// No API key (or OAuth) is configured.
+    #[error("PLANE_API_KEY is not set, and OAuth is not configured (see {API_KEY_REF})")]
     NoApiKey,
 }
 
-/// The Plane client the configuration describes; `None` without an API key.
+/// The Plane client the configuration describes: with the API key, or with the
+/// OAuth token from the token store (`[plane.oauth]`); `None` without either.
 ///
-/// `check` uses it directly, so that checking Plane needs no delivery store.
+/// `serve`, `check` and `bir sync` all get their client here. No request is made:
+/// an OAuth token is fetched or renewed on first use, and every renewed token is
+/// stored (encrypted) before it is used.
 pub fn plane_client(config: &Config) -> Result<Option<PlaneClient>, plane_core::Error> {
+    let builder = PlaneClient::builder()
+        .base_url(&config.base_url)
+        .workspace_slug(&config.workspace_slug)
+        .budget(Budget::per_minute(config.rate_limit_per_minute));
+    if let Some(oauth) = &config.oauth {
+        let source = oauth_source(config, oauth)?;
+        return builder.bearer(source).build().map(Some);
+    }
     config
         .api_key
         .as_ref()
-        .map(|key| {
-            PlaneClient::builder()
-                .base_url(&config.base_url)
-                .workspace_slug(&config.workspace_slug)
-                .api_key(key.clone())
-                .budget(Budget::per_minute(config.rate_limit_per_minute))
-                .build()
-        })
+        .map(|key| builder.api_key(key.clone()).build())
         .transpose()
+}
+
+fn oauth_source(
+    config: &Config,
+    oauth: &OAuthConfig,
+) -> Result<Arc<dyn TokenSource>, plane_core::Error> {
+    let store_error = |e: TokenStoreError| plane_core::Error::InvalidConfig {
+        key: "plane.oauth",
+        message: e.to_string(),
+    };
+    let store: Arc<dyn TokenStore> =
+        Arc::new(SqliteTokenStore::open(&config.database, oauth.key.clone()).map_err(store_error)?);
+    let app = oauth_app(config, oauth)?;
+    let stored = store.load(&oauth.owner).map_err(store_error)?;
+    let sink = Arc::new(StoreSink::new(store, oauth.owner.clone()));
+    Ok(match (&oauth.owner, stored) {
+        (TokenOwner::Installation(id), stored) => {
+            let source = app.bot_token(id.clone()).persist_to(sink);
+            Arc::new(match stored {
+                Some(tokens) => source.starting_with(&tokens),
+                None => source,
+            })
+        }
+        (TokenOwner::User(_), Some(tokens)) => {
+            Arc::new(app.refreshing_token(tokens).persist_to(sink))
+        }
+        (owner @ TokenOwner::User(_), None) => {
+            return Err(plane_core::Error::InvalidConfig {
+                key: "plane.oauth.user",
+                message: format!(
+                    "no token is stored for {owner} in {}: run `plane-server oauth authorize-url`, \
+                     open the URL, then `plane-server oauth exchange --code CODE --state STATE`",
+                    config.database.display()
+                ),
+            });
+        }
+    })
+}
+
+/// The OAuth app `[plane.oauth]` describes, on the configured Plane.
+pub fn oauth_app(config: &Config, oauth: &OAuthConfig) -> Result<OAuthApp, plane_core::Error> {
+    OAuthApp::new(
+        &config.base_url,
+        oauth.client_id.clone(),
+        oauth.client_secret.clone(),
+    )
 }
 
 impl Connector {

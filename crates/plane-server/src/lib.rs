@@ -15,6 +15,8 @@
 //!   holds it while the connector is off).
 //! * [`handlers`]: the domain handlers `serve` runs (plane-bir's, which
 //!   never writes to Plane).
+//! * [`token_store`]: OAuth tokens encrypted at rest (XChaCha20-Poly1305) in the
+//!   same SQLite file.
 //! * [`start`] wires them together on a listener; [`Running::shutdown`] stops
 //!   them gracefully. [`serve`] is the accept loop.
 //!
@@ -42,6 +44,7 @@ pub mod error;
 pub mod in_flight;
 pub mod metrics;
 pub mod serve;
+pub mod token_store;
 pub mod verified_delivery;
 pub mod worker;
 

@@ -2,6 +2,7 @@
 
 mod bir_cli;
 mod bir_sync_cli;
+mod oauth_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +70,11 @@ enum Command {
     /// Run the whole loop on this machine with a fake Plane and no credentials, and print what happened.
     #[cfg(feature = "demo")]
     Demo,
+    /// OAuth as a Plane app (Plane Cloud): authorize-url, exchange, bot, status.
+    Oauth {
+        #[command(subcommand)]
+        command: oauth_cli::OAuthCommand,
+    },
     /// BIR filing deadlines: calendar, holidays, overrides, the form catalog, sync to Plane, status (exit 2 on bad input).
     Bir {
         #[command(subcommand)]
@@ -175,6 +181,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Check { common } => check(&Config::from_process(&overrides(&common, None))?).await,
         Command::Deliveries { command } => deliveries(command).await,
+        Command::Oauth { command } => oauth_cli::run(command).await,
         Command::Bir { command } => Ok(bir_cli::run(command)),
         #[cfg(feature = "demo")]
         Command::Demo => {
@@ -205,6 +212,14 @@ async fn check(config: &Config) -> anyhow::Result<ExitCode> {
     println!(
         "webhook secrets: {} configured",
         config.webhook_secrets.len()
+    );
+    println!(
+        "auth:            {}",
+        match (&config.oauth, &config.api_key) {
+            (Some(oauth), _) => oauth.describe(),
+            (None, Some(_)) => "API key (PLANE_API_KEY)".into(),
+            (None, None) => "none".into(),
+        }
     );
     let store = check_store(config);
     let plane = check_plane(config).await;
@@ -245,7 +260,7 @@ async fn check_plane(config: &Config) -> Option<u8> {
         Ok(Some(client)) => client,
         Ok(None) => {
             eprintln!(
-                "plane-server: PLANE_API_KEY is not set (see {})",
+                "plane-server: PLANE_API_KEY is not set and OAuth is not configured (see {})",
                 plane_server::connector::API_KEY_REF
             );
             return Some(CHECK_CONFIG);
@@ -273,6 +288,24 @@ async fn check_plane(config: &Config) -> Option<u8> {
                 ),
                 Err(e) => println!("projects:        not listed ({e})"),
             }
+            if let Some(oauth) = &config.oauth {
+                let owner = oauth.owner.to_string();
+                let expiry =
+                    plane_server::token_store::SqliteTokenStore::open_for_listing(&config.database)
+                        .and_then(|store| {
+                            use plane_server::token_store::TokenStore as _;
+                            store.list()
+                        })
+                        .map(|list| list.into_iter().find(|t| t.owner == owner));
+                match expiry {
+                    Ok(Some(t)) => println!(
+                        "token expires:   {}",
+                        t.expires_at.map_or("unknown".into(), |e| e.to_rfc3339())
+                    ),
+                    Ok(None) => println!("token expires:   unknown (no token stored for {owner})"),
+                    Err(e) => println!("token expires:   unknown ({e})"),
+                }
+            }
             let limit = client.rate_limit();
             println!(
                 "rate limit:      {} requests left in this window (budget {} per minute)",
@@ -281,7 +314,12 @@ async fn check_plane(config: &Config) -> Option<u8> {
             );
             None
         }
-        Err(e @ (plane_core::Error::Unauthorized { .. } | plane_core::Error::Forbidden { .. })) => {
+        Err(
+            e @ (plane_core::Error::Unauthorized { .. }
+            | plane_core::Error::Forbidden { .. }
+            | plane_core::Error::InvalidClient { .. }
+            | plane_core::Error::AuthorizationExpired { .. }),
+        ) => {
             eprintln!("plane-server: {e}");
             Some(CHECK_CREDENTIALS)
         }

@@ -90,19 +90,34 @@ pub(crate) fn handle(shared: &Shared, req: &ApiRequest<'_>, now: Instant) -> Out
     let allow = route.kind.allow();
     let with_allow = |r: Resp| plain(r.header("Allow", allow));
 
-    // Authentication: only X-API-Key counts (CE ignores Authorization: Bearer).
+    // Authentication: X-API-Key; with OAuth on (Cloud), also `Authorization: Bearer`.
+    // CE ignores Bearer, so a fake without OAuth does too.
     let key = req
         .headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .filter(|s| !s.is_empty());
+    let bearer_sent = shared.oauth.is_some()
+        && req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer "));
+    let (key, via_bearer) = match (key, bearer_sent) {
+        (Some(key), _) => (Some(key), false),
+        (None, true) => match shared.bearer(req.headers) {
+            Some(token) => (Some(token), true),
+            None => return with_allow(crate::oauth::invalid_token()),
+        },
+        (None, false) => (None, false),
+    };
     let Some(key) = key else {
         return with_allow(Resp::detail(
             401,
             "Authentication credentials were not provided.",
         ));
     };
-    if !shared.key_is_valid(key) {
+    if !via_bearer && !shared.key_is_valid(key) {
         return with_allow(Resp::detail(403, "Given API token is not valid"));
     }
 

@@ -1,0 +1,699 @@
+//! OAuth tokens at rest: encrypted, in the server's SQLite file, behind a trait.
+//!
+//! * [`TokenKey`] is the 32-byte key from `PLANE_TOKEN_ENCRYPTION_KEY` (or a file
+//!   named by `PLANE_TOKEN_ENCRYPTION_KEY_FILE`), base64. It is never stored
+//!   beside the data. A key of another length is refused with how to make one.
+//! * Every token set is sealed with XChaCha20-Poly1305 (the `chacha20poly1305`
+//!   crate; a random 24-byte nonce per record, so random nonces never collide in
+//!   practice). The record's owner is the associated data: a ciphertext moved to
+//!   another row, a changed byte or another key all fail with
+//!   [`TokenStoreError::Undecryptable`], never garbage.
+//! * [`TokenStore`] is the seam; [`SqliteTokenStore`] keeps the rows in the same
+//!   database file as the deliveries and BIR deadlines, with its own migrations
+//!   table (`oauth_schema_migrations`), as plane-bir's store does.
+//! * [`StoreSink`] adapts a store to plane-core's [`TokenSink`], so a renewed
+//!   token pair is stored before it is used.
+//!
+//! Why here and not in plane-core: plane-core is the HTTP client and stays free
+//! of SQLite and of key handling; only the server keeps tokens, and it already
+//! owns the database file.
+//!
+//! # Schema (version 1)
+//!
+//! - `oauth_tokens(owner PRIMARY KEY, sealed BLOB, expires_at, has_refresh, scope,
+//!   updated_at)`: `owner` is `installation:<id>` or `user:<name>`; the clear
+//!   columns are what `oauth status` shows (never a token).
+//! - `oauth_pending(state PRIMARY KEY, owner, sealed BLOB, redirect_uri,
+//!   created_at)`: an authorization started by `oauth authorize-url`, its PKCE
+//!   verifier sealed, waiting for `oauth exchange`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chrono::{DateTime, SecondsFormat, Utc};
+use plane_core::oauth::{TokenSet, TokenSink};
+use plane_core::{BoxFuture, ExposeSecret, SecretString};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+/// Where the key is registered.
+pub const KEY_REF: &str = "ssot/secrets/registry.yaml#plane_token_encryption_key";
+/// The newest schema version this build knows.
+pub const SCHEMA_VERSION: i64 = 1;
+const MIGRATIONS: [&str; 1] = ["
+CREATE TABLE oauth_tokens (
+    owner       TEXT PRIMARY KEY,
+    sealed      BLOB NOT NULL,
+    expires_at  TEXT,
+    has_refresh INTEGER NOT NULL,
+    scope       TEXT,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE oauth_pending (
+    state        TEXT PRIMARY KEY,
+    owner        TEXT NOT NULL,
+    sealed       BLOB NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    created_at   TEXT NOT NULL
+);
+"];
+/// The first byte of every sealed record: the format, so a later one can differ.
+const FORMAT: u8 = 1;
+
+/// What can go wrong with the key or the token store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenStoreError {
+    /// No key is configured.
+    #[error(
+        "no token encryption key: set PLANE_TOKEN_ENCRYPTION_KEY, or point \
+         PLANE_TOKEN_ENCRYPTION_KEY_FILE at a file holding it (32 random bytes in base64; make \
+         one with `openssl rand -base64 32`; see {KEY_REF})"
+    )]
+    KeyMissing,
+    /// The key is not 32 bytes of base64.
+    #[error(
+        "{origin}: the token encryption key must be 32 random bytes in base64, but {problem}; \
+         make one with `openssl rand -base64 32` (see {KEY_REF})"
+    )]
+    KeyInvalid {
+        /// `PLANE_TOKEN_ENCRYPTION_KEY` or the key file's path.
+        origin: String,
+        /// What is wrong (never the value).
+        problem: String,
+    },
+    /// A stored record does not open with this key.
+    #[error(
+        "{path}: the stored {what} for {owner} cannot be decrypted: it was sealed with another \
+         PLANE_TOKEN_ENCRYPTION_KEY, or the record was changed. Use the key it was stored with, \
+         or authorize again (`plane-server oauth authorize-url` / `plane-server oauth bot`) to \
+         replace it"
+    )]
+    Undecryptable {
+        /// The database file.
+        path: String,
+        /// `token` or `pending authorization`.
+        what: &'static str,
+        /// `installation:<id>`, `user:<name>` or `state <value>`.
+        owner: String,
+    },
+    /// SQLite failed.
+    #[error("{path}: could not {operation}: {message}")]
+    Store {
+        /// The database file.
+        path: String,
+        /// What was being done.
+        operation: &'static str,
+        /// SQLite's message.
+        message: String,
+    },
+    /// The file was written by a newer build.
+    #[error(
+        "{path}: the OAuth token tables are at schema version {found}, newer than this build \
+         knows ({SCHEMA_VERSION}); run the newer plane-server, or restore a backup"
+    )]
+    SchemaTooNew {
+        /// The database file.
+        path: String,
+        /// The version found.
+        found: i64,
+    },
+}
+
+/// The token encryption key. `Debug` never shows it.
+#[derive(Clone)]
+pub struct TokenKey(chacha20poly1305::Key);
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenKey([redacted])")
+    }
+}
+
+impl TokenKey {
+    /// Parses 32 bytes of base64; `origin` names where the text came from.
+    ///
+    /// ```
+    /// use plane_server::token_store::TokenKey;
+    /// let text = base64_of(&[7u8; 32]);
+    /// assert!(TokenKey::from_base64("test", &text).is_ok());
+    /// let short = TokenKey::from_base64("test", &base64_of(&[7u8; 16])).unwrap_err();
+    /// assert!(short.to_string().contains("openssl rand -base64 32"));
+    /// # fn base64_of(bytes: &[u8]) -> String {
+    /// #     use base64::Engine as _;
+    /// #     base64::engine::general_purpose::STANDARD.encode(bytes)
+    /// # }
+    /// ```
+    pub fn from_base64(origin: &str, text: &str) -> Result<Self, TokenStoreError> {
+        let invalid = |problem: String| TokenStoreError::KeyInvalid {
+            origin: origin.to_owned(),
+            problem,
+        };
+        let bytes = STANDARD
+            .decode(text.trim())
+            .map_err(|_| invalid("it is not base64".into()))?;
+        if bytes.len() != 32 {
+            return Err(invalid(format!("it decodes to {} bytes", bytes.len())));
+        }
+        Ok(Self(*chacha20poly1305::Key::from_slice(&bytes)))
+    }
+
+    /// The key from `PLANE_TOKEN_ENCRYPTION_KEY` or the file named by
+    /// `PLANE_TOKEN_ENCRYPTION_KEY_FILE` (one of them, not both); `None` when
+    /// neither is set.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>, TokenStoreError> {
+        const VAR: &str = "PLANE_TOKEN_ENCRYPTION_KEY";
+        const FILE: &str = "PLANE_TOKEN_ENCRYPTION_KEY_FILE";
+        let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        match (set(VAR), set(FILE)) {
+            (Some(_), Some(_)) => Err(TokenStoreError::KeyInvalid {
+                origin: VAR.into(),
+                problem: format!("both {VAR} and {FILE} are set (set only one)"),
+            }),
+            (Some(text), None) => Self::from_base64(VAR, &text).map(Some),
+            (None, Some(path)) => {
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| TokenStoreError::KeyInvalid {
+                        origin: format!("{FILE}={path}"),
+                        problem: format!("the file cannot be read ({e})"),
+                    })?;
+                Self::from_base64(&format!("{FILE}={path}"), &text).map(Some)
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn seal(&self, aad: &str, plaintext: &[u8]) -> Vec<u8> {
+        let cipher = XChaCha20Poly1305::new(&self.0);
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            // Only a message beyond XChaCha's 256 GiB limit fails; tokens are tiny.
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(1 + nonce.len() + sealed.len());
+        out.push(FORMAT);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    fn open(&self, aad: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+        let (&format, rest) = sealed.split_first()?;
+        if format != FORMAT || rest.len() < 24 {
+            return None;
+        }
+        let (nonce, ciphertext) = rest.split_at(24);
+        XChaCha20Poly1305::new(&self.0)
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .ok()
+    }
+}
+
+/// Whose token a record is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TokenOwner {
+    /// An app installation's bot token (`client_credentials`).
+    Installation(String),
+    /// A user's token pair (authorization code + PKCE); the name is the operator's
+    /// label for the user (`plane.oauth.user`).
+    User(String),
+}
+
+impl fmt::Display for TokenOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenOwner::Installation(id) => write!(f, "installation:{id}"),
+            TokenOwner::User(name) => write!(f, "user:{name}"),
+        }
+    }
+}
+
+impl TokenOwner {
+    fn parse(text: &str) -> Option<Self> {
+        match text.split_once(':')? {
+            ("installation", id) => Some(TokenOwner::Installation(id.to_owned())),
+            ("user", name) => Some(TokenOwner::User(name.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+/// What `oauth status` shows of a stored token: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    /// Whose it is (`installation:<id>` or `user:<name>`).
+    pub owner: String,
+    /// When the access token expires, if known.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Whether a refresh token is stored (user tokens).
+    pub has_refresh_token: bool,
+    /// The granted scopes.
+    pub scope: Option<String>,
+    /// When the record was last written.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An authorization started by `oauth authorize-url`.
+#[derive(Debug)]
+pub struct PendingAuthorization {
+    /// Whose token it will be.
+    pub owner: TokenOwner,
+    /// The PKCE verifier (sealed at rest).
+    pub verifier: SecretString,
+    /// The redirect URI in the authorize URL (the exchange must repeat it).
+    pub redirect_uri: String,
+    /// When `authorize-url` ran.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where OAuth tokens are kept. The methods block (SQLite); async callers go
+/// through `tokio::task::spawn_blocking` ([`StoreSink`] does).
+pub trait TokenStore: Send + Sync + fmt::Debug {
+    /// Stores `tokens` for `owner`, replacing what was there.
+    fn save(&self, owner: &TokenOwner, tokens: &TokenSet) -> Result<(), TokenStoreError>;
+    /// The tokens stored for `owner`, if any.
+    fn load(&self, owner: &TokenOwner) -> Result<Option<TokenSet>, TokenStoreError>;
+    /// Every stored token, without values, by owner.
+    fn list(&self) -> Result<Vec<TokenInfo>, TokenStoreError>;
+    /// Keeps a started authorization under its `state`.
+    fn save_pending(
+        &self,
+        state: &str,
+        pending: &PendingAuthorization,
+    ) -> Result<(), TokenStoreError>;
+    /// Takes (and deletes) the authorization started with `state`.
+    fn take_pending(&self, state: &str) -> Result<Option<PendingAuthorization>, TokenStoreError>;
+}
+
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    access_token: String,
+    refresh_token: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    scope: Option<String>,
+}
+
+/// The SQLite token store. See the [module docs](self).
+///
+/// ```
+/// use plane_core::{ExposeSecret, SecretString};
+/// use plane_core::oauth::TokenSet;
+/// use plane_server::token_store::{SqliteTokenStore, TokenKey, TokenOwner, TokenStore};
+/// # use base64::Engine as _;
+/// let dir = tempfile::tempdir().unwrap();
+/// let key_text = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
+/// let key = TokenKey::from_base64("example", &key_text)?;
+/// let store = SqliteTokenStore::open(dir.path().join("plane.db"), key)?;
+/// let owner = TokenOwner::Installation("inst-1".into());
+/// let tokens = TokenSet {
+///     access_token: SecretString::from(format!("fake-{}", 1)),
+///     refresh_token: None,
+///     expires_at: None,
+///     scope: None,
+/// };
+/// store.save(&owner, &tokens)?;
+/// assert_eq!(store.load(&owner)?.unwrap().access_token.expose_secret(), "fake-1");
+/// # Ok::<(), plane_server::token_store::TokenStoreError>(())
+/// ```
+pub struct SqliteTokenStore {
+    path: PathBuf,
+    key: Option<TokenKey>,
+    connection: Mutex<Connection>,
+}
+
+impl fmt::Debug for SqliteTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteTokenStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_error<'a>(
+    path: &'a Path,
+    operation: &'static str,
+) -> impl Fn(rusqlite::Error) -> TokenStoreError + 'a {
+    move |e| TokenStoreError::Store {
+        path: path.display().to_string(),
+        operation,
+        message: e.to_string(),
+    }
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl SqliteTokenStore {
+    /// Opens (creating and migrating if needed) the token tables in the database at `path`.
+    pub fn open(path: impl AsRef<Path>, key: TokenKey) -> Result<Self, TokenStoreError> {
+        let path = path.as_ref();
+        let mut connection =
+            Connection::open(path).map_err(store_error(path, "open the database"))?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(store_error(path, "configure the database"))?;
+        migrate(&mut connection, path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            key: Some(key),
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// Opens an existing database read-only and without a key: only
+    /// [`list`](TokenStore::list) works (for `oauth status`). A file without token
+    /// tables lists nothing.
+    pub fn open_for_listing(path: impl AsRef<Path>) -> Result<Self, TokenStoreError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(TokenStoreError::Store {
+                path: path.display().to_string(),
+                operation: "open the database read-only",
+                message: "no such file (`plane-server oauth exchange` or `oauth bot` creates it)"
+                    .into(),
+            });
+        }
+        let connection = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(store_error(path, "open the database read-only"))?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(store_error(path, "configure the database"))?;
+        let version = schema_version(&connection, path)?;
+        if version > SCHEMA_VERSION {
+            return Err(TokenStoreError::SchemaTooNew {
+                path: path.display().to_string(),
+                found: version,
+            });
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            key: None,
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // Transactions roll back on drop, so a poisoned lock is still usable.
+        self.connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn key(&self) -> Result<&TokenKey, TokenStoreError> {
+        self.key.as_ref().ok_or(TokenStoreError::KeyMissing)
+    }
+
+    fn undecryptable(&self, what: &'static str, owner: String) -> TokenStoreError {
+        TokenStoreError::Undecryptable {
+            path: self.path.display().to_string(),
+            what,
+            owner,
+        }
+    }
+}
+
+impl TokenStore for SqliteTokenStore {
+    fn save(&self, owner: &TokenOwner, tokens: &TokenSet) -> Result<(), TokenStoreError> {
+        let owner_text = owner.to_string();
+        let plain = serde_json::to_vec(&Sealed {
+            access_token: tokens.access_token.expose_secret().to_owned(),
+            refresh_token: tokens
+                .refresh_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
+            expires_at: tokens.expires_at,
+            scope: tokens.scope.clone(),
+        })
+        .unwrap_or_default();
+        let sealed = self.key()?.seal(&owner_text, &plain);
+        let path = self.path.as_path();
+        self.lock()
+            .execute(
+                "INSERT INTO oauth_tokens (owner, sealed, expires_at, has_refresh, scope, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (owner) DO UPDATE SET sealed = excluded.sealed,
+                   expires_at = excluded.expires_at, has_refresh = excluded.has_refresh,
+                   scope = excluded.scope, updated_at = excluded.updated_at",
+                params![
+                    owner_text,
+                    sealed,
+                    tokens
+                        .expires_at
+                        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                    tokens.refresh_token.is_some(),
+                    tokens.scope,
+                    now()
+                ],
+            )
+            .map_err(store_error(path, "store the token"))?;
+        Ok(())
+    }
+
+    fn load(&self, owner: &TokenOwner) -> Result<Option<TokenSet>, TokenStoreError> {
+        let owner_text = owner.to_string();
+        let sealed: Option<Vec<u8>> = self
+            .lock()
+            .query_row(
+                "SELECT sealed FROM oauth_tokens WHERE owner = ?1",
+                [&owner_text],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(store_error(&self.path, "read the token"))?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let plain = self
+            .key()?
+            .open(&owner_text, &sealed)
+            .ok_or_else(|| self.undecryptable("token", owner_text.clone()))?;
+        let record: Sealed = serde_json::from_slice(&plain)
+            .map_err(|_| self.undecryptable("token", owner_text.clone()))?;
+        Ok(Some(TokenSet {
+            access_token: SecretString::from(record.access_token),
+            refresh_token: record.refresh_token.map(SecretString::from),
+            expires_at: record.expires_at,
+            scope: record.scope,
+        }))
+    }
+
+    fn list(&self) -> Result<Vec<TokenInfo>, TokenStoreError> {
+        let connection = self.lock();
+        let path = self.path.as_path();
+        if schema_version(&connection, path)? == 0 {
+            return Ok(Vec::new());
+        }
+        let mut statement = connection
+            .prepare(
+                "SELECT owner, expires_at, has_refresh, scope, updated_at FROM oauth_tokens
+                 ORDER BY owner",
+            )
+            .map_err(store_error(path, "list the tokens"))?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, bool>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(store_error(path, "list the tokens"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (owner, expires_at, has_refresh_token, scope, updated_at) =
+                row.map_err(store_error(path, "list the tokens"))?;
+            out.push(TokenInfo {
+                owner: TokenOwner::parse(&owner).map_or(owner, |o| o.to_string()),
+                expires_at: expires_at.as_deref().and_then(parse_time),
+                has_refresh_token,
+                scope,
+                updated_at: parse_time(&updated_at).unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn save_pending(
+        &self,
+        state: &str,
+        pending: &PendingAuthorization,
+    ) -> Result<(), TokenStoreError> {
+        let sealed = self.key()?.seal(
+            &format!("pending:{state}:{}", pending.owner),
+            pending.verifier.expose_secret().as_bytes(),
+        );
+        self.lock()
+            .execute(
+                "INSERT OR REPLACE INTO oauth_pending (state, owner, sealed, redirect_uri, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    state,
+                    pending.owner.to_string(),
+                    sealed,
+                    pending.redirect_uri,
+                    pending
+                        .created_at
+                        .to_rfc3339_opts(SecondsFormat::Millis, true)
+                ],
+            )
+            .map_err(store_error(&self.path, "store the pending authorization"))?;
+        Ok(())
+    }
+
+    fn take_pending(&self, state: &str) -> Result<Option<PendingAuthorization>, TokenStoreError> {
+        let path = self.path.as_path();
+        let mut connection = self.lock();
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(store_error(path, "read the pending authorization"))?;
+        let row: Option<(String, Vec<u8>, String, String)> = tx
+            .query_row(
+                "SELECT owner, sealed, redirect_uri, created_at FROM oauth_pending WHERE state = ?1",
+                [state],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .optional()
+            .map_err(store_error(path, "read the pending authorization"))?;
+        let Some((owner_text, sealed, redirect_uri, created_at)) = row else {
+            return Ok(None);
+        };
+        tx.execute("DELETE FROM oauth_pending WHERE state = ?1", [state])
+            .map_err(store_error(path, "delete the pending authorization"))?;
+        let undecryptable =
+            || self.undecryptable("pending authorization", format!("state {state}"));
+        let owner = TokenOwner::parse(&owner_text).ok_or_else(undecryptable)?;
+        let verifier = self
+            .key()?
+            .open(&format!("pending:{state}:{owner}"), &sealed)
+            .and_then(|v| String::from_utf8(v).ok())
+            .ok_or_else(undecryptable)?;
+        tx.commit()
+            .map_err(store_error(path, "delete the pending authorization"))?;
+        Ok(Some(PendingAuthorization {
+            owner,
+            verifier: SecretString::from(verifier),
+            redirect_uri,
+            created_at: parse_time(&created_at).unwrap_or_default(),
+        }))
+    }
+}
+
+fn schema_version(connection: &Connection, path: &Path) -> Result<i64, TokenStoreError> {
+    let exists: bool = connection
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'oauth_schema_migrations')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(store_error(path, "read the schema version"))?;
+    if !exists {
+        return Ok(0);
+    }
+    connection
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM oauth_schema_migrations",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(store_error(path, "read the schema version"))
+}
+
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), TokenStoreError> {
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(store_error(path, "migrate the token tables"))?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS oauth_schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             applied_at TEXT NOT NULL
+         );",
+    )
+    .map_err(store_error(path, "migrate the token tables"))?;
+    let version = schema_version(&tx, path)?;
+    if version > SCHEMA_VERSION {
+        return Err(TokenStoreError::SchemaTooNew {
+            path: path.display().to_string(),
+            found: version,
+        });
+    }
+    for (from, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(migration)
+            .map_err(store_error(path, "migrate the token tables"))?;
+        tx.execute(
+            "INSERT INTO oauth_schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![from as i64 + 1, now()],
+        )
+        .map_err(store_error(path, "migrate the token tables"))?;
+    }
+    tx.commit()
+        .map_err(store_error(path, "migrate the token tables"))
+}
+
+/// Hands every new token set of one owner to a [`TokenStore`], before the token
+/// is used (plane-core's [`TokenSink`]).
+#[derive(Debug, Clone)]
+pub struct StoreSink {
+    store: Arc<dyn TokenStore>,
+    owner: TokenOwner,
+}
+
+impl StoreSink {
+    /// Saves `owner`'s tokens to `store`.
+    pub fn new(store: Arc<dyn TokenStore>, owner: TokenOwner) -> Self {
+        Self { store, owner }
+    }
+}
+
+impl TokenSink for StoreSink {
+    fn save<'a>(&'a self, tokens: &'a TokenSet) -> BoxFuture<'a, Result<(), plane_core::Error>> {
+        let (store, owner, tokens) = (self.store.clone(), self.owner.clone(), tokens.clone());
+        Box::pin(async move {
+            let result = tokio::task::spawn_blocking(move || store.save(&owner, &tokens)).await;
+            match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(plane_core::Error::Token {
+                    message: format!("could not store the renewed token: {e}"),
+                }),
+                Err(e) => Err(plane_core::Error::Token {
+                    message: format!("could not store the renewed token: the task failed ({e})"),
+                }),
+            }
+        })
+    }
+}

@@ -1,0 +1,277 @@
+//! The encrypted token store: round trip, a wrong key, tampered or moved
+//! records, key parsing, pending authorizations, and its own migrations table
+//! beside the other stores in one SQLite file.
+#![allow(clippy::unwrap_used)]
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{TimeZone, Utc};
+use plane_core::oauth::TokenSet;
+use plane_core::{ExposeSecret, SecretString};
+use plane_server::token_store::{
+    PendingAuthorization, SqliteTokenStore, TokenKey, TokenOwner, TokenStore, TokenStoreError,
+};
+
+/// A random test key, made at run time.
+fn new_key() -> (TokenKey, String) {
+    let bytes: [u8; 32] = std::array::from_fn(|_| rand_byte());
+    let text = STANDARD.encode(bytes);
+    (TokenKey::from_base64("test", &text).unwrap(), text)
+}
+
+fn rand_byte() -> u8 {
+    (uuid::Uuid::new_v4().as_u128() & 0xff) as u8
+}
+
+fn tokens() -> TokenSet {
+    TokenSet {
+        access_token: SecretString::from(format!("fake-access-{}", uuid::Uuid::new_v4())),
+        refresh_token: Some(SecretString::from(format!(
+            "fake-refresh-{}",
+            uuid::Uuid::new_v4()
+        ))),
+        expires_at: Some(Utc.with_ymd_and_hms(2031, 1, 2, 3, 4, 5).unwrap()),
+        scope: Some("projects:read".into()),
+    }
+}
+
+fn user() -> TokenOwner {
+    TokenOwner::User("ops".into())
+}
+
+#[test]
+fn tokens_round_trip_encrypted_and_the_file_never_holds_them_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plane.db");
+    let (key, _) = new_key();
+    let store = SqliteTokenStore::open(&db, key.clone()).unwrap();
+    let saved = tokens();
+    store.save(&user(), &saved).unwrap();
+    let bot = TokenOwner::Installation("inst-1".into());
+    store.save(&bot, &tokens()).unwrap();
+    let loaded = store.load(&user()).unwrap().unwrap();
+    assert_eq!(
+        loaded.access_token.expose_secret(),
+        saved.access_token.expose_secret()
+    );
+    assert_eq!(
+        loaded.refresh_token.unwrap().expose_secret(),
+        saved.refresh_token.as_ref().unwrap().expose_secret()
+    );
+    assert_eq!(loaded.expires_at, saved.expires_at);
+    assert!(
+        store
+            .load(&TokenOwner::User("nobody".into()))
+            .unwrap()
+            .is_none()
+    );
+
+    // A later save replaces the record (a rotation).
+    let rotated = tokens();
+    store.save(&user(), &rotated).unwrap();
+    let reopened = SqliteTokenStore::open(&db, key).unwrap();
+    assert_eq!(
+        reopened
+            .load(&user())
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        rotated.access_token.expose_secret()
+    );
+
+    // Listing needs no key and shows no value.
+    let listed = SqliteTokenStore::open_for_listing(&db)
+        .unwrap()
+        .list()
+        .unwrap();
+    let owners: Vec<_> = listed.iter().map(|i| i.owner.as_str()).collect();
+    assert_eq!(owners, ["installation:inst-1", "user:ops"]);
+    assert!(listed[1].has_refresh_token);
+    assert_eq!(listed[1].expires_at, saved.expires_at);
+
+    drop((store, reopened));
+    let mut raw = std::fs::read(&db).unwrap();
+    for suffix in ["-wal"] {
+        if let Ok(more) = std::fs::read(db.with_extension(format!("db{suffix}"))) {
+            raw.extend(more);
+        }
+    }
+    for secret in [
+        rotated.access_token.expose_secret(),
+        rotated.refresh_token.as_ref().unwrap().expose_secret(),
+    ] {
+        let found = raw.windows(secret.len()).any(|w| w == secret.as_bytes());
+        assert!(!found, "a token is in the database file in clear");
+    }
+}
+
+#[test]
+fn a_wrong_key_and_a_tampered_or_moved_record_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plane.db");
+    let (key, _) = new_key();
+    SqliteTokenStore::open(&db, key.clone())
+        .unwrap()
+        .save(&user(), &tokens())
+        .unwrap();
+
+    let (other, _) = new_key();
+    let err = SqliteTokenStore::open(&db, other)
+        .unwrap()
+        .load(&user())
+        .unwrap_err();
+    assert!(
+        matches!(err, TokenStoreError::Undecryptable { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("user:ops") && text.contains("PLANE_TOKEN_ENCRYPTION_KEY"),
+        "{text}"
+    );
+
+    // One flipped bit in the ciphertext.
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let mut sealed: Vec<u8> = connection
+        .query_row("SELECT sealed FROM oauth_tokens", [], |r| r.get(0))
+        .unwrap();
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    connection
+        .execute("UPDATE oauth_tokens SET sealed = ?1", [&sealed])
+        .unwrap();
+    let store = SqliteTokenStore::open(&db, key.clone()).unwrap();
+    let err = store.load(&user()).unwrap_err();
+    assert!(
+        matches!(err, TokenStoreError::Undecryptable { .. }),
+        "{err}"
+    );
+
+    // An intact record moved to another owner.
+    sealed[last] ^= 1;
+    connection
+        .execute(
+            "UPDATE oauth_tokens SET sealed = ?1, owner = 'user:mallory'",
+            [&sealed],
+        )
+        .unwrap();
+    let err = store.load(&TokenOwner::User("mallory".into())).unwrap_err();
+    assert!(
+        matches!(err, TokenStoreError::Undecryptable { .. }),
+        "{err}"
+    );
+    connection
+        .execute("UPDATE oauth_tokens SET owner = 'user:ops'", [])
+        .unwrap();
+    assert!(
+        store.load(&user()).unwrap().is_some(),
+        "restored: opens again"
+    );
+}
+
+#[test]
+fn a_key_of_the_wrong_length_or_not_base64_is_refused_with_how_to_make_one() {
+    for (text, problem) in [
+        (STANDARD.encode([3u8; 16]), "16 bytes"),
+        (STANDARD.encode([3u8; 33]), "33 bytes"),
+        ("not base64!".to_owned(), "not base64"),
+    ] {
+        let env = |name: &str| (name == "PLANE_TOKEN_ENCRYPTION_KEY").then(|| text.clone());
+        let err = TokenKey::from_env(&env).unwrap_err();
+        let shown = err.to_string();
+        assert!(matches!(err, TokenStoreError::KeyInvalid { .. }), "{shown}");
+        assert!(shown.contains(problem), "{shown}");
+        assert!(shown.contains("openssl rand -base64 32"), "{shown}");
+        assert!(!shown.contains(&text), "the value is not echoed: {shown}");
+    }
+    // From a file, and not both.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("key");
+    let (_, text) = new_key();
+    std::fs::write(&file, format!("{text}\n")).unwrap();
+    let path = file.display().to_string();
+    let env = |name: &str| (name == "PLANE_TOKEN_ENCRYPTION_KEY_FILE").then(|| path.clone());
+    assert!(TokenKey::from_env(&env).unwrap().is_some());
+    let both = |name: &str| match name {
+        "PLANE_TOKEN_ENCRYPTION_KEY_FILE" => Some(path.clone()),
+        "PLANE_TOKEN_ENCRYPTION_KEY" => Some(text.clone()),
+        _ => None,
+    };
+    assert!(
+        TokenKey::from_env(&both)
+            .unwrap_err()
+            .to_string()
+            .contains("set only one")
+    );
+    assert!(TokenKey::from_env(&|_| None).unwrap().is_none());
+    assert!(!format!("{:?}", new_key().0).contains(&text));
+}
+
+#[test]
+fn a_pending_authorization_is_taken_once_and_its_verifier_is_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plane.db");
+    let (key, _) = new_key();
+    let store = SqliteTokenStore::open(&db, key).unwrap();
+    let verifier = format!("fake-verifier-{}", uuid::Uuid::new_v4().simple());
+    store
+        .save_pending(
+            "state-1",
+            &PendingAuthorization {
+                owner: user(),
+                verifier: SecretString::from(verifier.clone()),
+                redirect_uri: "http://127.0.0.1:9/cb".into(),
+                created_at: Utc::now(),
+            },
+        )
+        .unwrap();
+    assert!(store.take_pending("other").unwrap().is_none());
+    let taken = store.take_pending("state-1").unwrap().unwrap();
+    assert_eq!(taken.verifier.expose_secret(), verifier);
+    assert_eq!(taken.owner, user());
+    assert!(
+        store.take_pending("state-1").unwrap().is_none(),
+        "single use"
+    );
+}
+
+#[test]
+fn the_token_tables_share_the_file_with_the_delivery_and_deadline_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plane.db");
+    let (key, _) = new_key();
+    let _deliveries =
+        plane_webhook::SqliteStore::open(&db, plane_webhook::StoreConfig::default()).unwrap();
+    let _deadlines = plane_bir::SqliteDeadlineStore::open(&db).unwrap();
+    let store = SqliteTokenStore::open(&db, key.clone()).unwrap();
+    store.save(&user(), &tokens()).unwrap();
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let tables: Vec<String> = connection
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%migrations' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        tables.contains(&"oauth_schema_migrations".to_owned()),
+        "{tables:?}"
+    );
+    assert!(
+        tables.contains(&"bir_schema_migrations".to_owned()),
+        "{tables:?}"
+    );
+    let version: i64 = connection
+        .query_row(
+            "SELECT MAX(version) FROM oauth_schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, plane_server::token_store::SCHEMA_VERSION);
+    // Reopening migrates nothing twice.
+    drop(store);
+    let again = SqliteTokenStore::open(&db, key).unwrap();
+    assert!(again.load(&user()).unwrap().is_some());
+}
