@@ -30,12 +30,13 @@ impl DeliveryHeaders {
     /// assert!(parsed.signature.is_none());
     /// ```
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, Error> {
-        let text = |name: &'static str| -> Result<Option<String>, Error> {
+        // Borrowed: only what the result keeps is copied.
+        let text = |name: &'static str| -> Result<Option<&str>, Error> {
             match headers.get(name) {
                 None => Ok(None),
                 Some(value) => value
                     .to_str()
-                    .map(|v| Some(v.trim().to_owned()))
+                    .map(|v| Some(v.trim()))
                     .map_err(|_| Error::BadHeader {
                         header: name,
                         message: "is not visible ASCII".into(),
@@ -53,11 +54,11 @@ impl DeliveryHeaders {
                 crate::excerpt(delivery.as_bytes(), 60)
             ),
         })?;
-        let event = text("x-plane-event")?.unwrap_or_default();
+        let event = text("x-plane-event")?.unwrap_or_default().to_owned();
         Ok(Self {
             delivery_id,
             event,
-            signature: text("x-plane-signature")?,
+            signature: text("x-plane-signature")?.map(str::to_owned),
         })
     }
 }
