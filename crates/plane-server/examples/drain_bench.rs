@@ -25,19 +25,15 @@ use tokio::sync::{Notify, watch};
 
 #[path = "support/bodies.rs"]
 mod bodies;
-use bodies::{BodyKind, body};
+use bodies::BodyArgs;
 
 #[derive(Debug, Parser)]
 struct Args {
     /// Deliveries in the backlog.
     #[arg(long, default_value_t = 100_000)]
     total: usize,
-    /// Which body to store.
-    #[arg(long, value_enum, default_value_t = BodyKind::TwoK)]
-    body: BodyKind,
-    /// Every delivery keeps the recorded `updated_at` (see `loadgen`).
-    #[arg(long)]
-    same_time: bool,
+    #[command(flatten)]
+    bodies: BodyArgs,
 }
 
 /// Completes every item at once.
@@ -75,11 +71,11 @@ async fn main() -> anyhow::Result<()> {
     let tasks: Vec<_> = (0..senders)
         .map(|s| {
             let store = store.clone();
-            let (kind, same_time) = (args.body, args.same_time);
+            let bodies = args.bodies;
             let total = args.total;
             tokio::spawn(async move {
                 for n in (s..total).step_by(senders) {
-                    let body = body(kind, run, n, same_time);
+                    let body = bodies.make(run, n);
                     let head = EventHead::parse(&body)?;
                     store
                         .record(NewDelivery::new(uuid::Uuid::new_v4(), &head, body))
@@ -129,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "body {} B: recorded {} in {:.2} s ({:.0}/s, 64 at a time, no HTTP); drained in {:.2} s = {:.0} items/s",
-        body(args.body, run, 0, args.same_time).len(),
+        args.bodies.make(run, 0).len(),
         args.total,
         filled.as_secs_f64(),
         args.total as f64 / filled.as_secs_f64(),

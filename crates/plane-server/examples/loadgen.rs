@@ -27,7 +27,7 @@ use plane_webhook::Verifier;
 
 #[path = "support/bodies.rs"]
 mod bodies;
-use bodies::{BodyKind, body};
+use bodies::BodyArgs;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -39,13 +39,8 @@ struct Args {
     /// Deliveries in all.
     #[arg(long, default_value_t = 100_000)]
     total: usize,
-    /// Which body to send.
-    #[arg(long, value_enum, default_value_t = BodyKind::TwoK)]
-    body: BodyKind,
-    /// Every delivery keeps the recorded `updated_at` (the worst case for the
-    /// dedupe index's order) instead of coming a microsecond after the last.
-    #[arg(long)]
-    same_time: bool,
+    #[command(flatten)]
+    bodies: BodyArgs,
 }
 
 /// The inbox backlog gauge from the server's `/metrics`.
@@ -76,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
     // Bodies and signatures are prepared up front: the load is the server's.
     let requests: Vec<(String, Vec<u8>, String)> = (0..args.total)
         .map(|n| {
-            let body = body(args.body, run, n, args.same_time);
+            let body = args.bodies.make(run, n);
             let signature = Verifier::sign(&secret, &body);
             (uuid::Uuid::new_v4().to_string(), body, signature)
         })

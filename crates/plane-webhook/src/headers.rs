@@ -34,13 +34,15 @@ impl DeliveryHeaders {
         let text = |name: &'static str| -> Result<Option<&str>, Error> {
             match headers.get(name) {
                 None => Ok(None),
-                Some(value) => value
-                    .to_str()
-                    .map(|v| Some(v.trim()))
-                    .map_err(|_| Error::BadHeader {
-                        header: name,
-                        message: "is not visible ASCII".into(),
-                    }),
+                Some(value) => {
+                    value
+                        .to_str()
+                        .map(|v| Some(v.trim()))
+                        .map_err(|_| Error::BadHeader {
+                            header: name,
+                            message: "is not visible ASCII".into(),
+                        })
+                }
             }
         };
         let delivery = text("x-plane-delivery")?.ok_or(Error::BadHeader {

@@ -33,8 +33,27 @@ pub enum BodyKind {
     /// The recorded delivery with a long description, 8 KiB (8,192 bytes).
     #[value(name = "8k")]
     EightK,
-    /// The 413-byte body of earlier runs.
+    /// The 447-byte body of earlier runs (413 bytes before it had a full item id).
     Small,
+}
+
+/// The body options both load examples take.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct BodyArgs {
+    /// Which body to send.
+    #[arg(long, value_enum, default_value_t = BodyKind::TwoK)]
+    pub body: BodyKind,
+    /// Every delivery keeps the recorded `updated_at` (the worst case for the
+    /// dedupe index's order) instead of coming a microsecond after the last.
+    #[arg(long)]
+    pub same_time: bool,
+}
+
+impl BodyArgs {
+    /// The body of delivery `n` of run `run`.
+    pub fn make(self, run: uuid::Uuid, n: usize) -> Vec<u8> {
+        body(self.body, run, n, self.same_time)
+    }
 }
 
 /// The body of delivery `n` of run `run`.
