@@ -443,3 +443,45 @@ async fn a_new_token_pair_is_saved_before_use_and_a_restart_renews_with_the_rota
         "the new rotation was saved too"
     );
 }
+
+/// `Debug` of every OAuth value while it holds live tokens (the app, a PKCE pair,
+/// a token set, both sources after a renewal, the client using one, and the
+/// refusals) shows no token, no client secret and no PKCE verifier.
+#[tokio::test]
+async fn debug_of_every_oauth_value_shows_no_token_secret_or_verifier() {
+    let fake = fake().await;
+    let app = app(&fake);
+    let pkce = Pkce::new();
+    let tokens = user_tokens(&fake).await;
+    let bot = Arc::new(app.bot_token(fake.oauth_installation_id()));
+    let user = Arc::new(
+        app.refreshing_token(tokens.clone())
+            .persist_to(Arc::new(MemorySink::default())),
+    );
+    let first = user.token().await.unwrap();
+    user.invalidate(&first).await;
+    user.token().await.unwrap(); // rotated: the source holds a new pair
+    let client = client(&fake, bot.clone());
+    client.users().me().await.unwrap();
+    let spent = app
+        .refresh(tokens.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap_err();
+    let wrong_verifier = {
+        let url = app.authorize_url(REDIRECT, &["projects:read"], "s", Some(&pkce));
+        let (code, _) = authorize(&url).await;
+        app.exchange_code(&code, REDIRECT, Some(&Pkce::new()))
+            .await
+            .unwrap_err()
+    };
+    let shown = format!(
+        "{app:?} {app:#?} {pkce:?} {pkce:#?} {tokens:?} {tokens:#?} {bot:?} {bot:#?} {user:?} \
+         {user:#?} {client:?} {spent} {spent:?} {wrong_verifier} {wrong_verifier:?}"
+    );
+    let mut hidden = fake.issued_tokens();
+    assert!(hidden.len() >= 5, "{hidden:?}");
+    hidden.extend([secret(), pkce.verifier().expose_secret().to_owned()]);
+    for value in &hidden {
+        assert!(!shown.contains(value.as_str()), "a secret is in: {shown}");
+    }
+}

@@ -205,7 +205,48 @@ fn a_key_of_the_wrong_length_or_not_base64_is_refused_with_how_to_make_one() {
             .contains("set only one")
     );
     assert!(TokenKey::from_env(&|_| None).unwrap().is_none());
-    assert!(!format!("{:?}", new_key().0).contains(&text));
+}
+
+/// `Debug` of the key, the store, the sink, a pending authorization, a listing
+/// and a refusal shows no token, no key (as base64 or bytes) and no verifier.
+#[test]
+fn debug_of_every_store_value_shows_no_token_key_or_verifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plane.db");
+    let bytes: [u8; 32] = std::array::from_fn(|_| rand_byte());
+    let text = STANDARD.encode(bytes);
+    let key = TokenKey::from_base64("test", &text).unwrap();
+    let store = std::sync::Arc::new(SqliteTokenStore::open(&db, key.clone()).unwrap());
+    let saved = tokens();
+    store.save(&user(), &saved).unwrap();
+    let loaded = store.load(&user()).unwrap().unwrap();
+    let listed = store.list().unwrap();
+    let sink = plane_server::token_store::StoreSink::new(store.clone(), user());
+    let verifier = format!("fake-verifier-{}", uuid::Uuid::new_v4().simple());
+    let pending = PendingAuthorization {
+        owner: user(),
+        verifier: SecretString::from(verifier.clone()),
+        redirect_uri: "http://127.0.0.1:9/cb".into(),
+        created_at: Utc::now(),
+    };
+    let (other, _) = new_key();
+    let refused = SqliteTokenStore::open(&db, other)
+        .unwrap()
+        .load(&user())
+        .unwrap_err();
+    let shown = format!(
+        "{key:?} {key:#?} {store:?} {sink:?} {sink:#?} {pending:?} {pending:#?} {loaded:?}          {listed:?} {refused} {refused:?}"
+    );
+    for value in [
+        text.clone(),
+        format!("{bytes:?}"),
+        format!("{:?}", bytes.to_vec()),
+        verifier,
+        saved.access_token.expose_secret().to_owned(),
+        saved.refresh_token.unwrap().expose_secret().to_owned(),
+    ] {
+        assert!(!shown.contains(&value), "{value} is in: {shown}");
+    }
 }
 
 #[test]
