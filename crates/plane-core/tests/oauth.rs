@@ -165,6 +165,10 @@ async fn client_credentials_gives_a_bot_token_that_the_api_and_the_installation_
         matches!(&err, Error::GrantRefused { error, .. } if error == "invalid_grant"),
         "{err}"
     );
+    assert!(
+        err.to_string().contains("check the installation id"),
+        "says what to do: {err}"
+    );
 }
 
 #[tokio::test]
@@ -196,6 +200,11 @@ async fn a_wrong_or_missing_pkce_verifier_and_a_reused_code_are_refused() {
             "{err}"
         );
         assert!(err.to_string().contains("code_verifier"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("run `plane-server oauth authorize-url` again"),
+            "says what to do: {err}"
+        );
     }
     // The right verifier works once; the same code again is refused.
     let url = app.authorize_url(REDIRECT, &["projects:read"], "s", Some(&pkce));
