@@ -494,3 +494,25 @@ async fn debug_of_every_oauth_value_shows_no_token_secret_or_verifier() {
         assert!(!shown.contains(value.as_str()), "a secret is in: {shown}");
     }
 }
+
+/// A token endpoint that does not answer is a connection failure, as for any API
+/// request (so `check` says Plane is unreachable), not a token or configuration problem.
+#[tokio::test]
+async fn an_unreachable_token_endpoint_is_a_transport_error() {
+    // Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
+    let app = OAuthApp::new("http://127.0.0.1:9", CLIENT_ID, secret()).unwrap();
+    let err = app.client_credentials("inst-1").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Transport { path, .. } if path == "/auth/o/token/"),
+        "{err:?}"
+    );
+    let client = PlaneClient::builder()
+        .base_url("http://127.0.0.1:9")
+        .workspace_slug("acme")
+        .bearer(app.bot_token("inst-1"))
+        .retry_policy(plane_core::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let err = client.users().me().await.unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+}

@@ -242,6 +242,26 @@ async fn the_oauth_commands_check_and_serve_work_and_print_no_token_or_secret_at
         all(&out)
     );
 
+    // Plane's token endpoint unreachable (a fresh database: no stored token to start
+    // with): exit 4, not a configuration error.
+    let fresh = dir.path().join("fresh.db").display().to_string();
+    let out = env
+        .run(
+            &["check"],
+            &[
+                bot[0],
+                ("PLANE_BASE_URL", "http://127.0.0.1:9"),
+                ("PLANE_DATABASE_URL", fresh.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(4), "{}", all(&out));
+    assert!(
+        all(&out).contains("Plane is not reachable: POST /auth/o/token/"),
+        "{}",
+        all(&out)
+    );
+
     // serve, started and stopped, in OAuth mode.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
