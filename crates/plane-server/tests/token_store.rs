@@ -43,7 +43,7 @@ fn user() -> TokenOwner {
 fn tokens_round_trip_encrypted_and_the_file_never_holds_them_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("plane.db");
-    let (key, _) = new_key();
+    let (key, key_text) = new_key();
     let store = SqliteTokenStore::open(&db, key.clone()).unwrap();
     let saved = tokens();
     store.save(&user(), &saved).unwrap();
@@ -98,11 +98,18 @@ fn tokens_round_trip_encrypted_and_the_file_never_holds_them_in_clear() {
         }
     }
     for secret in [
-        rotated.access_token.expose_secret(),
-        rotated.refresh_token.as_ref().unwrap().expose_secret(),
+        rotated.access_token.expose_secret().as_bytes(),
+        rotated
+            .refresh_token
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+            .as_bytes(),
+        key_text.as_bytes(),
+        &STANDARD.decode(&key_text).unwrap(),
     ] {
-        let found = raw.windows(secret.len()).any(|w| w == secret.as_bytes());
-        assert!(!found, "a token is in the database file in clear");
+        let found = raw.windows(secret.len()).any(|w| w == secret);
+        assert!(!found, "a token or the key is in the database file");
     }
 }
 
