@@ -261,6 +261,10 @@ async fn the_oauth_commands_check_and_serve_work_and_print_no_token_or_secret_at
         "{}",
         all(&out)
     );
+    assert!(
+        !Path::new(&fresh).exists(),
+        "check created the database for the token store"
+    );
 
     // serve, started and stopped, in OAuth mode.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -323,3 +323,50 @@ fn the_token_tables_share_the_file_with_the_delivery_and_deadline_stores() {
     let again = SqliteTokenStore::open(&db, key).unwrap();
     assert!(again.load(&user()).unwrap().is_some());
 }
+
+/// `open_existing` (for `check`) creates nothing: not the file, not the token tables.
+#[test]
+fn open_existing_creates_neither_the_file_nor_the_token_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plane.db");
+    let (key, _) = new_key();
+    assert!(
+        SqliteTokenStore::open_existing(&db, key.clone())
+            .unwrap()
+            .is_none()
+    );
+    assert!(!db.exists(), "the file was created");
+
+    let _deliveries =
+        plane_webhook::SqliteStore::open(&db, plane_webhook::StoreConfig::default()).unwrap();
+    assert!(
+        SqliteTokenStore::open_existing(&db, key.clone())
+            .unwrap()
+            .is_none()
+    );
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let oauth_tables: i64 = connection
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'oauth%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(oauth_tables, 0, "token tables were created");
+
+    let saved = tokens();
+    SqliteTokenStore::open(&db, key.clone())
+        .unwrap()
+        .save(&user(), &saved)
+        .unwrap();
+    let existing = SqliteTokenStore::open_existing(&db, key).unwrap().unwrap();
+    assert_eq!(
+        existing
+            .load(&user())
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        saved.access_token.expose_secret()
+    );
+}
