@@ -665,7 +665,12 @@ impl PlaneClient {
     }
 }
 
-fn transport_error(method: Method, path: String, e: reqwest::Error, timeout: Duration) -> Error {
+pub(crate) fn transport_error(
+    method: Method,
+    path: String,
+    e: reqwest::Error,
+    timeout: Duration,
+) -> Error {
     if e.is_timeout() {
         Error::Timeout {
             method,

@@ -231,8 +231,9 @@ pub enum Error {
     /// `invalid_grant` for a wrong code or PKCE verifier, `invalid_request`,
     /// `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`).
     #[error(
-        "POST {url}: Plane refused the {grant} grant ({error}{})",
-        colon(detail)
+        "POST {url}: Plane refused the {grant} grant ({error}{}); {}",
+        colon(detail),
+        grant_hint(grant)
     )]
     GrantRefused {
         /// The token endpoint.
@@ -415,6 +416,25 @@ fn field_errors(json: &Value) -> BTreeMap<String, Vec<String>> {
             (!messages.is_empty()).then(|| (k.clone(), messages))
         })
         .collect()
+}
+
+/// What the operator does about a refused grant.
+fn grant_hint(grant: &str) -> &'static str {
+    match grant {
+        "authorization_code" => {
+            "the code is wrong, expired or already used, or the PKCE verifier or redirect URI \
+             does not match the authorization: run `plane-server oauth authorize-url` again and \
+             exchange the new code at once"
+        }
+        "client_credentials" => {
+            "check the installation id (plane.oauth.installation_id or --installation): it must \
+             be the app_installation_id Plane sent when the app was installed in the workspace"
+        }
+        _ => {
+            "authorize again: run `plane-server oauth authorize-url`, open the URL, then run \
+             `plane-server oauth exchange --code CODE --state STATE`"
+        }
+    }
 }
 
 fn colon(detail: &str) -> String {

@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::client::HttpSettings;
+use crate::client::{HttpSettings, transport_error};
 use crate::{BaseUrl, BoxFuture, Error, ExposeSecret, SecretString, TokenSource};
 
 /// Tokens are renewed this long before their stated expiry.
@@ -56,6 +56,8 @@ pub struct OAuthApp {
     client_id: String,
     client_secret: SecretString,
     http: reqwest::Client,
+    /// The request timeout of `http`, named when it runs out.
+    timeout: Duration,
 }
 
 impl fmt::Debug for OAuthApp {
@@ -243,12 +245,14 @@ impl OAuthApp {
     ) -> Result<Self, Error> {
         let base = BaseUrl::parse(base_url)?;
         let origin = base.origin();
+        let settings = HttpSettings::default();
         Ok(Self {
             token_url: format!("{origin}/auth/o/token/"),
             origin,
             client_id: client_id.into(),
             client_secret: client_secret.into(),
-            http: HttpSettings::default().client()?,
+            http: settings.client()?,
+            timeout: settings.request_timeout,
         })
     }
 
@@ -371,9 +375,8 @@ impl OAuthApp {
             .bearer_auth(bot_token.expose_secret())
             .send()
             .await
-            .map_err(|e| Error::Token {
-                message: format!("GET {url} failed: {}", e.without_url()),
-            })?;
+            // Unreachable is unreachable, as for any API request (not a token problem).
+            .map_err(|e| transport_error(http::Method::GET, path.clone(), e, self.timeout))?;
         let status = response.status().as_u16();
         let body = response.bytes().await.unwrap_or_default();
         if !(200..300).contains(&status) {
@@ -430,8 +433,8 @@ impl OAuthApp {
             request = request.basic_auth(&self.client_id, Some(self.client_secret.expose_secret()));
         }
         tracing::debug!(grant, %url, "OAuth token request");
-        let response = request.send().await.map_err(|e| Error::Token {
-            message: format!("POST {url} ({grant}) failed: {}", e.without_url()),
+        let response = request.send().await.map_err(|e| {
+            transport_error(http::Method::POST, "/auth/o/token/".into(), e, self.timeout)
         })?;
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();

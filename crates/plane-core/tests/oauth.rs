@@ -165,6 +165,10 @@ async fn client_credentials_gives_a_bot_token_that_the_api_and_the_installation_
         matches!(&err, Error::GrantRefused { error, .. } if error == "invalid_grant"),
         "{err}"
     );
+    assert!(
+        err.to_string().contains("check the installation id"),
+        "says what to do: {err}"
+    );
 }
 
 #[tokio::test]
@@ -196,6 +200,11 @@ async fn a_wrong_or_missing_pkce_verifier_and_a_reused_code_are_refused() {
             "{err}"
         );
         assert!(err.to_string().contains("code_verifier"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("run `plane-server oauth authorize-url` again"),
+            "says what to do: {err}"
+        );
     }
     // The right verifier works once; the same code again is refused.
     let url = app.authorize_url(REDIRECT, &["projects:read"], "s", Some(&pkce));
@@ -442,4 +451,68 @@ async fn a_new_token_pair_is_saved_before_use_and_a_restart_renews_with_the_rota
         saved.refresh_token.unwrap().expose_secret(),
         "the new rotation was saved too"
     );
+}
+
+/// `Debug` of every OAuth value while it holds live tokens (the app, a PKCE pair,
+/// a token set, both sources after a renewal, the client using one, and the
+/// refusals) shows no token, no client secret and no PKCE verifier.
+#[tokio::test]
+async fn debug_of_every_oauth_value_shows_no_token_secret_or_verifier() {
+    let fake = fake().await;
+    let app = app(&fake);
+    let pkce = Pkce::new();
+    let tokens = user_tokens(&fake).await;
+    let bot = Arc::new(app.bot_token(fake.oauth_installation_id()));
+    let user = Arc::new(
+        app.refreshing_token(tokens.clone())
+            .persist_to(Arc::new(MemorySink::default())),
+    );
+    let first = user.token().await.unwrap();
+    user.invalidate(&first).await;
+    user.token().await.unwrap(); // rotated: the source holds a new pair
+    let client = client(&fake, bot.clone());
+    client.users().me().await.unwrap();
+    let spent = app
+        .refresh(tokens.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap_err();
+    let wrong_verifier = {
+        let url = app.authorize_url(REDIRECT, &["projects:read"], "s", Some(&pkce));
+        let (code, _) = authorize(&url).await;
+        app.exchange_code(&code, REDIRECT, Some(&Pkce::new()))
+            .await
+            .unwrap_err()
+    };
+    let shown = format!(
+        "{app:?} {app:#?} {pkce:?} {pkce:#?} {tokens:?} {tokens:#?} {bot:?} {bot:#?} {user:?} \
+         {user:#?} {client:?} {spent} {spent:?} {wrong_verifier} {wrong_verifier:?}"
+    );
+    let mut hidden = fake.issued_tokens();
+    assert!(hidden.len() >= 5, "{hidden:?}");
+    hidden.extend([secret(), pkce.verifier().expose_secret().to_owned()]);
+    for value in &hidden {
+        assert!(!shown.contains(value.as_str()), "a secret is in: {shown}");
+    }
+}
+
+/// A token endpoint that does not answer is a connection failure, as for any API
+/// request (so `check` says Plane is unreachable), not a token or configuration problem.
+#[tokio::test]
+async fn an_unreachable_token_endpoint_is_a_transport_error() {
+    // Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
+    let app = OAuthApp::new("http://127.0.0.1:9", CLIENT_ID, secret()).unwrap();
+    let err = app.client_credentials("inst-1").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Transport { path, .. } if path == "/auth/o/token/"),
+        "{err:?}"
+    );
+    let client = PlaneClient::builder()
+        .base_url("http://127.0.0.1:9")
+        .workspace_slug("acme")
+        .bearer(app.bot_token("inst-1"))
+        .retry_policy(plane_core::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let err = client.users().me().await.unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
 }

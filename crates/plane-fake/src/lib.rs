@@ -82,7 +82,7 @@ pub use fault::Fault;
 pub use json::python_json_dumps;
 pub use oauth::TokenRequest;
 pub use person::{Person, WebAppError};
-pub use server::RequestRecord;
+pub use server::{Bearer, RequestRecord};
 pub use webhook::{WebhookDelivery, WebhookError, WebhookSender, sign};
 pub use webhook_log::SentWebhook;
 

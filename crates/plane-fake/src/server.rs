@@ -40,6 +40,20 @@ pub struct RequestRecord {
     pub authenticated: bool,
     /// The `User-Agent` header, if any.
     pub user_agent: Option<String>,
+    /// Whether an `X-API-Key` header was sent (valid or not).
+    pub sent_api_key: bool,
+    /// The `Authorization: Bearer` token sent, if any, as its place among the
+    /// tokens the fake issued (never its value).
+    pub bearer: Option<Bearer>,
+}
+
+/// Which `Authorization: Bearer` token a request carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bearer {
+    /// The token at this index of [`crate::RunningFake::issued_tokens`] (live or not).
+    Issued(usize),
+    /// A token this fake never issued.
+    Unknown,
 }
 
 #[derive(Clone)]
@@ -129,6 +143,20 @@ impl Shared {
             .ok()?
             .strip_prefix("Bearer ")?;
         lock(oauth).bearer_is_valid(token).then_some(token)
+    }
+
+    /// Which `Authorization: Bearer` token `headers` carry, for the request log.
+    fn bearer_sent(&self, headers: &http::HeaderMap) -> Option<Bearer> {
+        let token = headers
+            .get(http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?;
+        let issued = self
+            .oauth
+            .as_ref()
+            .and_then(|oauth| lock(oauth).issued.iter().position(|t| t == token));
+        Some(issued.map_or(Bearer::Unknown, Bearer::Issued))
     }
 
     /// Records a finished delivery and wakes whoever waits for one.
@@ -257,6 +285,8 @@ async fn handle(
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let sent_api_key = parts.headers.contains_key("x-api-key");
+    let bearer = shared.bearer_sent(&parts.headers);
     let record = |status: u16| RequestRecord {
         at,
         method: method.clone(),
@@ -265,6 +295,8 @@ async fn handle(
         status,
         authenticated,
         user_agent: user_agent.clone(),
+        sent_api_key,
+        bearer,
     };
 
     let fault = fault::take_matching(&mut lock(&shared.faults), &method, &path);

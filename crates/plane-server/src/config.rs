@@ -893,7 +893,12 @@ mod tests {
             !format!("{c:?}").contains(&secret),
             "Debug hides the secret"
         );
-        assert!(!format!("{c:?}").contains(&key), "Debug hides the key");
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains(&key), "Debug hides the key");
+        assert!(
+            !shown.contains(&format!("{:?}", [9u8; 32])),
+            "Debug hides the key's bytes"
+        );
 
         // An API key as well: an error naming both.
         let both = [base[0], base[1], ("PLANE_API_KEY", "plane_api_fake")];

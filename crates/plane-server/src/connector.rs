@@ -61,12 +61,35 @@ pub enum Unavailable {
 /// an OAuth token is fetched or renewed on first use, and every renewed token is
 /// stored (encrypted) before it is used.
 pub fn plane_client(config: &Config) -> Result<Option<PlaneClient>, plane_core::Error> {
+    client_with(config, |oauth| {
+        SqliteTokenStore::open(&config.database, oauth.key.clone()).map(Some)
+    })
+}
+
+/// [`plane_client`] for `check`: the token store is used only if its tables
+/// already exist (nothing is created or migrated). Without them a bot token is
+/// fetched and kept in memory; a user token is a configuration error (none stored).
+pub fn plane_client_for_check(config: &Config) -> Result<Option<PlaneClient>, plane_core::Error> {
+    client_with(config, |oauth| {
+        SqliteTokenStore::open_existing(&config.database, oauth.key.clone())
+    })
+}
+
+fn client_with(
+    config: &Config,
+    open: impl FnOnce(&OAuthConfig) -> Result<Option<SqliteTokenStore>, TokenStoreError>,
+) -> Result<Option<PlaneClient>, plane_core::Error> {
     let builder = PlaneClient::builder()
         .base_url(&config.base_url)
         .workspace_slug(&config.workspace_slug)
         .budget(Budget::per_minute(config.rate_limit_per_minute));
     if let Some(oauth) = &config.oauth {
-        let source = oauth_source(config, oauth)?;
+        let store = open(oauth).map_err(store_error)?;
+        let source = oauth_source(
+            config,
+            oauth,
+            store.map(|s| Arc::new(s) as Arc<dyn TokenStore>),
+        )?;
         return builder.bearer(source).build().map(Some);
     }
     config
@@ -76,31 +99,39 @@ pub fn plane_client(config: &Config) -> Result<Option<PlaneClient>, plane_core::
         .transpose()
 }
 
+fn store_error(e: TokenStoreError) -> plane_core::Error {
+    plane_core::Error::InvalidConfig {
+        key: "plane.oauth",
+        message: e.to_string(),
+    }
+}
+
 fn oauth_source(
     config: &Config,
     oauth: &OAuthConfig,
+    store: Option<Arc<dyn TokenStore>>,
 ) -> Result<Arc<dyn TokenSource>, plane_core::Error> {
-    let store_error = |e: TokenStoreError| plane_core::Error::InvalidConfig {
-        key: "plane.oauth",
-        message: e.to_string(),
-    };
-    let store: Arc<dyn TokenStore> =
-        Arc::new(SqliteTokenStore::open(&config.database, oauth.key.clone()).map_err(store_error)?);
     let app = oauth_app(config, oauth)?;
-    let stored = store.load(&oauth.owner).map_err(store_error)?;
-    let sink = Arc::new(StoreSink::new(store, oauth.owner.clone()));
-    Ok(match (&oauth.owner, stored) {
-        (TokenOwner::Installation(id), stored) => {
-            let source = app.bot_token(id.clone()).persist_to(sink);
+    let stored = match &store {
+        Some(store) => store.load(&oauth.owner).map_err(store_error)?,
+        None => None,
+    };
+    let sink = store.map(|store| Arc::new(StoreSink::new(store, oauth.owner.clone())));
+    Ok(match (&oauth.owner, stored, sink) {
+        (TokenOwner::Installation(id), stored, sink) => {
+            let mut source = app.bot_token(id.clone());
+            if let Some(sink) = sink {
+                source = source.persist_to(sink);
+            }
             Arc::new(match stored {
                 Some(tokens) => source.starting_with(&tokens),
                 None => source,
             })
         }
-        (TokenOwner::User(_), Some(tokens)) => {
+        (TokenOwner::User(_), Some(tokens), Some(sink)) => {
             Arc::new(app.refreshing_token(tokens).persist_to(sink))
         }
-        (owner @ TokenOwner::User(_), None) => {
+        (owner @ TokenOwner::User(_), _, _) => {
             return Err(plane_core::Error::InvalidConfig {
                 key: "plane.oauth.user",
                 message: format!(

@@ -256,7 +256,7 @@ fn check_store(config: &Config) -> Option<u8> {
 }
 
 async fn check_plane(config: &Config) -> Option<u8> {
-    let client = match plane_server::connector::plane_client(config) {
+    let client = match plane_server::connector::plane_client_for_check(config) {
         Ok(Some(client)) => client,
         Ok(None) => {
             eprintln!(

@@ -386,6 +386,41 @@ impl SqliteTokenStore {
         })
     }
 
+    /// Opens the token tables only where they already exist: `None` when the file
+    /// or its token tables are missing; nothing is created or migrated (for `check`).
+    /// A store it returns can still save, as a renewal rotates the refresh token.
+    pub fn open_existing(
+        path: impl AsRef<Path>,
+        key: TokenKey,
+    ) -> Result<Option<Self>, TokenStoreError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let connection = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(store_error(path, "open the database"))?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(store_error(path, "configure the database"))?;
+        match schema_version(&connection, path)? {
+            0 => Ok(None),
+            SCHEMA_VERSION => Ok(Some(Self {
+                path: path.to_path_buf(),
+                key: Some(key),
+                connection: Mutex::new(connection),
+            })),
+            found if found > SCHEMA_VERSION => Err(TokenStoreError::SchemaTooNew {
+                path: path.display().to_string(),
+                found,
+            }),
+            // Older tables: whoever migrates them (serve, the oauth commands) goes first.
+            _ => Ok(None),
+        }
+    }
+
     /// Opens an existing database read-only and without a key: only
     /// [`list`](TokenStore::list) works (for `oauth status`). A file without token
     /// tables lists nothing.

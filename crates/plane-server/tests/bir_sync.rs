@@ -1,5 +1,6 @@
 //! The real binary: `bir sync` and `bir status` against plane-fake, exit codes, the JSON
-//! summary, --dry-run, profiles from the config file, and a kill -9 mid-sync.
+//! summary, --dry-run, profiles from the config file, a kill -9 mid-sync, and OAuth
+//! (`[plane.oauth]`) instead of an API key.
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -25,7 +26,11 @@ struct Env {
 
 impl Env {
     async fn new() -> Env {
-        let fake = FakePlane::builder().no_rate_limit().start().await.unwrap();
+        Env::with(FakePlane::builder().no_rate_limit()).await
+    }
+
+    async fn with(builder: plane_fake::FakePlaneBuilder) -> Env {
+        let fake = builder.start().await.unwrap();
         Env {
             fake,
             dir: tempfile::tempdir().unwrap(),
@@ -411,4 +416,120 @@ async fn on_a_terminal_sync_shows_writes_against_planned_and_the_rate_limit_wait
         "{}",
         text(&again.stderr)
     );
+}
+
+/// `[plane.oauth]` with an installation: `bir sync` fetches the app's bot token itself,
+/// stores it (encrypted) before using it, and every API request carries exactly that token
+/// as a Bearer and no API key. A second run starts from the stored token; after Plane revoked
+/// it, one 401 leads to one new token and one retry, and the rerun writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_in_oauth_mode_sends_the_bearer_token_plane_issued_and_no_api_key() {
+    use base64::Engine as _;
+    use plane_fake::Bearer;
+    use plane_server::token_store::{SqliteTokenStore, TokenStore as _};
+
+    let secret = format!("fake-client-secret-{}", uuid::Uuid::new_v4().simple());
+    let env = Env::with(FakePlane::builder().no_rate_limit().oauth_app(
+        "client-1",
+        secret.clone(),
+        "http://127.0.0.1:9/oauth/callback",
+    ))
+    .await;
+    let project = env.fake.project_id();
+    let corp = profile("efps-a-vat-corporation");
+    let installation = env.fake.oauth_installation_id();
+    let config = env.dir.path().join("plane.toml");
+    std::fs::write(
+        &config,
+        format!("[plane.oauth]\nclient_id = \"client-1\"\ninstallation_id = \"{installation}\"\n"),
+    )
+    .unwrap();
+    let secret_file = env.dir.path().join("client-secret");
+    std::fs::write(&secret_file, &secret).unwrap();
+    let key =
+        base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes().repeat(2));
+    let args = env.sync_args(&[
+        "--profile",
+        &corp,
+        "--project",
+        &project.to_string(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let sync = || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = env.command(&args, false);
+        cmd.env("PLANE_OAUTH_CLIENT_SECRET_FILE", &secret_file)
+            .env("PLANE_TOKEN_ENCRYPTION_KEY", &key);
+        async move {
+            let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            serde_json::from_slice::<Value>(&out.stdout).unwrap()
+        }
+    };
+    let is_api = |r: &plane_fake::RequestRecord| !r.path.starts_with("/auth/o/");
+    let grants = |fake: &RunningFake| -> Vec<(String, u16)> {
+        fake.token_requests()
+            .into_iter()
+            .map(|r| (r.grant_type, r.status))
+            .collect()
+    };
+
+    let first = sync().await;
+    let created = first["created"].as_u64().unwrap() as usize;
+    assert!(created > 20, "{first}");
+    assert_eq!(env.fake.work_item_count(project), created);
+    assert_eq!(grants(&env.fake), [("client_credentials".to_owned(), 200)]);
+    let issued = env.fake.issued_tokens();
+    assert_eq!(issued.len(), 1, "a bot token has no refresh token");
+    let log = env.fake.request_log();
+    let api: Vec<_> = log.iter().filter(|r| is_api(r)).collect();
+    assert!(api.len() > created, "{} API requests", api.len());
+    for r in &api {
+        assert_eq!(
+            (r.bearer, r.sent_api_key, r.authenticated),
+            (Some(Bearer::Issued(0)), false, true),
+            "{} {}",
+            r.method,
+            r.path
+        );
+        assert!(r.status < 400, "{} {}: {}", r.method, r.path, r.status);
+    }
+    // Stored before use: the database lists the installation's token.
+    let stored = SqliteTokenStore::open_for_listing(env.db())
+        .unwrap()
+        .list()
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].owner, format!("installation:{installation}"));
+
+    // Revoked: the next run starts with the stored token, is refused once, fetches one
+    // new token and goes on with it.
+    env.fake.revoke_access_tokens();
+    env.fake.clear_request_log();
+    let second = sync().await;
+    assert_eq!(second["writes"], 0, "{second}");
+    assert_eq!(second["unchanged"].as_u64().unwrap() as usize, created);
+    assert_eq!(
+        grants(&env.fake),
+        [
+            ("client_credentials".to_owned(), 200),
+            ("client_credentials".to_owned(), 200)
+        ]
+    );
+    let seen: Vec<(Option<Bearer>, bool, u16)> = env
+        .fake
+        .request_log()
+        .iter()
+        .filter(|r| is_api(r))
+        .map(|r| (r.bearer, r.sent_api_key, r.status))
+        .collect();
+    assert_eq!(seen[0], (Some(Bearer::Issued(0)), false, 401), "{seen:?}");
+    assert!(seen.len() > 1, "{seen:?}");
+    for s in &seen[1..] {
+        assert_eq!(*s, (Some(Bearer::Issued(1)), false, 200), "{seen:?}");
+    }
+    assert_eq!(env.fake.work_item_count(project), created);
 }

@@ -1,7 +1,8 @@
 //! The real binary in OAuth mode against plane-fake, with `RUST_LOG=trace`:
 //! `oauth bot`, `oauth authorize-url` → `oauth exchange` (state checked),
 //! `oauth status`, `check` (auth and expiry; renewal across restarts with the
-//! persisted rotated refresh token) and `serve`. Everything they print is scanned
+//! persisted rotated refresh token) and `serve` (its `/readyz` calls Plane with the
+//! stored token). Everything they print is scanned
 //! for the client secret, the encryption key and every token Plane issued.
 #![allow(clippy::unwrap_used)]
 
@@ -241,6 +242,30 @@ async fn the_oauth_commands_check_and_serve_work_and_print_no_token_or_secret_at
         all(&out)
     );
 
+    // Plane's token endpoint unreachable (a fresh database: no stored token to start
+    // with): exit 4, not a configuration error.
+    let fresh = dir.path().join("fresh.db").display().to_string();
+    let out = env
+        .run(
+            &["check"],
+            &[
+                bot[0],
+                ("PLANE_BASE_URL", "http://127.0.0.1:9"),
+                ("PLANE_DATABASE_URL", fresh.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(4), "{}", all(&out));
+    assert!(
+        all(&out).contains("Plane is not reachable: POST /auth/o/token/"),
+        "{}",
+        all(&out)
+    );
+    assert!(
+        !Path::new(&fresh).exists(),
+        "check created the database for the token store"
+    );
+
     // serve, started and stopped, in OAuth mode.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -269,6 +294,25 @@ async fn the_oauth_commands_check_and_serve_work_and_print_no_token_or_secret_at
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // /readyz asks Plane who we are: with the stored user token as a Bearer, no API key.
+    fake.clear_request_log();
+    let ready = match up {
+        true => reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap(),
+        false => serde_json::Value::Null,
+    };
+    let to_plane: Vec<_> = fake
+        .request_log()
+        .into_iter()
+        .filter(|r| !r.path.starts_with("/auth/o/"))
+        .map(|r| (r.path, r.bearer, r.sent_api_key, r.status))
+        .collect();
+    let issued = fake.issued_tokens();
+    let latest_access = issued.len() - 2; // the last exchange issued access, then refresh
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -279,6 +323,17 @@ async fn the_oauth_commands_check_and_serve_work_and_print_no_token_or_secret_at
         .unwrap();
     env.outputs.push(all(&out));
     assert!(up, "serve did not come up: {}", all(&out));
+    assert_eq!(ready["plane"], "ok", "{ready}");
+    assert_eq!(
+        to_plane,
+        [(
+            "/api/v1/users/me/".to_owned(),
+            Some(plane_fake::Bearer::Issued(latest_access)),
+            false,
+            200
+        )],
+        "serve used the user's stored token"
+    );
 
     // The scan.
     let printed = env.outputs.join("\n");

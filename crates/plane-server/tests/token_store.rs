@@ -43,7 +43,7 @@ fn user() -> TokenOwner {
 fn tokens_round_trip_encrypted_and_the_file_never_holds_them_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("plane.db");
-    let (key, _) = new_key();
+    let (key, key_text) = new_key();
     let store = SqliteTokenStore::open(&db, key.clone()).unwrap();
     let saved = tokens();
     store.save(&user(), &saved).unwrap();
@@ -98,11 +98,18 @@ fn tokens_round_trip_encrypted_and_the_file_never_holds_them_in_clear() {
         }
     }
     for secret in [
-        rotated.access_token.expose_secret(),
-        rotated.refresh_token.as_ref().unwrap().expose_secret(),
+        rotated.access_token.expose_secret().as_bytes(),
+        rotated
+            .refresh_token
+            .as_ref()
+            .unwrap()
+            .expose_secret()
+            .as_bytes(),
+        key_text.as_bytes(),
+        &STANDARD.decode(&key_text).unwrap(),
     ] {
-        let found = raw.windows(secret.len()).any(|w| w == secret.as_bytes());
-        assert!(!found, "a token is in the database file in clear");
+        let found = raw.windows(secret.len()).any(|w| w == secret);
+        assert!(!found, "a token or the key is in the database file");
     }
 }
 
@@ -205,7 +212,48 @@ fn a_key_of_the_wrong_length_or_not_base64_is_refused_with_how_to_make_one() {
             .contains("set only one")
     );
     assert!(TokenKey::from_env(&|_| None).unwrap().is_none());
-    assert!(!format!("{:?}", new_key().0).contains(&text));
+}
+
+/// `Debug` of the key, the store, the sink, a pending authorization, a listing
+/// and a refusal shows no token, no key (as base64 or bytes) and no verifier.
+#[test]
+fn debug_of_every_store_value_shows_no_token_key_or_verifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plane.db");
+    let bytes: [u8; 32] = std::array::from_fn(|_| rand_byte());
+    let text = STANDARD.encode(bytes);
+    let key = TokenKey::from_base64("test", &text).unwrap();
+    let store = std::sync::Arc::new(SqliteTokenStore::open(&db, key.clone()).unwrap());
+    let saved = tokens();
+    store.save(&user(), &saved).unwrap();
+    let loaded = store.load(&user()).unwrap().unwrap();
+    let listed = store.list().unwrap();
+    let sink = plane_server::token_store::StoreSink::new(store.clone(), user());
+    let verifier = format!("fake-verifier-{}", uuid::Uuid::new_v4().simple());
+    let pending = PendingAuthorization {
+        owner: user(),
+        verifier: SecretString::from(verifier.clone()),
+        redirect_uri: "http://127.0.0.1:9/cb".into(),
+        created_at: Utc::now(),
+    };
+    let (other, _) = new_key();
+    let refused = SqliteTokenStore::open(&db, other)
+        .unwrap()
+        .load(&user())
+        .unwrap_err();
+    let shown = format!(
+        "{key:?} {key:#?} {store:?} {sink:?} {sink:#?} {pending:?} {pending:#?} {loaded:?}          {listed:?} {refused} {refused:?}"
+    );
+    for value in [
+        text.clone(),
+        format!("{bytes:?}"),
+        format!("{:?}", bytes.to_vec()),
+        verifier,
+        saved.access_token.expose_secret().to_owned(),
+        saved.refresh_token.unwrap().expose_secret().to_owned(),
+    ] {
+        assert!(!shown.contains(&value), "{value} is in: {shown}");
+    }
 }
 
 #[test]
@@ -274,4 +322,51 @@ fn the_token_tables_share_the_file_with_the_delivery_and_deadline_stores() {
     drop(store);
     let again = SqliteTokenStore::open(&db, key).unwrap();
     assert!(again.load(&user()).unwrap().is_some());
+}
+
+/// `open_existing` (for `check`) creates nothing: not the file, not the token tables.
+#[test]
+fn open_existing_creates_neither_the_file_nor_the_token_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plane.db");
+    let (key, _) = new_key();
+    assert!(
+        SqliteTokenStore::open_existing(&db, key.clone())
+            .unwrap()
+            .is_none()
+    );
+    assert!(!db.exists(), "the file was created");
+
+    let _deliveries =
+        plane_webhook::SqliteStore::open(&db, plane_webhook::StoreConfig::default()).unwrap();
+    assert!(
+        SqliteTokenStore::open_existing(&db, key.clone())
+            .unwrap()
+            .is_none()
+    );
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let oauth_tables: i64 = connection
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'oauth%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(oauth_tables, 0, "token tables were created");
+
+    let saved = tokens();
+    SqliteTokenStore::open(&db, key.clone())
+        .unwrap()
+        .save(&user(), &saved)
+        .unwrap();
+    let existing = SqliteTokenStore::open_existing(&db, key).unwrap().unwrap();
+    assert_eq!(
+        existing
+            .load(&user())
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        saved.access_token.expose_secret()
+    );
 }
