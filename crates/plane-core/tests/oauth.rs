@@ -219,6 +219,25 @@ async fn a_wrong_or_missing_pkce_verifier_and_a_reused_code_are_refused() {
     assert!(matches!(err, Error::GrantRefused { .. }), "{err}");
 }
 
+/// `plane.oauth.pkce = false`: no challenge in the URL, and the code is
+/// exchanged without a verifier (for a Plane that does not take PKCE).
+#[tokio::test]
+async fn without_pkce_the_url_has_no_challenge_and_the_code_exchanges_without_a_verifier() {
+    let fake = fake().await;
+    let app = app(&fake);
+    let url = app.authorize_url(REDIRECT, &["projects:read"], "s", None);
+    assert!(!url.contains("code_challenge"), "{url}");
+    let with_pkce = app.authorize_url(REDIRECT, &["projects:read"], "s", Some(&Pkce::new()));
+    assert!(
+        with_pkce.contains("code_challenge_method=S256"),
+        "{with_pkce}"
+    );
+    let (code, _) = authorize(&url).await;
+    let tokens = app.exchange_code(&code, REDIRECT, None).await.unwrap();
+    assert!(tokens.refresh_token.is_some());
+    assert_eq!(grants(&fake), [("authorization_code".into(), 200)]);
+}
+
 #[tokio::test]
 async fn the_refresh_token_grant_rotates_and_a_spent_or_expired_one_says_authorize_again() {
     let fake = fake().await;
