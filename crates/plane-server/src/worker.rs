@@ -108,7 +108,7 @@ impl Worker {
             }
             let claimed = items.len();
             let started = tokio::time::Instant::now();
-            // A few items are handled at a time: a handler that commits its own
+            // Up to `HANDLED_AT_ONCE` items are handled at a time: a handler that commits its own
             // change (`complete_with`) waits for a commit, and changes waiting
             // together share one. Each outcome is sent to the store as soon as
             // its handlers are done, without waiting for the commit: outcomes
