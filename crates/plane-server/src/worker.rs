@@ -87,9 +87,17 @@ impl Worker {
                 }
                 continue;
             }
+            // With nothing ready, the claim waits in the store a moment: what
+            // arrives meanwhile is leased to it as it is recorded, with no
+            // second write and no read.
             let items = match self
                 .store
-                .claim(&self.config.name, claim_size.get(), self.config.lease)
+                .claim_waiting(
+                    &self.config.name,
+                    claim_size.get(),
+                    self.config.lease,
+                    self.config.poll.min(CLAIM_WAIT),
+                )
                 .await
             {
                 Ok(items) => items,
@@ -299,6 +307,10 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// What the handlers said about an item, and how long they took.
 type Outcome = (Result<Handled, String>, Duration);
+
+/// The longest a claim waits in the store for deliveries to arrive: short, so
+/// a shutdown never waits long for it.
+const CLAIM_WAIT: Duration = Duration::from_millis(250);
 
 /// Items of a claim handled at once: enough that handlers committing their own
 /// change (the BIR handler's `complete_with`) keep up with 64 senders.

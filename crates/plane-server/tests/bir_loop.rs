@@ -96,13 +96,16 @@ impl Loop {
             .unwrap()
     }
 
-    /// Waits until every webhook the fake sent was answered and the worker drained the inbox.
+    /// Waits until every webhook the fake sent was answered and the worker drained the inbox,
+    /// and counted what it did (an item is counted just after its outcome is stored).
     async fn settle(&self) {
         tokio::time::timeout(Duration::from_secs(60), async {
             self.fake.webhooks_settled().await;
             loop {
                 let s = self.store.stats().await.unwrap();
-                if s.pending + s.processing + s.failed == 0 {
+                if s.pending + s.processing + s.failed == 0
+                    && self.running.state.metrics.backlog() == 0
+                {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -14,7 +14,7 @@ use crate::Error;
 struct Row {
     record: DeliveryRecord,
     event_key: String,
-    body: Vec<u8>,
+    body: bytes::Bytes,
     lease: Option<(String, i64)>,
 }
 
@@ -92,7 +92,7 @@ impl DeliveryStore for MemoryStore {
                         note: None,
                     },
                     event_key: delivery.event_key,
-                    body: delivery.body.to_vec(),
+                    body: delivery.body.clone(),
                     lease: None,
                 },
             );

@@ -193,7 +193,9 @@ pub struct InboxItem {
     /// a domain crate records it beside the change the event caused.
     pub event_key: String,
     /// The raw body, exactly as verified; parse it with [`Envelope::parse`].
-    pub body: Vec<u8>,
+    /// Shared, not copied, when the item goes from the receiver straight to a
+    /// waiting claim.
+    pub body: Bytes,
     /// Attempts so far, including this one.
     pub attempts: u32,
     /// Proves this claim holds the item: pass it to `complete`, `fail` or
@@ -365,6 +367,22 @@ pub trait DeliveryStore: Send + Sync + fmt::Debug {
         limit: usize,
         lease: Duration,
     ) -> BoxFuture<'a, Result<Vec<InboxItem>, Error>>;
+
+    /// As [`claim`](Self::claim), but when nothing is ready the claim may wait
+    /// up to `wait` for deliveries to arrive, and a store that can take them
+    /// leases them to it as they are recorded, in the same transaction (no
+    /// second write to lease them, no read to load them). Answers as soon as it
+    /// holds some items. The default claims once, without waiting.
+    fn claim_waiting<'a>(
+        &'a self,
+        worker: &'a str,
+        limit: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<InboxItem>, Error>> {
+        let _ = wait;
+        self.claim(worker, limit, lease)
+    }
 
     /// Marks a leased item handled. [`Error::LeaseLost`] when the lease ended
     /// and the item was claimed again.

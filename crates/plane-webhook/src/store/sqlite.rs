@@ -211,10 +211,11 @@ use domain::Job;
 /// Requests handled by the writer thread.
 enum Command {
     Record(NewDelivery, oneshot::Sender<Result<RecordOutcome, Error>>),
-    /// Lease token, limit, lease length.
+    /// Lease token, limit, lease length, how long it may wait for deliveries.
     Claim(
         String,
         usize,
+        Duration,
         Duration,
         oneshot::Sender<Result<Vec<InboxItem>, Error>>,
     ),
@@ -306,6 +307,7 @@ impl SqliteStore {
                     connection,
                     config,
                     path: thread_path,
+                    parked: None,
                 }
                 .run(receiver)
             })
@@ -424,6 +426,30 @@ struct Writer {
     connection: Connection,
     config: StoreConfig,
     path: PathBuf,
+    parked: Option<Parked>,
+}
+
+/// A claim that found nothing ready and waits for deliveries: each delivery
+/// recorded meanwhile is inserted already leased to it (one write, where a
+/// pending row claimed later is written twice) and joins its answer, body and
+/// all, with nothing read back. It is answered after the first commit that
+/// gave it items, or empty at its deadline. One at a time: a worker has one
+/// claim out.
+struct Parked {
+    token: String,
+    limit: usize,
+    lease_ms: i64,
+    deadline: std::time::Instant,
+    reply: oneshot::Sender<Result<Vec<InboxItem>, Error>>,
+    items: Vec<InboxItem>,
+}
+
+impl Parked {
+    /// The lease a delivery recorded now gets, if this claim can take one more.
+    fn offer(&self, now: i64) -> Option<(&str, i64)> {
+        (self.items.len() < self.limit && !self.reply.is_closed())
+            .then(|| (self.token.as_str(), now + self.lease_ms))
+    }
 }
 
 /// A reply held back until the batch's commit succeeds.
@@ -468,13 +494,24 @@ fn apply_atomically(
     path: &Path,
     now: i64,
     command: Command,
+    parked: &mut Option<Parked>,
 ) -> Result<Reply, (Option<Reply>, Error)> {
+    // The hot path's commands need no savepoint: each writes with one
+    // statement, which SQLite applies whole or not at all (a record undoes its
+    // first insert itself if the second fails). A savepoint would copy every
+    // page they touch into the statement journal first.
+    if matches!(
+        command,
+        Command::Record(..) | Command::Complete(..) | Command::Ignore(..)
+    ) {
+        return Ok(apply(tx, config, path, now, command, parked).reply);
+    }
     if let Err(e) = savepoint(tx, "SAVEPOINT command") {
         let error = store_error(path, "start a command")(e);
         command.refuse(&error);
         return Err((None, error));
     }
-    let applied = apply(tx, config, path, now, command);
+    let applied = apply(tx, config, path, now, command, parked);
     let end = if applied.ok {
         savepoint(tx, "RELEASE command")
     } else {
@@ -497,7 +534,25 @@ impl Writer {
         // commits become one.
         let mut shared = false;
         let mut last_checkpoint = std::time::Instant::now();
-        while let Ok(first) = receiver.recv() {
+        loop {
+            let first = match &self.parked {
+                Some(parked) => match receiver.recv_timeout(
+                    parked
+                        .deadline
+                        .saturating_duration_since(std::time::Instant::now()),
+                ) {
+                    Ok(command) => command,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.unpark_if_due();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                },
+                None => match receiver.recv() {
+                    Ok(command) => command,
+                    Err(_) => break,
+                },
+            };
             let mut batch = vec![first];
             let deadline = std::time::Instant::now() + LINGER;
             while batch.len() < MAX_BATCH {
@@ -518,6 +573,7 @@ impl Writer {
             }
             shared = batch.len() > 1;
             self.run_batch(batch);
+            self.unpark_if_due();
             // The checkpoint thread copies frames while commits go on, so under
             // steady load it never finishes one and the WAL grows without end.
             // Here, between transactions and after the replies went out, nothing
@@ -535,24 +591,37 @@ impl Writer {
         }
     }
 
+    /// Answers a parked claim (empty: it is between batches) whose deadline
+    /// passed or whose worker stopped waiting.
+    fn unpark_if_due(&mut self) {
+        let due = |p: &Parked| p.reply.is_closed() || p.deadline <= std::time::Instant::now();
+        if let Some(parked) = self.parked.take_if(|p| due(p)) {
+            let _ = parked.reply.send(Ok(parked.items));
+        }
+    }
+
     fn run_batch(&mut self, batch: Vec<Command>) {
         let now = self.config.clock.now_ms();
-        let path = self.path.clone();
+        let Writer {
+            connection,
+            config,
+            path,
+            parked,
+        } = self;
+        let path = &*path;
         // IMMEDIATE: take the write lock up front, so a batch that reads first
         // cannot fail half-way when another process (the CLI) wrote meanwhile.
-        let tx = match self
-            .connection
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        {
-            Ok(tx) => tx,
-            Err(e) => {
-                let error = store_error(&path, "begin a transaction")(e);
-                for command in batch {
-                    command.refuse(&error);
+        let tx =
+            match connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    let error = store_error(path, "begin a transaction")(e);
+                    for command in batch {
+                        command.refuse(&error);
+                    }
+                    return;
                 }
-                return;
-            }
-        };
+            };
         let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
         let mut broken: Option<Error> = None;
         for command in batch {
@@ -560,13 +629,30 @@ impl Writer {
                 command.refuse(error);
                 continue;
             }
-            match apply_atomically(&tx, &self.config, &path, now, command) {
+            match apply_atomically(&tx, config, path, now, command, parked) {
                 Ok(reply) => replies.push(reply),
                 Err((reply, error)) => {
                     replies.extend(reply);
                     broken = Some(error);
                 }
             }
+        }
+        // A parked claim given items in this batch is answered with the
+        // batch, after its commit; if the batch is rolled back, the items it
+        // was given were never stored.
+        match (&broken, parked.as_mut()) {
+            (Some(_), Some(p)) => p.items.clear(),
+            (None, Some(p)) if !p.items.is_empty() => {
+                if let Some(Parked { reply, items, .. }) = parked.take() {
+                    replies.push(Box::new(move |commit_error: Option<&Error>| {
+                        let _ = reply.send(match commit_error {
+                            Some(e) => Err(e.clone()),
+                            None => Ok(items),
+                        });
+                    }));
+                }
+            }
+            _ => {}
         }
         let commit_error = match broken {
             Some(error) => {
@@ -575,7 +661,7 @@ impl Writer {
                 drop(tx);
                 Some(error)
             }
-            None => tx.commit().err().map(store_error(&path, "commit")),
+            None => tx.commit().err().map(store_error(path, "commit")),
         };
         if let Some(e) = &commit_error {
             tracing::error!(error = %e, "delivery store commit failed; nothing in this batch was acknowledged");
@@ -591,7 +677,7 @@ impl Command {
         let e = error.clone();
         match self {
             Command::Record(_, tx) => drop(tx.send(Err(e))),
-            Command::Claim(_, _, _, tx) => drop(tx.send(Err(e))),
+            Command::Claim(_, _, _, _, tx) => drop(tx.send(Err(e))),
             Command::Complete(_, _, tx)
             | Command::Release(_, _, tx)
             | Command::Extend(_, _, _, tx)
@@ -613,30 +699,68 @@ fn apply(
     path: &Path,
     now: i64,
     command: Command,
+    parked: &mut Option<Parked>,
 ) -> Applied {
     let err = |operation| store_error(path, operation);
     match command {
-        Command::Record(d, reply_to) => reply(
-            reply_to,
-            record(tx, now, &d).map_err(err("record a delivery")),
-        ),
-        Command::Claim(token, limit, lease, reply_to) => reply(
-            reply_to,
-            claim(tx, config, now, &token, limit, lease).map_err(err("claim inbox items")),
-        ),
+        Command::Record(d, reply_to) => {
+            let lease = parked.as_ref().and_then(|p| p.offer(now));
+            let outcome = record(tx, now, &d, lease).map_err(err("record a delivery"));
+            if let (Ok(RecordOutcome::New { id }), Some((token, _))) = (&outcome, lease) {
+                let item = InboxItem {
+                    id: *id,
+                    delivery_id: d.delivery_id,
+                    event: d.event,
+                    action: d.action,
+                    event_key: d.event_key,
+                    body: d.body,
+                    attempts: 1,
+                    lease: token.to_owned(),
+                };
+                if let Some(p) = parked.as_mut() {
+                    p.items.push(item);
+                }
+            }
+            reply(reply_to, outcome)
+        }
+        Command::Claim(token, limit, lease, wait, reply_to) => {
+            match claim(tx, config, now, &token, limit, lease).map_err(err("claim inbox items")) {
+                Ok(items) if items.is_empty() && !wait.is_zero() && parked.is_none() => {
+                    *parked = Some(Parked {
+                        token,
+                        limit,
+                        lease_ms: duration_ms(lease),
+                        deadline: std::time::Instant::now() + wait,
+                        reply: reply_to,
+                        items: Vec::new(),
+                    });
+                    Applied {
+                        ok: true,
+                        reply: Box::new(|_| {}),
+                    }
+                }
+                result => reply(reply_to, result),
+            }
+        }
         Command::Complete(id, lease, reply_to) => {
             reply(reply_to, complete_leased(tx, id, &lease, now, path))
         }
-        Command::Ignore(id, lease, reason, reply_to) => reply(
-            reply_to,
-            finish_leased(tx, id, &lease, path, |tx| {
-                tx.execute(
-                    "UPDATE inbox SET status = 'ignored', finished_at = ?2, note = ?3, lease_owner = NULL, lease_until = NULL WHERE id = ?1",
-                    params![id, now, reason],
+        Command::Ignore(id, lease, reason, reply_to) => {
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE inbox SET status = 'ignored', finished_at = ?2, note = ?3, lease_owner = NULL, lease_until = NULL
+                     WHERE id = ?1 AND status = 'processing' AND lease_owner = ?4",
                 )
-                .map(drop)
-            }),
-        ),
+                .and_then(|mut update| update.execute(params![id, now, reason, lease]))
+                .map_err(err("ignore a delivery"));
+            let result = match changed {
+                Ok(1) => Ok(()),
+                // Not held: say why (unknown, or leased again).
+                Ok(_) => check_lease(tx, id, &lease, path),
+                Err(e) => Err(e),
+            };
+            reply(reply_to, result)
+        }
         Command::Job(job) => job.run(tx, now, path),
         Command::Fail(id, lease, message, reply_to) => {
             let mut outcome = FailOutcome::Dead;
@@ -729,7 +853,14 @@ fn apply(
     }
 }
 
-fn record(tx: &Transaction<'_>, now: i64, d: &NewDelivery) -> rusqlite::Result<RecordOutcome> {
+/// Inserts a delivery and its inbox row: pending, or, with `lease` (a token
+/// and when it ends), already claimed by a parked claim.
+fn record(
+    tx: &Transaction<'_>,
+    now: i64,
+    d: &NewDelivery,
+    lease: Option<(&str, i64)>,
+) -> rusqlite::Result<RecordOutcome> {
     let inserted = tx
         .prepare_cached(
             "INSERT INTO deliveries (delivery_id, event_key, event_key_text, event, action, received_at, body)
@@ -746,10 +877,26 @@ fn record(tx: &Transaction<'_>, now: i64, d: &NewDelivery) -> rusqlite::Result<R
         ])?;
     if inserted == 1 {
         let id = tx.last_insert_rowid();
-        tx.prepare_cached(
-            "INSERT INTO inbox (id, status, next_attempt_at) VALUES (?1, 'pending', ?2)",
-        )?
-        .execute(params![id, now])?;
+        let queued = match lease {
+            None => tx
+                .prepare_cached(
+                    "INSERT INTO inbox (id, status, next_attempt_at) VALUES (?1, 'pending', ?2)",
+                )
+                .and_then(|mut insert| insert.execute(params![id, now])),
+            Some((token, until)) => tx
+                .prepare_cached(
+                    "INSERT INTO inbox (id, status, attempts, next_attempt_at, lease_owner, lease_until)
+                     VALUES (?1, 'processing', 1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut insert| insert.execute(params![id, now, token, until])),
+        };
+        if let Err(e) = queued {
+            // No savepoint around a record (see `apply_atomically`): undo the
+            // delivery's row, so a delivery is never stored without its inbox row.
+            tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
+                .execute([id])?;
+            return Err(e);
+        }
         return Ok(RecordOutcome::New { id });
     }
     let (id, delivery_id): (i64, Vec<u8>) = tx
@@ -816,7 +963,7 @@ fn claim(
                 event: r.get(1)?,
                 action: r.get(2)?,
                 event_key: r.get(3)?,
-                body: r.get(4)?,
+                body: r.get::<_, Vec<u8>>(4)?.into(),
                 attempts,
                 lease: token.to_owned(),
             })
@@ -978,7 +1125,17 @@ impl DeliveryStore for SqliteStore {
         limit: usize,
         lease: Duration,
     ) -> BoxFuture<'a, Result<Vec<InboxItem>, Error>> {
-        self.call(|tx| Command::Claim(lease_token(worker), limit, lease, tx))
+        self.call(|tx| Command::Claim(lease_token(worker), limit, lease, Duration::ZERO, tx))
+    }
+
+    fn claim_waiting<'a>(
+        &'a self,
+        worker: &'a str,
+        limit: usize,
+        lease: Duration,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<InboxItem>, Error>> {
+        self.call(|tx| Command::Claim(lease_token(worker), limit, lease, wait, tx))
     }
 
     fn complete<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>> {

@@ -30,6 +30,7 @@ fn writer(dir: &tempfile::TempDir) -> Writer {
             ..StoreConfig::default()
         },
         path,
+        parked: None,
     }
 }
 
@@ -54,7 +55,22 @@ fn record(d: NewDelivery) -> (Command, Answer<RecordOutcome>) {
 fn claim(limit: usize) -> (Command, Answer<Vec<InboxItem>>) {
     let (tx, rx) = oneshot::channel();
     (
-        Command::Claim("w/batch".into(), limit, Duration::from_secs(30), tx),
+        Command::Claim(
+            "w/batch".into(),
+            limit,
+            Duration::from_secs(30),
+            Duration::ZERO,
+            tx,
+        ),
+        rx,
+    )
+}
+
+/// A claim that waits up to `wait` when nothing is ready.
+fn claim_waiting(limit: usize, wait: Duration) -> (Command, Answer<Vec<InboxItem>>) {
+    let (tx, rx) = oneshot::channel();
+    (
+        Command::Claim("w/waiting".into(), limit, Duration::from_secs(30), wait, tx),
         rx,
     )
 }
@@ -209,4 +225,114 @@ fn domain_changes_in_one_batch_each_stand_or_fall_alone() {
             (rec_id, "pending".to_owned(), 0, None),
         ]
     );
+}
+
+#[test]
+fn a_waiting_claim_gets_deliveries_leased_as_they_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = writer(&dir);
+    let (waiting, mut claim_rx) = claim_waiting(2, Duration::from_secs(60));
+    writer.run_batch(vec![waiting]);
+    assert!(
+        matches!(
+            claim_rx.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ),
+        "nothing ready: the claim waits"
+    );
+
+    let (one, two, three) = (
+        delivery("issue", 1),
+        delivery("issue", 2),
+        delivery("issue", 3),
+    );
+    let (a, mut a_rx) = record(one.clone());
+    let (again, mut again_rx) = record(one.clone());
+    let (b, mut b_rx) = record(two.clone());
+    let (c, mut c_rx) = record(three);
+    writer.run_batch(vec![a, again, b, c]);
+    let (a_id, b_id, c_id) = (new_id(&mut a_rx), new_id(&mut b_rx), new_id(&mut c_rx));
+    assert!(matches!(
+        again_rx.try_recv().unwrap(),
+        Ok(RecordOutcome::Duplicate { .. })
+    ));
+
+    // Answered after the batch's commit, with the first two (its limit), as
+    // a claim would have read them back; the third waits as pending.
+    let items = claim_rx.try_recv().unwrap().unwrap();
+    let lease = items[0].lease.clone();
+    assert_eq!(lease, "w/waiting");
+    for (item, (id, sent)) in items.iter().zip([(a_id, &one), (b_id, &two)]) {
+        assert_eq!(
+            (
+                item.id,
+                item.delivery_id,
+                &item.event_key,
+                &item.body,
+                item.attempts
+            ),
+            (id, sent.delivery_id, &sent.event_key, &sent.body, 1)
+        );
+        assert_eq!(item.lease, lease);
+    }
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        rows(&writer),
+        [
+            (a_id, "processing".to_owned(), 1, Some(lease.clone())),
+            (b_id, "processing".to_owned(), 1, Some(lease.clone())),
+            (c_id, "pending".to_owned(), 0, None),
+        ]
+    );
+    // The lease holds like any claim's: completing with it works.
+    let (tx, mut done_rx) = oneshot::channel();
+    writer.run_batch(vec![Command::Complete(a_id, lease, tx)]);
+    done_rx.try_recv().unwrap().unwrap();
+    assert_eq!(rows(&writer)[0].1, "done");
+}
+
+#[test]
+fn a_record_that_fails_is_not_handed_to_the_waiting_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = writer(&dir);
+    writer
+        .connection
+        .execute_batch(
+            "CREATE TEMP TRIGGER poison_lease BEFORE INSERT ON inbox
+             WHEN NEW.status = 'processing'
+                  AND (SELECT event FROM deliveries WHERE id = NEW.id) = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned row refuses its lease'); END;",
+        )
+        .unwrap();
+    let (waiting, mut claim_rx) = claim_waiting(10, Duration::from_secs(60));
+    let (bad, mut bad_rx) = record(delivery("poison", 1));
+    let (good, mut good_rx) = record(delivery("issue", 2));
+    writer.run_batch(vec![waiting, bad, good]);
+    assert!(bad_rx.try_recv().unwrap().is_err());
+    let good_id = new_id(&mut good_rx);
+    let items = claim_rx.try_recv().unwrap().unwrap();
+    assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [good_id]);
+    assert_eq!(rows(&writer).len(), 1, "the failed record left no row");
+}
+
+#[test]
+fn a_waiting_claim_ends_empty_at_its_deadline_or_when_its_worker_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = writer(&dir);
+    let (waiting, mut claim_rx) = claim_waiting(10, Duration::from_millis(1));
+    writer.run_batch(vec![waiting]);
+    std::thread::sleep(Duration::from_millis(5));
+    writer.unpark_if_due();
+    assert_eq!(claim_rx.try_recv().unwrap().unwrap(), []);
+
+    // A worker that stopped waiting is given nothing: what arrives stays pending.
+    let (waiting, claim_rx) = claim_waiting(10, Duration::from_secs(60));
+    writer.run_batch(vec![waiting]);
+    drop(claim_rx);
+    let (a, mut a_rx) = record(delivery("issue", 1));
+    writer.run_batch(vec![a]);
+    let id = new_id(&mut a_rx);
+    assert_eq!(rows(&writer), [(id, "pending".to_owned(), 0, None)]);
+    writer.unpark_if_due();
+    assert!(writer.parked.is_none(), "the abandoned claim was dropped");
 }
