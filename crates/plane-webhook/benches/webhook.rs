@@ -1,4 +1,5 @@
-//! Signature verification, and durable record throughput with concurrent writers.
+//! Signature verification, what the receiver and the worker parse of a
+//! recorded Plane CE body, and durable record throughput with concurrent writers.
 //!
 //! `cargo bench -p plane-webhook --bench webhook`
 
@@ -7,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use plane_webhook::{DeliveryStore, EventHead, NewDelivery, SqliteStore, StoreConfig, Verifier};
+use plane_webhook::{
+    DeliveryStore, Envelope, EventHead, NewDelivery, SqliteStore, StoreConfig, Verifier,
+};
 use uuid::Uuid;
 
 fn verify(c: &mut Criterion) {
@@ -30,6 +33,29 @@ fn verify(c: &mut Criterion) {
             },
         );
     }
+    group.finish();
+}
+
+/// A recorded Plane CE `issue.updated` delivery (1,593 bytes), as it arrived.
+const RECORDED: &[u8] =
+    include_bytes!("../../../testdata/plane-ce/webhooks/1795614172182_0026_issue.body");
+
+/// Per delivery: the receiver reads the head and builds the record (its key
+/// digests the body); the worker parses the whole envelope for the handlers.
+fn parse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parse (recorded issue.updated, 1,593 B)");
+    group.throughput(Throughput::Bytes(RECORDED.len() as u64));
+    group.bench_function("EventHead::parse", |b| {
+        b.iter(|| EventHead::parse(black_box(RECORDED)).expect("head"))
+    });
+    let head = EventHead::parse(RECORDED).expect("head");
+    let body = bytes::Bytes::from_static(RECORDED);
+    group.bench_function("NewDelivery::new", |b| {
+        b.iter(|| NewDelivery::new(Uuid::nil(), black_box(&head), body.clone()))
+    });
+    group.bench_function("Envelope::parse", |b| {
+        b.iter(|| Envelope::parse(black_box(RECORDED)).expect("envelope"))
+    });
     group.finish();
 }
 
@@ -105,5 +131,5 @@ fn record(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verify, record);
+criterion_group!(benches, verify, parse, record);
 criterion_main!(benches);
