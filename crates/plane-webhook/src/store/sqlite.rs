@@ -9,7 +9,12 @@
 //! Each command runs inside a savepoint of its own: a command that fails
 //! half-way (a claim that leased some rows, then hit an error) is rolled back to
 //! where it started, answers its error, and the other commands of the batch
-//! still commit.
+//! still commit. The hot path's commands (record, complete, ignore) write with
+//! one statement each, which SQLite applies whole or not at all, and skip it.
+//!
+//! A claim that finds nothing ready may wait ([`DeliveryStore::claim_waiting`]):
+//! deliveries recorded meanwhile are inserted already leased to it, and it is
+//! answered after the commit that stored them.
 //!
 //! Layout (schema version 3): a delivery's bytes are written once. `deliveries`
 //! holds what arrived (ids, event, key, body) and is never updated after
