@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
                  x-plane-event: issue\r\nx-plane-delivery: {}\r\nx-plane-signature: {signature}\r\n\
                  content-length: {}\r\n\r\n",
                 authority.path,
-                authority.host,
+                authority.address,
                 uuid::Uuid::new_v4(),
                 body.len()
             )
@@ -184,10 +184,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where the URL points: the socket address, the `host` header and the path.
+/// Where the URL points: `host:port` (to connect to, and the `host` header) and the path.
 struct Authority {
     address: String,
-    host: String,
     path: String,
 }
 
@@ -202,7 +201,6 @@ fn authority(url: &str) -> anyhow::Result<Authority> {
     let port = url.port_or_known_default().unwrap_or(80);
     Ok(Authority {
         address: format!("{host}:{port}"),
-        host: format!("{host}:{port}"),
         path: url.path().to_owned(),
     })
 }
@@ -276,7 +274,7 @@ fn own_cpu() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name, which is in parentheses: utime and stime
     // are the 14th and 15th fields of the line.
-    let after = &stat[stat.rfind(')')? + 2..];
+    let after = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
     // Linux reports in clock ticks of 1/100 s (USER_HZ) on every common platform.

@@ -898,6 +898,8 @@ fn record(
         if let Err(e) = queued {
             // No savepoint around a record (see `apply_atomically`): undo the
             // delivery's row, so a delivery is never stored without its inbox row.
+            // (If this delete fails too, the database failed under it; the
+            // batch then goes on to commit without the undo, which is a known gap.)
             tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
                 .execute([id])?;
             return Err(e);
