@@ -25,6 +25,8 @@ use tokio::sync::{Notify, watch};
 
 #[path = "support/bodies.rs"]
 mod bodies;
+#[path = "support/cpu.rs"]
+mod cpu;
 use bodies::BodyArgs;
 
 #[derive(Debug, Parser)]
@@ -67,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
     let run = uuid::Uuid::new_v4();
 
     let started = Instant::now();
+    let cpu_before = cpu::own_cpu();
     let senders = 64;
     let tasks: Vec<_> = (0..senders)
         .map(|s| {
@@ -89,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         task.await??;
     }
     let filled = started.elapsed();
+    let cpu_filled = cpu::own_cpu();
 
     let metrics = Arc::new(Metrics::default());
     metrics.seed(&store.stats().await?);
@@ -114,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let drained = started.elapsed();
+    let cpu_drained = cpu::own_cpu();
     stop.send(true)?;
     running.await?;
     let stats = store.stats().await?;
@@ -123,14 +128,22 @@ async fn main() -> anyhow::Result<()> {
         stats.done,
         args.total
     );
+    // CPU per item, the figure least sensitive to the machine's other load.
+    let per_item = |from: Option<f64>, to: Option<f64>| match (from, to) {
+        (Some(from), Some(to)) => format!("{:.0} us", (to - from) / args.total as f64 * 1e6),
+        _ => "?".into(),
+    };
     println!(
-        "body {} B: recorded {} in {:.2} s ({:.0}/s, 64 at a time, no HTTP); drained in {:.2} s = {:.0} items/s",
+        "body {} B: recorded {} in {:.2} s ({:.0}/s, 64 at a time, no HTTP, CPU {}/item); \
+         drained in {:.2} s = {:.0} items/s (CPU {}/item)",
         args.bodies.make(run, 0).len(),
         args.total,
         filled.as_secs_f64(),
         args.total as f64 / filled.as_secs_f64(),
+        per_item(cpu_before, cpu_filled),
         drained.as_secs_f64(),
         args.total as f64 / drained.as_secs_f64(),
+        per_item(cpu_filled, cpu_drained),
     );
     Ok(())
 }

@@ -29,7 +29,10 @@ use plane_webhook::Verifier;
 
 #[path = "support/bodies.rs"]
 mod bodies;
+#[path = "support/cpu.rs"]
+mod cpu;
 use bodies::BodyArgs;
+use cpu::own_cpu;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -266,17 +269,4 @@ impl Connection {
         self.buffer.extend_from_slice(&chunk[..n]);
         Ok(())
     }
-}
-
-/// This process's CPU time so far (user and system), in seconds, from
-/// `/proc/self/stat` (Linux only; `None` elsewhere).
-fn own_cpu() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name, which is in parentheses: utime and stime
-    // are the 14th and 15th fields of the line.
-    let after = stat.get(stat.rfind(')')? + 2..)?;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
-    // Linux reports in clock ticks of 1/100 s (USER_HZ) on every common platform.
-    Some((ticks(11)? + ticks(12)?) / 100.0)
 }

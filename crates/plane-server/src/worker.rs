@@ -118,34 +118,50 @@ impl Worker {
             let started = tokio::time::Instant::now();
             // Up to `HANDLED_AT_ONCE` items are handled at a time: a handler that commits its own
             // change (`complete_with`) waits for a commit, and changes waiting
-            // together share one. Each outcome is sent to the store as soon as
-            // its handlers are done, without waiting for the commit: outcomes
-            // ride along in the store's group commits, and a crash re-runs only
-            // those not committed yet. Items not started when a shutdown comes
-            // are given back.
+            // together share one. Each outcome goes to the store as soon as its
+            // handlers are done, without waiting for the commit: completions are
+            // gathered and sent together, one `complete_all` in flight at a time
+            // (those that finish meanwhile wait for the next), and ride along in the
+            // store's group commits; a crash re-runs only those not committed yet.
+            // Items not started when a shutdown comes are given back.
+            let completions = Completions::default();
             let recorded = std::sync::Mutex::new(Vec::new());
-            let (stopping, this, finishing) = (&shutdown, &self, &recorded);
-            futures::stream::iter(items)
-                .for_each_concurrent(HANDLED_AT_ONCE, |item| async move {
+            let (stopping, this, finishing, done) = (&shutdown, &self, &recorded, &completions);
+            let handling = futures::stream::iter(items).for_each_concurrent(
+                HANDLED_AT_ONCE,
+                |item| async move {
                     if *stopping.borrow() {
                         if let Err(e) = this.store.release(&item).await {
                             tracing::warn!(id = item.id, error = %e, "could not release an item at shutdown");
                         }
                         return;
                     }
-                    let outcome = this.process(&item).await;
+                    let (outcome, took) = this.process(&item).await;
+                    let unfinished = match outcome {
+                        Ok(Handled::Done) => return done.push(item, "done", took),
+                        Ok(Handled::NotOurs) => return done.push(item, "not_ours", took),
+                        Ok(Handled::Completed) => return this.metrics.processed("done", took),
+                        Ok(Handled::Ignored { reason }) => Unfinished::Ignored(reason),
+                        Err(message) => Unfinished::Failed(message),
+                    };
                     let recorded = tokio::spawn(finish(
                         this.store.clone(),
                         this.metrics.clone(),
                         item,
-                        outcome,
+                        unfinished,
+                        took,
                     ));
                     finishing
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push(recorded);
-                })
-                .await;
+                },
+            );
+            let handling = async {
+                handling.await;
+                completions.close();
+            };
+            tokio::join!(handling, completions.send(&*self.store, &self.metrics));
             let finishing = recorded
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -173,7 +189,7 @@ impl Worker {
     }
 
     /// Runs the handlers of one item, keeping its lease alive meanwhile; the
-    /// outcome is recorded by [`finish`].
+    /// outcome is recorded through [`Completions`] or [`finish`].
     async fn process(&self, item: &InboxItem) -> Outcome {
         self.metrics.started();
         let started = Instant::now();
@@ -200,6 +216,9 @@ impl Worker {
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
         let outcome = loop {
             tokio::select! {
+                // Work first: a handler that finishes at once never touches the
+                // timer (registering and dropping the heartbeat costs a lock each).
+                biased;
                 outcome = &mut work => break outcome,
                 _ = heartbeat.tick() => {
                     if let Err(e) = self.store.extend(item, self.config.lease).await {
@@ -246,23 +265,84 @@ impl Worker {
     }
 }
 
-/// Records an item's outcome in the store (done, ignored, failed or dead), and
-/// counts it.
+/// Items whose handlers are done (or said not ours), waiting to be marked done
+/// in the store together.
+#[derive(Default)]
+struct Completions {
+    waiting: std::sync::Mutex<Vec<(InboxItem, &'static str, Duration)>>,
+    closed: std::sync::atomic::AtomicBool,
+    more: Notify,
+}
+
+impl Completions {
+    fn push(&self, item: InboxItem, result: &'static str, took: Duration) {
+        self.lock().push((item, result, took));
+        self.more.notify_one();
+    }
+
+    /// No more items will come: `send` ends once it has sent the last.
+    fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.more.notify_one();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(InboxItem, &'static str, Duration)>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends what has gathered, one `complete_all` at a time, until closed and
+    /// empty; counts each item once the store answered for it.
+    async fn send(&self, store: &dyn DeliveryStore, metrics: &Metrics) {
+        loop {
+            // Read before taking the items: a close seen here was made after the last push.
+            let closed = self.closed.load(std::sync::atomic::Ordering::Acquire);
+            let batch = std::mem::take(&mut *self.lock());
+            if batch.is_empty() {
+                if closed {
+                    return;
+                }
+                self.more.notified().await;
+                continue;
+            }
+            let (items, counted): (Vec<InboxItem>, Vec<_>) = batch
+                .into_iter()
+                .map(|(item, result, took)| (item, (result, took)))
+                .unzip();
+            let answers = store.complete_all(&items).await;
+            for ((item, (result, took)), answer) in items.iter().zip(counted).zip(answers) {
+                let result = answer.map(|()| result).unwrap_or_else(|e| {
+                    tracing::warn!(id = item.id, error = %e, "could not finish an item (its lease had ended?)");
+                    "lease_lost"
+                });
+                metrics.processed(result, took);
+            }
+        }
+    }
+}
+
+/// An outcome that is not a plain completion (those go through [`Completions`]).
+enum Unfinished {
+    Ignored(String),
+    Failed(String),
+}
+
+/// Records an ignored or failed item in the store (failed or dead), and counts it.
 async fn finish(
     store: Arc<dyn DeliveryStore>,
     metrics: Arc<Metrics>,
     item: InboxItem,
-    (outcome, took): Outcome,
+    outcome: Unfinished,
+    took: Duration,
 ) {
     let recorded = match &outcome {
-        Ok(Handled::Done) => store.complete(&item).await.map(|()| "done"),
-        Ok(Handled::NotOurs) => store.complete(&item).await.map(|()| "not_ours"),
-        Ok(Handled::Completed) => Ok("done"),
-        Ok(Handled::Ignored { reason }) => {
+        Unfinished::Ignored(reason) => {
             tracing::info!(id = item.id, event = %item.event, action = %item.action, reason = %reason, "inbox item ignored");
             store.ignore(&item, reason).await.map(|()| "ignored")
         }
-        Err(message) => match store.fail(&item, message).await {
+        Unfinished::Failed(message) => match store.fail(&item, message).await {
             Ok(FailOutcome::Retry { at }) => {
                 tracing::warn!(id = item.id, attempts = item.attempts, retry_at_ms = at, error = %message, "handler failed; will retry");
                 Ok("failed")

@@ -14,6 +14,9 @@ use plane_webhook::{
 };
 use tokio::sync::{Notify, watch};
 
+mod support;
+use support::ProbeStore;
+
 /// The store's clock follows tokio's, so paused time moves leases too.
 #[derive(Debug)]
 struct TokioClock(tokio::time::Instant);
@@ -169,4 +172,38 @@ async fn a_long_handler_keeps_its_lease_so_no_other_worker_takes_the_item() {
     assert_eq!(handler.handled.load(Ordering::SeqCst), 1);
     stop.send(true).unwrap();
     running.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_completions_of_a_claim_go_to_the_store_together() {
+    let memory = store();
+    for n in 0..12 {
+        record(&memory, n).await;
+    }
+    let probe = Arc::new(ProbeStore::new(memory.clone()));
+    let handler = Arc::new(Slow::default());
+    let metrics = Arc::new(Metrics::default());
+    metrics.seed(&memory.stats().await.unwrap());
+    let mut worker = worker(&memory, &handler, &metrics, true, Duration::from_secs(60));
+    worker.store = probe.clone();
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(worker.run(stopped));
+    while memory.stats().await.unwrap().done < 12 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    assert_eq!(handler.handled.load(Ordering::SeqCst), 12);
+    assert_eq!(metrics.backlog(), 0, "each item was counted once stored");
+    assert_eq!(
+        probe.complete_calls.load(Ordering::SeqCst),
+        0,
+        "no item was completed on its own"
+    );
+    assert_eq!(probe.completed_together.load(Ordering::SeqCst), 12);
+    let calls = probe.complete_all_calls.load(Ordering::SeqCst);
+    assert!(
+        calls < 12,
+        "{calls} calls for 12 items: completions finishing together share one"
+    );
 }

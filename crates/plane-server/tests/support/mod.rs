@@ -1,4 +1,4 @@
-//! A store wrapper for tests: counts `stats` calls, and can be broken.
+//! A store wrapper for tests: counts `stats` calls and completions, and can be broken.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -15,6 +15,10 @@ use plane_webhook::{
 pub struct ProbeStore {
     pub inner: Arc<dyn DeliveryStore>,
     pub stats_calls: AtomicUsize,
+    /// `complete` calls, `complete_all` calls, and the items these carried.
+    pub complete_calls: AtomicUsize,
+    pub complete_all_calls: AtomicUsize,
+    pub completed_together: AtomicUsize,
     /// When set, every call fails as a store with a full disk would.
     pub broken: AtomicBool,
 }
@@ -24,20 +28,26 @@ impl ProbeStore {
         Self {
             inner,
             stats_calls: AtomicUsize::new(0),
+            complete_calls: AtomicUsize::new(0),
+            complete_all_calls: AtomicUsize::new(0),
+            completed_together: AtomicUsize::new(0),
             broken: AtomicBool::new(false),
         }
     }
 
     fn fail<T: Send + 'static>(&self) -> Option<BoxFuture<'static, Result<T, Error>>> {
-        self.broken.load(Ordering::SeqCst).then(|| {
-            Box::pin(async {
-                Err(Error::Store {
-                    path: "/secret/path/probe.db".into(),
-                    operation: "test",
-                    message: "disk full".into(),
-                })
-            }) as BoxFuture<'static, Result<T, Error>>
-        })
+        self.broken
+            .load(Ordering::SeqCst)
+            .then(|| Box::pin(async { Err(disk_full()) }) as BoxFuture<'static, Result<T, Error>>)
+    }
+}
+
+/// What a store with a full disk answers.
+fn disk_full() -> Error {
+    Error::Store {
+        path: "/secret/path/probe.db".into(),
+        operation: "test",
+        message: "disk full".into(),
     }
 }
 
@@ -54,7 +64,18 @@ impl DeliveryStore for ProbeStore {
         self.fail().unwrap_or_else(|| self.inner.claim(w, l, d))
     }
     fn complete<'a>(&'a self, i: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>> {
+        self.complete_calls.fetch_add(1, Ordering::SeqCst);
         self.fail().unwrap_or_else(|| self.inner.complete(i))
+    }
+    fn complete_all<'a>(&'a self, items: &'a [InboxItem]) -> BoxFuture<'a, Vec<Result<(), Error>>> {
+        self.complete_all_calls.fetch_add(1, Ordering::SeqCst);
+        self.completed_together
+            .fetch_add(items.len(), Ordering::SeqCst);
+        if self.broken.load(Ordering::SeqCst) {
+            let answers = items.iter().map(|_| Err(disk_full())).collect();
+            return Box::pin(async move { answers });
+        }
+        self.inner.complete_all(items)
     }
     fn ignore<'a>(&'a self, i: &'a InboxItem, r: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         self.fail().unwrap_or_else(|| self.inner.ignore(i, r))

@@ -388,6 +388,20 @@ pub trait DeliveryStore: Send + Sync + fmt::Debug {
     /// and the item was claimed again.
     fn complete<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>>;
 
+    /// Marks several leased items handled: one answer per item, in order, as
+    /// [`complete`](Self::complete) would give. A store that can does it with
+    /// one write (the SQLite store: one command to its writer, one reply); the
+    /// default completes them one at a time.
+    fn complete_all<'a>(&'a self, items: &'a [InboxItem]) -> BoxFuture<'a, Vec<Result<(), Error>>> {
+        Box::pin(async move {
+            let mut answers = Vec::with_capacity(items.len());
+            for item in items {
+                answers.push(self.complete(item).await);
+            }
+            answers
+        })
+    }
+
     /// Marks a leased item finished without being handled, keeping `reason`
     /// (shown by `deliveries list`). [`Error::LeaseLost`] as for `complete`.
     fn ignore<'a>(

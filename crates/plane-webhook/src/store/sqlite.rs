@@ -224,7 +224,11 @@ enum Command {
         Duration,
         oneshot::Sender<Result<Vec<InboxItem>, Error>>,
     ),
-    Complete(i64, String, oneshot::Sender<Result<(), Error>>),
+    /// Ids and lease tokens; one answer per item, in order.
+    Complete(
+        Vec<(i64, String)>,
+        oneshot::Sender<Result<Vec<Result<(), Error>>, Error>>,
+    ),
     /// Id, lease token, reason.
     Ignore(i64, String, String, oneshot::Sender<Result<(), Error>>),
     /// A domain change: `write`, `complete_with`, `migrate`.
@@ -683,10 +687,10 @@ impl Command {
         match self {
             Command::Record(_, tx) => drop(tx.send(Err(e))),
             Command::Claim(_, _, _, _, tx) => drop(tx.send(Err(e))),
-            Command::Complete(_, _, tx)
-            | Command::Release(_, _, tx)
-            | Command::Extend(_, _, _, tx)
-            | Command::Replay(_, tx) => drop(tx.send(Err(e))),
+            Command::Complete(_, tx) => drop(tx.send(Err(e))),
+            Command::Release(_, _, tx) | Command::Extend(_, _, _, tx) | Command::Replay(_, tx) => {
+                drop(tx.send(Err(e)))
+            }
             Command::Fail(_, _, _, tx) => drop(tx.send(Err(e))),
             Command::Ignore(_, _, _, tx) => drop(tx.send(Err(e))),
             Command::Job(job) => job.refuse(error),
@@ -747,8 +751,12 @@ fn apply(
                 result => reply(reply_to, result),
             }
         }
-        Command::Complete(id, lease, reply_to) => {
-            reply(reply_to, complete_leased(tx, id, &lease, now, path))
+        Command::Complete(items, reply_to) => {
+            let results = items
+                .iter()
+                .map(|(id, lease)| complete_leased(tx, *id, lease, now, path))
+                .collect();
+            reply(reply_to, Ok(results))
         }
         Command::Ignore(id, lease, reason, reply_to) => {
             let changed = tx
@@ -1146,7 +1154,24 @@ impl DeliveryStore for SqliteStore {
     }
 
     fn complete<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>> {
-        self.call(|tx| Command::Complete(item.id, item.lease.clone(), tx))
+        Box::pin(async move {
+            let answer = self.complete_all(std::slice::from_ref(item)).await;
+            answer
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Err(self.closed()))
+        })
+    }
+
+    /// One command and one answer for all of them, committed with whatever
+    /// else the writer's batch holds.
+    fn complete_all<'a>(&'a self, items: &'a [InboxItem]) -> BoxFuture<'a, Vec<Result<(), Error>>> {
+        let leases = items.iter().map(|i| (i.id, i.lease.clone())).collect();
+        let call = self.call(|tx| Command::Complete(leases, tx));
+        Box::pin(async move {
+            call.await
+                .unwrap_or_else(|e| items.iter().map(|_| Err(e.clone())).collect())
+        })
     }
 
     fn ignore<'a>(

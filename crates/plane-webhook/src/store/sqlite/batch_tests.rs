@@ -284,11 +284,21 @@ fn a_waiting_claim_gets_deliveries_leased_as_they_are_recorded() {
             (c_id, "pending".to_owned(), 0, None),
         ]
     );
-    // The lease holds like any claim's: completing with it works.
+    // The lease holds like any claim's: completing with it works, and in one
+    // command each item gets its own answer (c was never leased).
     let (tx, mut done_rx) = oneshot::channel();
-    writer.run_batch(vec![Command::Complete(a_id, lease, tx)]);
-    done_rx.try_recv().unwrap().unwrap();
+    writer.run_batch(vec![Command::Complete(
+        vec![(a_id, lease.clone()), (c_id, lease)],
+        tx,
+    )]);
+    let answers = done_rx.try_recv().unwrap().unwrap();
+    assert!(answers[0].is_ok(), "{answers:?}");
+    assert!(
+        matches!(answers[1], Err(Error::LeaseLost { id }) if id == c_id),
+        "{answers:?}"
+    );
     assert_eq!(rows(&writer)[0].1, "done");
+    assert_eq!(rows(&writer)[2].1, "pending");
 }
 
 #[test]
