@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use plane_webhook::{DeliveryStore, Envelope, EventHandler, FailOutcome, Handled, InboxItem};
+use plane_webhook::{
+    BoxFuture, DeliveryStore, Envelope, EventHandler, FailOutcome, Handled, InboxItem,
+};
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::Metrics;
@@ -71,8 +73,13 @@ impl Worker {
                  until it is switched on"
             );
         }
+        let mut next_claim: Option<Claim<'_>> = None;
         loop {
             if *shutdown.borrow() {
+                // What the claim in flight brings is given back untouched.
+                if let Some(claim) = next_claim.take() {
+                    self.release_all(claim.await.unwrap_or_default()).await;
+                }
                 break;
             }
             if tokio::time::Instant::now() >= next_purge {
@@ -90,16 +97,8 @@ impl Worker {
             // With nothing ready, the claim waits in the store a moment: what
             // arrives meanwhile is leased to it as it is recorded, with no
             // second write and no read.
-            let items = match self
-                .store
-                .claim_waiting(
-                    &self.config.name,
-                    claim_size.get(),
-                    self.config.lease,
-                    self.config.poll.min(CLAIM_WAIT),
-                )
-                .await
-            {
+            let claim = next_claim.take().unwrap_or_else(|| self.claim(claim_size));
+            let items = match claim.await {
                 Ok(items) => items,
                 Err(e) => {
                     tracing::error!(error = %e, "could not claim inbox items");
@@ -113,6 +112,14 @@ impl Worker {
                     _ = shutdown.changed() => {}
                 }
                 continue;
+            }
+            // The next claim goes out now and waits in the store while these
+            // are handled: under load too, deliveries are then leased as they
+            // are recorded. It holds at most one claim's worth, for at most
+            // one claim's handling (which `ClaimSize` keeps under a quarter of
+            // the lease).
+            if !*shutdown.borrow() {
+                next_claim = Some(self.claim(claim_size));
             }
             let claimed = items.len();
             let started = tokio::time::Instant::now();
@@ -169,6 +176,26 @@ impl Worker {
             claim_size.after(claimed, started.elapsed());
         }
         tracing::info!("inbox worker stopped");
+    }
+
+    /// Sends a claim of `size` items, which waits in the store a moment when
+    /// nothing is ready.
+    fn claim(&self, size: ClaimSize) -> Claim<'_> {
+        self.store.claim_waiting(
+            &self.config.name,
+            size.get(),
+            self.config.lease,
+            self.config.poll.min(CLAIM_WAIT),
+        )
+    }
+
+    /// Gives leased items back untouched (at shutdown).
+    async fn release_all(&self, items: Vec<InboxItem>) {
+        for item in items {
+            if let Err(e) = self.store.release(&item).await {
+                tracing::warn!(id = item.id, error = %e, "could not release an item at shutdown");
+            }
+        }
     }
 
     /// Deletes what is past retention, then re-synchronises the inbox gauges
@@ -384,6 +411,9 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
 }
+
+/// A claim sent to the store, answered when awaited.
+type Claim<'a> = BoxFuture<'a, Result<Vec<InboxItem>, plane_webhook::Error>>;
 
 /// What the handlers said about an item, and how long they took.
 type Outcome = (Result<Handled, String>, Duration);

@@ -207,3 +207,44 @@ async fn the_completions_of_a_claim_go_to_the_store_together() {
         "{calls} calls for 12 items: completions finishing together share one"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn at_shutdown_the_claim_sent_ahead_gives_its_items_back() {
+    let store = store();
+    for n in 0..8 {
+        record(&store, n).await;
+    }
+    let handler = Arc::new(Slow {
+        delay: Duration::from_secs(10),
+        ..Slow::default()
+    });
+    let metrics = Arc::new(Metrics::default());
+    // Claims of 2 items.
+    let mut worker = worker(&store, &handler, &metrics, true, Duration::from_secs(60));
+    worker.config.batch = 2;
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(worker.run(stopped));
+    // The first claim is being handled and the next one was sent ahead: four
+    // items are leased.
+    while store.stats().await.unwrap().processing < 4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        stats.processing, 0,
+        "a leased item was left behind: {stats:?}"
+    );
+    assert_eq!((stats.done, stats.pending), (2, 6), "{stats:?}");
+    assert_eq!(handler.handled.load(Ordering::SeqCst), 2);
+    assert!(
+        store
+            .list(Some(Status::Pending), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.attempts == 0),
+        "what was given back has its attempt returned"
+    );
+}

@@ -609,7 +609,15 @@ impl Writer {
         }
     }
 
-    fn run_batch(&mut self, batch: Vec<Command>) {
+    fn run_batch(&mut self, mut batch: Vec<Command>) {
+        // Waiting claims first: such a claim then takes the batch's deliveries
+        // as they are recorded (no second write, no read back), where after
+        // them it would lease them with an update each and read their bodies
+        // again. (A claim that does not wait keeps its place: it takes only
+        // what is stored before it.)
+        batch.sort_by_key(
+            |command| !matches!(command, Command::Claim(.., wait, _) if !wait.is_zero()),
+        );
         let now = self.config.clock.now_ms();
         let Writer {
             connection,
@@ -734,14 +742,17 @@ fn apply(
         }
         Command::Claim(token, limit, lease, wait, reply_to) => {
             match claim(tx, config, now, &token, limit, lease).map_err(err("claim inbox items")) {
-                Ok(items) if items.is_empty() && !wait.is_zero() && parked.is_none() => {
+                // Short of its limit, a waiting claim also takes what the rest
+                // of this batch records (answered after the commit, as any
+                // parked claim); with nothing at all, it waits for more.
+                Ok(items) if items.len() < limit && !wait.is_zero() && parked.is_none() => {
                     *parked = Some(Parked {
                         token,
                         limit,
                         lease_ms: duration_ms(lease),
                         deadline: std::time::Instant::now() + wait,
                         reply: reply_to,
-                        items: Vec::new(),
+                        items,
                     });
                     Applied {
                         ok: true,

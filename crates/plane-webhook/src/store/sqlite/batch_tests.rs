@@ -346,3 +346,50 @@ fn a_waiting_claim_ends_empty_at_its_deadline_or_when_its_worker_left() {
     writer.unpark_if_due();
     assert!(writer.parked.is_none(), "the abandoned claim was dropped");
 }
+
+#[test]
+fn a_waiting_claim_goes_first_in_its_batch_and_tops_up_what_was_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = writer(&dir);
+    let (x, mut x_rx) = record(delivery("issue", 1));
+    writer.run_batch(vec![x]);
+    let x_id = new_id(&mut x_rx);
+
+    // Sent after `y`, but it runs first: it takes `x`, stored before, then `y`
+    // as it is recorded (up to its limit of 2); `z` stays pending.
+    let (y, mut y_rx) = record(delivery("issue", 2));
+    let (waiting, mut claim_rx) = claim_waiting(2, Duration::from_secs(60));
+    let (z, mut z_rx) = record(delivery("issue", 3));
+    writer.run_batch(vec![y, waiting, z]);
+    let (y_id, z_id) = (new_id(&mut y_rx), new_id(&mut z_rx));
+    let items = claim_rx.try_recv().unwrap().unwrap();
+    assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [x_id, y_id]);
+    assert_eq!(
+        rows(&writer),
+        [
+            (
+                x_id,
+                "processing".to_owned(),
+                1,
+                Some("w/waiting".to_owned())
+            ),
+            (
+                y_id,
+                "processing".to_owned(),
+                1,
+                Some("w/waiting".to_owned())
+            ),
+            (z_id, "pending".to_owned(), 0, None),
+        ]
+    );
+
+    // A claim that does not wait keeps its place: it takes only what is
+    // stored before it.
+    let (w, mut w_rx) = record(delivery("issue", 4));
+    let (now, mut now_rx) = claim(10);
+    writer.run_batch(vec![now, w]);
+    let w_id = new_id(&mut w_rx);
+    let items = now_rx.try_recv().unwrap().unwrap();
+    assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [z_id]);
+    assert_eq!(rows(&writer)[3], (w_id, "pending".to_owned(), 0, None));
+}
