@@ -2,7 +2,9 @@
 # Load run: for each body, a release plane-server on loopback with a fresh
 # SQLite file, and the loadgen example at several sender counts. One line per
 # run: deliveries/s, p50, p99, p99.9, the inbox backlog's maximum, and the
-# server's CPU time per delivery (user and system, from /proc/PID/stat).
+# server's CPU time per delivery (user and system, from /proc/PID/stat), and
+# the machine's steal time (CPU the hypervisor gave to other guests, as a share
+# of the run's CPU time: above a few percent, the run's figures are not comparable).
 #
 #   scripts/load.sh                      # 2k fixture 8k small, at 1 16 64 senders
 #   BODIES=2k LEVELS=64 RUNS=3 scripts/load.sh
@@ -30,6 +32,9 @@ stop() {
 trap 'stop; rm -rf "$dir"' EXIT
 ticks="$(getconf CLK_TCK)"
 cpu() { awk '{print $14, $15}' "/proc/$1/stat"; }
+# The machine's steal time so far (ticks the hypervisor gave to others), all CPUs.
+steal() { awk '/^cpu / {print $9}' /proc/stat; }
+ncpu="$(getconf _NPROCESSORS_ONLN)"
 # Bytes handed to write calls (socket and files) and write calls made.
 io() { awk '/^wchar/ {w=$2} /^syscw/ {c=$2} END {print w, c}' "/proc/$1/io"; }
 
@@ -47,13 +52,15 @@ for body in ${BODIES:-2k fixture 8k small}; do
       n="$total"; [ "$level" = 1 ] && n="$total_1"
       read -r u0 s0 < <(cpu "$server")
       read -r w0 c0 < <(io "$server")
+      st0="$(steal)"; t0="$(date +%s.%N)"
       line="$(target/release/examples/loadgen "http://127.0.0.1:$port/webhooks/plane" \
         --senders "$level" --total "$n" --body "$body" ${SAME_TIME:+--same-time})"
       read -r u1 s1 < <(cpu "$server")
       read -r w1 c1 < <(io "$server")
+      st1="$(steal)"; t1="$(date +%s.%N)"
       awk -v line="$line" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$n" -v t="$ticks" \
-        -v w=$((w1 - w0)) -v c=$((c1 - c0)) \
-        'BEGIN { printf "%s, server CPU %.0f us/delivery (user %.0f, system %.0f), written %.1f KiB and %.1f write calls/delivery\n", line, (u+s)/t/n*1e6, u/t/n*1e6, s/t/n*1e6, w/n/1024, c/n }'
+        -v w=$((w1 - w0)) -v c=$((c1 - c0)) -v st=$((st1 - st0)) -v t0="$t0" -v t1="$t1" -v cpus="$ncpu" \
+        'BEGIN { printf "%s, server CPU %.0f us/delivery (user %.0f, system %.0f), written %.1f KiB and %.1f write calls/delivery, steal %.0f%%\n", line, (u+s)/t/n*1e6, u/t/n*1e6, s/t/n*1e6, w/n/1024, c/n, st/t/((t1-t0)*cpus)*100 }'
       stop
     done
   done
