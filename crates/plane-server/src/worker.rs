@@ -73,12 +73,16 @@ impl Worker {
                  until it is switched on"
             );
         }
-        let mut next_claim: Option<Claim<'_>> = None;
+        // The items of the claim sent ahead, held (their leases renewed)
+        // while the claim before them was handled.
+        let mut held: Option<Vec<InboxItem>> = None;
+        // Whether the last claim was handled within an eighth of the lease.
+        let mut fast = false;
         loop {
             if *shutdown.borrow() {
-                // What the claim in flight brings is given back untouched.
-                if let Some(claim) = next_claim.take() {
-                    self.release_all(claim.await.unwrap_or_default()).await;
+                // What the claim sent ahead holds is given back untouched.
+                if let Some(items) = held.take() {
+                    self.release_all(items).await;
                 }
                 break;
             }
@@ -97,13 +101,9 @@ impl Worker {
             // With nothing ready, the claim waits in the store a moment: what
             // arrives meanwhile is leased to it as it is recorded, with no
             // second write and no read.
-            let claim = next_claim.take().unwrap_or_else(|| self.claim(claim_size));
-            let items = match claim.await {
-                Ok(items) => items,
-                Err(e) => {
-                    tracing::error!(error = %e, "could not claim inbox items");
-                    Vec::new()
-                }
+            let items = match held.take() {
+                Some(items) => items,
+                None => self.claimed(self.claim(claim_size)).await,
             };
             if items.is_empty() {
                 tokio::select! {
@@ -113,14 +113,11 @@ impl Worker {
                 }
                 continue;
             }
-            // The next claim goes out now and waits in the store while these
-            // are handled: under load too, deliveries are then leased as they
-            // are recorded. It holds at most one claim's worth, for at most
-            // one claim's handling (which `ClaimSize` keeps under a quarter of
-            // the lease).
-            if !*shutdown.borrow() {
-                next_claim = Some(self.claim(claim_size));
-            }
+            // While claims go fast, the next one goes out now and waits in the
+            // store while these are handled: under load too, deliveries are
+            // then leased as they are recorded. Its items are held, their
+            // leases renewed, until these are done.
+            let ahead = (fast && !*shutdown.borrow()).then(|| self.claim(claim_size));
             let claimed = items.len();
             let started = tokio::time::Instant::now();
             // Up to `HANDLED_AT_ONCE` items are handled at a time: a handler that commits its own
@@ -164,16 +161,31 @@ impl Worker {
                         .push(recorded);
                 },
             );
+            let handled = Notify::new();
             let handling = async {
                 handling.await;
                 completions.close();
+                handled.notify_one();
             };
-            tokio::join!(handling, completions.send(&*self.store, &self.metrics));
+            let holding = async {
+                let mut items = self.claimed(ahead?).await;
+                self.hold(&mut items, &handled).await;
+                Some(items)
+            };
+            let (_, _, ahead_items) = tokio::join!(
+                handling,
+                completions.send(&*self.store, &self.metrics),
+                holding
+            );
+            // An empty answer (nothing came, or every lease was lost) is not
+            // held: the next claim is a fresh one.
+            held = ahead_items.filter(|items| !items.is_empty());
             let finishing = recorded
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             futures::future::join_all(finishing).await;
             claim_size.after(claimed, started.elapsed());
+            fast = started.elapsed() < self.config.lease / 8;
         }
         tracing::info!("inbox worker stopped");
     }
@@ -187,6 +199,37 @@ impl Worker {
             self.config.lease,
             self.config.poll.min(CLAIM_WAIT),
         )
+    }
+
+    /// The items a claim brought; none when it failed (logged).
+    async fn claimed(&self, claim: Claim<'_>) -> Vec<InboxItem> {
+        claim.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "could not claim inbox items");
+            Vec::new()
+        })
+    }
+
+    /// Renews the leases of `items` every third of a lease until `handled`
+    /// is notified; an item whose lease was lost meanwhile is dropped.
+    async fn hold(&self, items: &mut Vec<InboxItem>, handled: &Notify) {
+        let beat = self.config.lease / 3;
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+        while !items.is_empty() {
+            tokio::select! {
+                biased;
+                () = handled.notified() => return,
+                _ = heartbeat.tick() => {
+                    let mut kept = Vec::with_capacity(items.len());
+                    for item in items.drain(..) {
+                        match self.store.extend(&item, self.config.lease).await {
+                            Ok(()) => kept.push(item),
+                            Err(e) => tracing::warn!(id = item.id, error = %e, "a held item's lease could not be renewed; it is left to its new holder"),
+                        }
+                    }
+                    *items = kept;
+                }
+            }
+        }
     }
 
     /// Gives leased items back untouched (at shutdown).

@@ -208,27 +208,109 @@ async fn the_completions_of_a_claim_go_to_the_store_together() {
     );
 }
 
+/// Counts each item it handles; `item N` with `slow(N)` takes `delay` (tokio time).
+#[derive(Debug)]
+struct SlowFor {
+    slow: fn(u32) -> bool,
+    delay: Duration,
+    handled: std::sync::Mutex<Vec<u32>>,
+}
+
+impl SlowFor {
+    fn new(slow: fn(u32) -> bool, delay: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            slow,
+            delay,
+            handled: std::sync::Mutex::default(),
+        })
+    }
+
+    fn handled(&self) -> Vec<u32> {
+        let mut handled = self.handled.lock().unwrap().clone();
+        handled.sort_unstable();
+        handled
+    }
+}
+
+impl EventHandler for SlowFor {
+    fn name(&self) -> &str {
+        "slow-for"
+    }
+    fn wants(&self, _: &Envelope) -> bool {
+        true
+    }
+    fn handle<'a>(
+        &'a self,
+        _: &'a InboxItem,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<Handled, HandlerError>> {
+        let n: u32 = envelope
+            .work_item()
+            .and_then(|item| item.name.as_deref()?.strip_prefix("item ")?.parse().ok())
+            .unwrap();
+        Box::pin(async move {
+            if (self.slow)(n) {
+                tokio::time::sleep(self.delay).await;
+            }
+            self.handled.lock().unwrap().push(n);
+            Ok(Handled::Done)
+        })
+    }
+}
+
+fn worker_with(
+    store: &Arc<MemoryStore>,
+    handler: Arc<dyn EventHandler>,
+    metrics: &Arc<Metrics>,
+    lease: Duration,
+    batch: usize,
+) -> Worker {
+    Worker {
+        handlers: vec![handler],
+        config: WorkerConfig {
+            batch,
+            ..worker(store, &Arc::new(Slow::default()), metrics, true, lease).config
+        },
+        ..worker(store, &Arc::new(Slow::default()), metrics, true, lease)
+    }
+}
+
+/// Waits (in tokio time) until `ready` holds, for at most a minute.
+async fn until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !ready().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} did not happen within a minute"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn at_shutdown_the_claim_sent_ahead_gives_its_items_back() {
     let store = store();
     for n in 0..8 {
         record(&store, n).await;
     }
-    let handler = Arc::new(Slow {
-        delay: Duration::from_secs(10),
-        ..Slow::default()
-    });
+    // The first claim goes fast, so the worker starts sending claims ahead;
+    // from item 2 on each item takes 10 s.
+    let handler = SlowFor::new(|n| n >= 2, Duration::from_secs(10));
     let metrics = Arc::new(Metrics::default());
-    // Claims of 2 items.
-    let mut worker = worker(&store, &handler, &metrics, true, Duration::from_secs(60));
-    worker.config.batch = 2;
+    let worker = worker_with(
+        &store,
+        handler.clone(),
+        &metrics,
+        Duration::from_secs(60),
+        2,
+    );
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(worker.run(stopped));
-    // The first claim is being handled and the next one was sent ahead: four
-    // items are leased.
-    while store.stats().await.unwrap().processing < 4 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Items 2 and 3 are being handled and the next claim was sent ahead:
+    // more than two items are leased.
+    until("a claim sent ahead", async || {
+        store.stats().await.unwrap().processing > 2
+    })
+    .await;
     stop.send(true).unwrap();
     running.await.unwrap();
     let stats = store.stats().await.unwrap();
@@ -236,8 +318,8 @@ async fn at_shutdown_the_claim_sent_ahead_gives_its_items_back() {
         stats.processing, 0,
         "a leased item was left behind: {stats:?}"
     );
-    assert_eq!((stats.done, stats.pending), (2, 6), "{stats:?}");
-    assert_eq!(handler.handled.load(Ordering::SeqCst), 2);
+    assert_eq!((stats.done, stats.pending), (4, 4), "{stats:?}");
+    assert_eq!(handler.handled(), [0, 1, 2, 3]);
     assert!(
         store
             .list(Some(Status::Pending), 10)
@@ -247,4 +329,40 @@ async fn at_shutdown_the_claim_sent_ahead_gives_its_items_back() {
             .all(|r| r.attempts == 0),
         "what was given back has its attempt returned"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn items_held_by_a_claim_sent_ahead_keep_their_lease_while_the_one_before_runs_long() {
+    let store = store();
+    for n in 0..4 {
+        record(&store, n).await;
+    }
+    // Claims of one item; item 2 takes 2.5 leases, while item 3 waits in the
+    // claim sent ahead.
+    let lease = Duration::from_secs(1);
+    let handler = SlowFor::new(|n| n == 2, lease * 5 / 2);
+    let metrics = Arc::new(Metrics::default());
+    let worker = worker_with(&store, handler.clone(), &metrics, lease, 1);
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(worker.run(stopped));
+    until("items 0 and 1 to be done", async || {
+        store.stats().await.unwrap().done >= 2
+    })
+    .await;
+    // Another worker keeps trying, every 10 ms, until all is done.
+    let mut stolen = Vec::new();
+    until("the inbox to drain", async || {
+        stolen.extend(store.claim("intruder", 10, lease).await.unwrap());
+        store.stats().await.unwrap().done + stolen.len() as u64 >= 4
+    })
+    .await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    assert!(
+        stolen.is_empty(),
+        "a lease ran out while its item waited: {:?}",
+        stolen.iter().map(|i| i.id).collect::<Vec<_>>()
+    );
+    assert_eq!(handler.handled(), [0, 1, 2, 3], "each item handled once");
+    assert_eq!(metrics.processed_count("lease_lost"), 0);
 }

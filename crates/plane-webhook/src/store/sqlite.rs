@@ -610,14 +610,22 @@ impl Writer {
     }
 
     fn run_batch(&mut self, mut batch: Vec<Command>) {
-        // Waiting claims first: such a claim then takes the batch's deliveries
-        // as they are recorded (no second write, no read back), where after
-        // them it would lease them with an update each and read their bodies
-        // again. (A claim that does not wait keeps its place: it takes only
-        // what is stored before it.)
-        batch.sort_by_key(
-            |command| !matches!(command, Command::Claim(.., wait, _) if !wait.is_zero()),
-        );
+        // A waiting claim moves ahead of the records sent before it: it then
+        // takes them as they are recorded (no second write, no read back),
+        // where after them it would lease them with an update each and read
+        // their bodies again. Only records: a completion, release or renewal
+        // sent before it still comes first, or a lease that just ran out would
+        // be taken from under it. A claim that does not wait keeps its place.
+        for at in 1..batch.len() {
+            let mut i = at;
+            while i > 0
+                && matches!(&batch[i], Command::Claim(.., wait, _) if !wait.is_zero())
+                && matches!(batch[i - 1], Command::Record(..))
+            {
+                batch.swap(i - 1, i);
+                i -= 1;
+            }
+        }
         let now = self.config.clock.now_ms();
         let Writer {
             connection,

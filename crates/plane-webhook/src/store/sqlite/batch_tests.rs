@@ -357,6 +357,16 @@ fn a_waiting_claim_goes_first_in_its_batch_and_tops_up_what_was_stored() {
 
     // Sent after `y`, but it runs first: it takes `x`, stored before, then `y`
     // as it is recorded (up to its limit of 2); `z` stays pending.
+    // Which inbox rows get updated: a delivery leased as it is recorded is
+    // inserted leased, one claimed from the inbox is updated.
+    writer
+        .connection
+        .execute_batch(
+            "CREATE TEMP TABLE updated (id INTEGER);
+             CREATE TEMP TRIGGER count_updates AFTER UPDATE OF status ON inbox
+             BEGIN INSERT INTO updated VALUES (NEW.id); END;",
+        )
+        .unwrap();
     let (y, mut y_rx) = record(delivery("issue", 2));
     let (waiting, mut claim_rx) = claim_waiting(2, Duration::from_secs(60));
     let (z, mut z_rx) = record(delivery("issue", 3));
@@ -364,6 +374,15 @@ fn a_waiting_claim_goes_first_in_its_batch_and_tops_up_what_was_stored() {
     let (y_id, z_id) = (new_id(&mut y_rx), new_id(&mut z_rx));
     let items = claim_rx.try_recv().unwrap().unwrap();
     assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [x_id, y_id]);
+    let updated: Vec<i64> = writer
+        .connection
+        .prepare("SELECT id FROM updated")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(updated, [x_id], "y was leased as it was recorded");
     assert_eq!(
         rows(&writer),
         [
@@ -392,4 +411,31 @@ fn a_waiting_claim_goes_first_in_its_batch_and_tops_up_what_was_stored() {
     let items = now_rx.try_recv().unwrap().unwrap();
     assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [z_id]);
     assert_eq!(rows(&writer)[3], (w_id, "pending".to_owned(), 0, None));
+}
+
+#[test]
+fn a_waiting_claim_does_not_overtake_a_completion_sent_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = writer(&dir);
+    let clock = Arc::new(ManualClock::new(T0));
+    writer.config.clock = clock.clone();
+    let (a, mut a_rx) = record(delivery("issue", 1));
+    let (first, mut first_rx) = claim(1);
+    writer.run_batch(vec![a, first]);
+    let a_id = new_id(&mut a_rx);
+    let item = first_rx.try_recv().unwrap().unwrap().remove(0);
+    // The lease runs out; its completion is on its way when a waiting claim
+    // (which takes expired leases) comes in the same batch.
+    clock.advance(Duration::from_secs(31));
+    let (tx, mut done_rx) = oneshot::channel();
+    let done = Command::Complete(vec![(a_id, item.lease.clone())], tx);
+    let (b, mut b_rx) = record(delivery("issue", 2));
+    let (waiting, mut claim_rx) = claim_waiting(10, Duration::from_secs(60));
+    writer.run_batch(vec![done, b, waiting]);
+    let answers = done_rx.try_recv().unwrap().unwrap();
+    assert!(answers[0].is_ok(), "{answers:?}");
+    let b_id = new_id(&mut b_rx);
+    let items = claim_rx.try_recv().unwrap().unwrap();
+    assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [b_id]);
+    assert_eq!(rows(&writer)[0].1, "done");
 }
