@@ -106,6 +106,7 @@ fn worker(
     metrics: &Arc<Metrics>,
     enabled: bool,
     lease: Duration,
+    batch: usize,
 ) -> Worker {
     Worker {
         store: store.clone(),
@@ -116,7 +117,7 @@ fn worker(
         config: WorkerConfig {
             name: "test".into(),
             lease,
-            batch: 4,
+            batch,
             poll: Duration::from_secs(1),
             retention: Duration::from_secs(7 * 86_400),
             purge_interval: Duration::from_secs(86_400),
@@ -135,7 +136,15 @@ async fn a_switched_off_connector_holds_the_inbox_until_it_is_on() {
     metrics.seed(&store.stats().await.unwrap());
     let (stop, stopped) = watch::channel(false);
     let off = tokio::spawn(
-        worker(&store, &handler, &metrics, false, Duration::from_secs(60)).run(stopped),
+        worker(
+            &store,
+            &handler,
+            &metrics,
+            false,
+            Duration::from_secs(60),
+            4,
+        )
+        .run(stopped),
     );
     // A hundred poll intervals of (paused) time: an enabled worker would have
     // claimed everything at its first poll.
@@ -154,7 +163,7 @@ async fn a_switched_off_connector_holds_the_inbox_until_it_is_on() {
     // Switched on (a restart with plane.enabled = true): everything is handled once.
     let (stop, stopped) = watch::channel(false);
     let on = tokio::spawn(
-        worker(&store, &handler, &metrics, true, Duration::from_secs(60)).run(stopped),
+        worker(&store, &handler, &metrics, true, Duration::from_secs(60), 4).run(stopped),
     );
     while store.stats().await.unwrap().done < 3 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -174,7 +183,7 @@ async fn a_long_handler_keeps_its_lease_so_no_other_worker_takes_the_item() {
     let handler = SlowFor::new(|_| true, lease * 5 / 2);
     let metrics = Arc::new(Metrics::default());
     let (stop, stopped) = watch::channel(false);
-    let running = tokio::spawn(worker(&store, &handler, &metrics, true, lease).run(stopped));
+    let running = tokio::spawn(worker(&store, &handler, &metrics, true, lease, 4).run(stopped));
     while store.stats().await.unwrap().processing == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -204,7 +213,14 @@ async fn the_completions_of_a_claim_go_to_the_store_together() {
     let handler = SlowFor::new(|_| false, Duration::ZERO);
     let metrics = Arc::new(Metrics::default());
     metrics.seed(&memory.stats().await.unwrap());
-    let mut worker = worker(&memory, &handler, &metrics, true, Duration::from_secs(60));
+    let mut worker = worker(
+        &memory,
+        &handler,
+        &metrics,
+        true,
+        Duration::from_secs(60),
+        4,
+    );
     worker.store = probe.clone();
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(worker.run(stopped));
@@ -228,18 +244,6 @@ async fn the_completions_of_a_claim_go_to_the_store_together() {
     );
 }
 
-fn worker_with(
-    store: &Arc<MemoryStore>,
-    handler: &Arc<SlowFor>,
-    metrics: &Arc<Metrics>,
-    lease: Duration,
-    batch: usize,
-) -> Worker {
-    let mut worker = worker(store, handler, metrics, true, lease);
-    worker.config.batch = batch;
-    worker
-}
-
 /// Waits (in tokio time) until `ready` holds, for at most a minute.
 async fn until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
     tokio::time::timeout(Duration::from_secs(60), async {
@@ -261,7 +265,7 @@ async fn at_shutdown_the_claim_sent_ahead_gives_its_items_back() {
     // from item 2 on each item takes 10 s.
     let handler = SlowFor::new(|n| n >= 2, Duration::from_secs(10));
     let metrics = Arc::new(Metrics::default());
-    let worker = worker_with(&store, &handler, &metrics, Duration::from_secs(60), 2);
+    let worker = worker(&store, &handler, &metrics, true, Duration::from_secs(60), 2);
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(worker.run(stopped));
     // Items 2 and 3 are being handled and the next claim was sent ahead:
@@ -301,7 +305,7 @@ async fn items_held_by_a_claim_sent_ahead_keep_their_lease_while_the_one_before_
     let lease = Duration::from_secs(1);
     let handler = SlowFor::new(|n| n == 2, lease * 5 / 2);
     let metrics = Arc::new(Metrics::default());
-    let worker = worker_with(&store, &handler, &metrics, lease, 1);
+    let worker = worker(&store, &handler, &metrics, true, lease, 1);
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(worker.run(stopped));
     until("items 0 and 1 to be done", async || {
