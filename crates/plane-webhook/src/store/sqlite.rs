@@ -12,9 +12,11 @@
 //! still commit. The hot path's commands (record, complete, ignore) write with
 //! one statement each, which SQLite applies whole or not at all, and skip it.
 //!
-//! A claim that finds nothing ready may wait ([`DeliveryStore::claim_waiting`]):
-//! deliveries recorded meanwhile are inserted already leased to it, and it is
-//! answered after the commit that stored them.
+//! A claim that finds fewer items ready than it asks for may wait
+//! ([`DeliveryStore::claim_waiting`]): deliveries recorded meanwhile, and those
+//! sent before it in its own batch, are inserted already leased to it, and it
+//! is answered after the commit that stored them. Completions of many items
+//! are one command ([`DeliveryStore::complete_all`]).
 //!
 //! Layout (schema version 3): a delivery's bytes are written once. `deliveries`
 //! holds what arrived (ids, event, key, body) and is never updated after
@@ -438,12 +440,12 @@ struct Writer {
     parked: Option<Parked>,
 }
 
-/// A claim that found nothing ready and waits for deliveries: each delivery
-/// recorded meanwhile is inserted already leased to it (one write, where a
-/// pending row claimed later is written twice) and joins its answer, body and
-/// all, with nothing read back. It is answered after the first commit that
-/// gave it items, or empty at its deadline. One at a time: a worker has one
-/// claim out.
+/// A claim that found fewer items ready than its limit and waits for
+/// deliveries: each delivery recorded meanwhile is inserted already leased to
+/// it (one write, where a pending row claimed later is written twice) and
+/// joins its answer, body and all, with nothing read back. It is answered
+/// after the first commit that gave it items, or empty at its deadline. One at
+/// a time: a second waiting claim is answered with what is ready.
 struct Parked {
     token: String,
     limit: usize,
