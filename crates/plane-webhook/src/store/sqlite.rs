@@ -471,6 +471,9 @@ struct Applied {
     /// False when the command failed: its savepoint is rolled back.
     ok: bool,
     reply: Reply,
+    /// Set when the command left the transaction in a state that must not be
+    /// committed: the whole batch is rolled back.
+    broken: Option<Error>,
 }
 
 fn reply<T: Send + 'static>(
@@ -479,6 +482,7 @@ fn reply<T: Send + 'static>(
 ) -> Applied {
     Applied {
         ok: result.is_ok(),
+        broken: None,
         reply: Box::new(move |commit_error: Option<&Error>| {
             let result = match commit_error {
                 Some(e) => Err(e.clone()),
@@ -515,7 +519,11 @@ fn apply_atomically(
         command,
         Command::Record(..) | Command::Complete(..) | Command::Ignore(..)
     ) {
-        return Ok(apply(tx, config, path, now, command, parked).reply);
+        let applied = apply(tx, config, path, now, command, parked);
+        return match applied.broken {
+            None => Ok(applied.reply),
+            Some(error) => Err((Some(applied.reply), error)),
+        };
     }
     if let Err(e) = savepoint(tx, "SAVEPOINT command") {
         let error = store_error(path, "start a command")(e);
@@ -732,7 +740,14 @@ fn apply(
     match command {
         Command::Record(d, reply_to) => {
             let lease = parked.as_ref().and_then(|p| p.offer(now));
-            let outcome = record(tx, now, &d, lease).map_err(err("record a delivery"));
+            let (outcome, broken) = match record(tx, now, &d, lease) {
+                Ok(outcome) => (Ok(outcome), None),
+                Err(RecordFailure::Failed(e)) => (Err(err("record a delivery")(e)), None),
+                Err(RecordFailure::UndoFailed(e)) => {
+                    let e = err("undo a failed record (the whole batch is rolled back)")(e);
+                    (Err(e.clone()), Some(e))
+                }
+            };
             if let (Ok(RecordOutcome::New { id }), Some((token, _))) = (&outcome, lease) {
                 let item = InboxItem {
                     id: *id,
@@ -748,7 +763,10 @@ fn apply(
                     p.items.push(item);
                 }
             }
-            reply(reply_to, outcome)
+            Applied {
+                broken,
+                ..reply(reply_to, outcome)
+            }
         }
         Command::Claim(token, limit, lease, wait, reply_to) => {
             match claim(tx, config, now, &token, limit, lease).map_err(err("claim inbox items")) {
@@ -767,6 +785,7 @@ fn apply(
                     Applied {
                         ok: true,
                         reply: Box::new(|_| {}),
+                        broken: None,
                     }
                 }
                 result => reply(reply_to, result),
@@ -887,6 +906,21 @@ fn apply(
     }
 }
 
+/// Why a record failed.
+enum RecordFailure {
+    /// Nothing of it was written (or what was, was undone).
+    Failed(rusqlite::Error),
+    /// Its inbox row failed, and so did deleting its delivery row: the
+    /// transaction holds a delivery without an inbox row and must not commit.
+    UndoFailed(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for RecordFailure {
+    fn from(e: rusqlite::Error) -> Self {
+        RecordFailure::Failed(e)
+    }
+}
+
 /// Inserts a delivery and its inbox row: pending, or, with `lease` (a token
 /// and when it ends), already claimed by a parked claim.
 fn record(
@@ -894,7 +928,7 @@ fn record(
     now: i64,
     d: &NewDelivery,
     lease: Option<(&str, i64)>,
-) -> rusqlite::Result<RecordOutcome> {
+) -> Result<RecordOutcome, RecordFailure> {
     let inserted = tx
         .prepare_cached(
             "INSERT INTO deliveries (delivery_id, event_key, event_key_text, event, action, received_at, body)
@@ -927,11 +961,11 @@ fn record(
         if let Err(e) = queued {
             // No savepoint around a record (see `apply_atomically`): undo the
             // delivery's row, so a delivery is never stored without its inbox row.
-            // (If this delete fails too, the database failed under it; the
-            // batch then goes on to commit without the undo, which is a known gap.)
-            tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
-                .execute([id])?;
-            return Err(e);
+            // If that fails too, the batch must not commit at all.
+            tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")
+                .and_then(|mut delete| delete.execute([id]))
+                .map_err(RecordFailure::UndoFailed)?;
+            return Err(RecordFailure::Failed(e));
         }
         return Ok(RecordOutcome::New { id });
     }

@@ -439,3 +439,50 @@ fn a_waiting_claim_does_not_overtake_a_completion_sent_before_it() {
     assert_eq!(items.iter().map(|i| i.id).collect::<Vec<_>>(), [b_id]);
     assert_eq!(rows(&writer)[0].1, "done");
 }
+
+#[test]
+fn a_record_whose_undo_fails_rolls_back_its_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = writer(&dir);
+    // A poisoned delivery's inbox row is refused, and so is the undo of its
+    // delivery row: the transaction would hold a delivery without inbox row.
+    writer
+        .connection
+        .execute_batch(
+            "CREATE TEMP TRIGGER poison_queue BEFORE INSERT ON inbox
+             WHEN (SELECT event FROM deliveries WHERE id = NEW.id) = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned row refuses its inbox row'); END;
+             CREATE TEMP TRIGGER poison_undo BEFORE DELETE ON deliveries
+             WHEN OLD.event = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned row refuses its undo'); END;",
+        )
+        .unwrap();
+    let (before, mut before_rx) = record(delivery("issue", 1));
+    let (bad, mut bad_rx) = record(delivery("poison", 2));
+    let (after, mut after_rx) = record(delivery("issue", 3));
+    writer.run_batch(vec![before, bad, after]);
+    for rx in [&mut before_rx, &mut bad_rx, &mut after_rx] {
+        let err = rx.try_recv().unwrap().unwrap_err();
+        assert!(
+            err.to_string().contains("poisoned row refuses its undo"),
+            "{err}"
+        );
+    }
+    let count = |table: &str| -> i64 {
+        writer
+            .connection
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(
+        (count("deliveries"), count("inbox")),
+        (0, 0),
+        "nothing of the batch was kept"
+    );
+
+    // The next batch is unaffected.
+    let (next, mut next_rx) = record(delivery("issue", 4));
+    writer.run_batch(vec![next]);
+    let id = new_id(&mut next_rx);
+    assert_eq!(rows(&writer), [(id, "pending".to_owned(), 0, None)]);
+}

@@ -56,6 +56,7 @@ where
             });
         Applied {
             ok,
+            broken: None,
             reply: Box::new(move |commit_error: Option<&Error>| {
                 let result = match commit_error {
                     Some(e) => Err(e.clone()),
