@@ -339,7 +339,7 @@ impl Worker {
 /// in the store together.
 #[derive(Default)]
 struct Completions {
-    waiting: std::sync::Mutex<Vec<(InboxItem, &'static str, Duration)>>,
+    waiting: std::sync::Mutex<Vec<Done>>,
     closed: std::sync::atomic::AtomicBool,
     more: Notify,
 }
@@ -357,7 +357,7 @@ impl Completions {
         self.more.notify_one();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(InboxItem, &'static str, Duration)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Done>> {
         self.waiting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -392,6 +392,10 @@ impl Completions {
         }
     }
 }
+
+/// An item to mark done, the result it is counted under, and how long its
+/// handlers took.
+type Done = (InboxItem, &'static str, Duration);
 
 /// An outcome that is not a plain completion (those go through [`Completions`]).
 enum Unfinished {

@@ -368,11 +368,12 @@ pub trait DeliveryStore: Send + Sync + fmt::Debug {
         lease: Duration,
     ) -> BoxFuture<'a, Result<Vec<InboxItem>, Error>>;
 
-    /// As [`claim`](Self::claim), but when nothing is ready the claim may wait
-    /// up to `wait` for deliveries to arrive, and a store that can take them
-    /// leases them to it as they are recorded, in the same transaction (no
-    /// second write to lease them, no read to load them). Answers as soon as it
-    /// holds some items. The default claims once, without waiting.
+    /// As [`claim`](Self::claim), but when fewer than `limit` items are ready
+    /// the claim may wait up to `wait` for deliveries to arrive, and a store
+    /// that can take them leases them to it as they are recorded, in the same
+    /// transaction (no second write to lease them, no read to load them).
+    /// Answers as soon as it holds some items. The default claims once,
+    /// without waiting.
     fn claim_waiting<'a>(
         &'a self,
         worker: &'a str,
