@@ -350,6 +350,8 @@ async fn a_v2_file_moves_its_state_into_the_inbox_table_losslessly() {
     );
     assert!(written[..5].iter().all(|(d, _, _)| d.order > 0));
     // The body-holding table has no state columns left to update.
+    // The page size a file was made with stays: only new files get 8 KiB pages.
+    assert_eq!(page_size(&connection), 4096);
     let state_columns: i64 = connection
         .query_row(
             "SELECT COUNT(*) FROM pragma_table_info('deliveries') WHERE name IN ('status','attempts','lease_owner','note')",
@@ -423,4 +425,19 @@ fn a_failed_v3_migration_leaves_the_v2_file_as_it_was() {
         all_columns(&Connection::open(&path).unwrap(), V2_ROW),
         before
     );
+}
+
+fn page_size(connection: &Connection) -> i64 {
+    connection
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_file_has_8_kib_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    let store = SqliteStore::open(&path, StoreConfig::default()).unwrap();
+    store.record(v1_delivery(1)).await.unwrap();
+    assert_eq!(page_size(&Connection::open(&path).unwrap()), 8192);
 }
