@@ -20,7 +20,7 @@
 //! loopback only in this run), and Plane's own pacing of retries.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -96,10 +96,13 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     let body_bytes = args.bodies.make(run, 0).len();
-    let mut chunks: Vec<Vec<Vec<u8>>> = (0..args.senders).map(|_| Vec::new()).collect();
-    for (i, r) in requests.into_iter().enumerate() {
-        chunks[i % args.senders].push(r);
-    }
+    // One queue in the order the events happened, and the next free sender
+    // takes the next delivery, as Plane's webhook workers take the next task.
+    // (Fixed shares per sender let the senders drift apart in event time, so
+    // the deliveries in flight together spread over the dedupe index, which no
+    // real stream of events does.)
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicUsize::new(0));
 
     // The backlog, sampled every 50 ms while the senders run (a scrape is a
     // read of in-memory gauges, it never touches the store).
@@ -124,17 +127,17 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let cpu_before = own_cpu();
-    let tasks: Vec<_> = chunks
-        .into_iter()
-        .map(|chunk| {
+    let tasks: Vec<_> = (0..args.senders)
+        .map(|_| {
             let address = authority.address.clone();
+            let (requests, next) = (requests.clone(), next.clone());
             tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(chunk.len());
+                let mut latencies = Vec::with_capacity(requests.len() / args.senders + 1);
                 let mut failures = 0usize;
                 let mut connection = Connection::open(&address).await?;
-                for request in chunk {
+                while let Some(request) = requests.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let t = Instant::now();
-                    match connection.send(&request).await {
+                    match connection.send(request).await {
                         Ok(200..=299) => latencies.push(t.elapsed()),
                         Ok(_) => failures += 1,
                         Err(e) => {
