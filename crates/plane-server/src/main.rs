@@ -134,13 +134,27 @@ enum OutputFormat {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Tokio's threads leave one core to the delivery store's writer, an OS thread
+/// of its own that takes most of a core under load: with a worker thread per
+/// core they compete with it, and on 2 cores one worker used about 2.5 µs less
+/// CPU per delivery at 64 senders and took 5% more deliveries a second
+/// (docs/BENCHMARKS.md). `TOKIO_WORKER_THREADS` still decides when it is set.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        builder.worker_threads(cores.saturating_sub(1).max(1));
+    }
+    builder.enable_all().build()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     if let Command::Bir { command } = cli.command {
         return bir_cli::run(command);
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("plane-server: cannot start the async runtime: {e}");
