@@ -270,19 +270,22 @@ async fn purge_removes_only_old_finished_rows_and_frees_their_keys() {
         let lease = Duration::from_secs(60);
         let old_done = delivery(1);
         store.record(old_done.clone()).await.unwrap();
-        store.record(delivery(2)).await.unwrap(); // stays pending, however old
+        store.record(delivery(2)).await.unwrap(); // never finishes, however old
         let claimed = store.claim("w", 1, lease).await.unwrap().remove(0);
         store.complete(&claimed).await.unwrap();
+        store.record(delivery(4)).await.unwrap(); // ready long ago, finished recently
         clock.advance(Duration::from_secs(8 * 86_400));
         store.record(delivery(3)).await.unwrap();
-        let recent = store.claim("w", 2, lease).await.unwrap();
-        let recent_done = recent.iter().find(|i| i.body == body(3)).unwrap();
-        store.complete(recent_done).await.unwrap();
+        let recent = store.claim("w", 3, lease).await.unwrap();
+        for n in [3, 4] {
+            let done = recent.iter().find(|i| i.body == body(n)).unwrap();
+            store.complete(done).await.unwrap();
+        }
 
         let purged = store.purge(Duration::from_secs(7 * 86_400)).await.unwrap();
         assert_eq!(purged, 1);
         let left: Vec<_> = store.list(None, 10).await.unwrap();
-        assert_eq!(left.len(), 2);
+        assert_eq!(left.len(), 3);
         assert!(left.iter().all(|r| r.id != claimed.id));
         // Past the retention window the event is new again.
         assert!(matches!(

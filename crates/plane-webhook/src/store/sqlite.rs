@@ -47,11 +47,12 @@ use crate::Error;
 /// deliveries schema). Each entry of `MIGRATIONS` moves the database one
 /// version up; a shipped step never changes, so a file written by an old build
 /// goes through the same steps a new file does.
-const SCHEMA_VERSION: i64 = 3;
-const MIGRATIONS: [fn(&Transaction<'_>) -> rusqlite::Result<()>; 3] = [
+const SCHEMA_VERSION: i64 = 4;
+const MIGRATIONS: [fn(&Transaction<'_>) -> rusqlite::Result<()>; 4] = [
     |tx| tx.execute_batch(SCHEMA_V1),
     migrate_v1_to_v2,
     migrate_v2_to_v3,
+    |tx| tx.execute_batch(SCHEMA_V4),
 ];
 
 /// Version 1, as shipped.
@@ -206,6 +207,12 @@ fn migrate_v2_to_v3(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+/// Version 4: no index on `finished_at`. Only purge read it, and every
+/// completion paid for it with one more b-tree insert and, per commit, one more
+/// page in the WAL. Purge walks `inbox_ready` instead: a finished row was ready
+/// before it finished, so its `next_attempt_at` is at most its `finished_at`.
+const SCHEMA_V4: &str = "DROP INDEX inbox_finished;";
 
 #[cfg(test)]
 mod batch_tests;
@@ -891,13 +898,16 @@ fn apply(
             let cutoff = now - duration_ms(older_than);
             let result = tx
                 .execute(
+                    // `next_attempt_at < ?1` lets the index bound the walk (see SCHEMA_V4).
                     "DELETE FROM deliveries WHERE id IN
-                       (SELECT id FROM inbox WHERE status IN ('done','ignored','dead') AND finished_at < ?1)",
+                       (SELECT id FROM inbox WHERE status IN ('done','ignored','dead')
+                          AND next_attempt_at < ?1 AND finished_at < ?1)",
                     [cutoff],
                 )
                 .and_then(|n| {
                     tx.execute(
-                        "DELETE FROM inbox WHERE status IN ('done','ignored','dead') AND finished_at < ?1",
+                        "DELETE FROM inbox WHERE status IN ('done','ignored','dead')
+                           AND next_attempt_at < ?1 AND finished_at < ?1",
                         [cutoff],
                     )?;
                     Ok(n as u64)
