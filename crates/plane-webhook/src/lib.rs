@@ -85,7 +85,7 @@ mod store;
 mod verify;
 
 pub use envelope::{
-    Action, Activity, Actor, CommentData, CycleData, Envelope, EventHead, EventKind, IdOr,
+    Action, Activity, Actor, CommentData, CycleData, Envelope, EventHead, EventKind, Extra, IdOr,
     LabelRef, ModuleData, Payload, ProjectData, StateRef, WorkItemData,
 };
 pub use handler::{EventHandler, Handled, HandlerError};

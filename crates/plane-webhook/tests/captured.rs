@@ -171,3 +171,37 @@ fn the_work_item_fields_a_domain_handler_compares_are_typed() {
     let created = read("1795615127062_0002_issue.body");
     assert_eq!(created.work_item().unwrap().updated_by, None);
 }
+
+/// `Envelope::parse` leaves the members it does not type to be decoded on first
+/// use; what it then holds is what serde's own (eager) decoding of `data` gives,
+/// for every recorded delivery, and it serializes back to the same object.
+#[test]
+fn the_untyped_members_decoded_on_use_are_those_serde_decodes_at_once() {
+    use plane_webhook::{CommentData, CycleData, ModuleData, ProjectData, WorkItemData};
+    fn same<T>(data: &serde_json::Value, lazy: &T, name: &str)
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize + PartialEq + std::fmt::Debug,
+    {
+        let eager: T = serde_json::from_value(data.clone()).unwrap();
+        assert_eq!(lazy, &eager, "{name}");
+        assert_eq!(&serde_json::to_value(lazy).unwrap(), data, "{name}");
+    }
+    let mut typed = 0;
+    for (name, body, _) in deliveries() {
+        let envelope = Envelope::parse(&body).unwrap();
+        let data = &serde_json::from_slice::<serde_json::Value>(&body).unwrap()["data"];
+        typed += 1;
+        match &envelope.payload {
+            Payload::WorkItem(item) => {
+                assert!(!item.extra.is_empty(), "{name}");
+                same::<WorkItemData>(data, item, &name)
+            }
+            Payload::Project(project) => same::<ProjectData>(data, project, &name),
+            Payload::Cycle(cycle) => same::<CycleData>(data, cycle, &name),
+            Payload::Module(module) => same::<ModuleData>(data, module, &name),
+            Payload::Comment(comment) => same::<CommentData>(data, comment, &name),
+            _ => typed -= 1,
+        }
+    }
+    assert!(typed >= 5, "only {typed} recorded deliveries have typed data");
+}
