@@ -294,6 +294,10 @@ macro_rules! data {
                     extra: Extra::lazy(text, &["id", $(stringify!($field),)* "updated_at"]),
                 })
             }
+
+            fn typed_none(&self) -> bool {
+                $(Option::is_none(&self.$field) &&)* self.updated_at.is_none()
+            }
         }
     };
 }
@@ -301,6 +305,8 @@ macro_rules! data {
 /// Read from the JSON text of an object, leaving [`Extra`] to be decoded on use.
 trait FromObject: Sized {
     fn from_object(text: &str) -> serde_json::Result<Self>;
+    /// No typed member but the id was sent (a delete, or an object of unknown members).
+    fn typed_none(&self) -> bool;
 }
 
 /// The members of an object this crate does not name, kept as sent. It reads
@@ -647,11 +653,11 @@ impl Payload {
             what: &str,
         ) -> Payload {
             // Deletes carry only `{"id": ...}` (v1) or `{}` (v2): keep them raw.
-            if members(data) <= 1 {
-                return Payload::Raw(raw_json(data));
-            }
+            // Members are counted only when the typed read cannot tell.
             match T::from_object(data.get()) {
-                Ok(typed) => wrap(Box::new(typed)),
+                Ok(typed) if !typed.typed_none() || members(data) > 1 => wrap(Box::new(typed)),
+                Ok(_) => Payload::Raw(raw_json(data)),
+                Err(_) if members(data) <= 1 => Payload::Raw(raw_json(data)),
                 Err(e) => {
                     tracing::warn!(error = %e, "`data` of a {what} event does not fit its type; kept as raw JSON");
                     Payload::Raw(raw_json(data))

@@ -203,5 +203,8 @@ fn the_untyped_members_decoded_on_use_are_those_serde_decodes_at_once() {
             _ => typed -= 1,
         }
     }
-    assert!(typed >= 5, "only {typed} recorded deliveries have typed data");
+    assert!(
+        typed >= 5,
+        "only {typed} recorded deliveries have typed data"
+    );
 }

@@ -167,6 +167,31 @@ fn odd_but_signed_bodies_are_kept_rather_than_refused() {
 }
 
 #[test]
+fn a_delete_keeps_its_data_raw_and_unknown_members_alone_are_still_typed() {
+    let id = "10726b93-2516-4e16-91f4-d6804b6c9979";
+    let parse = |data: &str| {
+        Envelope::parse(
+            format!(r#"{{"event": "issue", "action": "deleted", "data": {data}}}"#).as_bytes(),
+        )
+        .unwrap()
+        .payload
+    };
+    // v1 deletes send the id alone, v2 deletes an empty object.
+    for data in [format!(r#"{{"id": "{id}"}}"#), "{}".to_owned()] {
+        assert!(matches!(parse(&data), Payload::Raw(_)), "{data}");
+    }
+    // An id with only members the type does not name is still the typed object.
+    let Payload::WorkItem(item) = parse(&format!(r#"{{"id": "{id}", "is_draft": true}}"#)) else {
+        panic!("not typed")
+    };
+    assert_eq!(
+        (item.id.to_string(), item.name.as_ref()),
+        (id.to_owned(), None)
+    );
+    assert_eq!(item.extra["is_draft"], true);
+}
+
+#[test]
 fn a_placeholder_event_id_is_not_an_id() {
     for placeholder in ["\"None\"", "\"\"", "null", "\"null\""] {
         let body = format!(
