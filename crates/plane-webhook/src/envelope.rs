@@ -262,6 +262,8 @@ impl WorkItemData {
 /// An object of `data`: the members this crate types, plus [`Extra`]. Besides
 /// the serde impls (for any format), `from_object` reads it from JSON text
 /// without decoding the members it does not type: `Envelope::parse` uses it.
+/// A field's name is its member's name (`Extra` leaves out the typed ones by
+/// it), so no field may be renamed.
 macro_rules! data {
     ($(#[$doc:meta])* $name:ident { $($(#[$field_doc:meta])* $field:ident: $ty:ty),* $(,)? }) => {
         $(#[$doc])*
@@ -324,6 +326,12 @@ trait FromObject: Sized {
 /// let Payload::WorkItem(item) = &envelope.payload else { panic!() };
 /// assert_eq!(item.extra["is_draft"], false);
 /// assert!(!item.extra.contains_key("name"), "typed members are not repeated");
+/// // It iterates, changes and converts as the map does.
+/// let mut extra = item.extra.clone();
+/// extra.insert("is_draft".into(), true.into());
+/// assert_eq!((&extra).into_iter().count(), 1);
+/// let map: serde_json::Map<String, serde_json::Value> = extra.into();
+/// assert_eq!(map["is_draft"], true);
 /// ```
 #[derive(Clone, Default)]
 pub struct Extra {
@@ -338,6 +346,31 @@ impl Extra {
             source: Some((object.into(), typed)),
             decoded: OnceLock::new(),
         }
+    }
+}
+
+impl std::ops::DerefMut for Extra {
+    fn deref_mut(&mut self) -> &mut Map<String, Value> {
+        // Decoded first, then owned: the text no longer describes it.
+        let _ = &**self;
+        self.source = None;
+        self.decoded.get_mut().expect("decoded just above")
+    }
+}
+
+impl<'a> IntoIterator for &'a Extra {
+    type Item = (&'a String, &'a Value);
+    type IntoIter = serde_json::map::Iter<'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl From<Extra> for Map<String, Value> {
+    fn from(extra: Extra) -> Self {
+        let _ = &*extra;
+        extra.decoded.into_inner().unwrap_or_default()
     }
 }
 
@@ -653,7 +686,11 @@ impl Payload {
             what: &str,
         ) -> Payload {
             // Deletes carry only `{"id": ...}` (v1) or `{}` (v2): keep them raw.
-            // Members are counted only when the typed read cannot tell.
+            // Members are counted only when the typed read cannot tell. A struct
+            // also reads from an array, which is no object: raw too.
+            if !data.get().starts_with('{') {
+                return Payload::Raw(raw_json(data));
+            }
             match T::from_object(data.get()) {
                 Ok(typed) if !typed.typed_none() || members(data) > 1 => wrap(Box::new(typed)),
                 Ok(_) => Payload::Raw(raw_json(data)),

@@ -180,6 +180,15 @@ fn a_delete_keeps_its_data_raw_and_unknown_members_alone_are_still_typed() {
     for data in [format!(r#"{{"id": "{id}"}}"#), "{}".to_owned()] {
         assert!(matches!(parse(&data), Payload::Raw(_)), "{data}");
     }
+    // An array is no object, even one a struct could be read from.
+    let array = Envelope::parse(
+        format!(
+            r#"{{"event": "project", "action": "updated", "data": ["{id}", "n", null, null]}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert!(matches!(array.payload, Payload::Raw(_)));
     // An id with only members the type does not name is still the typed object.
     let Payload::WorkItem(item) = parse(&format!(r#"{{"id": "{id}", "is_draft": true}}"#)) else {
         panic!("not typed")

@@ -212,13 +212,23 @@ fn migrate_v2_to_v3(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 /// completion paid for it with one more b-tree insert and, per commit, one more
 /// page in the WAL. Purge walks `inbox_ready` instead: a finished row was ready
 /// before it finished, so its `next_attempt_at` is at most its `finished_at`.
-const SCHEMA_V4: &str = "DROP INDEX inbox_finished;";
+const SCHEMA_V4: &str = "DROP INDEX IF EXISTS inbox_finished;";
+
+/// Finished deliveries older than `?1`, then their inbox rows.
+/// `next_attempt_at < ?1` lets `inbox_ready` bound the walk (see SCHEMA_V4).
+const PURGE_DELIVERIES: &str = "DELETE FROM deliveries WHERE id IN
+    (SELECT id FROM inbox WHERE status IN ('done','ignored','dead')
+       AND next_attempt_at < ?1 AND finished_at < ?1)";
+const PURGE_INBOX: &str = "DELETE FROM inbox WHERE status IN ('done','ignored','dead')
+    AND next_attempt_at < ?1 AND finished_at < ?1";
 
 #[cfg(test)]
 mod batch_tests;
 mod domain;
 #[cfg(test)]
 mod migration_tests;
+#[cfg(test)]
+mod purge_tests;
 
 use domain::Job;
 
@@ -417,7 +427,8 @@ fn open_connection(path: &Path) -> Result<Connection, Error> {
     // 8 KiB pages hold three 2.2 KiB bodies where 4 KiB pages held one, so a
     // commit writes fewer WAL frames (a third fewer write calls, 10% less CPU
     // per delivery at 64 senders; docs/BENCHMARKS.md). It only takes on a new
-    // file: an existing database keeps the page size it was created with.
+    // file, and only before `journal_mode = WAL` writes the header, so it comes
+    // first: an existing database keeps the page size it was created with.
     connection
         .execute_batch(
             "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
@@ -897,19 +908,9 @@ fn apply(
         Command::Purge(older_than, reply_to) => {
             let cutoff = now - duration_ms(older_than);
             let result = tx
-                .execute(
-                    // `next_attempt_at < ?1` lets the index bound the walk (see SCHEMA_V4).
-                    "DELETE FROM deliveries WHERE id IN
-                       (SELECT id FROM inbox WHERE status IN ('done','ignored','dead')
-                          AND next_attempt_at < ?1 AND finished_at < ?1)",
-                    [cutoff],
-                )
+                .execute(PURGE_DELIVERIES, [cutoff])
                 .and_then(|n| {
-                    tx.execute(
-                        "DELETE FROM inbox WHERE status IN ('done','ignored','dead')
-                           AND next_attempt_at < ?1 AND finished_at < ?1",
-                        [cutoff],
-                    )?;
+                    tx.execute(PURGE_INBOX, [cutoff])?;
                     Ok(n as u64)
                 })
                 .map_err(err("purge deliveries"));
