@@ -10,6 +10,7 @@
 #   BODIES=2k LEVELS=64 RUNS=3 scripts/load.sh
 #
 # TOTAL deliveries per run (default 100000; TOTAL_1 for one sender, default 20000).
+# The server logs at warn: at the default info it writes a line per delivery (see BENCHMARKS).
 # SAME_TIME=1 keeps the recorded data.updated_at on every body (the dedupe index's worst case).
 # SERVER_BIN runs another build of the server (an older one, for a before/after).
 # PERF=1 records the server with `perf record -g` into $PERF_OUT (default /tmp/plane-server.perf).
