@@ -99,11 +99,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
+        // Behind one Arc: axum clones the state for every request.
+        .with_state(Arc::new(state))
 }
 
 async fn receive(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     abort: Option<Extension<AbortConnection>>,
     delivery: Result<VerifiedDelivery, WebhookRejection>,
 ) -> Response {
@@ -177,7 +178,7 @@ async fn healthz() -> Json<serde_json::Value> {
 /// delivery: a receiver taken out of rotation for a Plane outage would make
 /// Plane's own deliveries fail, and Plane CE turns a webhook off after 6
 /// failed attempts. Plane's state is reported as a fixed word.
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     // The store's error names files; it goes to the log, not to the caller.
     let store_ok = match state.connector.store().ping().await {
         Ok(()) => true,
@@ -241,7 +242,7 @@ async fn plane_readiness(state: &AppState) -> PlaneReadiness {
     readiness
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(
             http::header::CONTENT_TYPE,

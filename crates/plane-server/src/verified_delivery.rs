@@ -7,6 +7,8 @@
 //! (event, action, event id: what the delivery is stored by).
 //! Any failure is a [`WebhookRejection`], which carries its HTTP status.
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequest, Request};
 use bytes::Bytes;
 use plane_webhook::{DeliveryHeaders, EventHead};
@@ -27,10 +29,13 @@ pub struct VerifiedDelivery {
     _permit: InFlightPermit,
 }
 
-impl FromRequest<AppState> for VerifiedDelivery {
+impl FromRequest<Arc<AppState>> for VerifiedDelivery {
     type Rejection = WebhookRejection;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request(
+        request: Request,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
         let (parts, body) = request.into_parts();
         // Before any byte of the body is read: past the limit, the body waits in
         // the socket instead of in memory.
