@@ -16,7 +16,8 @@ use crate::profile::{Filing, Profile};
 /// Serialised (JSON) with the fields `form`, `form_name`, `period` (`2026-03`, `2026-Q1`,
 /// `2026`), `months` (quarters only), `period_start`, `period_end`, `due_date` (filing),
 /// `payment_date` (only where it differs), `rule`, `rule_date`, `moved_by`,
-/// `payment_rule_date` and `payment_moved_by` (with `payment_date`), and `override`.
+/// `payment_rule_date` and `payment_moved_by` (with `payment_date`), `override`,
+/// `provisional` (always) and `provisional_reason` (when provisional).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Deadline {
     /// The form, as the BIR writes it.
@@ -53,6 +54,13 @@ pub struct Deadline {
     /// The override that replaced the computed dates, if any.
     #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
     pub overridden: Option<AppliedOverride>,
+    /// The date relies on holidays that are not proclaimed yet (a provisional year, or an
+    /// estimated day): it may still move when they are. Never set with an override, whose
+    /// date is a person's.
+    pub provisional: bool,
+    /// Why, with `provisional`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisional_reason: Option<String>,
 }
 
 /// An override applied to a deadline: what it replaced and why.
@@ -99,6 +107,37 @@ pub fn periods(profile: &Profile, form: &Form, year: i32) -> Result<Vec<Period>>
             year_end_month,
         }],
     })
+}
+
+/// The period of `form` that `label` names (`2026-03`, `2026-Q1`, `2026`), in the
+/// profile's taxable year where the form follows it.
+///
+/// ```
+/// use plane_bir::{Catalog, Profile, calendar::period_of};
+/// let profile = Profile::parse(
+///     include_str!("../profiles/fiscal-june-corporation.toml"), "fiscal.toml")?;
+/// let form = Catalog::builtin().get("1702Q").unwrap();
+/// let q1 = period_of(&profile, form, "2027-q1")?;
+/// assert_eq!(q1.months(), ["2026-07", "2026-08", "2026-09"]);
+/// assert!(period_of(&profile, form, "2027-Q4").is_err(), "no 1702Q for the fourth quarter");
+/// # Ok::<(), plane_bir::Error>(())
+/// ```
+pub fn period_of(profile: &Profile, form: &Form, label: &str) -> Result<Period> {
+    let schedule = form.schedule()?;
+    let bad = |expected: String| Error::BadPeriod {
+        form: form.code.clone(),
+        period: label.to_owned(),
+        expected,
+    };
+    let normal = Period::check_label(label, schedule.frequency).map_err(|e| bad(e.into()))?;
+    let year: i32 = normal
+        .get(..4)
+        .and_then(|y| y.parse().ok())
+        .ok_or_else(|| bad("a year of four digits".into()))?;
+    periods(profile, form, year)?
+        .into_iter()
+        .find(|p| p.to_string() == normal)
+        .ok_or_else(|| bad(format!("one of the periods {} files", form.code)))
 }
 
 /// The years [`calendar`] accepts (a holiday file's years are 1900-9999; a calendar also
@@ -159,10 +198,90 @@ pub fn calendar(
             }
         }
     }
+    sort(profile, &mut out);
+    Ok(out)
+}
+
+/// By filing date, then the profile's form order, then period.
+pub(crate) fn sort(profile: &Profile, deadlines: &mut [Deadline]) {
     let order = |code: &str| profile.forms.iter().position(|f| f.code == code);
-    out.sort_by(|a, b| {
+    deadlines.sort_by(|a, b| {
         (a.due_date, order(&a.form), a.period).cmp(&(b.due_date, order(&b.form), b.period))
     });
+}
+
+/// The longest range [`deadlines_between`] takes, in years.
+pub const MAX_RANGE_YEARS: i32 = 20;
+
+/// Every deadline that falls due from `from` to `to` (both days included), whatever
+/// period or fiscal year it belongs to, sorted by filing date.
+///
+/// A fiscal year's returns can fall due in the calendar year before the one that labels
+/// them: a June year end's `2027-Q1` (July to September 2026) is due in 2026, and a range
+/// over 2026 lists it.
+///
+/// ```
+/// use plane_bir::{deadlines_between, Holidays, Overrides, Profile};
+/// let profile = Profile::parse(
+///     include_str!("../profiles/fiscal-june-corporation.toml"), "fiscal.toml")?;
+/// let day = |s: &str| s.parse().unwrap();
+/// let due = deadlines_between(&profile, day("2026-12-01"), day("2026-12-31"),
+///     &Holidays::builtin(), &Overrides::none())?;
+/// let first = &due[0];
+/// assert_eq!((first.form.as_str(), first.period.to_string(), first.due_date.to_string()),
+///            ("1702Q", "2027-Q1".to_string(), "2026-12-01".to_string()));
+/// # Ok::<(), plane_bir::Error>(())
+/// ```
+pub fn deadlines_between(
+    profile: &Profile,
+    from: NaiveDate,
+    to: NaiveDate,
+    holidays: &Holidays,
+    overrides: &Overrides,
+) -> Result<Vec<Deadline>> {
+    let invalid = |problem: String, allowed: String| Error::Invalid {
+        place: crate::error::Place {
+            file: "the calendar request".into(),
+            location: None,
+        },
+        field: "from, to".into(),
+        problem,
+        allowed,
+    };
+    if from > to {
+        return Err(invalid(
+            format!("the range starts ({from}) after it ends ({to})"),
+            "a start on or before the end".into(),
+        ));
+    }
+    for date in [from, to] {
+        if !CALENDAR_YEARS.contains(&date.year()) {
+            return Err(invalid(
+                format!("{date} is outside the years a calendar covers"),
+                format!("{}-{}", CALENDAR_YEARS.start(), CALENDAR_YEARS.end()),
+            ));
+        }
+    }
+    if to.year() - from.year() > MAX_RANGE_YEARS {
+        return Err(invalid(
+            format!("{from} to {to} spans more than {MAX_RANGE_YEARS} years"),
+            format!("at most {MAX_RANGE_YEARS} years"),
+        ));
+    }
+    // A period's label year is at most one after its due year (fiscal quarters) and at
+    // most one before it (annual returns, December's monthly ones).
+    let mut out = Vec::new();
+    for form in &profile.forms {
+        for label_year in from.year() - 1..=to.year() + 1 {
+            for period in periods(profile, form, label_year)? {
+                let d = deadline(profile, form, period, holidays, overrides)?;
+                if (from..=to).contains(&d.due_date) {
+                    out.push(d);
+                }
+            }
+        }
+    }
+    sort(profile, &mut out);
     Ok(out)
 }
 
@@ -207,23 +326,16 @@ pub fn deadline(
             )
         }
     };
-    let context = |date: NaiveDate| {
-        move |e: Error| match e {
-            Error::NoHolidayData {
-                year, available, ..
-            } => Error::NoHolidayData {
-                year,
-                needed_for: Some(format!("{} {period}, rule date {date}", form.code)),
-                available,
-            },
-            other => other,
-        }
-    };
-    let (due_date, moved_by) = roll_forward(rule_date, holidays).map_err(context(rule_date))?;
+    let (due_date, moved_by) = roll_forward(rule_date, holidays)?;
     let payment = match payment_rule_date {
-        Some(p) => Some((p, roll_forward(p, holidays).map_err(context(p))?)),
+        Some(p) => Some((p, roll_forward(p, holidays)?)),
         None => None,
     };
+    let mut reasons = Vec::new();
+    provisional_reasons(holidays, rule_date, due_date, &moved_by, &mut reasons);
+    if let Some((p, (date, moves))) = &payment {
+        provisional_reasons(holidays, *p, *date, moves, &mut reasons);
+    }
     let payment = payment.filter(|(_, (date, _))| *date != due_date);
     let mut d = Deadline {
         form: form.code.clone(),
@@ -244,6 +356,8 @@ pub fn deadline(
         payment_rule_date: payment.as_ref().map(|(rule, _)| *rule),
         payment_moved_by: payment.map(|(_, (_, moves))| moves),
         overridden: None,
+        provisional: !reasons.is_empty(),
+        provisional_reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
     };
     if let Some(o) = overrides.get(&form.code, &period.to_string()) {
         d.overridden = Some(AppliedOverride {
@@ -253,8 +367,36 @@ pub fn deadline(
         });
         d.due_date = o.due;
         d.payment_date = o.payment.filter(|p| *p != o.due);
+        d.provisional = false;
+        d.provisional_reason = None;
     }
     Ok(d)
+}
+
+/// Why a date found by rolling `from` forward to `to` may still move: each year it
+/// looked at that is provisional, and each estimated day that moved it (once each).
+fn provisional_reasons(
+    holidays: &Holidays,
+    from: NaiveDate,
+    to: NaiveDate,
+    moves: &[Move],
+    out: &mut Vec<String>,
+) {
+    let mut add = |reason: String| {
+        if !out.contains(&reason) {
+            out.push(reason);
+        }
+    };
+    for year in from.year()..=to.year() {
+        if let Some(reason) = holidays.why_provisional(year) {
+            add(reason);
+        }
+    }
+    for m in moves.iter().filter(|m| m.provisional) {
+        if holidays.why_provisional(m.date.year()).is_none() {
+            add(format!("{} ({}) is an estimated date", m.date, m.why));
+        }
+    }
 }
 
 fn rule_months_after(rule: &DueRule) -> u32 {

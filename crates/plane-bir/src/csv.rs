@@ -15,6 +15,8 @@ pub const CSV_COLUMNS: &[&str] = &[
     "moved_by",
     "override_reason",
     "computed_due_date",
+    "provisional",
+    "provisional_reason",
 ];
 
 /// The calendar as CSV with a header row; CRLF line ends, fields quoted where needed.
@@ -25,6 +27,7 @@ pub const CSV_COLUMNS: &[&str] = &[
 /// let csv = to_csv(&calendar(&p, 2026, &Holidays::builtin(), &Overrides::none()).unwrap());
 /// let second = csv.lines().nth(1).unwrap();
 /// assert!(second.starts_with("1702Q,2026-Q1,2026-01-01,2026-03-31,2026-06-01,,60 days after the period ends,2026-05-30,2026-05-30 Saturday; 2026-05-31 Sunday,"), "{second}");
+/// assert!(second.ends_with(",false,"), "{second}");
 /// ```
 pub fn to_csv(deadlines: &[Deadline]) -> String {
     let mut out = CSV_COLUMNS.join(",") + "\r\n";
@@ -52,6 +55,8 @@ pub fn to_csv(deadlines: &[Deadline]) -> String {
                 .as_ref()
                 .map(|o| o.computed_due_date.to_string())
                 .unwrap_or_default(),
+            d.provisional.to_string(),
+            d.provisional_reason.clone().unwrap_or_default(),
         ];
         let row: Vec<String> = fields.iter().map(|f| quote(f)).collect();
         out += &row.join(",");

@@ -108,20 +108,6 @@ pub enum Error {
         /// The shape the form's frequency needs.
         expected: String,
     },
-    /// A date in a year that has no holiday data: the calendar refuses to guess.
-    #[error(
-        "no holiday data for {year}{}: holiday data covers {}; add the year with a holiday file ([[year]] year = {year}, see plane_bir::holidays)",
-        needed_for.as_ref().map(|n| format!(" (needed for {n})")).unwrap_or_default(),
-        years_list(available)
-    )]
-    NoHolidayData {
-        /// The year without data.
-        year: i32,
-        /// The deadline that needed it (`1601-C 2027-12, rule date 2028-01-15`).
-        needed_for: Option<String>,
-        /// The years that have data.
-        available: Vec<i32>,
-    },
     /// Holiday data so dense that no business day follows a date within a year.
     #[error("no business day within 366 days after {from}: check the holiday files")]
     NoBusinessDay {
@@ -191,17 +177,6 @@ fn field_prefix(field: &Option<String>) -> String {
         .as_ref()
         .map(|f| format!("field `{f}`: "))
         .unwrap_or_default()
-}
-
-fn years_list(years: &[i32]) -> String {
-    if years.is_empty() {
-        return "no year".into();
-    }
-    years
-        .iter()
-        .map(i32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Shorthand for results in this crate.

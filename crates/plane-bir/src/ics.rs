@@ -2,7 +2,8 @@
 //!
 //! Each event's UID is built from the form, the period and the taxpayer's TIN, so
 //! importing a newer export updates the same events instead of adding copies; SEQUENCE
-//! grows with the export time so calendar apps accept the newer dates.
+//! grows with the export time so calendar apps accept the newer dates. A provisional
+//! date is `STATUS:TENTATIVE`, with the reason in its description.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 
@@ -19,6 +20,7 @@ use crate::profile::Profile;
 /// assert!(ics.starts_with("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"));
 /// assert!(ics.contains("UID:1601-C.2026-01.123456789000@plane-bir\r\n"));
 /// assert!(ics.contains("DTSTART;VALUE=DATE:20260210\r\nDTEND;VALUE=DATE:20260211\r\n"));
+/// assert!(ics.contains("STATUS:CONFIRMED\r\n") && !ics.contains("TENTATIVE"));
 /// ```
 pub fn to_ics(deadlines: &[Deadline], profile: &Profile, now: DateTime<Utc>) -> String {
     let mut out = String::new();
@@ -62,6 +64,12 @@ pub fn to_ics(deadlines: &[Deadline], profile: &Profile, now: DateTime<Utc>) -> 
             escape(&format!("BIR {} {}: {pay}", d.form, d.period))
         ));
         line(&format!("DESCRIPTION:{}", escape(&describe(d))));
+        // A date that may still move when the year's holidays are proclaimed.
+        line(if d.provisional {
+            "STATUS:TENTATIVE"
+        } else {
+            "STATUS:CONFIRMED"
+        });
         line("CATEGORIES:BIR");
         line("TRANSP:TRANSPARENT");
         line("END:VEVENT");
@@ -94,6 +102,9 @@ fn describe(d: &Deadline) -> String {
             "\nOverride: {} (computed {}).",
             o.reason, o.computed_due_date
         );
+    }
+    if let Some(why) = &d.provisional_reason {
+        s += &format!("\nProvisional: {why}.");
     }
     s
 }

@@ -14,8 +14,10 @@
 //! - [`Profile`] (a TOML file, see [`profile`]): name, [`Tin`], corporation or individual,
 //!   calendar or fiscal year, eFPS and its [`EfpsGroup`], and what applies (or an explicit
 //!   form list). Errors name the file, line, column, field and the allowed values.
-//! - [`Holidays`] (`data/holidays.toml`, compiled in: 2025, 2026, 2027), plus holiday files
-//!   that add years or days. A date in a year without data is [`Error::NoHolidayData`].
+//! - [`Holidays`] (`data/holidays.toml`, compiled in: 2025 and 2026 proclaimed, 2027 and
+//!   2028 provisional), plus holiday files that add years or days. A year without data is
+//!   never refused: its holidays are the ones the law fixes ([`holiday_law`]), and every
+//!   deadline relying on a provisional year says so ([`Deadline::provisional`]).
 //! - [`calendar`] computes every [`Deadline`] of a year: form, [`Period`], filing date,
 //!   payment date where it differs (eFPS), the rule, the rule's date, and every day that
 //!   moved it ([`roll_forward`]: Saturdays, Sundays, regular holidays and special
@@ -171,7 +173,9 @@ pub mod catalog;
 pub mod csv;
 pub mod error;
 pub mod handler;
+pub mod holiday_law;
 pub mod holidays;
+pub mod horizon;
 pub mod ics;
 pub mod overrides;
 pub mod period;
@@ -180,13 +184,15 @@ pub mod store;
 pub mod sync;
 
 pub use calendar::{
-    AppliedOverride, CALENDAR_YEARS, Deadline, calendar, deadline, periods, rule_date,
+    AppliedOverride, CALENDAR_YEARS, Deadline, calendar, deadline, deadlines_between, period_of,
+    periods, rule_date,
 };
 pub use catalog::{Basis, Catalog, DueRule, EfpsRule, Form, Frequency, Schedule, Status};
 pub use csv::to_csv;
 pub use error::{Error, Location, Place, Result};
 pub use handler::BirHandler;
-pub use holidays::{Holiday, HolidayKind, HolidayYear, Holidays, Move, roll_forward};
+pub use holidays::{Holiday, HolidayKind, HolidayYear, Holidays, Move, YearStatus, roll_forward};
+pub use horizon::{Ahead, Window};
 pub use ics::to_ics;
 pub use overrides::{Override, Overrides, save_override};
 pub use period::Period;

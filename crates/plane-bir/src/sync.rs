@@ -230,6 +230,14 @@ fn describe(d: &Deadline) -> String {
             o.computed_due_date
         );
     }
+    if let Some(why) = &d.provisional_reason {
+        let _ = write!(
+            html,
+            "<p><strong>Provisional date</strong>: {}. The next sync moves it if the \
+             proclaimed holidays change it.</p>",
+            escape(why)
+        );
+    }
     html.push_str(
         "<p><em>Kept by plane-connector (plane-bir). Edits to the name, dates or this \
          description are restored on the next sync; move the work item to a completed \
@@ -238,7 +246,11 @@ fn describe(d: &Deadline) -> String {
     html
 }
 
-fn fingerprint(name: Option<&str>, html: Option<&str>, target: Option<NaiveDate>) -> String {
+pub(crate) fn fingerprint(
+    name: Option<&str>,
+    html: Option<&str>,
+    target: Option<NaiveDate>,
+) -> String {
     let mut hash = Sha256::new();
     for part in [
         name.unwrap_or(""),
@@ -258,7 +270,7 @@ fn fingerprint(name: Option<&str>, html: Option<&str>, target: Option<NaiveDate>
         })
 }
 
-fn plane_fingerprint(item: &WorkItem) -> String {
+pub(crate) fn plane_fingerprint(item: &WorkItem) -> String {
     fingerprint(
         item.name.as_deref(),
         item.description_html.as_deref(),
@@ -358,6 +370,23 @@ pub struct Drift {
     pub fields: Vec<&'static str>,
 }
 
+/// A deadline whose date changed since the sync last pushed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rescheduled {
+    /// The work item's external id.
+    pub external_id: String,
+    /// The form.
+    pub form: String,
+    /// The period.
+    pub period: String,
+    /// The filing date last pushed.
+    pub from: NaiveDate,
+    /// The filing date now.
+    pub to: NaiveDate,
+    /// Whether the new date is still provisional.
+    pub provisional: bool,
+}
+
 /// Progress, reported after the listings (`done = 0`) and after each write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -387,6 +416,9 @@ pub struct SyncReport {
     pub labels_created: usize,
     /// Drift found (and, unless a dry run, restored).
     pub drift: Vec<Drift>,
+    /// Deadlines whose date changed since the last sync (new holiday data, an override),
+    /// each moved with one write.
+    pub rescheduled: Vec<Rescheduled>,
     /// Every change, in order (what a dry run would do).
     pub plan: Vec<PlannedChange>,
     /// HTTP requests sent by the client during the run (retries included).
@@ -558,6 +590,16 @@ pub async fn sync(
             });
             continue;
         };
+        if let Some(r) = record.filter(|r| r.due_date != d.due_date) {
+            report.rescheduled.push(Rescheduled {
+                external_id: ext.clone(),
+                form: d.form.clone(),
+                period: period.clone(),
+                from: r.due_date,
+                to: d.due_date,
+                provisional: d.provisional,
+            });
+        }
         if let (Some(r), Some(status)) = (record, listed_status(item, &group_of))
             && r.work_item_id == Some(item.id)
             && r.status != status

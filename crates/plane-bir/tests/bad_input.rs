@@ -1,7 +1,7 @@
 //! Bad input gets a precise error: the file, the line and column, the field, and what is allowed.
 #![allow(clippy::unwrap_used)]
 
-use plane_bir::{Holidays, Overrides, Profile, calendar};
+use plane_bir::{Holidays, Overrides, Profile, calendar, deadlines_between};
 
 const ALLOWED_FORMS: &str = "1601-C, 1604-C, 2316, 0619-E, 1601-EQ, 2307, 1604-E, 0619-F, 1601-FQ, 1604-F, 1602Q, 1603Q, 1600-VT, 1600-PT, 2550Q, SLSP, 2551Q, 2000, 1702Q, 1702-RT, 1702-EX, 1702-MX, 1701Q, 1701A, 1701, 1700";
 
@@ -84,32 +84,46 @@ fn an_unknown_field_or_value_names_the_allowed_ones() {
 }
 
 #[test]
-fn a_year_without_holiday_data() {
+fn a_range_that_is_backwards_or_too_wide() {
     let p = Profile::parse(&format!("{HEAD}forms = [\"1601-C\"]\n"), "p.toml").unwrap();
-    // 2027's December return falls due in January 2028, which has no data.
-    let err = calendar(&p, 2027, &Holidays::builtin(), &Overrides::none())
-        .unwrap_err()
-        .to_string();
+    let day = |s: &str| s.parse().unwrap();
+    let h = Holidays::builtin();
+    let err = deadlines_between(
+        &p,
+        day("2026-12-31"),
+        day("2026-01-01"),
+        &h,
+        &Overrides::none(),
+    )
+    .unwrap_err()
+    .to_string();
     assert_eq!(
         err,
-        "no holiday data for 2028 (needed for 1601-C 2027-12, rule date 2028-01-15): holiday data covers 2025, 2026, 2027; add the year with a holiday file ([[year]] year = 2028, see plane_bir::holidays)"
+        "the calendar request: field `from, to`: the range starts (2026-12-31) after it ends (2026-01-01); allowed: a start on or before the end"
     );
-    let err = calendar(&p, 2031, &Holidays::builtin(), &Overrides::none())
-        .unwrap_err()
-        .to_string();
+    let err = deadlines_between(
+        &p,
+        day("2026-01-01"),
+        day("2050-01-01"),
+        &h,
+        &Overrides::none(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
-        err.starts_with(
-            "no holiday data for 2031 (needed for 1601-C 2031-01, rule date 2031-02-10)"
-        ),
+        err.contains("spans more than 20 years; allowed: at most 20 years"),
         "{err}"
     );
-    // With the year added, it works.
-    let mut h = Holidays::builtin();
-    h.merge_str("[[year]]\nyear = 2028\ndays = [{ date = \"2028-01-01\", name = \"New Year's Day\", kind = \"regular\" }]\n", "2028.toml").unwrap();
-    assert_eq!(
-        calendar(&p, 2027, &h, &Overrides::none()).unwrap().len(),
-        12
-    );
+    // One day is a range.
+    let one = deadlines_between(
+        &p,
+        day("2026-02-10"),
+        day("2026-02-10"),
+        &h,
+        &Overrides::none(),
+    )
+    .unwrap();
+    assert_eq!(one.len(), 1);
 }
 
 #[test]

@@ -213,7 +213,7 @@ fn csv_quotes_what_needs_quoting() {
         .find(|l| l.starts_with("2550Q,2026-Q1,"))
         .unwrap();
     assert!(
-        row.ends_with(",\"RMC 5-2026, \"\"system downtime\"\"\",2026-04-27"),
+        row.ends_with(",\"RMC 5-2026, \"\"system downtime\"\"\",2026-04-27,false,"),
         "{row}"
     );
     assert_eq!(

@@ -1,17 +1,22 @@
-//! Properties of every calendar: no deadline falls on a weekend or a listed holiday, and
-//! none is earlier than its rule's date.
+//! Properties of every calendar: no deadline falls on a weekend or a known holiday, none
+//! is earlier than its rule's date, every one relying on a year that is not proclaimed is
+//! provisional (the years beyond the data too), and a range lists every deadline due in it
+//! once.
 #![allow(clippy::unwrap_used)]
 
 use chrono::{Datelike, Days, NaiveDate, Weekday};
-use plane_bir::{Catalog, Holidays, Overrides, Profile, calendar, roll_forward};
+use std::collections::BTreeSet;
+
+use plane_bir::{Catalog, Holidays, Overrides, Profile, calendar, deadlines_between, roll_forward};
 use proptest::prelude::*;
 
 fn business_day(date: NaiveDate, h: &Holidays) -> bool {
     !matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
-        && h.get(date)
-            .unwrap()
-            .is_none_or(|d| !d.kind.moves_deadlines())
+        && h.get(date).is_none_or(|d| !d.kind.moves_deadlines())
 }
+
+/// The years whose holidays are proclaimed in the compiled-in data.
+const PROCLAIMED: [i32; 2] = [2025, 2026];
 
 fn profile_text(
     corporation: bool,
@@ -45,11 +50,9 @@ proptest! {
         corporation in any::<bool>(),
         efps in proptest::option::of(proptest::sample::select(vec!['A', 'B', 'C', 'D', 'E'])),
         year_end_month in 1u32..=12,
-        year in 2025i32..=2026,
+        year in 2024i32..=2040,
         picks in proptest::sample::subsequence(Catalog::builtin().codes_with_deadlines(), 1..8),
     ) {
-        // A fiscal year labelled 2025 starts in 2024, which has no holiday data.
-        let year_end_month = if year == 2025 { 12 } else { year_end_month };
         let profile = Profile::parse(&profile_text(corporation, efps, year_end_month, &picks), "p.toml").unwrap();
         let h = Holidays::builtin();
         let deadlines = calendar(&profile, year, &h, &Overrides::none()).unwrap();
@@ -71,11 +74,51 @@ proptest! {
                 prop_assert!(p >= d.payment_rule_date.unwrap());
             }
             prop_assert!(d.period.year() == year || d.due_date.year() == year);
+            // Provisional exactly when a day it looked at lies outside the proclaimed
+            // years, or an estimated holiday moved it.
+            let mut looked_at = vec![(d.rule_date, d.due_date)];
+            if let (Some(rule), Some(p)) = (d.payment_rule_date, d.payment_date) {
+                looked_at.push((rule, p));
+            }
+            let unproclaimed = looked_at.iter().any(|(a, b)| {
+                (a.year()..=b.year()).any(|y| !PROCLAIMED.contains(&y))
+            });
+            let estimated = d.moved_by.iter().chain(d.payment_moved_by.iter().flatten()).any(|m| m.provisional);
+            prop_assert_eq!(d.provisional, unproclaimed || estimated, "{} {} due {}", d.form, d.period, d.due_date);
+            prop_assert_eq!(d.provisional, d.provisional_reason.is_some());
         }
     }
 
     #[test]
-    fn roll_forward_lands_on_the_first_business_day(offset in 0u64..(365 * 3 - 20)) {
+    fn a_range_lists_every_deadline_due_in_it_once(
+        year_end_month in 1u32..=12,
+        start in 0u64..(365 * 6),
+        length in 0u64..800,
+        picks in proptest::sample::subsequence(Catalog::builtin().codes_with_deadlines(), 1..10),
+    ) {
+        let profile = Profile::parse(&profile_text(true, None, year_end_month, &picks), "p.toml").unwrap();
+        let h = Holidays::builtin();
+        let from = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap() + Days::new(start);
+        let to = from + Days::new(length);
+        let listed = deadlines_between(&profile, from, to, &h, &Overrides::none()).unwrap();
+        // Every year's calendar around the range, each (form, period) once.
+        let mut expected = BTreeSet::new();
+        for year in from.year() - 2..=to.year() + 2 {
+            for d in calendar(&profile, year, &h, &Overrides::none()).unwrap() {
+                if (from..=to).contains(&d.due_date) {
+                    expected.insert((d.form.clone(), d.period.to_string(), d.due_date));
+                }
+            }
+        }
+        let got: Vec<_> = listed.iter().map(|d| (d.form.clone(), d.period.to_string(), d.due_date)).collect();
+        let unique: BTreeSet<_> = got.iter().cloned().collect();
+        prop_assert_eq!(unique.len(), got.len(), "a deadline listed twice");
+        prop_assert_eq!(unique, expected);
+        prop_assert!(listed.windows(2).all(|w| w[0].due_date <= w[1].due_date));
+    }
+
+    #[test]
+    fn roll_forward_lands_on_the_first_business_day(offset in 0u64..(365 * 15)) {
         let h = Holidays::builtin();
         let start = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap() + Days::new(offset);
         let (day, moves) = roll_forward(start, &h).unwrap();

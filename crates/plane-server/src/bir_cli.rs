@@ -20,12 +20,22 @@ const WIDTH: usize = 80;
 
 #[derive(Debug, Subcommand)]
 pub enum BirCommand {
-    /// Every deadline of a year: months and quarters of that year, and annual returns of
-    /// that taxable year or due in it. Without --profile: every form, calendar year, manual filer.
+    /// Every deadline of a year (months and quarters of that year, and annual returns of
+    /// that taxable year or due in it), or every deadline due in a range (--from, --to),
+    /// whatever period or fiscal year it belongs to. Without --profile: every form,
+    /// calendar year, manual filer. A date that relies on holidays not yet proclaimed is
+    /// marked provisional.
+    #[command(group = clap::ArgGroup::new("when").required(true).args(["year", "from"]))]
     Calendar {
         /// The year.
-        #[arg(long)]
-        year: i32,
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        year: Option<i32>,
+        /// The first due date of a range, YYYY-MM-DD (with --to).
+        #[arg(long, value_name = "DATE", requires = "to")]
+        from: Option<NaiveDate>,
+        /// The last due date of a range, YYYY-MM-DD (with --from).
+        #[arg(long, value_name = "DATE", requires = "from")]
+        to: Option<NaiveDate>,
         /// A taxpayer profile (TOML; see crates/plane-bir/profiles/).
         #[arg(long, value_name = "FILE")]
         profile: Option<PathBuf>,
@@ -166,6 +176,8 @@ fn execute(command: BirCommand) -> Result<String, Failure> {
         BirCommand::Status(args) => crate::bir_sync_cli::status(args),
         BirCommand::Calendar {
             year,
+            from,
+            to,
             profile,
             format,
             holidays: files,
@@ -179,12 +191,28 @@ fn execute(command: BirCommand) -> Result<String, Failure> {
                 Some(path) => Overrides::load(path)?,
                 None => Overrides::load_if_exists(Path::new(DEFAULT_OVERRIDES))?,
             };
-            let deadlines = plane_bir::calendar(&profile, year, &holidays(&files)?, &overrides)?;
+            let h = holidays(&files)?;
+            let (deadlines, title) = match (year, from, to) {
+                (Some(year), _, _) => (
+                    plane_bir::calendar(&profile, year, &h, &overrides)?,
+                    year.to_string(),
+                ),
+                (None, Some(from), Some(to)) => (
+                    plane_bir::deadlines_between(&profile, from, to, &h, &overrides)?,
+                    format!("due {from} to {to}"),
+                ),
+                _ => {
+                    return Err(Failure::BadInput(
+                        "give --year YEAR, or --from DATE and --to DATE".into(),
+                    ));
+                }
+            };
+            warn_provisional(&deadlines);
             Ok(match format {
                 CalendarFormat::Json => serde_json::to_string_pretty(&deadlines)? + "\n",
                 CalendarFormat::Csv => plane_bir::to_csv(&deadlines),
                 CalendarFormat::Ics => plane_bir::to_ics(&deadlines, &profile, Utc::now()),
-                CalendarFormat::Table => calendar_table(&profile, year, &deadlines),
+                CalendarFormat::Table => calendar_table(&profile, &title, &deadlines),
             })
         }
         BirCommand::Holidays {
@@ -193,11 +221,17 @@ fn execute(command: BirCommand) -> Result<String, Failure> {
             holidays: files,
         } => {
             let h = holidays(&files)?;
-            let y = h.year(year)?;
+            let y = h.year(year);
             Ok(match format {
-                ListFormat::Json => serde_json::to_string_pretty(y)? + "\n",
+                ListFormat::Json => serde_json::to_string_pretty(&*y)? + "\n",
                 ListFormat::Table => {
-                    let mut out = format!("Philippine holidays {year} ({})\n", y.status);
+                    let mut out = format!("Philippine holidays {year} ({})\n", y.status.as_str());
+                    if let Some(p) = &y.proclamation {
+                        out += &wrap(&format!("proclamation: {p}"), 2);
+                    }
+                    if let Some(why) = y.why_provisional() {
+                        out += &wrap(&format!("provisional: {why}"), 2);
+                    }
                     out += &wrap(&format!("source: {}", y.source), 2);
                     if let Some(note) = &y.note {
                         out += &wrap(
@@ -263,13 +297,44 @@ fn execute(command: BirCommand) -> Result<String, Failure> {
     }
 }
 
-fn calendar_table(profile: &Profile, year: i32, deadlines: &[Deadline]) -> String {
+/// Prints one warning on stderr when any deadline is provisional: the reasons, each once.
+pub(crate) fn warn_provisional(deadlines: &[Deadline]) {
+    let reasons = provisional_reasons(deadlines);
+    if reasons.is_empty() {
+        return;
+    }
+    let n = deadlines.iter().filter(|d| d.provisional).count();
+    eprintln!(
+        "plane-server: warning: {n} of {} deadlines are provisional (they may move when the \
+         holidays are proclaimed; a holiday file with --holidays brings them): {}",
+        deadlines.len(),
+        reasons.join("; ")
+    );
+}
+
+/// The distinct reasons of the provisional deadlines, in order of first use.
+fn provisional_reasons(deadlines: &[Deadline]) -> Vec<&str> {
+    let mut reasons: Vec<&str> = Vec::new();
+    for reason in deadlines
+        .iter()
+        .filter_map(|d| d.provisional_reason.as_deref())
+    {
+        for part in reason.split("; ") {
+            if !reasons.contains(&part) {
+                reasons.push(part);
+            }
+        }
+    }
+    reasons
+}
+
+fn calendar_table(profile: &Profile, title: &str, deadlines: &[Deadline]) -> String {
     let mut out = String::new();
     let who = match &profile.tin {
         Some(tin) => format!("{} (TIN {tin})", profile.name),
         None => profile.name.clone(),
     };
-    out += &wrap(&format!("BIR deadlines {year}: {who}"), 2);
+    out += &wrap(&format!("BIR deadlines {title}: {who}"), 2);
     let filing = match profile.filing {
         Filing::Manual => "manual / eBIRForms filer".to_string(),
         Filing::Efps(g) => format!("eFPS group {g:?} (files the {}th)", g.filing_day()),
@@ -332,11 +397,13 @@ fn calendar_table(profile: &Profile, year: i32, deadlines: &[Deadline]) -> Strin
             .payment_date
             .map(|p| p.format("%a %Y-%m-%d").to_string())
             .unwrap_or_default();
+        // A provisional date is marked right after it, in the column gap.
         let line = format!(
-            "{:<8} {:<8} {:<14} {:<14} {note}",
+            "{:<8} {:<8} {:<14}{}{:<14} {note}",
             d.form,
             d.period.to_string(),
             d.due_date.format("%a %Y-%m-%d").to_string(),
+            if d.provisional { '*' } else { ' ' },
             pay
         );
         out += fit(&line).trim_end();
@@ -346,6 +413,17 @@ fn calendar_table(profile: &Profile, year: i32, deadlines: &[Deadline]) -> Strin
         "{} deadlines; weekends and holidays roll forward (RMC 65-2016).\n",
         deadlines.len()
     );
+    let reasons = provisional_reasons(deadlines);
+    if !reasons.is_empty() {
+        out += &wrap(
+            &format!(
+                "* provisional ({} deadlines): {}",
+                deadlines.iter().filter(|d| d.provisional).count(),
+                reasons.join("; ")
+            ),
+            2,
+        );
+    }
     out
 }
 
