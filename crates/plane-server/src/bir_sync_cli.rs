@@ -6,16 +6,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{Datelike, NaiveDate, Utc};
-use plane_bir::sync::{Action, Progress};
+use chrono::{NaiveDate, Utc};
+use plane_bir::sync::{Action, Progress, profile_key};
 use plane_bir::{
-    DeadlineStatus, DeadlineStore, Overrides, Profile, SqliteDeadlineStore, SyncReport, SyncRequest,
+    Ahead, Deadline, DeadlineStatus, DeadlineStore, Overrides, Profile, SqliteDeadlineStore,
+    SyncReport, SyncRequest, Window,
 };
 use plane_server::config::{Config, Overrides as ConfigOverrides};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::bir_cli::{DEFAULT_OVERRIDES, Failure, HolidayFiles, ListFormat, holidays};
+use crate::bir_cli::{
+    DEFAULT_OVERRIDES, Failure, HolidayFiles, ListFormat, holidays, warn_provisional,
+};
 
 /// `bir sync`'s flags.
 #[derive(Debug, clap::Args)]
@@ -27,9 +30,18 @@ pub struct SyncArgs {
     /// profile's `project` in `[[bir.profiles]]`].
     #[arg(long, value_name = "UUID")]
     project: Option<Uuid>,
-    /// The year [default: this year in Manila].
-    #[arg(long)]
+    /// Sync one labelled year (months, quarters and taxable years of that year, annual
+    /// returns due in it) instead of the rolling window.
+    #[arg(long, conflicts_with_all = ["from", "ahead"])]
     year: Option<i32>,
+    /// The first due date of the window [default: the first day of this month in Manila].
+    /// Open deadlines synced before stay in the window whatever their date.
+    #[arg(long, value_name = "DATE")]
+    from: Option<NaiveDate>,
+    /// How far the window reaches: to the end of the month this far ahead (1m-36m, 1y-3y)
+    /// [config: bir.ahead] [default: 12m].
+    #[arg(long, value_name = "MONTHS")]
+    ahead: Option<Ahead>,
     /// The day priorities count from [default: today in Manila].
     #[arg(long, value_name = "DATE")]
     today: Option<NaiveDate>,
@@ -67,6 +79,50 @@ pub struct StatusArgs {
     db: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     format: ListFormat,
+    /// Only these statuses (repeatable). `overdue` is a pending or in-progress deadline
+    /// past its due date; `pending` and `in_progress` then mean not yet overdue.
+    #[arg(long, value_enum, value_name = "STATUS")]
+    status: Vec<ShownStatus>,
+    /// Only deadlines due before this day (not on it), YYYY-MM-DD.
+    #[arg(long, value_name = "DATE")]
+    due_before: Option<NaiveDate>,
+    /// The day overdue is counted from [default: today in Manila].
+    #[arg(long, value_name = "DATE")]
+    today: Option<NaiveDate>,
+}
+
+/// A deadline's status as `bir status` shows it: the stored one, or `overdue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum ShownStatus {
+    Pending,
+    InProgress,
+    Overdue,
+    Filed,
+    Void,
+}
+
+impl ShownStatus {
+    /// Overdue when still open after its due date.
+    fn of(status: DeadlineStatus, due: NaiveDate, today: NaiveDate) -> Self {
+        match status {
+            DeadlineStatus::Filed => ShownStatus::Filed,
+            DeadlineStatus::Void => ShownStatus::Void,
+            _ if due < today => ShownStatus::Overdue,
+            DeadlineStatus::Pending => ShownStatus::Pending,
+            DeadlineStatus::InProgress => ShownStatus::InProgress,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            ShownStatus::Pending => "pending",
+            ShownStatus::InProgress => "in_progress",
+            ShownStatus::Overdue => "overdue",
+            ShownStatus::Filed => "filed",
+            ShownStatus::Void => "void",
+        }
+    }
 }
 
 struct Target {
@@ -93,7 +149,19 @@ fn manila_today() -> NaiveDate {
 const NO_PROJECT: &str = "pass --project UUID, set PLANE_BIR_PROJECT_ID, or set bir.project (or \
                           `project` in the profile's [[bir.profiles]] entry) in the --config file";
 
-fn targets(args: &SyncArgs, config: &Config, year: i32) -> Result<Vec<Target>, Failure> {
+/// What a run covers: one labelled year, or a rolling window of due dates.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    Year(i32),
+    Window(Window),
+}
+
+fn targets(
+    args: &SyncArgs,
+    config: &Config,
+    scope: Scope,
+    store: &dyn DeadlineStore,
+) -> Result<Vec<Target>, Failure> {
     let holidays = holidays(&args.holidays)?;
     let default_overrides = || -> Result<Overrides, Failure> {
         Ok(match &args.overrides {
@@ -154,7 +222,17 @@ fn targets(args: &SyncArgs, config: &Config, year: i32) -> Result<Vec<Target>, F
             Some(path) => Overrides::load(&path)?,
             None => default_overrides()?,
         };
-        let deadlines = plane_bir::calendar(&profile, year, &holidays, &overrides)?;
+        let deadlines = match scope {
+            Scope::Year(year) => plane_bir::calendar(&profile, year, &holidays, &overrides)?,
+            Scope::Window(window) => {
+                let records = store
+                    .deadlines_of(&profile_key(&profile))
+                    .map_err(|e| Failure::Other(e.to_string()))?;
+                plane_bir::horizon::deadlines(
+                    &profile, project, window, &records, &holidays, &overrides,
+                )?
+            }
+        };
         out.push(Target {
             profile,
             file,
@@ -176,8 +254,26 @@ fn same_file(a: &Path, b: &Path) -> bool {
 pub fn sync(args: SyncArgs) -> Result<String, Failure> {
     let config = config(args.config.clone(), args.db.clone())?;
     let today = args.today.unwrap_or_else(manila_today);
-    let year = args.year.unwrap_or(today.year());
-    let targets = targets(&args, &config, year)?;
+    let scope = match args.year {
+        Some(year) => Scope::Year(year),
+        None => Scope::Window(Window::rolling(
+            today,
+            args.ahead.or(config.bir.ahead).unwrap_or_default(),
+            args.from,
+        )),
+    };
+    if let Scope::Window(w) = scope
+        && w.from > w.to
+    {
+        return Err(Failure::BadInput(format!(
+            "--from {} is after the window's end ({}): pick an earlier --from or a longer --ahead",
+            w.from, w.to
+        )));
+    }
+    let store: Arc<dyn DeadlineStore> = Arc::new(open_store(&config.database, args.dry_run)?);
+    let targets = targets(&args, &config, scope, &*store)?;
+    let all: Vec<Deadline> = targets.iter().flat_map(|t| t.deadlines.clone()).collect();
+    warn_provisional(&all);
     let client = plane_server::connector::plane_client(&config)
         .map_err(|e| Failure::BadInput(e.to_string()))?
         .ok_or_else(|| {
@@ -188,7 +284,6 @@ pub fn sync(args: SyncArgs) -> Result<String, Failure> {
                     .into(),
             )
         })?;
-    let store: Arc<dyn DeadlineStore> = Arc::new(open_store(&config.database, args.dry_run)?);
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
     let mut reports = Vec::new();
@@ -204,8 +299,10 @@ pub fn sync(args: SyncArgs) -> Result<String, Failure> {
         reports.push(report);
     }
     Ok(match args.format {
-        ListFormat::Json => serde_json::to_string_pretty(&summary_json(&reports, &targets))? + "\n",
-        ListFormat::Table => summary_table(&reports, &targets),
+        ListFormat::Json => {
+            serde_json::to_string_pretty(&summary_json(&reports, &targets, scope))? + "\n"
+        }
+        ListFormat::Table => summary_table(&reports, &targets, scope),
     })
 }
 
@@ -284,7 +381,19 @@ async fn run_one(
     })
 }
 
-fn report_json(r: &SyncReport, target: &Target) -> Value {
+/// How many of a target's deadlines are due before the window: open ones kept from before.
+fn kept_open(target: &Target, scope: Scope) -> usize {
+    match scope {
+        Scope::Window(w) => target
+            .deadlines
+            .iter()
+            .filter(|d| d.due_date < w.from)
+            .count(),
+        Scope::Year(_) => 0,
+    }
+}
+
+fn report_json(r: &SyncReport, target: &Target, scope: Scope) -> Value {
     let mut v = json!({
         "profile": target.profile.name,
         "profile_file": target.file.display().to_string(),
@@ -302,6 +411,13 @@ fn report_json(r: &SyncReport, target: &Target) -> Value {
         "requests": r.requests,
         "writes": r.writes,
         "waited_ms": r.waited.as_millis() as u64,
+        "deadlines": target.deadlines.len(),
+        "kept_open": kept_open(target, scope),
+        "provisional": target.deadlines.iter().filter(|d| d.provisional).count(),
+        "rescheduled": r.rescheduled.iter().map(|m| json!({
+            "form": m.form, "period": m.period, "external_id": m.external_id,
+            "from": m.from, "to": m.to, "provisional": m.provisional,
+        })).collect::<Vec<_>>(),
     });
     if r.dry_run {
         v["plan"] = r
@@ -319,9 +435,14 @@ fn report_json(r: &SyncReport, target: &Target) -> Value {
     v
 }
 
-fn summary_json(reports: &[SyncReport], targets: &[Target]) -> Value {
+fn summary_json(reports: &[SyncReport], targets: &[Target], scope: Scope) -> Value {
     let sum = |f: fn(&SyncReport) -> u64| reports.iter().map(f).sum::<u64>();
+    let covers = match scope {
+        Scope::Year(year) => json!({ "year": year }),
+        Scope::Window(w) => json!({ "from": w.from, "to": w.to }),
+    };
     json!({
+        "covers": covers,
         "dry_run": reports.first().is_some_and(|r| r.dry_run),
         "created": sum(|r| r.created as u64),
         "updated": sum(|r| r.updated as u64),
@@ -330,18 +451,28 @@ fn summary_json(reports: &[SyncReport], targets: &[Target]) -> Value {
         "requests": sum(|r| r.requests),
         "writes": sum(|r| r.writes),
         "waited_ms": sum(|r| r.waited.as_millis() as u64),
-        "profiles": reports.iter().zip(targets).map(|(r, t)| report_json(r, t)).collect::<Vec<_>>(),
+        "rescheduled": sum(|r| r.rescheduled.len() as u64),
+        "profiles": reports.iter().zip(targets).map(|(r, t)| report_json(r, t, scope)).collect::<Vec<_>>(),
     })
 }
 
-fn summary_table(reports: &[SyncReport], targets: &[Target]) -> String {
+fn summary_table(reports: &[SyncReport], targets: &[Target], scope: Scope) -> String {
     let mut out = String::new();
     for (r, t) in reports.iter().zip(targets) {
+        let covers = match scope {
+            Scope::Year(year) => format!("year {year}"),
+            Scope::Window(w) => format!("due {w}"),
+        };
+        let kept = match kept_open(t, scope) {
+            0 => String::new(),
+            n => format!(", {n} open from before"),
+        };
         out += &format!(
-            "{}{} -> project {}\n  created {}, updated {}, unchanged {}, drift {} (adopted {}, labels created {})\n  requests {}, writes {}, waited for the rate limit {:.1?}\n",
+            "{}{} -> project {}\n  {} deadlines ({covers}{kept})\n  created {}, updated {}, unchanged {}, drift {} (adopted {}, labels created {})\n  requests {}, writes {}, waited for the rate limit {:.1?}\n",
             if r.dry_run { "[dry run] " } else { "" },
             t.profile.name,
             r.project,
+            t.deadlines.len(),
             r.created,
             r.updated,
             r.unchanged,
@@ -352,6 +483,21 @@ fn summary_table(reports: &[SyncReport], targets: &[Target]) -> String {
             r.writes,
             r.waited,
         );
+        for m in &r.rescheduled {
+            out += &format!(
+                "  {}: {} {} from {} to {}{}\n",
+                if r.dry_run { "would move" } else { "moved" },
+                m.form,
+                m.period,
+                m.from,
+                m.to,
+                if m.provisional {
+                    " (still provisional)"
+                } else {
+                    ""
+                }
+            );
+        }
         for d in &r.drift {
             out += &format!(
                 "  drift: {} {} ({}): {} changed in Plane, {}\n",
@@ -389,20 +535,34 @@ fn summary_table(reports: &[SyncReport], targets: &[Target]) -> String {
 /// Runs `bir status`; the text to print.
 pub fn status(args: StatusArgs) -> Result<String, Failure> {
     let config = config(args.config, args.db)?;
+    let today = args.today.unwrap_or_else(manila_today);
     let store = SqliteDeadlineStore::open_read_only(&config.database)
         .map_err(|e| Failure::Other(e.to_string()))?;
-    let rows = store.all().map_err(|e| Failure::Other(e.to_string()))?;
+    let rows: Vec<_> = store
+        .all()
+        .map_err(|e| Failure::Other(e.to_string()))?
+        .into_iter()
+        .map(|r| (ShownStatus::of(r.status, r.due_date, today), r))
+        .filter(|(shown, r)| {
+            (args.status.is_empty() || args.status.contains(shown))
+                && args.due_before.is_none_or(|before| r.due_date < before)
+        })
+        .collect();
     Ok(match args.format {
         ListFormat::Json => {
             let list: Vec<Value> = rows
                 .iter()
-                .map(|r| {
+                .map(|(shown, r)| {
                     let filed = r.status == DeadlineStatus::Filed;
                     json!({
                         "form": r.form,
                         "period": r.period,
                         "due_date": r.due_date,
-                        "status": r.status,
+                        "status": shown.as_str(),
+                        "filing_status": r.status,
+                        "overdue": *shown == ShownStatus::Overdue,
+                        "days_overdue": (*shown == ShownStatus::Overdue)
+                            .then(|| (today - r.due_date).num_days()),
                         "work_item_id": r.work_item_id,
                         "filed_by": if filed { r.status_by.clone() } else { None },
                         "filed_at": if filed { r.status_at } else { None },
@@ -418,19 +578,29 @@ pub fn status(args: StatusArgs) -> Result<String, Failure> {
                 "{:<9}{:<9}{:<12}{:<13}{:<38}{}\n",
                 "FORM", "PERIOD", "DUE", "STATUS", "WORK ITEM", "BY, AT"
             );
-            for r in &rows {
+            for (shown, r) in &rows {
                 out += &format!(
                     "{:<9}{:<9}{:<12}{:<13}{:<38}{}\n",
                     r.form,
                     r.period,
                     r.due_date.to_string(),
-                    r.status.as_str(),
+                    shown.as_str(),
                     r.work_item_id.map(|i| i.to_string()).unwrap_or_default(),
                     match (&r.status_by, r.status_at) {
                         (Some(by), Some(at)) => format!("{by}, {}", at.format("%Y-%m-%d %H:%M")),
                         (None, Some(at)) => at.format("%Y-%m-%d %H:%M").to_string(),
                         _ => String::new(),
                     }
+                );
+            }
+            let overdue = rows
+                .iter()
+                .filter(|(s, _)| *s == ShownStatus::Overdue)
+                .count();
+            if overdue > 0 {
+                out += &format!(
+                    "{overdue} overdue on {today}: still open after the due date (file them, \
+                     then close their work items in Plane)\n"
                 );
             }
             out

@@ -74,6 +74,7 @@ pub struct Config {
 /// ```toml
 /// [bir]
 /// project = "6f1c…"            # default project (or PLANE_BIR_PROJECT_ID)
+/// ahead = "12m"                 # how far a `bir sync` without --year reaches (1m-36m, or 1y-3y)
 ///
 /// [[bir.profiles]]              # one per company; synced in this order
 /// file = "profiles/bayanihan.toml"   # relative to the config file
@@ -86,6 +87,8 @@ pub struct BirConfig {
     pub project: Option<uuid::Uuid>,
     /// `[[bir.profiles]]`, in file order.
     pub profiles: Vec<BirProfileConfig>,
+    /// `bir.ahead`: how far the rolling window of `bir sync` reaches (`--ahead` wins).
+    pub ahead: Option<plane_bir::Ahead>,
 }
 
 /// One `[[bir.profiles]]` entry.
@@ -131,6 +134,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileBir {
     project: Option<String>,
+    ahead: Option<String>,
     #[serde(default)]
     profiles: Vec<FileBirProfile>,
 }
@@ -523,7 +527,15 @@ fn bir_config(
             })
         })
         .collect::<Result<_, ConfigError>>()?;
-    Ok(BirConfig { project, profiles })
+    let ahead = file
+        .ahead
+        .map(|text| text.parse().map_err(|e| ConfigError::new("bir.ahead", e)))
+        .transpose()?;
+    Ok(BirConfig {
+        project,
+        profiles,
+        ahead,
+    })
 }
 
 /// `sqlite:///var/lib/plane.db`, `sqlite:plane.db` or a plain path.
