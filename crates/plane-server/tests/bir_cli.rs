@@ -359,13 +359,15 @@ fn bad_input_exits_2_with_a_precise_message() {
     );
     fails_with(
         d,
-        &["bir", "calendar", "--year", "2027"],
-        "no holiday data for 2028 (needed for 1601-C 2027-12, rule date 2028-01-15): holiday data covers 2025, 2026, 2027; add the year with a holiday file ([[year]] year = 2028, see plane_bir::holidays)",
-    );
-    fails_with(
-        d,
-        &["bir", "holidays", "--year", "2030"],
-        "no holiday data for 2030: holiday data covers 2025, 2026, 2027; add the year with a holiday file ([[year]] year = 2030, see plane_bir::holidays)",
+        &[
+            "bir",
+            "calendar",
+            "--from",
+            "2027-01-01",
+            "--to",
+            "2026-01-01",
+        ],
+        "the calendar request: field `from, to`: the range starts (2027-01-01) after it ends (2026-01-01); allowed: a start on or before the end",
     );
     fails_with(
         d,
@@ -473,4 +475,169 @@ fn a_year_out_of_range_exits_2_instead_of_panicking() {
         &["bir", "calendar", "--year", "2147483647"],
         "the calendar request: field `year`: 2147483647 is outside the years a calendar covers; allowed: 1901-9998",
     );
+}
+
+/// Every shipped profile, every year 2025 to 2028: a calendar, never a refusal; a year
+/// beyond the proclaimed ones warns once, on stderr, and marks its dates.
+#[test]
+fn every_profile_has_a_calendar_for_every_year_from_2025_to_2028() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(profiles()).unwrap() {
+        let p = entry.unwrap().path().display().to_string();
+        for year in ["2025", "2026", "2027", "2028"] {
+            let out = run_in(
+                dir.path(),
+                &[
+                    "bir",
+                    "calendar",
+                    "--year",
+                    year,
+                    "--profile",
+                    &p,
+                    "--format",
+                    "json",
+                ],
+            );
+            assert!(out.status.success(), "{p} {year}: {}", text(&out.stderr));
+            let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(rows.len() >= 9, "{p} {year}: {}", rows.len());
+            let provisional = rows.iter().filter(|r| r["provisional"] == true).count();
+            let warnings = text(&out.stderr).matches("warning:").count();
+            assert_eq!(warnings, usize::from(provisional > 0), "{p} {year}");
+            if year == "2028" {
+                assert_eq!(provisional, rows.len(), "{p}: 2028 is not proclaimed");
+            }
+        }
+    }
+    // The table marks each provisional date and says why, once.
+    let out = run_in(
+        dir.path(),
+        &[
+            "bir",
+            "calendar",
+            "--year",
+            "2028",
+            "--profile",
+            &profile("manual-individual-percentage-tax.toml"),
+        ],
+    );
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("2551Q    2028-Q1  Tue 2028-04-25*"),
+        "{table}"
+    );
+    assert!(
+        table.contains("* provisional (9 deadlines): the 2028 holidays are not proclaimed yet"),
+        "{table}"
+    );
+    let out = run_in(dir.path(), &["bir", "holidays", "--year", "2030"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).starts_with("Philippine holidays 2030 (provisional)\n"));
+}
+
+/// `--from 2026-01-01 --to 2026-12-31` lists what falls due in 2026, whatever its fiscal
+/// year: for the fiscal-June corporation, the two FY2027 returns due in 2026 too.
+#[test]
+fn a_range_lists_what_falls_due_in_it_whatever_its_fiscal_year() {
+    let dir = tempfile::tempdir().unwrap();
+    let fiscal = profile("fiscal-june-corporation.toml");
+    let out = run_in(
+        dir.path(),
+        &[
+            "bir",
+            "calendar",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-12-31",
+            "--profile",
+            &fiscal,
+            "--format",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |form: &str, period: &str| {
+        rows.iter()
+            .find(|r| r["form"] == form && r["period"] == period)
+            .map(|r| {
+                (
+                    r["due_date"].as_str().unwrap().to_string(),
+                    r["provisional"].clone(),
+                )
+            })
+    };
+    assert_eq!(
+        find("2550Q", "2027-Q1"),
+        Some(("2026-10-26".into(), false.into()))
+    );
+    assert_eq!(
+        find("1702Q", "2027-Q1"),
+        Some(("2026-12-01".into(), false.into()))
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["due_date"].as_str().unwrap().starts_with("2026-"))
+    );
+    // Every shipped profile: the range holds exactly what each year's calendars put in 2026.
+    for entry in std::fs::read_dir(profiles()).unwrap() {
+        let p = entry.unwrap().path().display().to_string();
+        let mut expected = std::collections::BTreeSet::new();
+        for year in ["2025", "2026", "2027"] {
+            let out = run_in(
+                dir.path(),
+                &[
+                    "bir",
+                    "calendar",
+                    "--year",
+                    year,
+                    "--profile",
+                    &p,
+                    "--format",
+                    "json",
+                ],
+            );
+            let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+            for r in rows {
+                let due = r["due_date"].as_str().unwrap().to_string();
+                if due.starts_with("2026-") {
+                    expected.insert(format!("{} {} {due}", r["form"], r["period"]));
+                }
+            }
+        }
+        let out = run_in(
+            dir.path(),
+            &[
+                "bir",
+                "calendar",
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-12-31",
+                "--profile",
+                &p,
+                "--format",
+                "json",
+            ],
+        );
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let got: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r["form"],
+                    r["period"],
+                    r["due_date"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(got.len(), expected.len(), "{p}: a deadline twice");
+        assert_eq!(
+            got.into_iter().collect::<std::collections::BTreeSet<_>>(),
+            expected,
+            "{p}"
+        );
+    }
 }
