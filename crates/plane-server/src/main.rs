@@ -150,7 +150,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, default_log_level(&cli.command));
     if let Command::Bir { command } = cli.command {
         return bir_cli::run(command);
     }
@@ -442,9 +442,19 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight work");
 }
 
-fn init_logging(format: LogFormat) {
+/// The level when `RUST_LOG` is not set: the demo prints its story on stdout, so its
+/// logs stay at `warn` (each step's INFO lines would bury it); every other command `info`.
+fn default_log_level(command: &Command) -> &'static str {
+    match command {
+        #[cfg(feature = "demo")]
+        Command::Demo => "warn",
+        _ => "info",
+    }
+}
+
+fn init_logging(format: LogFormat, default: &str) {
     let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -43,7 +43,11 @@ fn free_port() -> u16 {
 #[cfg(feature = "demo")]
 #[test]
 fn demo_runs_the_whole_loop_and_exits_0() {
-    let out = run(&["demo"], &[]);
+    // As a person runs it: no RUST_LOG.
+    let out = plane_server(&["demo"], &[])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}\n{}",
@@ -80,6 +84,11 @@ fn demo_runs_the_whole_loop_and_exits_0() {
         "{stdout}"
     );
     assert!(stdout.contains("deadlines: 1 filed of 43"), "{stdout}");
+    // Without RUST_LOG the story is not buried in logs: warnings only (the forged
+    // copy of step 5 is refused with one).
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains(" INFO "), "{stderr}");
+    assert!(stderr.lines().count() <= 3, "{stderr}");
 }
 
 #[test]
