@@ -25,12 +25,53 @@
 //!   change rolled back, and the worker that took the item over applies it once.
 //!
 //! What is *ours*: `external_source = "plane-bir"` and a work item whose id and
-//! `external_id` the deadline store knows. Anything else is [`Handled::NotOurs`] (counted as
-//! `plane_inbox_processed_total{result="not_ours"}`). An event of ours that changed another
-//! field than the state (one delivery per field in Plane CE) changes no status and is
-//! [`Handled::Ignored`] with the reason, which `deliveries list --status ignored` shows: for
-//! the fields the sync owns (name, dates, description, priority, labels) it is drift that
-//! the next `bir sync` restores.
+//! `external_id` the deadline store knows (a `created` event needs less: see the create
+//! race below). Anything else is [`Handled::NotOurs`] (counted as
+//! `plane_inbox_processed_total{result="not_ours"}`).
+//!
+//! # The connector's own writes: echo or drift
+//!
+//! Every create and PATCH of `bir sync` comes back as webhooks: Plane CE sends a `created`
+//! delivery per create and one `updated` delivery per changed field (`activity.field`),
+//! each with the whole work item as `data`. The store knows what the sync wrote:
+//! `fingerprint`, the digest of the owned fields (name, `description_html`, `target_date`)
+//! as Plane returned them after the sync's last write, and `pushed`, which ends in the
+//! priority the sync last set. An event of ours is judged against them:
+//!
+//! | event | against the store | outcome |
+//! |-------|-------------------|---------|
+//! | `updated` name, `description(_html)`, `target_date` | the data's fingerprint is `fingerprint` | [`Handled::Echo`] |
+//! | the same | it is not | [`Handled::Ignored`]: drift, which the next `bir sync` restores |
+//! | `updated` priority | the data's priority is the one in `pushed` | [`Handled::Echo`] |
+//! | the same | it is not | [`Handled::Ignored`]: drift, left until the priority's bucket moves |
+//! | `updated` `start_date`, labels | nothing kept to compare | [`Handled::Ignored`]: drift |
+//! | `updated` another field | | [`Handled::Ignored`]: no bearing on the status |
+//! | `updated` state | | the status change above |
+//! | `created` | no row yet, or the row of this work item | [`Handled::Echo`] |
+//! | `created` | the deadline's row holds another work item | [`Handled::NotOurs`] |
+//!
+//! An echo is finished as done with a note (`deliveries list` shows it) and counted as
+//! `plane_inbox_processed_total{result="echo"}`, apart from drift (`ignored`) and
+//! `not_ours`. Whose write it was is told from the data, never from the actor: a small team
+//! may share the connector's API key. An echo means the work item *is* what the sync last
+//! wrote, so a person changing a field back to it is an echo too (and rightly not drift).
+//!
+//! **The create race.** The sync records a work item only once Plane has answered the
+//! create, and the webhook can be handled first (with plane-fake, which sends as it
+//! answers, about 2 creates in 5). So a `created` event is not judged by the store: with
+//! our `external_source` it is the sync's own whichever way the race went, because
+//! `external_source` is set through the API only (not in the web app) and the sync is the
+//! one writer that sets `plane-bir`. It is an echo, and its note says when the store did
+//! not know the work item yet; only a row holding *another* work item for the deadline
+//! makes it `not_ours`. A `created` event changes no status: its state is the one the
+//! sync chose, or a later change that comes as a `state` delivery of its own.
+//!
+//! **Updates** are judged against the store as it is when handled. A drift restore is safe
+//! from the race (the fingerprint is the same before and after it). A PATCH that changes
+//! what the sync asks for (a moved date, a new priority bucket) and whose webhook is
+//! handled before the sync records Plane's answer is taken for drift: the cautious side,
+//! since nothing is written either way and the next sync finds no drift. Cloud's v2
+//! deliveries carry no `activity.field` and are read as status events, as before.
 //!
 //! # It never writes to Plane
 //!
@@ -50,7 +91,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use plane_webhook::{
     Action, BoxFuture, Envelope, EventHandler, EventKind, Handled, HandlerError, InboxItem,
     SqliteStore, WorkItemData,
@@ -62,9 +103,10 @@ use crate::error::Result;
 use crate::store::{
     DeadlineStatus, SqliteDeadlineStore, StatusApplied, StatusChange, apply_status_change,
 };
-use crate::sync::EXTERNAL_SOURCE;
+use crate::sync::{EXTERNAL_SOURCE, fingerprint};
 
-/// Work item fields the sync owns: a change to one is drift, restored by the next sync.
+/// Work item fields the sync owns: a change to one is drift, restored by the next sync,
+/// unless the work item is what the sync last wrote (then it is the sync's own echo).
 pub const OWNED_FIELDS: &[&str] = &[
     "name",
     "description",
@@ -75,8 +117,12 @@ pub const OWNED_FIELDS: &[&str] = &[
     "labels",
 ];
 
-/// Marks deadlines filed, void or reopened from Plane's work item events. See the
-/// [module docs](self).
+/// The owned fields the store's `fingerprint` covers (`description` is the JSON twin of
+/// `description_html`; the data carries both).
+const FINGERPRINTED: &[&str] = &["name", "description", "description_html", "target_date"];
+
+/// Marks deadlines filed, void or reopened from Plane's work item events, and tells the
+/// echo of the sync's own writes from a person's edits. See the [module docs](self).
 #[derive(Debug)]
 pub struct BirHandler {
     store: Arc<SqliteStore>,
@@ -106,11 +152,75 @@ enum Plan {
         external_id: String,
         reason: String,
     },
+    /// A create with our source: the sync's own, unless the store holds another work item
+    /// for the deadline.
+    Created {
+        work_item: Uuid,
+        external_id: String,
+    },
+    /// An owned field changed: ours if the store knows it; then an echo if the data is
+    /// what the sync last wrote, drift if not.
+    Owned {
+        work_item: Uuid,
+        external_id: String,
+        field: String,
+        data: Written,
+    },
     /// Ours if the store knows it; then apply this status.
     Apply {
         external_id: String,
         change: StatusChange,
     },
+}
+
+/// What of an owned-field event can be held against what the sync wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Written {
+    /// The fingerprint of the data's name, `description_html` and `target_date`, made as
+    /// the sync makes the store's.
+    Content(String),
+    /// The data's priority.
+    Priority(Option<String>),
+    /// A field the store keeps nothing of (`start_date`, labels).
+    Unknown,
+}
+
+impl Written {
+    fn of(field: &str, data: &WorkItemData) -> Self {
+        if FINGERPRINTED.contains(&field) {
+            // An unreadable date counts as none; the sync always sets one, so it never
+            // matches.
+            let target = data
+                .target_date
+                .as_deref()
+                .and_then(|d| d.parse::<NaiveDate>().ok());
+            Written::Content(fingerprint(
+                data.name.as_deref(),
+                data.description_html.as_deref(),
+                target,
+            ))
+        } else if field == "priority" {
+            Written::Priority(data.priority.clone())
+        } else {
+            Written::Unknown
+        }
+    }
+}
+
+/// The store's row, as far as the handler reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    external_id: String,
+    work_item_id: Option<String>,
+    fingerprint: Option<String>,
+    pushed: Option<String>,
+}
+
+impl Stored {
+    /// The priority the sync last set: the end of `pushed` (`<content>:<priority>`).
+    fn pushed_priority(&self) -> Option<&str> {
+        self.pushed.as_deref()?.split_once(':').map(|(_, p)| p)
+    }
 }
 
 /// Why the closure in `complete_with` wrote nothing (its savepoint is rolled back and the
@@ -119,6 +229,7 @@ enum Plan {
 enum Skip {
     NotOurs,
     Ignored(String),
+    Echo(String),
     Store(rusqlite::Error),
 }
 
@@ -139,7 +250,13 @@ fn plan(envelope: &Envelope, event_key: &str) -> Plan {
         reason,
     };
     match &envelope.action {
-        Action::Created | Action::Updated => {}
+        Action::Created => {
+            return Plan::Created {
+                work_item: data.id,
+                external_id,
+            };
+        }
+        Action::Updated => {}
         other => {
             return ignore(format!(
                 "{external_id}: a work item {} event changes no filing status (the next \
@@ -152,10 +269,12 @@ fn plan(envelope: &Envelope, event_key: &str) -> Plan {
     match field {
         None | Some("state") => {}
         Some(f) if OWNED_FIELDS.contains(&f) => {
-            return ignore(format!(
-                "{external_id}: {f} changed in Plane; the sync owns it: where it differs \
-                 from the deadline it is drift, which the next `bir sync` restores"
-            ));
+            return Plan::Owned {
+                work_item: data.id,
+                data: Written::of(f, data),
+                external_id,
+                field: f.to_owned(),
+            };
         }
         Some(f) => {
             return ignore(format!(
@@ -201,6 +320,55 @@ fn plan(envelope: &Envelope, event_key: &str) -> Plan {
     }
 }
 
+/// A `created` event of ours against the deadline's row (by external id), if any.
+fn judge_created(work_item: Uuid, external_id: &str, row: Option<&Stored>) -> Skip {
+    match row.and_then(|r| r.work_item_id.as_deref()) {
+        Some(id) if id == work_item.to_string() => Skip::Echo(format!(
+            "echo of `bir sync` creating {external_id}'s work item"
+        )),
+        // Another work item holds the deadline: this one is not the sync's.
+        Some(_) => Skip::NotOurs,
+        // The race: Plane's webhook came before the sync recorded Plane's answer.
+        None => Skip::Echo(format!(
+            "echo of `bir sync` creating {external_id}'s work item (handled before the sync \
+             recorded it: only the API sets external_source {EXTERNAL_SOURCE:?}, and only \
+             the sync sets it)"
+        )),
+    }
+}
+
+/// An owned-field event of ours against the work item's row: echo or drift.
+fn judge_owned(external_id: &str, field: &str, data: &Written, row: &Stored) -> Skip {
+    match data {
+        Written::Content(fp) if row.fingerprint.as_deref() == Some(fp.as_str()) => {
+            Skip::Echo(format!(
+                "echo: {external_id}'s {field} is what `bir sync` last wrote (name, \
+                 description and due date as Plane returned them)"
+            ))
+        }
+        Written::Content(_) => Skip::Ignored(format!(
+            "{external_id}: {field} changed in Plane and no longer matches what `bir sync` \
+             wrote: drift, which the next `bir sync` restores"
+        )),
+        Written::Priority(p) if p.is_some() && p.as_deref() == row.pushed_priority() => {
+            Skip::Echo(format!(
+                "echo: {external_id}'s priority {} is what `bir sync` last set",
+                p.as_deref().unwrap_or_default()
+            ))
+        }
+        Written::Priority(p) => Skip::Ignored(format!(
+            "{external_id}: priority changed in Plane to {} (`bir sync` set {}): drift, which \
+             the sync leaves until the deadline's priority bucket moves",
+            p.as_deref().unwrap_or("none"),
+            row.pushed_priority().unwrap_or("nothing yet")
+        )),
+        Written::Unknown => Skip::Ignored(format!(
+            "{external_id}: {field} changed in Plane; the sync owns it: where it differs \
+             from the deadline it is drift, which the next `bir sync` restores"
+        )),
+    }
+}
+
 /// The actor's display name, else its id, else `data.updated_by`.
 fn actor(envelope: &Envelope, data: &WorkItemData) -> Option<String> {
     envelope
@@ -216,22 +384,49 @@ fn actor(envelope: &Envelope, data: &WorkItemData) -> Option<String> {
         .or_else(|| data.updated_by.map(|id| id.to_string()))
 }
 
-/// Whether the store has this work item under this external id.
+/// The row with this value in `column` (`work_item_id` or `external_id`: both unique).
+fn row_by(
+    tx: &rusqlite::Transaction<'_>,
+    column: Column,
+    value: &str,
+) -> std::result::Result<Option<Stored>, Skip> {
+    let sql = match column {
+        Column::WorkItem => {
+            "SELECT external_id, work_item_id, fingerprint, pushed FROM bir_deadlines \
+             WHERE work_item_id = ?1"
+        }
+        Column::ExternalId => {
+            "SELECT external_id, work_item_id, fingerprint, pushed FROM bir_deadlines \
+             WHERE external_id = ?1"
+        }
+    };
+    tx.query_row(sql, [value], |row| {
+        Ok(Stored {
+            external_id: row.get(0)?,
+            work_item_id: row.get(1)?,
+            fingerprint: row.get(2)?,
+            pushed: row.get(3)?,
+        })
+    })
+    .optional()
+    .map_err(Skip::Store)
+}
+
+/// The unique column [`row_by`] looks a row up by.
+#[derive(Debug, Clone, Copy)]
+enum Column {
+    WorkItem,
+    ExternalId,
+}
+
+/// The store's row of this work item, if it holds it under this external id.
 fn known(
     tx: &rusqlite::Transaction<'_>,
     work_item: Uuid,
     external_id: &str,
-) -> std::result::Result<(), Skip> {
-    let stored: Option<String> = tx
-        .query_row(
-            "SELECT external_id FROM bir_deadlines WHERE work_item_id = ?1",
-            [work_item.to_string()],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(Skip::Store)?;
-    match stored {
-        Some(stored) if stored == external_id => Ok(()),
+) -> std::result::Result<Stored, Skip> {
+    match row_by(tx, Column::WorkItem, &work_item.to_string())? {
+        Some(row) if row.external_id == external_id => Ok(row),
         _ => Err(Skip::NotOurs),
     }
 }
@@ -269,6 +464,22 @@ impl EventHandler for BirHandler {
                         known(tx, work_item, &external_id)?;
                         Err(Skip::Ignored(reason))
                     }
+                    Plan::Created {
+                        work_item,
+                        external_id,
+                    } => {
+                        let row = row_by(tx, Column::ExternalId, &external_id)?;
+                        Err(judge_created(work_item, &external_id, row.as_ref()))
+                    }
+                    Plan::Owned {
+                        work_item,
+                        external_id,
+                        field,
+                        data,
+                    } => {
+                        let row = known(tx, work_item, &external_id)?;
+                        Err(judge_owned(&external_id, &field, &data, &row))
+                    }
                     Plan::Apply {
                         external_id,
                         change,
@@ -303,6 +514,7 @@ impl EventHandler for BirHandler {
                 }
                 Err(Skip::NotOurs) => Ok(Handled::NotOurs),
                 Err(Skip::Ignored(reason)) => Ok(Handled::Ignored { reason }),
+                Err(Skip::Echo(note)) => Ok(Handled::Echo { note }),
                 Err(Skip::Store(e)) => Err(HandlerError::new(format!(
                     "could not apply the status change of inbox item {}: {e}",
                     item.id
@@ -317,9 +529,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn body(action: &str, data: serde_json::Value, activity: serde_json::Value) -> String {
+        serde_json::json!({"event": "issue", "action": action, "data": data, "activity": activity})
+            .to_string()
+    }
+
     fn envelope(action: &str, data: serde_json::Value, activity: serde_json::Value) -> Envelope {
-        let body = serde_json::json!({"event": "issue", "action": action, "data": data, "activity": activity});
-        Envelope::parse(body.to_string().as_bytes()).unwrap()
+        Envelope::parse(body(action, data, activity).as_bytes()).unwrap()
     }
 
     fn ours(group: &str) -> serde_json::Value {
@@ -373,18 +589,111 @@ mod tests {
         );
     }
 
+    /// An owned-field event as Plane CE sends it: the whole work item, the field changed.
+    fn edited_body(field: &str, target: &str, priority: &str) -> String {
+        let mut data = ours("unstarted");
+        data["name"] = "1601-C 2026-01 · due 2026-02-10".into();
+        data["description_html"] = "<p>BIR Form 1601-C</p>".into();
+        data["target_date"] = target.into();
+        data["priority"] = priority.into();
+        body("updated", data, serde_json::json!({"field": field}))
+    }
+
+    fn edited(field: &str, target: &str, priority: &str) -> Envelope {
+        Envelope::parse(edited_body(field, target, priority).as_bytes()).unwrap()
+    }
+
+    /// The row the sync leaves after writing that work item with due date 2026-02-10 and
+    /// priority `high`.
+    fn synced() -> Stored {
+        Stored {
+            external_id: "bir:acme:1601-C:2026-01".into(),
+            work_item_id: Some("10726b93-2516-4e16-91f4-d6804b6c9979".into()),
+            fingerprint: Some(fingerprint(
+                Some("1601-C 2026-01 · due 2026-02-10"),
+                Some("<p>BIR Form 1601-C</p>"),
+                NaiveDate::from_ymd_opt(2026, 2, 10),
+            )),
+            pushed: Some("0123abcd:high".into()),
+        }
+    }
+
+    fn judged(e: &Envelope) -> Skip {
+        let Plan::Owned {
+            external_id,
+            field,
+            data,
+            ..
+        } = plan(e, "k")
+        else {
+            panic!("{:?}", plan(e, "k"))
+        };
+        judge_owned(&external_id, &field, &data, &synced())
+    }
+
     #[test]
-    fn owned_fields_are_drift_and_others_change_nothing() {
-        let e = envelope(
-            "updated",
-            ours("completed"),
-            serde_json::json!({"field": "target_date"}),
-        );
-        let Plan::Ignore { reason, .. } = plan(&e, "k") else {
-            panic!()
+    fn an_owned_field_as_the_sync_wrote_it_is_an_echo_and_a_persons_edit_is_drift() {
+        for field in ["name", "description_html", "target_date"] {
+            let Skip::Echo(note) = judged(&edited(field, "2026-02-10", "high")) else {
+                panic!("{field}: the sync's own write is an echo")
+            };
+            assert!(note.contains("echo") && note.contains(field), "{note}");
+        }
+        // A person moves the due date: the work item is no longer what the sync wrote.
+        let Skip::Ignored(reason) = judged(&edited("target_date", "2026-02-17", "high")) else {
+            panic!("a person's edit is drift")
         };
         assert!(
             reason.contains("target_date") && reason.contains("drift"),
+            "{reason}"
+        );
+        // The name's delivery of a PATCH that also moved the date: the data shows both.
+        assert!(matches!(
+            judged(&edited("name", "2026-02-17", "high")),
+            Skip::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn a_priority_the_sync_set_is_an_echo_and_another_is_drift() {
+        assert!(matches!(
+            judged(&edited("priority", "2026-02-10", "high")),
+            Skip::Echo(n) if n.contains("priority high")
+        ));
+        let Skip::Ignored(reason) = judged(&edited("priority", "2026-02-10", "urgent")) else {
+            panic!("a person's priority is drift")
+        };
+        assert!(
+            reason.contains("urgent") && reason.contains("`bir sync` set high"),
+            "{reason}"
+        );
+        // Nothing recorded as pushed yet: nothing to be the echo of.
+        let Plan::Owned {
+            external_id,
+            field,
+            data,
+            ..
+        } = plan(&edited("priority", "2026-02-10", "high"), "k")
+        else {
+            panic!()
+        };
+        let row = Stored {
+            pushed: None,
+            ..synced()
+        };
+        assert!(matches!(
+            judge_owned(&external_id, &field, &data, &row),
+            Skip::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn owned_fields_the_store_keeps_nothing_of_are_drift_and_others_change_nothing() {
+        let Skip::Ignored(reason) = judged(&edited("labels", "2026-02-10", "high")) else {
+            panic!()
+        };
+        assert!(
+            reason.contains("labels") && reason.contains("drift"),
             "{reason}"
         );
         let e = envelope(
@@ -396,6 +705,144 @@ mod tests {
             panic!()
         };
         assert!(reason.contains("does not bear"), "{reason}");
+    }
+
+    #[test]
+    fn a_create_of_ours_is_an_echo_even_before_the_sync_recorded_it() {
+        let e = envelope(
+            "created",
+            ours("unstarted"),
+            serde_json::json!({"field": null}),
+        );
+        let Plan::Created {
+            work_item,
+            external_id,
+        } = plan(&e, "k")
+        else {
+            panic!("{:?}", plan(&e, "k"))
+        };
+        // The race: the store has no row yet.
+        let Skip::Echo(note) = judge_created(work_item, &external_id, None) else {
+            panic!()
+        };
+        assert!(note.contains("before the sync recorded it"), "{note}");
+        // Recorded first.
+        assert!(matches!(
+            judge_created(work_item, &external_id, Some(&synced())),
+            Skip::Echo(n) if !n.contains("before")
+        ));
+        // The deadline's row holds another work item: not this sync's.
+        let other = Stored {
+            work_item_id: Some(Uuid::new_v4().to_string()),
+            ..synced()
+        };
+        assert!(matches!(
+            judge_created(work_item, &external_id, Some(&other)),
+            Skip::NotOurs
+        ));
+    }
+
+    /// The handler's fingerprint of webhook data must be the sync's of the API's answer:
+    /// Plane CE serialises both from the same row. A delivery recorded from a real Plane CE.
+    #[test]
+    fn webhook_data_and_the_api_answer_fingerprint_alike() {
+        let body =
+            include_str!("../../../testdata/plane-ce/webhooks/1795615127062_0002_issue.body");
+        let e = Envelope::parse(body.as_bytes()).unwrap();
+        let data = e.work_item().unwrap();
+        let raw: serde_json::Value = serde_json::from_str(body).unwrap();
+        let item: plane_core::WorkItem = serde_json::from_value(raw["data"].clone()).unwrap();
+        assert_eq!(
+            Written::of("target_date", data),
+            Written::Content(crate::sync::plane_fingerprint(&item))
+        );
+        assert!(matches!(plan(&e, "k"), Plan::Created { .. }));
+    }
+
+    /// Through the handler and the real delivery store: echo, drift and the race.
+    #[tokio::test]
+    async fn the_handler_records_echo_and_drift_against_the_deadline_store() {
+        use crate::store::{DeadlineRecord, DeadlineStore};
+        use plane_webhook::{DeliveryStore, NewDelivery, StoreConfig};
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("plane.db");
+        let store = Arc::new(SqliteStore::open(&db, StoreConfig::default()).unwrap());
+        let handler = BirHandler::new(store.clone()).unwrap();
+        let row = synced();
+        SqliteDeadlineStore::open(&db)
+            .unwrap()
+            .record(&DeadlineRecord {
+                external_id: row.external_id.clone(),
+                profile: "acme".into(),
+                form: "1601-C".into(),
+                period: "2026-01".into(),
+                due_date: NaiveDate::from_ymd_opt(2026, 2, 10).unwrap(),
+                payment_date: None,
+                project_id: Uuid::new_v4(),
+                work_item_id: row.work_item_id.as_deref().map(|id| id.parse().unwrap()),
+                pushed: row.pushed.clone(),
+                fingerprint: row.fingerprint.clone(),
+                status: DeadlineStatus::Pending,
+                status_by: None,
+                status_at: None,
+            })
+            .unwrap();
+        // As the worker runs it: recorded, claimed, handled, then finished.
+        let handle = |body: String| {
+            let (store, handler) = (store.clone(), &handler);
+            async move {
+                let e = Envelope::parse(body.as_bytes()).unwrap();
+                store
+                    .record(NewDelivery::new(
+                        Uuid::new_v4(),
+                        &e.head(),
+                        body.into_bytes(),
+                    ))
+                    .await
+                    .unwrap();
+                let item = store
+                    .claim("t", 1, std::time::Duration::from_secs(60))
+                    .await
+                    .unwrap()
+                    .remove(0);
+                let handled = handler.handle(&item, &e).await.unwrap();
+                store.complete(&item).await.unwrap();
+                handled
+            }
+        };
+        assert!(matches!(
+            handle(edited_body("target_date", "2026-02-10", "high")).await,
+            Handled::Echo { .. }
+        ));
+        assert!(matches!(
+            handle(edited_body("target_date", "2026-02-17", "high")).await,
+            Handled::Ignored { reason } if reason.contains("drift")
+        ));
+        assert!(matches!(
+            handle(edited_body("priority", "2026-02-10", "high")).await,
+            Handled::Echo { .. }
+        ));
+        // A create of a deadline the store does not know yet (the race).
+        let mut fresh = ours("unstarted");
+        fresh["id"] = Uuid::new_v4().to_string().into();
+        fresh["external_id"] = "bir:acme:1601-C:2026-02".into();
+        assert!(matches!(
+            handle(body("created", fresh, serde_json::json!({}))).await,
+            Handled::Echo { note } if note.contains("before the sync recorded it")
+        ));
+        // An edit of a work item of ours the store does not know: not ours.
+        let mut stranger = ours("unstarted");
+        stranger["id"] = Uuid::new_v4().to_string().into();
+        assert_eq!(
+            handle(body(
+                "updated",
+                stranger,
+                serde_json::json!({"field": "target_date"})
+            ))
+            .await,
+            Handled::NotOurs
+        );
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl Metrics {
         let processed = Family::<ResultLabels, Counter>::default();
         registry.register(
             "plane_inbox_processed",
-            "Inbox items processed, by result: done, not_ours (done; about an object no handler owns), ignored (no handler acted; reason kept), failed (retried later), dead, lease_lost",
+            "Inbox items processed, by result: done, not_ours (done; about an object no handler owns), echo (done; the connector's own write coming back, note kept), ignored (no handler acted; reason kept, e.g. drift: a person's edit of a field the sync owns), failed (retried later), dead, lease_lost",
             processed.clone(),
         );
         let processing_seconds = Histogram::new(BUCKETS);
@@ -165,7 +165,7 @@ impl Metrics {
         self.in_progress.inc();
     }
 
-    /// Counts a processed inbox item by result (`done`, `not_ours`,
+    /// Counts a processed inbox item by result (`done`, `not_ours`, `echo`,
     /// `ignored`, `failed`, `dead`, `lease_lost`) and its latency; finished
     /// items (all but `failed` and `lease_lost`) leave the backlog.
     pub fn processed(&self, result: &'static str, took: Duration) {
@@ -173,7 +173,7 @@ impl Metrics {
         self.processed.get_or_create(&ResultLabels { result }).inc();
         self.processing_seconds.observe(took.as_secs_f64());
         match result {
-            "done" | "not_ours" | "ignored" => {
+            "done" | "not_ours" | "echo" | "ignored" => {
                 self.backlog.dec();
             }
             "dead" => {

@@ -2,10 +2,11 @@
 //! done, ignored or failed, and purges old deliveries on a schedule.
 //!
 //! An item is marked done only after a handler that owns its event ran (and
-//! said [`Handled::Done`] or [`Handled::NotOurs`]); one that no handler wants
-//! is marked ignored with the reason ("no handler for issue.updated"). A
-//! handler that answers [`Handled::Completed`] finished the item itself, in
-//! the transaction of its own change.
+//! said [`Handled::Done`], [`Handled::NotOurs`] or [`Handled::Echo`], the
+//! last kept with its note); one that no handler wants is marked ignored with
+//! the reason ("no handler for issue.updated"). A handler that answers
+//! [`Handled::Completed`] finished the item itself, in the transaction of its
+//! own change.
 //!
 //! With the connector switched off it claims nothing: stored deliveries wait,
 //! untouched and with all their attempts, until a worker runs with it on.
@@ -146,6 +147,7 @@ impl Worker {
                         Ok(Handled::NotOurs) => return done.push(item, "not_ours", took),
                         Ok(Handled::Completed) => return this.metrics.processed("done", took),
                         Ok(Handled::Ignored { reason }) => Unfinished::Ignored(reason),
+                        Ok(Handled::Echo { note }) => Unfinished::Echo(note),
                         Err(message) => Unfinished::Failed(message),
                     };
                     let recorded = tokio::spawn(finish(
@@ -304,7 +306,7 @@ impl Worker {
 
     /// Runs every handler that owns the event, in order. The item's outcome is
     /// the strongest of theirs: `Completed` (no later handler runs), then
-    /// `Done`, `NotOurs`, `Ignored`; with no handler at all, it is ignored.
+    /// `Done`, `Echo`, `NotOurs`, `Ignored`; with no handler at all, it is ignored.
     async fn dispatch(&self, item: &InboxItem, envelope: &Envelope) -> Result<Handled, String> {
         let mut outcome: Option<Handled> = None;
         for handler in self.handlers.iter().filter(|h| h.wants(envelope)) {
@@ -400,10 +402,12 @@ type Done = (InboxItem, &'static str, Duration);
 /// An outcome that is not a plain completion (those go through [`Completions`]).
 enum Unfinished {
     Ignored(String),
+    /// Done, with a note: rare enough (the connector's own writes) to skip the batching.
+    Echo(String),
     Failed(String),
 }
 
-/// Records an ignored or failed item in the store (failed or dead), and counts it.
+/// Records an ignored, echoed or failed item in the store (failed or dead), and counts it.
 async fn finish(
     store: Arc<dyn DeliveryStore>,
     metrics: Arc<Metrics>,
@@ -415,6 +419,10 @@ async fn finish(
         Unfinished::Ignored(reason) => {
             tracing::info!(id = item.id, event = %item.event, action = %item.action, reason = %reason, "inbox item ignored");
             store.ignore(&item, reason).await.map(|()| "ignored")
+        }
+        Unfinished::Echo(note) => {
+            tracing::debug!(id = item.id, event = %item.event, action = %item.action, note = %note, "inbox item is the echo of the connector's own write");
+            store.complete_noted(&item, note).await.map(|()| "echo")
         }
         Unfinished::Failed(message) => match store.fail(&item, message).await {
             Ok(FailOutcome::Retry { at }) => {
@@ -436,9 +444,11 @@ async fn finish(
 }
 
 fn strongest(a: Handled, b: Handled) -> Handled {
+    // An echo outranks `NotOurs`: one handler recognised the event as its own.
     let rank = |h: &Handled| match h {
-        Handled::Completed => 3,
-        Handled::Done => 2,
+        Handled::Completed => 4,
+        Handled::Done => 3,
+        Handled::Echo { .. } => 2,
         Handled::NotOurs => 1,
         Handled::Ignored { .. } => 0,
     };

@@ -300,3 +300,140 @@ async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_writte
     assert_eq!(l.fake.request_log().len(), 0, "{:?}", l.fake.request_log());
     l.running.shutdown().await.unwrap();
 }
+
+/// Echo against drift, through real signed webhooks from plane-fake after a sync: every
+/// write of the sync comes back and is recorded as `echo` (done, with a note), a person's
+/// move of a due date is drift (ignored, with the reason), and the sync restoring it is an
+/// echo again. Counted in `/metrics` apart from drift and from `not_ours`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_syncs_own_writes_come_back_as_echo_and_a_persons_edit_as_drift() {
+    let l = Loop::start().await;
+    let issue_webhooks = |action: &str| {
+        l.fake
+            .webhook_log()
+            .into_iter()
+            .filter(|w| {
+                let j = w.json();
+                j["event"] == "issue" && j["action"] == action
+            })
+            .count()
+    };
+
+    // The first sync creates every work item; each create comes back as one `created`
+    // webhook, whether it is handled before or after the sync recorded the work item.
+    let first = l.sync().await;
+    assert!(first.created > 10, "{first:?}");
+    l.settle().await;
+    assert_eq!(issue_webhooks("created"), first.created);
+    assert_eq!(issue_webhooks("updated"), 0, "a create is one delivery");
+    assert_eq!(l.processed("echo"), first.created as u64);
+    assert_eq!(
+        (l.processed("ignored"), l.processed("not_ours")),
+        (0, 0),
+        "the sync's own creates are neither drift nor someone else's"
+    );
+    let echoes: Vec<_> = l
+        .store
+        .list(Some(Status::Done), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.note.as_deref().is_some_and(|n| n.contains("echo")))
+        .collect();
+    assert_eq!(
+        echoes.len(),
+        first.created,
+        "each echo is done, with its note"
+    );
+
+    // A person moves a due date in Plane: one delivery, drift, not an echo.
+    let item = l.deadlines.all().unwrap()[0].work_item_id.unwrap();
+    let due = l.fake.work_item_json(l.fake.project_id(), item).unwrap()["target_date"]
+        .as_str()
+        .unwrap()
+        .parse::<NaiveDate>()
+        .unwrap();
+    let bob = l.fake.add_user(json!({"display_name": "bob"}));
+    l.fake
+        .as_user(bob)
+        .patch_work_item(
+            l.fake.project_id(),
+            item,
+            json!({"target_date": (due + chrono::Days::new(7)).to_string()}),
+        )
+        .unwrap();
+    l.settle().await;
+    assert_eq!(issue_webhooks("updated"), 1);
+    assert_eq!(l.processed("echo"), first.created as u64, "no new echo");
+    assert_eq!(l.processed("ignored"), 1);
+    let drift = l
+        .store
+        .list(Some(Status::Ignored), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    let reason = drift.note.unwrap_or_default();
+    assert!(
+        reason.contains("target_date") && reason.contains("drift"),
+        "{reason}"
+    );
+
+    // The next sync restores the date with one PATCH; its webhook is the sync's echo.
+    let restore = l.sync().await;
+    assert_eq!((restore.drift.len(), restore.writes), (1, 1), "{restore:?}");
+    l.settle().await;
+    assert_eq!(issue_webhooks("updated"), 2);
+    assert_eq!(l.processed("echo"), first.created as u64 + 1);
+    assert_eq!(l.processed("ignored"), 1, "the restore is not drift");
+    assert_eq!(l.processed("not_ours"), 0);
+
+    // `/metrics` counts them apart.
+    let metrics = l.running.state.metrics.render();
+    for line in [
+        format!(
+            r#"plane_inbox_processed_total{{result="echo"}} {}"#,
+            first.created + 1
+        ),
+        r#"plane_inbox_processed_total{result="ignored"} 1"#.to_owned(),
+    ] {
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+    }
+
+    // `deliveries list` shows the echo as done, with its note.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_plane-server"))
+        .args([
+            "deliveries",
+            "list",
+            "--status",
+            "done",
+            "--format",
+            "json",
+            "--limit",
+            "1000",
+            "--db",
+        ])
+        .arg(&l.db)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let restored = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "updated")
+        .collect::<Vec<_>>();
+    assert_eq!(restored.len(), 1, "{rows:#}");
+    assert!(
+        restored[0]["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("echo") && n.contains("target_date")),
+        "{rows:#}"
+    );
+    l.running.shutdown().await.unwrap();
+}

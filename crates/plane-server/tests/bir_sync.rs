@@ -156,6 +156,8 @@ async fn sync_prints_the_summary_and_a_second_run_writes_nothing_and_status_list
             "status",
             "--format",
             "json",
+            "--today",
+            "2026-01-05",
             "--db",
             env.db().to_str().unwrap(),
         ])
@@ -176,6 +178,7 @@ async fn sync_prints_the_summary_and_a_second_run_writes_nothing_and_status_list
         ] {
             assert!(row.get(key).is_some(), "{key} missing: {row}");
         }
+        // Nothing is overdue on the sync's day: the first is due 2026-01-15.
         assert_eq!(row["status"], "pending");
         assert!(row["work_item_id"].is_string());
     }

@@ -336,6 +336,13 @@ impl DeliveryStore for FailingRecords {
     ) -> BoxFuture<'a, Result<(), plane_webhook::Error>> {
         self.inner.ignore(i, r)
     }
+    fn complete_noted<'a>(
+        &'a self,
+        i: &'a plane_webhook::InboxItem,
+        n: &'a str,
+    ) -> BoxFuture<'a, Result<(), plane_webhook::Error>> {
+        self.inner.complete_noted(i, n)
+    }
     fn fail<'a>(
         &'a self,
         i: &'a plane_webhook::InboxItem,

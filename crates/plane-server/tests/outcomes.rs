@@ -51,6 +51,9 @@ impl EventHandler for Scripted {
                 "stale" => Ok(Handled::Ignored {
                     reason: "older than what we have".into(),
                 }),
+                "echo" => Ok(Handled::Echo {
+                    note: "echo of the sync's create".into(),
+                }),
                 "completed" => {
                     // As complete_with would, in the handler's own transaction.
                     self.store.complete(item).await.unwrap();
@@ -132,7 +135,7 @@ fn store() -> Arc<MemoryStore> {
 async fn each_outcome_finishes_the_item_its_own_way_and_is_counted() {
     let store = store();
     let mut ids = Vec::new();
-    for name in ["done", "not ours", "stale", "completed", "boom"] {
+    for name in ["done", "not ours", "stale", "completed", "boom", "echo"] {
         ids.push(record(&store, "issue", name).await);
     }
     let project = record(&store, "project", "p").await;
@@ -151,10 +154,11 @@ async fn each_outcome_finishes_the_item_its_own_way_and_is_counted() {
             (Status::Ignored, Some("older than what we have")),
             (Status::Done, None),
             (Status::Dead, None),
+            (Status::Done, Some("echo of the sync's create")),
             (Status::Ignored, Some("no handler for project.updated")),
         ]
     );
-    assert_eq!(rows[5].id, project);
+    assert_eq!(rows[6].id, project);
     assert_eq!(
         rows[4].last_error.as_deref(),
         Some("handler scripted: Plane said no")
@@ -162,6 +166,7 @@ async fn each_outcome_finishes_the_item_its_own_way_and_is_counted() {
     for (result, n) in [
         ("done", 2),
         ("not_ours", 1),
+        ("echo", 1),
         ("ignored", 2),
         ("failed", 1),
         ("dead", 1),
@@ -175,12 +180,28 @@ async fn each_outcome_finishes_the_item_its_own_way_and_is_counted() {
         text.contains("# HELP plane_inbox_processed Inbox items processed, by result"),
         "{text}"
     );
+    let help = text
+        .lines()
+        .find(|l| l.starts_with("# HELP plane_inbox_processed "))
+        .unwrap();
+    for result in [
+        "done",
+        "not_ours",
+        "echo",
+        "ignored",
+        "failed",
+        "dead",
+        "lease_lost",
+    ] {
+        assert!(help.contains(result), "{result} is not explained in {help}");
+    }
     assert!(
         text.contains("# TYPE plane_inbox_processed counter"),
         "{text}"
     );
     for line in [
         r#"plane_inbox_processed_total{result="not_ours"} 1"#,
+        r#"plane_inbox_processed_total{result="echo"} 1"#,
         r#"plane_inbox_processed_total{result="ignored"} 2"#,
         r#"plane_inbox_processed_total{result="failed"} 1"#,
         r#"plane_inbox_processed_total{result="dead"} 1"#,

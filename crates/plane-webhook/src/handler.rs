@@ -37,7 +37,7 @@ pub trait EventHandler: Send + Sync + fmt::Debug {
 
     /// Whether this handler owns the event (its kind and action). Owning it
     /// does not mean acting on it: the handler may still answer
-    /// [`Handled::NotOurs`] or [`Handled::Ignored`].
+    /// [`Handled::NotOurs`], [`Handled::Ignored`] or [`Handled::Echo`].
     fn wants(&self, envelope: &Envelope) -> bool;
 
     /// Acts on the event; `item` says which inbox item it came in (its id,
@@ -69,6 +69,16 @@ pub enum Handled {
     Ignored {
         /// Why, for people reading `deliveries list`. No secrets.
         reason: String,
+    },
+    /// The echo of a write the connector itself made (a sync creating or
+    /// changing a work item comes back as a webhook): recognised, and nothing
+    /// to act on. The item is marked done with the note (shown by
+    /// `deliveries list`) and counted apart in metrics (`echo`), so a
+    /// person's edit (ignored as drift) and an object no handler owns
+    /// (`not_ours`) stay apart from the connector's own traffic.
+    Echo {
+        /// Which write it echoes, for people reading `deliveries list`. No secrets.
+        note: String,
     },
 }
 

@@ -11,7 +11,8 @@
 //!   serves the inbox to a worker under leases.
 //! * [`EventHandler`] is what a domain crate (plane-bir) implements to act on
 //!   events; its [`Handled`] outcome says whether the worker marks the item
-//!   done, leaves it (the handler completed it), or ignores it with a reason.
+//!   done, leaves it (the handler completed it), ignores it with a reason, or
+//!   marks it done with a note (the echo of the connector's own write).
 //!   An event no handler owns is ignored, never silently done.
 //!
 //! # A domain change applied exactly once

@@ -580,3 +580,36 @@ async fn an_ignored_item_keeps_its_reason_is_purged_like_done_and_replays() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_noted_completion_is_done_with_its_note_and_replay_clears_it() {
+    both(|store, _clock| async move {
+        let RecordOutcome::New { id } = store.record(delivery(1)).await.unwrap() else {
+            panic!("not new")
+        };
+        let item = store
+            .claim("w", 1, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .remove(0);
+        store
+            .complete_noted(&item, "echo of the sync's write")
+            .await
+            .unwrap();
+        let row = store.list(Some(Status::Done), 10).await.unwrap().remove(0);
+        assert_eq!(row.id, id);
+        assert_eq!(row.note.as_deref(), Some("echo of the sync's write"));
+        assert_eq!(row.finished_at, Some(T0));
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.done, stats.ignored, stats.pending), (1, 0, 0));
+        // A stale claim cannot finish an item it no longer holds.
+        assert!(matches!(
+            store.complete_noted(&item, "late").await,
+            Err(Error::LeaseLost { .. })
+        ));
+        store.replay(id).await.unwrap();
+        let row = store.list(None, 10).await.unwrap().remove(0);
+        assert_eq!((row.status, row.note), (Status::Pending, None));
+    })
+    .await;
+}

@@ -80,6 +80,14 @@ impl DeliveryStore for ProbeStore {
     fn ignore<'a>(&'a self, i: &'a InboxItem, r: &'a str) -> BoxFuture<'a, Result<(), Error>> {
         self.fail().unwrap_or_else(|| self.inner.ignore(i, r))
     }
+    fn complete_noted<'a>(
+        &'a self,
+        i: &'a InboxItem,
+        n: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.fail()
+            .unwrap_or_else(|| self.inner.complete_noted(i, n))
+    }
     fn extend<'a>(&'a self, i: &'a InboxItem, d: Duration) -> BoxFuture<'a, Result<(), Error>> {
         self.fail().unwrap_or_else(|| self.inner.extend(i, d))
     }

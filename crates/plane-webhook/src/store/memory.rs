@@ -191,6 +191,22 @@ impl DeliveryStore for MemoryStore {
         Box::pin(async move { result })
     }
 
+    fn complete_noted<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        note: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let result = self.with(|state, now| {
+            let row = leased_row(state, item)?;
+            row.record.status = Status::Done;
+            row.record.finished_at = Some(now);
+            row.record.note = Some(note.to_owned());
+            row.lease = None;
+            Ok(())
+        });
+        Box::pin(async move { result })
+    }
+
     fn fail<'a>(
         &'a self,
         item: &'a InboxItem,

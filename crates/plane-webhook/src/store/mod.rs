@@ -227,7 +227,9 @@ pub struct DeliveryRecord {
     pub finished_at: Option<i64>,
     /// The handler's last error, or why the lease was lost.
     pub last_error: Option<String>,
-    /// Why an [`Status::Ignored`] item was not handled; cleared by `replay`.
+    /// Why an [`Status::Ignored`] item was not handled, or what its handler
+    /// noted about a [`Status::Done`] one (the echo of the connector's own
+    /// write, see [`DeliveryStore::complete_noted`]); cleared by `replay`.
     pub note: Option<String>,
 }
 
@@ -409,6 +411,16 @@ pub trait DeliveryStore: Send + Sync + fmt::Debug {
         &'a self,
         item: &'a InboxItem,
         reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Marks a leased item done, keeping `note` (shown by `deliveries list`):
+    /// for an event its handler recognised and had nothing to do about, such
+    /// as the echo of the connector's own write (`Handled::Echo`).
+    /// [`Error::LeaseLost`] as for `complete`.
+    fn complete_noted<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        note: &'a str,
     ) -> BoxFuture<'a, Result<(), Error>>;
 
     /// Pushes the lease of an item this claim still holds to `lease` from now,

@@ -248,8 +248,15 @@ enum Command {
         Vec<(i64, String)>,
         oneshot::Sender<Result<Vec<Result<(), Error>>, Error>>,
     ),
-    /// Id, lease token, reason.
-    Ignore(i64, String, String, oneshot::Sender<Result<(), Error>>),
+    /// Id, lease token, the status it ends in ([`Status::Ignored`], or
+    /// [`Status::Done`] for a noted completion), the note.
+    Finish(
+        i64,
+        String,
+        Status,
+        String,
+        oneshot::Sender<Result<(), Error>>,
+    ),
     /// A domain change: `write`, `complete_with`, `migrate`.
     Job(Box<dyn Job>),
     Fail(
@@ -539,7 +546,7 @@ fn apply_atomically(
     // page they touch into the statement journal first.
     if matches!(
         command,
-        Command::Record(..) | Command::Complete(..) | Command::Ignore(..)
+        Command::Record(..) | Command::Complete(..) | Command::Finish(..)
     ) {
         let applied = apply(tx, config, path, now, command, parked);
         return match applied.broken {
@@ -740,7 +747,7 @@ impl Command {
                 drop(tx.send(Err(e)))
             }
             Command::Fail(_, _, _, tx) => drop(tx.send(Err(e))),
-            Command::Ignore(_, _, _, tx) => drop(tx.send(Err(e))),
+            Command::Finish(_, _, _, _, tx) => drop(tx.send(Err(e))),
             Command::Job(job) => job.refuse(error),
             Command::List(_, _, tx) => drop(tx.send(Err(e))),
             Command::Purge(_, tx) => drop(tx.send(Err(e))),
@@ -820,14 +827,20 @@ fn apply(
                 .collect();
             reply(reply_to, Ok(results))
         }
-        Command::Ignore(id, lease, reason, reply_to) => {
+        Command::Finish(id, lease, status, note, reply_to) => {
             let changed = tx
                 .prepare_cached(
-                    "UPDATE inbox SET status = 'ignored', finished_at = ?2, note = ?3, lease_owner = NULL, lease_until = NULL
+                    "UPDATE inbox SET status = ?5, finished_at = ?2, note = ?3, lease_owner = NULL, lease_until = NULL
                      WHERE id = ?1 AND status = 'processing' AND lease_owner = ?4",
                 )
-                .and_then(|mut update| update.execute(params![id, now, reason, lease]))
-                .map_err(err("ignore a delivery"));
+                .and_then(|mut update| {
+                    update.execute(params![id, now, note, lease, status.as_str()])
+                })
+                .map_err(err(if status == Status::Done {
+                    "complete a delivery"
+                } else {
+                    "ignore a delivery"
+                }));
             let result = match changed {
                 Ok(1) => Ok(()),
                 // Not held: say why (unknown, or leased again).
@@ -1249,7 +1262,31 @@ impl DeliveryStore for SqliteStore {
         item: &'a InboxItem,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        self.call(|tx| Command::Ignore(item.id, item.lease.clone(), reason.to_owned(), tx))
+        self.call(|tx| {
+            Command::Finish(
+                item.id,
+                item.lease.clone(),
+                Status::Ignored,
+                reason.to_owned(),
+                tx,
+            )
+        })
+    }
+
+    fn complete_noted<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        note: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.call(|tx| {
+            Command::Finish(
+                item.id,
+                item.lease.clone(),
+                Status::Done,
+                note.to_owned(),
+                tx,
+            )
+        })
     }
 
     fn fail<'a>(
