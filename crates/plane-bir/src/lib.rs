@@ -18,10 +18,14 @@
 //!   2028 provisional), plus holiday files that add years or days. A year without data is
 //!   never refused: its holidays are the ones the law fixes ([`holiday_law`]), and every
 //!   deadline relying on a provisional year says so ([`Deadline::provisional`]).
-//! - [`calendar`] computes every [`Deadline`] of a year: form, [`Period`], filing date,
+//! - [`calendar`] computes every [`Deadline`] of a year, and [`deadlines_between`] every
+//!   one that falls due in a range of dates whatever its period or fiscal year: form,
+//!   [`Period`], filing date,
 //!   payment date where it differs (eFPS), the rule, the rule's date, and every day that
 //!   moved it ([`roll_forward`]: Saturdays, Sundays, regular holidays and special
-//!   non-working days, chained; RMC 65-2016).
+//!   non-working days, chained; RMC 65-2016), and whether the date is provisional.
+//! - [`horizon`]: what a `bir sync` without `--year` covers: a rolling [`Window`] of due
+//!   dates ([`Ahead`] months ahead, 12 by default) plus every open deadline synced before.
 //! - [`Overrides`]: a person's date for one form and period (a BIR extension). It wins and
 //!   the deadline says so ([`AppliedOverride`] keeps the computed date). Stored, for now, in
 //!   a TOML file written atomically ([`save_override`]); part 2 moves them into the
@@ -138,8 +142,10 @@
 //! 2. **2027 holidays are derived from the rules table**, because the reference names
 //!    Proclamation 1427 s. 2026 without listing its dates. Days that exist only by
 //!    proclamation (All Souls' Day, Christmas Eve, other additional days) are left out, so
-//!    a deadline may come a day early but never late. Override: a 2027 holiday file with
-//!    `replace = true`.
+//!    a deadline may come a day early but never late. The year is provisional, and so is
+//!    every date relying on it. Override: a 2027 holiday file with `replace = true`.
+//!    **2028 and every later year** hold only the regular holidays RA 9492 fixes
+//!    ([`holiday_law`]): the Eids and the special days are left out, for the same reason.
 //! 3. **The 2027 Eid dates are estimates** (Eid'l Fitr Mar 9, Eid'l Adha May 16), marked
 //!    provisional: they do move deadlines, and each move says "provisional". Override: a
 //!    holiday file with the proclaimed dates.

@@ -477,6 +477,18 @@ fn a_year_out_of_range_exits_2_instead_of_panicking() {
     );
 }
 
+/// `bir calendar ... --format json` for a profile: its rows, and its stderr.
+fn calendar_json(dir: &Path, profile: &str, when: &[&str]) -> (Vec<serde_json::Value>, String) {
+    let mut args = vec!["bir", "calendar", "--profile", profile, "--format", "json"];
+    args.extend_from_slice(when);
+    let out = run_in(dir, &args);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    (
+        serde_json::from_slice(&out.stdout).unwrap(),
+        text(&out.stderr),
+    )
+}
+
 /// Every shipped profile, every year 2025 to 2028: a calendar, never a refusal; a year
 /// beyond the proclaimed ones warns once, on stderr, and marks its dates.
 #[test]
@@ -485,24 +497,10 @@ fn every_profile_has_a_calendar_for_every_year_from_2025_to_2028() {
     for entry in std::fs::read_dir(profiles()).unwrap() {
         let p = entry.unwrap().path().display().to_string();
         for year in ["2025", "2026", "2027", "2028"] {
-            let out = run_in(
-                dir.path(),
-                &[
-                    "bir",
-                    "calendar",
-                    "--year",
-                    year,
-                    "--profile",
-                    &p,
-                    "--format",
-                    "json",
-                ],
-            );
-            assert!(out.status.success(), "{p} {year}: {}", text(&out.stderr));
-            let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+            let (rows, stderr) = calendar_json(dir.path(), &p, &["--year", year]);
             assert!(rows.len() >= 9, "{p} {year}: {}", rows.len());
             let provisional = rows.iter().filter(|r| r["provisional"] == true).count();
-            let warnings = text(&out.stderr).matches("warning:").count();
+            let warnings = stderr.matches("warning:").count();
             assert_eq!(warnings, usize::from(provisional > 0), "{p} {year}");
             if year == "2028" {
                 assert_eq!(provisional, rows.len(), "{p}: 2028 is not proclaimed");
@@ -541,23 +539,8 @@ fn every_profile_has_a_calendar_for_every_year_from_2025_to_2028() {
 fn a_range_lists_what_falls_due_in_it_whatever_its_fiscal_year() {
     let dir = tempfile::tempdir().unwrap();
     let fiscal = profile("fiscal-june-corporation.toml");
-    let out = run_in(
-        dir.path(),
-        &[
-            "bir",
-            "calendar",
-            "--from",
-            "2026-01-01",
-            "--to",
-            "2026-12-31",
-            "--profile",
-            &fiscal,
-            "--format",
-            "json",
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let year_2026 = ["--from", "2026-01-01", "--to", "2026-12-31"];
+    let (rows, _) = calendar_json(dir.path(), &fiscal, &year_2026);
     let find = |form: &str, period: &str| {
         rows.iter()
             .find(|r| r["form"] == form && r["period"] == period)
@@ -585,43 +568,14 @@ fn a_range_lists_what_falls_due_in_it_whatever_its_fiscal_year() {
         let p = entry.unwrap().path().display().to_string();
         let mut expected = std::collections::BTreeSet::new();
         for year in ["2025", "2026", "2027"] {
-            let out = run_in(
-                dir.path(),
-                &[
-                    "bir",
-                    "calendar",
-                    "--year",
-                    year,
-                    "--profile",
-                    &p,
-                    "--format",
-                    "json",
-                ],
-            );
-            let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-            for r in rows {
+            for r in calendar_json(dir.path(), &p, &["--year", year]).0 {
                 let due = r["due_date"].as_str().unwrap().to_string();
                 if due.starts_with("2026-") {
                     expected.insert(format!("{} {} {due}", r["form"], r["period"]));
                 }
             }
         }
-        let out = run_in(
-            dir.path(),
-            &[
-                "bir",
-                "calendar",
-                "--from",
-                "2026-01-01",
-                "--to",
-                "2026-12-31",
-                "--profile",
-                &p,
-                "--format",
-                "json",
-            ],
-        );
-        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let (rows, _) = calendar_json(dir.path(), &p, &year_2026);
         let got: Vec<String> = rows
             .iter()
             .map(|r| {

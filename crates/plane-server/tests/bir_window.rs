@@ -215,69 +215,32 @@ async fn a_bad_horizon_is_refused_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let project = fake.project_id().to_string();
     let p = fiscal();
-    let out = run(
-        &fake,
-        dir.path(),
-        &[
-            "bir",
-            "sync",
-            "--profile",
-            &p,
-            "--project",
-            &project,
-            "--ahead",
-            "40m",
-        ],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr)
-            .contains("\"40m\" is not a horizon: a number of months or years, 1m to 36m"),
-        "{}",
-        text(&out.stderr)
-    );
     let config = dir.path().join("plane.toml");
     std::fs::write(&config, "[bir]\nahead = \"soon\"\n").unwrap();
     let c = config.display().to_string();
-    let out = run(
-        &fake,
-        dir.path(),
-        &[
-            "bir",
-            "sync",
-            "--profile",
-            &p,
-            "--project",
-            &project,
-            "--config",
-            &c,
-        ],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("configuration `bir.ahead`: \"soon\" is not a horizon"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = run(
-        &fake,
-        dir.path(),
-        &[
-            "bir",
-            "sync",
-            "--profile",
-            &p,
-            "--project",
-            &project,
-            "--year",
-            "2026",
-            "--from",
-            "2026-01-01",
-        ],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(2));
+    for (extra, expected) in [
+        (
+            ["--ahead", "40m"],
+            "\"40m\" is not a horizon: a number of months or years, 1m to 36m",
+        ),
+        (
+            ["--config", c.as_str()],
+            "configuration `bir.ahead`: \"soon\" is not a horizon",
+        ),
+        (["--year", "2026"], "cannot be used with"),
+    ] {
+        let mut args = vec!["bir", "sync", "--profile", &p, "--project", &project];
+        args.extend(extra);
+        if extra[0] == "--year" {
+            args.extend(["--from", "2026-01-01"]);
+        }
+        let out = run(&fake, dir.path(), &args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
     assert!(fake.request_log().is_empty(), "{:?}", fake.request_log());
 }
