@@ -18,7 +18,7 @@
 //! ```
 //!
 //! A year with no data is never refused: its holidays are the ones the law fixes
-//! ([`holiday_law`](crate::holiday_law)), and the year is provisional. Every deadline
+//! ([`crate::holiday_law`]), and the year is provisional. Every deadline
 //! whose date relies on a provisional year (or on an estimated day) says so
 //! ([`Deadline::provisional`](crate::Deadline::provisional)).
 

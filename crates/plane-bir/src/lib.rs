@@ -18,7 +18,7 @@
 //!   2028 provisional), plus holiday files that add years or days. A year without data is
 //!   never refused: its holidays are the ones the law fixes ([`holiday_law`]), and every
 //!   deadline relying on a provisional year says so ([`Deadline::provisional`]).
-//! - [`calendar`] computes every [`Deadline`] of a year, and [`deadlines_between`] every
+//! - [`calendar()`] computes every [`Deadline`] of a year, and [`deadlines_between`] every
 //!   one that falls due in a range of dates whatever its period or fiscal year: form,
 //!   [`Period`], filing date,
 //!   payment date where it differs (eFPS), the rule, the rule's date, and every day that

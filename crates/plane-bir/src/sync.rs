@@ -461,9 +461,10 @@ fn recorded_priority(
     }
 }
 
-/// Runs one sync; see the [module docs](self). `progress` is called after the listings
-/// and after each write. The report's request counts are the client's counters over the
-/// run, so the client should not be used by anything else meanwhile.
+/// Runs one sync; see the [module docs](self): list, compare, apply.
+/// `progress` is called after the listings and after each write. The report's request
+/// counts are the client's counters over the run, so the client should not be used by
+/// anything else meanwhile.
 pub async fn sync(
     client: &PlaneClient,
     store: Arc<dyn DeadlineStore>,
@@ -472,24 +473,70 @@ pub async fn sync(
 ) -> Result<SyncReport> {
     let stats_before = client.stats();
     let limit_before = client.rate_limit();
-    let project = request.project;
     let key = profile_key(request.profile);
-    let plane = |during: String| {
-        move |source: PlaneError| Error::Plane {
-            during,
-            source: Box::new(source),
-        }
+    let listing = list(client, request.project).await?;
+    let records: HashMap<String, DeadlineRecord> = {
+        let key = key.clone();
+        blocking(&store, move |s| s.deadlines_of(&key))
+            .await?
+            .into_iter()
+            .map(|r| (r.external_id.clone(), r))
+            .collect()
     };
-    let params = ListParams::new().per_page(MAX_PER_PAGE);
 
-    // 1. The three listings.
+    let mut report = SyncReport {
+        project: request.project,
+        profile: key.clone(),
+        dry_run: request.dry_run,
+        ..SyncReport::default()
+    };
+    let plan = compare(request, &key, listing, &records, &mut report);
+    let planned = plan.labels.len() + plan.steps.iter().filter(|s| s.change.writes).count();
+    progress(Progress { done: 0, planned });
+    if request.dry_run {
+        for step in &plan.steps {
+            match step.change.action {
+                Action::Create => report.created += 1,
+                Action::Adopt | Action::Update if step.change.writes => report.updated += 1,
+                _ => {}
+            }
+        }
+    } else {
+        apply(client, &store, request, &key, plan, &mut report, progress).await?;
+    }
+    Ok(finish(report, client, &stats_before, &limit_before))
+}
+
+/// An [`Error::Plane`] naming what the sync was doing.
+fn plane(during: String) -> impl FnOnce(PlaneError) -> Error {
+    move |source| Error::Plane {
+        during,
+        source: Box::new(source),
+    }
+}
+
+/// What the three listings found (step 1).
+struct Listing {
+    /// Label ids by name.
+    labels: HashMap<String, Uuid>,
+    /// Our work items by external id.
+    items: HashMap<String, WorkItem>,
+    /// Each state's group.
+    group_of: HashMap<Uuid, StateGroup>,
+    /// The first state of the `unstarted` group, where new work items go.
+    unstarted: Option<Uuid>,
+}
+
+/// Step 1: the project's states, labels and work items, every page at `per_page=1000`.
+async fn list(client: &PlaneClient, project: Uuid) -> Result<Listing> {
+    let params = ListParams::new().per_page(MAX_PER_PAGE);
     let states: Vec<_> = client
         .states(project)
         .stream(params.clone())
         .try_collect()
         .await
         .map_err(plane(format!("list the states of project {project}")))?;
-    let mut labels: HashMap<String, Uuid> = client
+    let labels: HashMap<String, Uuid> = client
         .labels(project)
         .stream(params.clone())
         .try_collect::<Vec<_>>()
@@ -529,29 +576,51 @@ pub async fn sync(
         })
         .map(|(_, s)| s.id);
 
-    let records: HashMap<String, DeadlineRecord> = {
-        let key = key.clone();
-        blocking(&store, move |s| s.deadlines_of(&key))
-            .await?
-            .into_iter()
-            .map(|r| (r.external_id.clone(), r))
-            .collect()
-    };
+    Ok(Listing {
+        labels,
+        items,
+        group_of,
+        unstarted,
+    })
+}
 
-    // 2. The plan.
-    let mut report = SyncReport {
-        project,
-        profile: key.clone(),
-        dry_run: request.dry_run,
-        ..SyncReport::default()
-    };
+/// What step 2 decided: the writes, and what only the store needs; with what step 3
+/// needs of the listing.
+struct Plan {
+    listing: Listing,
+    /// The labels to create, by name.
+    labels: Vec<String>,
+    /// One per work item to create, adopt or update.
+    steps: Vec<Step>,
+    /// Rows whose sync columns changed without a write to Plane.
+    quiet: Vec<DeadlineRecord>,
+    /// Status changes read from the listing.
+    statuses: Vec<StatusChange>,
+}
+
+/// Step 2: each deadline against its work item and its stored row. Fills the report's
+/// counts, drift and moved dates; sends nothing.
+fn compare(
+    request: &SyncRequest<'_>,
+    key: &str,
+    listing: Listing,
+    records: &HashMap<String, DeadlineRecord>,
+    report: &mut SyncReport,
+) -> Plan {
+    let project = request.project;
+    let Listing {
+        labels,
+        items,
+        group_of,
+        ..
+    } = &listing;
     let mut steps: Vec<Step> = Vec::new();
     let mut label_steps: Vec<String> = Vec::new();
     let mut quiet: Vec<DeadlineRecord> = Vec::new();
     let mut statuses: Vec<StatusChange> = Vec::new();
     for (index, d) in request.deadlines.iter().enumerate() {
         let period = d.period.to_string();
-        let ext = external_id(&key, &d.form, &period);
+        let ext = external_id(key, &d.form, &period);
         let content = WorkItemContent::of(d, request.today);
         let record = records.get(&ext);
         let item = items.get(&ext);
@@ -600,7 +669,7 @@ pub async fn sync(
                 provisional: d.provisional,
             });
         }
-        if let (Some(r), Some(status)) = (record, listed_status(item, &group_of))
+        if let (Some(r), Some(status)) = (record, listed_status(item, group_of))
             && r.work_item_id == Some(item.id)
             && r.status != status
         {
@@ -671,7 +740,7 @@ pub async fn sync(
             let row = DeadlineRecord {
                 pushed: Some(pushed(&content.fingerprint(), &priority)),
                 fingerprint: Some(plane_fingerprint(item)),
-                ..new_record(&key, d, &ext, project, item.id)
+                ..new_record(key, d, &ext, project, item.id)
             };
             if adopt {
                 steps.push(Step {
@@ -695,7 +764,6 @@ pub async fn sync(
             priority,
         });
     }
-    let planned = label_steps.len() + steps.iter().filter(|s| s.change.writes).count();
     for label in &label_steps {
         report.plan.push(PlannedChange {
             action: Action::CreateLabel,
@@ -711,25 +779,46 @@ pub async fn sync(
     report
         .plan
         .extend(steps.iter().map(|s| s.change.clone()).filter(|c| c.writes));
-    progress(Progress { done: 0, planned });
-
-    if request.dry_run {
-        for step in &steps {
-            match step.change.action {
-                Action::Create => report.created += 1,
-                Action::Adopt | Action::Update if step.change.writes => report.updated += 1,
-                _ => {}
-            }
-        }
-        return Ok(finish(report, client, &stats_before, &limit_before));
+    Plan {
+        listing,
+        labels: label_steps,
+        steps,
+        quiet,
+        statuses,
     }
+}
 
-    // 3. The writes, each recorded straight after its request.
+/// Step 3: the writes, each recorded in the store straight after its request, so a run
+/// killed at any point is resumed by the next without duplicates.
+async fn apply(
+    client: &PlaneClient,
+    store: &Arc<dyn DeadlineStore>,
+    request: &SyncRequest<'_>,
+    key: &str,
+    plan: Plan,
+    report: &mut SyncReport,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<()> {
+    let project = request.project;
+    let planned = plan.labels.len() + plan.steps.iter().filter(|s| s.change.writes).count();
+    let Plan {
+        listing:
+            Listing {
+                mut labels,
+                group_of,
+                unstarted,
+                ..
+            },
+        labels: label_steps,
+        steps,
+        quiet,
+        statuses,
+    } = plan;
     let mut done = 0;
     if !quiet.is_empty() || !statuses.is_empty() {
         // Plane owns the state: a status changed there (the webhook may not have reached
         // us) is taken from the listing, unless the store knows a newer change.
-        blocking(&store, move |s| {
+        blocking(store, move |s| {
             quiet.iter().try_for_each(|r| s.record(r))?;
             statuses
                 .iter()
@@ -811,11 +900,11 @@ pub async fn sync(
         let row = DeadlineRecord {
             pushed: Some(pushed(&content.fingerprint(), &step.priority)),
             fingerprint: Some(plane_fingerprint(&returned)),
-            ..new_record(&key, d, &ext, project, returned.id)
+            ..new_record(key, d, &ext, project, returned.id)
         };
         let change =
             listed_status(&returned, &group_of).map(|status| status_change(&returned, status));
-        blocking(&store, move |s| {
+        blocking(store, move |s| {
             s.record(&row)?;
             if let Some(change) = change {
                 s.apply_status(&change)?;
@@ -828,7 +917,7 @@ pub async fn sync(
             progress(Progress { done, planned });
         }
     }
-    Ok(finish(report, client, &stats_before, &limit_before))
+    Ok(())
 }
 
 fn listed_status(item: &WorkItem, groups: &HashMap<Uuid, StateGroup>) -> Option<DeadlineStatus> {
