@@ -134,8 +134,27 @@ mod tests {
 
     #[test]
     fn easter_sundays() {
-        // Hand-checked against published tables (each a Sunday).
+        // From published tables (python-dateutil's easter() agrees), each a Sunday: the
+        // 1954/1981-type years where the full-moon correction applies, the earliest and
+        // latest possible Easters (1818, 1943), and century years.
         for (year, day) in [
+            (1583, "1583-04-10"),
+            (1700, "1700-04-11"),
+            (1818, "1818-03-22"),
+            (1943, "1943-04-25"),
+            (1954, "1954-04-18"),
+            (1981, "1981-04-19"),
+            (2049, "2049-04-18"),
+            (2076, "2076-04-19"),
+            (2100, "2100-03-28"),
+            (2106, "2106-04-18"),
+            (2133, "2133-04-19"),
+            (2200, "2200-04-06"),
+            (2201, "2201-04-19"),
+            (2296, "2296-04-19"),
+            (2400, "2400-04-16"),
+            (3000, "3000-04-13"),
+            (4099, "4099-04-19"),
             (2000, "2000-04-23"),
             (2019, "2019-04-21"),
             (2024, "2024-03-31"),

@@ -36,6 +36,7 @@ use crate::store::DeadlineRecord;
 /// use plane_bir::horizon::Ahead;
 /// assert_eq!("12m".parse::<Ahead>().unwrap(), Ahead::default());
 /// assert_eq!("2y".parse::<Ahead>().unwrap().months(), 24);
+/// assert_eq!("1y".parse::<Ahead>().unwrap().to_string(), "12m");
 /// assert_eq!("12".parse::<Ahead>().unwrap_err(),
 ///     "\"12\" is not a horizon: a number of months or years, 1m to 36m (12m, 18m, 1y, 2y)");
 /// ```
@@ -109,7 +110,10 @@ impl Window {
     /// use plane_bir::horizon::{Ahead, Window};
     /// let today = "2026-12-05".parse().unwrap();
     /// let w = Window::rolling(today, Ahead::default(), None);
-    /// assert_eq!((w.from.to_string(), w.to.to_string()), ("2026-12-01".into(), "2027-12-31".into()));
+    /// assert_eq!(w.to_string(), "2026-12-01 to 2027-12-31");
+    /// let from = "2026-11-15".parse().unwrap();
+    /// assert_eq!(Window::rolling(today, "1m".parse().unwrap(), Some(from)).to_string(),
+    ///            "2026-11-15 to 2027-01-31");
     /// ```
     pub fn rolling(today: NaiveDate, ahead: Ahead, from: Option<NaiveDate>) -> Window {
         let (y, m) = add_months(today.year(), today.month(), ahead.months() as i32);
