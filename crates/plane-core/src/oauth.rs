@@ -22,7 +22,12 @@
 //!   Plane refused (401) exactly once.
 //! * A [`TokenSink`] is told every new [`TokenSet`] **before** its access token
 //!   is used: a rotated refresh token is stored before anything can depend on
-//!   it, so a restart never finds a spent one.
+//!   it, so a restart never finds a spent one. A sink shared by several processes
+//!   also runs the renewal protocol (lease, re-read, compare and swap) that keeps
+//!   them from spending one refresh token twice; see [`TokenSink`].
+//! * Token responses are read leniently (`expires_in` as a number or a string,
+//!   clamped to [`LIFETIMES`]); a `token_type` other than Bearer is refused, and
+//!   [`require_https`] keeps secrets off plain `http://` except on loopback.
 //!
 //! Refusals by the token endpoint are typed: [`Error::InvalidClient`] (wrong
 //! client id or secret), [`Error::AuthorizationExpired`] (the refresh token is
@@ -84,14 +89,97 @@ pub struct TokenSet {
     pub scope: Option<String>,
 }
 
-/// Where new tokens are kept, told before they are used.
+/// Where new tokens are kept, told before they are used, and how several processes
+/// sharing them renew one at a time.
 ///
 /// A [`BotToken`] or [`RefreshingToken`] calls [`save`](Self::save) with every
 /// token set it obtains, and uses the access token only once `save` returned
 /// `Ok`. An error is returned to the request that needed the token.
+///
+/// # Renewal across processes
+///
+/// Plane rotates refresh tokens: once spent, one is refused (`invalid_grant`), and some
+/// providers then revoke the whole chain. Several processes (`serve` and a scheduled
+/// `bir sync`) may hold the same pair, so a [`RefreshingToken`] renews under a lease the
+/// sink keeps where every process sees it:
+///
+/// 1. [`begin_renewal`](Self::begin_renewal) takes the owner's lease (waiting while
+///    another process holds it; never a database lock held across the HTTP call) and
+///    returns the pair stored *now*. If another process renewed meanwhile, or a new grant
+///    was stored, that pair is used and no refresh token is spent.
+/// 2. Otherwise the stored refresh token is spent, and
+///    [`end_renewal`](Self::end_renewal) stores the new pair only if the stored refresh
+///    token is still the one spent (compare and swap), then ends the lease. When another
+///    writer's pair won (a new `oauth exchange`), that one is returned and used.
+/// 3. A refresh token refused as spent makes the process [`load`](Self::load) the store
+///    once more before it gives up.
+///
+/// The default methods keep nothing (a sink of one process, as a test's); a store shared
+/// by processes implements all four.
 pub trait TokenSink: Send + Sync + fmt::Debug {
     /// Stores `tokens`, replacing what was stored for the same owner.
     fn save<'a>(&'a self, tokens: &'a TokenSet) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Takes the owner's renewal lease, waiting while another process holds it, and
+    /// returns the token set stored now.
+    fn begin_renewal(&self) -> BoxFuture<'_, Result<Option<TokenSet>, Error>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Ends the lease taken by [`begin_renewal`](Self::begin_renewal). With `renewed`,
+    /// stores it first if the stored refresh token is still `spent` (or nothing is
+    /// stored); returns the stored set instead when another writer's won.
+    fn end_renewal<'a>(
+        &'a self,
+        spent: &'a SecretString,
+        renewed: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<Option<TokenSet>, Error>> {
+        let _ = spent;
+        Box::pin(async move {
+            if let Some(renewed) = renewed {
+                self.save(renewed).await?;
+            }
+            Ok(None)
+        })
+    }
+
+    /// The token set stored now (read again after a refused refresh token).
+    fn load(&self) -> BoxFuture<'_, Result<Option<TokenSet>, Error>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// Refuses a URL that OAuth secrets would cross in clear: `https://` is required, except
+/// on loopback (`localhost`, `127.0.0.0/8`, `::1`), where plain `http://` is allowed for
+/// tests and local callbacks.
+///
+/// ```
+/// use plane_core::oauth::require_https;
+/// assert!(require_https("the OAuth base URL", "https://api.plane.so").is_ok());
+/// assert!(require_https("the redirect URI", "http://127.0.0.1:8080/cb").is_ok());
+/// let err = require_https("the OAuth base URL", "http://plane.example.com").unwrap_err();
+/// assert!(err.to_string().contains("the OAuth base URL http://plane.example.com is not https://"));
+/// ```
+pub fn require_https(what: &str, url: &str) -> Result<(), Error> {
+    let parsed = url::Url::parse(url.trim()).map_err(|e| Error::InvalidArgument {
+        message: format!("{what} {url:?} is not a URL ({e})"),
+    })?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(Error::InvalidArgument {
+            message: format!(
+                "{what} {url} is not https://: the client secret, codes and tokens would \
+                 travel in clear. Use https:// (plain http:// is allowed on loopback only)"
+            ),
+        }),
+    }
 }
 
 /// A PKCE code verifier and its S256 challenge (RFC 7636 §4.1, §4.2).
@@ -196,29 +284,99 @@ pub struct Installation {
     pub app_bot: Option<String>,
 }
 
+/// The shortest and longest access-token lifetimes believed: a server's `expires_in` is
+/// clamped into this range (a zero would renew on every call; `1e13` seconds overflows a
+/// date, `u64::MAX` an `Instant`).
+pub const LIFETIMES: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(10)..=Duration::from_secs(366 * 24 * 3600);
+
+/// A token endpoint's answer, read leniently: `expires_in` may be a number, a float or a
+/// string of one (servers differ); `token_type` must be Bearer (RFC 6749 §7.1).
 #[derive(Deserialize)]
 struct TokenResponse {
-    access_token: String,
     #[serde(default)]
-    expires_in: Option<u64>,
+    access_token: Option<String>,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
     #[serde(default)]
     refresh_token: Option<String>,
     #[serde(default)]
     scope: Option<String>,
 }
 
+/// A grant's answer that could not be used, and the rotated refresh token it carried
+/// (Plane has spent the old one by then: it must be kept all the same).
+struct GrantError {
+    error: Error,
+    rotated: Option<SecretString>,
+}
+
+impl From<Error> for GrantError {
+    fn from(error: Error) -> Self {
+        Self {
+            error,
+            rotated: None,
+        }
+    }
+}
+
+/// `expires_in` as a duration: a non-negative number, or a string of one; clamped to
+/// [`LIFETIMES`]. `Err` names what was wrong.
+fn lifetime(value: &serde_json::Value) -> Result<Duration, String> {
+    let seconds = match value {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .filter(|s| s.is_finite() && *s >= 0.0)
+    .ok_or_else(|| format!("expires_in {value} is not a number of seconds"))?;
+    let (low, high) = (
+        LIFETIMES.start().as_secs_f64(),
+        LIFETIMES.end().as_secs_f64(),
+    );
+    Ok(Duration::from_secs_f64(seconds.clamp(low, high)))
+}
+
 impl TokenResponse {
-    fn into_set(self) -> (TokenSet, Option<Duration>) {
-        let lifetime = self.expires_in.map(Duration::from_secs);
+    fn into_set(self) -> Result<(TokenSet, Option<Duration>), GrantError> {
+        let rotated = self.refresh_token.clone().map(SecretString::from);
+        let refuse = |problem: String| GrantError {
+            error: Error::Token {
+                message: format!("the token response cannot be used: {problem}"),
+            },
+            rotated: rotated.clone(),
+        };
+        match self.token_type.as_deref() {
+            Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+            // Plane always says; a missing type is read as Bearer, as Plane means it.
+            None => {}
+            Some(other) => {
+                return Err(refuse(format!(
+                    "token_type {other:?} is not Bearer (RFC 6749 §7.1)"
+                )));
+            }
+        }
+        let access = self
+            .access_token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| refuse("it has no access_token".into()))?;
+        let lifetime = self
+            .expires_in
+            .filter(|v| !v.is_null())
+            .map(|v| lifetime(&v))
+            .transpose()
+            .map_err(refuse)?;
         let set = TokenSet {
-            access_token: SecretString::from(self.access_token),
-            refresh_token: self.refresh_token.map(SecretString::from),
+            access_token: SecretString::from(access),
+            refresh_token: rotated,
             expires_at: lifetime
                 .and_then(|d| chrono::Duration::from_std(d).ok())
                 .map(|d| Utc::now() + d),
             scope: self.scope,
         };
-        (set, lifetime)
+        Ok((set, lifetime))
     }
 }
 
@@ -244,6 +402,7 @@ impl OAuthApp {
         client_secret: impl Into<SecretString>,
     ) -> Result<Self, Error> {
         let base = BaseUrl::parse(base_url)?;
+        require_https("the OAuth base URL", base_url)?;
         let origin = base.origin();
         let settings = HttpSettings::default();
         Ok(Self {
@@ -316,21 +475,32 @@ impl OAuthApp {
         if let Some(pkce) = pkce {
             form.push(("code_verifier", pkce.verifier().expose_secret()));
         }
-        Ok(self.grant("authorization_code", &form, false).await?.0)
+        Ok(self
+            .grant("authorization_code", &form, false)
+            .await
+            .map_err(|e| e.error)?
+            .0)
     }
 
     /// The `client_credentials` grant for one installation: a bot token.
     pub async fn client_credentials(&self, installation: &str) -> Result<TokenSet, Error> {
-        Ok(self.bot_grant(installation).await?.0)
+        Ok(self.bot_grant(installation).await.map_err(|e| e.error)?.0)
     }
 
     /// The `refresh_token` grant. Plane may rotate the refresh token: the
     /// returned set then carries the new one, and the old one is spent.
     pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenSet, Error> {
-        Ok(self.refresh_grant(refresh_token).await?.0)
+        Ok(self
+            .refresh_grant(refresh_token)
+            .await
+            .map_err(|e| e.error)?
+            .0)
     }
 
-    async fn bot_grant(&self, installation: &str) -> Result<(TokenSet, Option<Duration>), Error> {
+    async fn bot_grant(
+        &self,
+        installation: &str,
+    ) -> Result<(TokenSet, Option<Duration>), GrantError> {
         self.grant(
             "client_credentials",
             &[
@@ -345,7 +515,7 @@ impl OAuthApp {
     async fn refresh_grant(
         &self,
         refresh_token: &SecretString,
-    ) -> Result<(TokenSet, Option<Duration>), Error> {
+    ) -> Result<(TokenSet, Option<Duration>), GrantError> {
         self.grant(
             "refresh_token",
             &[
@@ -426,7 +596,7 @@ impl OAuthApp {
         grant: &'static str,
         form: &[(&str, &str)],
         basic: bool,
-    ) -> Result<(TokenSet, Option<Duration>), Error> {
+    ) -> Result<(TokenSet, Option<Duration>), GrantError> {
         let url = &self.token_url;
         let mut request = self.http.post(url).form(form);
         if basic {
@@ -445,7 +615,8 @@ impl OAuthApp {
                         "POST {url} ({grant}) answered {status}: {}",
                         crate::error::excerpt(&body)
                     ),
-                });
+                }
+                .into());
             };
             let detail = refusal.error_description.unwrap_or_default();
             let url = url.clone();
@@ -458,13 +629,19 @@ impl OAuthApp {
                     error: refusal.error,
                     detail,
                 },
-            });
+            }
+            .into());
         }
         let response: TokenResponse = serde_json::from_slice(&body).map_err(|e| Error::Token {
             // Not the body: a 200 from a token endpoint may hold a token.
             message: format!("POST {url} ({grant}): not a token response ({e})"),
         })?;
-        Ok(response.into_set())
+        response.into_set().map_err(|mut e| {
+            if let Error::Token { message } = &mut e.error {
+                *message = format!("POST {url} ({grant}): {message}");
+            }
+            e
+        })
     }
 
     /// The bot token source of one app installation.
@@ -485,6 +662,7 @@ impl OAuthApp {
             app: self.clone(),
             state: Mutex::new(UserState {
                 cached: Some(Cached::loaded(&tokens)),
+                last: Some(tokens.access_token.clone()),
                 refresh: tokens.refresh_token,
                 scope: tokens.scope,
             }),
@@ -501,10 +679,12 @@ struct Cached {
 }
 
 impl Cached {
+    /// Renewed [`EARLY`] before the end, or half-way for a lifetime shorter than twice
+    /// that (else every call would renew).
     fn granted(token: &SecretString, lifetime: Option<Duration>) -> Self {
         Self {
             token: token.clone(),
-            renew_at: lifetime.map(|d| Instant::now() + d.saturating_sub(EARLY)),
+            renew_at: lifetime.map(|d| Instant::now() + d.saturating_sub(EARLY.min(d / 2))),
         }
     }
 
@@ -585,7 +765,11 @@ impl TokenSource for BotToken {
             if let Some(token) = Cached::fresh(&cache) {
                 return Ok(token);
             }
-            let (tokens, lifetime) = self.app.bot_grant(&self.installation).await?;
+            let (tokens, lifetime) = self
+                .app
+                .bot_grant(&self.installation)
+                .await
+                .map_err(|e| e.error)?;
             save(self.sink.as_ref(), &tokens).await?;
             *cache = Some(Cached::granted(&tokens.access_token, lifetime));
             tracing::info!(installation = %self.installation, "renewed the bot token");
@@ -600,11 +784,43 @@ impl TokenSource for BotToken {
 
 struct UserState {
     cached: Option<Cached>,
+    /// The access token last handed out (kept after a 401 forgot it): a stored token equal
+    /// to it is not news.
+    last: Option<SecretString>,
     refresh: Option<SecretString>,
     scope: Option<String>,
 }
 
-/// A user's access token, renewed with the refresh token.
+impl UserState {
+    /// Takes a pair another process (or `oauth exchange`) stored.
+    fn adopt(&mut self, stored: &TokenSet) -> SecretString {
+        self.cached = Some(Cached::loaded(stored));
+        self.last = Some(stored.access_token.clone());
+        if stored.refresh_token.is_some() {
+            self.refresh = stored.refresh_token.clone();
+        }
+        if stored.scope.is_some() {
+            self.scope = stored.scope.clone();
+        }
+        stored.access_token.clone()
+    }
+
+    /// Whether `stored` holds an access token this process has not had, with time left.
+    fn is_news(&self, stored: &TokenSet) -> bool {
+        let same = |t: &Option<SecretString>| {
+            t.as_ref()
+                .is_some_and(|t| t.expose_secret() == stored.access_token.expose_secret())
+        };
+        !stored.access_token.expose_secret().is_empty()
+            && !same(&self.last)
+            && stored.expires_at.is_none_or(|at| {
+                at > Utc::now() + chrono::Duration::seconds(EARLY.as_secs() as i64)
+            })
+    }
+}
+
+/// A user's access token, renewed with the refresh token, one process at a time (see
+/// [`TokenSink`]).
 pub struct RefreshingToken {
     app: OAuthApp,
     state: Mutex<UserState>,
@@ -621,10 +837,101 @@ impl fmt::Debug for RefreshingToken {
 }
 
 impl RefreshingToken {
-    /// Every new token pair is saved to `sink` before it is used.
+    /// Every new token pair is saved to `sink` before it is used, and renewals go through
+    /// its lease.
     pub fn persist_to(mut self, sink: Arc<dyn TokenSink>) -> Self {
         self.sink = Some(sink);
         self
+    }
+
+    async fn begin(&self) -> Result<Option<TokenSet>, Error> {
+        match &self.sink {
+            Some(sink) => sink.begin_renewal().await,
+            None => Ok(None),
+        }
+    }
+
+    async fn end(
+        &self,
+        spent: &SecretString,
+        renewed: Option<&TokenSet>,
+    ) -> Result<Option<TokenSet>, Error> {
+        match &self.sink {
+            Some(sink) => sink.end_renewal(spent, renewed).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Step 1 to 3 of [`TokenSink`]'s renewal, under the lease `stored` came with.
+    async fn renew_leased(
+        &self,
+        state: &mut UserState,
+        stored: Option<TokenSet>,
+    ) -> Result<SecretString, Error> {
+        let nothing = SecretString::from(String::new());
+        if let Some(stored) = &stored {
+            if state.is_news(stored) {
+                // Renewed by another process, or a new grant: no refresh token spent.
+                self.end(&nothing, None).await?;
+                tracing::info!("took the user token another process stored");
+                return Ok(state.adopt(stored));
+            }
+            if stored.refresh_token.is_some() {
+                // The newest refresh token is the stored one, whatever this process holds.
+                state.refresh = stored.refresh_token.clone();
+            }
+        }
+        let Some(spent) = state.refresh.clone() else {
+            self.end(&nothing, None).await?;
+            return Err(Error::AuthorizationExpired {
+                url: self.app.token_url.clone(),
+                detail: "the access token expired and there is no refresh token".into(),
+            });
+        };
+        let (mut tokens, lifetime) = match self.app.refresh_grant(&spent).await {
+            Ok(granted) => granted,
+            Err(GrantError {
+                error,
+                rotated: Some(rotated),
+            }) => {
+                // Plane spent `spent` and answered with something unusable but a new
+                // refresh token: keep that one, with no usable access token.
+                let salvaged = TokenSet {
+                    access_token: nothing.clone(),
+                    refresh_token: Some(rotated.clone()),
+                    expires_at: Some(Utc::now()),
+                    scope: state.scope.clone(),
+                };
+                state.refresh = Some(rotated);
+                state.cached = None;
+                self.end(&spent, Some(&salvaged)).await?;
+                return Err(error);
+            }
+            Err(GrantError { error, .. }) => {
+                self.end(&nothing, None).await?;
+                return Err(error);
+            }
+        };
+        if tokens.refresh_token.is_none() {
+            // Not rotated: the old refresh token stays valid.
+            tokens.refresh_token = Some(spent.clone());
+        }
+        if tokens.scope.is_none() {
+            tokens.scope = state.scope.clone();
+        }
+        // The old refresh token may be spent now: keep the new one in memory even if
+        // storing fails, so this process can still renew.
+        state.refresh = tokens.refresh_token.clone();
+        state.cached = None;
+        if let Some(won) = self.end(&spent, Some(&tokens)).await? {
+            // Another writer stored a newer grant meanwhile (`oauth exchange`): it wins.
+            tracing::info!("kept the user token another writer stored meanwhile");
+            return Ok(state.adopt(&won));
+        }
+        state.cached = Some(Cached::granted(&tokens.access_token, lifetime));
+        state.last = Some(tokens.access_token.clone());
+        tracing::info!("renewed the user token with its refresh token");
+        Ok(tokens.access_token)
     }
 }
 
@@ -635,32 +942,107 @@ impl TokenSource for RefreshingToken {
             if let Some(token) = Cached::fresh(&state.cached) {
                 return Ok(token);
             }
-            let Some(refresh) = state.refresh.clone() else {
-                return Err(Error::AuthorizationExpired {
-                    url: self.app.token_url.clone(),
-                    detail: "the access token expired and there is no refresh token".into(),
-                });
-            };
-            let (mut tokens, lifetime) = self.app.refresh_grant(&refresh).await?;
-            if tokens.refresh_token.is_none() {
-                // Not rotated: the old refresh token stays valid.
-                tokens.refresh_token = Some(refresh);
+            let stored = self.begin().await?;
+            match self.renew_leased(&mut state, stored).await {
+                Err(refused @ Error::AuthorizationExpired { .. }) => {
+                    // Refused as spent or expired: another process may have stored a newer
+                    // pair without this one seeing it. Read the store once more.
+                    let spent = state.refresh.clone();
+                    let stored = match &self.sink {
+                        Some(sink) => sink.load().await?,
+                        None => None,
+                    };
+                    let newer = stored.as_ref().is_some_and(|s| {
+                        s.refresh_token.as_ref().map(ExposeSecret::expose_secret)
+                            != spent.as_ref().map(ExposeSecret::expose_secret)
+                            || state.is_news(s)
+                    });
+                    if !newer {
+                        return Err(refused);
+                    }
+                    let stored = self.begin().await?;
+                    self.renew_leased(&mut state, stored).await
+                }
+                other => other,
             }
-            if tokens.scope.is_none() {
-                tokens.scope = state.scope.clone();
-            }
-            // The old refresh token may be spent now: keep the new one in memory
-            // even if saving fails, so this process can still renew.
-            state.refresh = tokens.refresh_token.clone();
-            state.cached = None;
-            save(self.sink.as_ref(), &tokens).await?;
-            state.cached = Some(Cached::granted(&tokens.access_token, lifetime));
-            tracing::info!("renewed the user token with its refresh token");
-            Ok(tokens.access_token)
         })
     }
 
     fn invalidate<'a>(&'a self, refused: &'a SecretString) -> BoxFuture<'a, ()> {
         Box::pin(async move { Cached::forget_if(&mut self.state.lock().await.cached, refused) })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn set(body: serde_json::Value) -> Result<(TokenSet, Option<Duration>), GrantError> {
+        serde_json::from_value::<TokenResponse>(body)
+            .unwrap()
+            .into_set()
+    }
+
+    #[test]
+    fn expires_in_is_read_leniently_and_clamped() {
+        let at = |v: serde_json::Value| {
+            set(serde_json::json!({"access_token": "fake-a", "token_type": "Bearer", "expires_in": v}))
+                .map(|(_, d)| d)
+                .map_err(|e| e.error.to_string())
+        };
+        let secs = |s: u64| Ok(Some(Duration::from_secs(s)));
+        assert_eq!(at(3600.into()), secs(3600));
+        assert_eq!(at("3600".into()), secs(3600));
+        assert_eq!(at(" 90.5 ".into()), Ok(Some(Duration::from_secs_f64(90.5))));
+        assert_eq!(at(0.into()), secs(10));
+        assert_eq!(at(u64::MAX.into()), secs(366 * 24 * 3600));
+        assert_eq!(at(serde_json::Value::Null), Ok(None));
+        for bad in [serde_json::json!(-5), "soon".into(), serde_json::json!([1])] {
+            let err = at(bad.clone()).unwrap_err();
+            assert!(err.contains("is not a number of seconds"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_a_bearer_token_with_an_access_token_is_used_and_a_refusal_keeps_the_refresh_token() {
+        assert!(set(serde_json::json!({"access_token": "fake-a", "token_type": "bearer"})).is_ok());
+        assert!(set(serde_json::json!({"access_token": "fake-a"})).is_ok());
+        let refused = set(serde_json::json!({
+            "access_token": "fake-a", "token_type": "mac", "refresh_token": "fake-r2"
+        }))
+        .err()
+        .unwrap();
+        assert!(
+            refused
+                .error
+                .to_string()
+                .contains("token_type \"mac\" is not Bearer")
+        );
+        assert_eq!(refused.rotated.unwrap().expose_secret(), "fake-r2");
+        let empty = set(serde_json::json!({"refresh_token": "fake-r3"}))
+            .err()
+            .unwrap();
+        assert!(empty.error.to_string().contains("it has no access_token"));
+        assert_eq!(empty.rotated.unwrap().expose_secret(), "fake-r3");
+        // Neither the access nor the refresh token is in the message.
+        assert!(!refused.error.to_string().contains("fake-"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_lifetime_renews_half_way_not_on_every_call() {
+        let token = SecretString::from("fake-a".to_owned());
+        let cached = Some(Cached::granted(&token, Some(Duration::from_secs(30))));
+        assert!(Cached::fresh(&cached).is_some());
+        tokio::time::advance(Duration::from_secs(14)).await;
+        assert!(Cached::fresh(&cached).is_some());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(Cached::fresh(&cached).is_none());
+        // A long one: EARLY before the end.
+        let cached = Some(Cached::granted(&token, Some(Duration::from_secs(3600))));
+        tokio::time::advance(Duration::from_secs(3600) - EARLY - Duration::from_secs(1)).await;
+        assert!(Cached::fresh(&cached).is_some());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(Cached::fresh(&cached).is_none());
     }
 }

@@ -397,6 +397,15 @@ impl RunningFake {
         self.oauth().access_lifetime = lifetime;
     }
 
+    /// Fields that replace those of every token response from now on, to play a server
+    /// that answers oddly (`{"expires_in": "3600"}`, `{"token_type": "mac"}`). The grant
+    /// itself happens as usual: a refresh token is spent and a new one issued.
+    pub fn override_token_responses(&self, fields: serde_json::Value) {
+        if let serde_json::Value::Object(map) = fields {
+            self.oauth().response_overrides = map;
+        }
+    }
+
     /// How long refresh tokens issued from now on can be used (default 30 days).
     pub fn set_refresh_token_lifetime(&self, lifetime: Duration) {
         self.oauth().refresh_lifetime = lifetime;

@@ -117,6 +117,9 @@ pub(crate) struct OAuthState {
     workspace_id: Uuid,
     pub installation_id: Uuid,
     pub access_lifetime: Duration,
+    /// Fields that replace those of every token response from now on (a test's odd
+    /// server: `expires_in` as a string, `token_type = "mac"`, ...).
+    pub response_overrides: serde_json::Map<String, serde_json::Value>,
     pub refresh_lifetime: Duration,
     codes: HashMap<String, Code>,
     access: HashMap<String, Access>,
@@ -171,6 +174,7 @@ impl OAuthState {
             installation_id: Uuid::new_v4(),
             // Plane's documented example lifetime (24 h); refresh tokens a month.
             access_lifetime: Duration::from_secs(86_400),
+            response_overrides: serde_json::Map::new(),
             refresh_lifetime: Duration::from_secs(30 * 86_400),
             codes: HashMap::new(),
             access: HashMap::new(),
@@ -398,6 +402,9 @@ impl OAuthState {
                 },
             );
             body["refresh_token"] = json!(refresh);
+        }
+        for (key, value) in &self.response_overrides {
+            body[key] = value.clone();
         }
         Resp::json(200, &body).header("Cache-Control", "no-store")
     }

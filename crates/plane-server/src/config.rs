@@ -273,6 +273,11 @@ impl Config {
             .unwrap_or_default();
 
         let oauth = oauth_config(file.plane.oauth.take(), &env, api_key.is_some())?;
+        if oauth.is_some() {
+            // The client secret, codes and tokens go to the base URL.
+            plane_core::oauth::require_https("the OAuth base URL", &base_url)
+                .map_err(|e| ConfigError::new("plane.base_url", e.to_string()))?;
+        }
 
         let enabled = match env("PLANE_ENABLED") {
             Some(v) => Some(parse_bool("plane.enabled (PLANE_ENABLED)", &v)?),
@@ -445,15 +450,9 @@ fn oauth_config(
     };
     let redirect_uri = env("PLANE_OAUTH_REDIRECT_URI").or(file.redirect_uri);
     if let Some(uri) = &redirect_uri {
-        match url::Url::parse(uri) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(ConfigError::new(
-                    "plane.oauth.redirect_uri",
-                    format!("{uri:?} is not an http(s) URL"),
-                ));
-            }
-        }
+        // The code comes back to it.
+        plane_core::oauth::require_https("the redirect URI", uri)
+            .map_err(|e| ConfigError::new("plane.oauth.redirect_uri", e.to_string()))?;
     }
     if matches!(owner, TokenOwner::User(_)) && redirect_uri.is_none() {
         return Err(ConfigError::new(
@@ -961,12 +960,35 @@ mod tests {
                 base.to_vec(),
                 "plane.oauth.client_secret",
             ),
+            // Secrets in clear: plain http:// off loopback, for Plane or the callback.
+            (
+                "[plane]\nbase_url = \"http://plane.example.com\"\n[plane.oauth]\nclient_id = \"c1\"\ninstallation_id = \"i\"\n",
+                base.to_vec(),
+                "plane.base_url",
+            ),
+            (
+                "[plane.oauth]\nclient_id = \"c1\"\nuser = \"ops\"\nredirect_uri = \"http://app.example.com/cb\"\n",
+                base.to_vec(),
+                "plane.oauth.redirect_uri",
+            ),
         ] {
             let err = file_error(text, &env);
             assert_eq!(err.key, key_at_fault, "{text}: {err}");
             if key_at_fault == "PLANE_TOKEN_ENCRYPTION_KEY" {
                 assert!(err.message.contains("openssl rand -base64 32"), "{err}");
             }
+            if text.contains("http://") {
+                assert!(err.message.contains("is not https://"), "{err}");
+            }
         }
+        // On loopback, plain http is fine (tests, a local callback).
+        let (_dir, path) = toml_file(
+            "[plane]\nbase_url = \"http://127.0.0.1:8000\"\n[plane.oauth]\nclient_id = \"c1\"\nuser = \"ops\"\nredirect_uri = \"http://localhost:9/cb\"\n",
+        );
+        let loopback = Overrides {
+            config_file: Some(path),
+            ..Overrides::default()
+        };
+        assert!(Config::load(&loopback, &env_of(&base)).is_ok());
     }
 }

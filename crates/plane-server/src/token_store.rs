@@ -26,6 +26,31 @@
 //! - `oauth_pending(state PRIMARY KEY, owner, sealed BLOB, redirect_uri,
 //!   created_at)`: an authorization started by `oauth authorize-url`, its PKCE
 //!   verifier sealed, waiting for `oauth exchange`.
+//!
+//! Version 2 adds `oauth_renewals(owner PRIMARY KEY, holder, until)`: the lease a
+//! process takes before it spends a refresh token (see "Renewal across processes").
+//!
+//! # Renewal across processes
+//!
+//! `serve`, `check` and a scheduled `bir sync` share one stored token. Plane rotates
+//! refresh tokens and refuses a spent one, so [`StoreSink`] implements plane-core's
+//! renewal protocol ([`TokenSink`]):
+//!
+//! 1. **Lease.** A process about to renew takes the owner's row in `oauth_renewals` (a
+//!    short `IMMEDIATE` transaction: free, expired, or its own), and waits while another
+//!    holds it. The lease is a row with an end time ([`RENEWAL_LEASE`]), never a SQLite
+//!    lock held across the HTTP call; a process that dies holding it delays the others
+//!    by the rest of the lease at most.
+//! 2. **Re-read.** Under the lease it reads the stored pair: if another process renewed
+//!    meanwhile, it uses that pair and spends nothing.
+//! 3. **Compare and swap.** It stores the new pair only if the stored refresh token is
+//!    still the one it spent, in the transaction that ends the lease; otherwise the
+//!    stored pair (a newer `oauth exchange`) is kept and used. A busy database (the file
+//!    is shared with the webhook store) is retried before giving up.
+//!
+//! A process refused with `invalid_grant` reads the store once more before it reports
+//! that the user must authorize again. The PostgreSQL store keeps the same protocol on
+//! one row per owner (a row lock or an advisory lock in place of the lease row).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -44,8 +69,9 @@ use serde::{Deserialize, Serialize};
 /// Where the key is registered.
 pub const KEY_REF: &str = "ssot/secrets/registry.yaml#plane_token_encryption_key";
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
-const MIGRATIONS: [&str; 1] = ["
+pub const SCHEMA_VERSION: i64 = 2;
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE oauth_tokens (
     owner       TEXT PRIMARY KEY,
     sealed      BLOB NOT NULL,
@@ -61,7 +87,18 @@ CREATE TABLE oauth_pending (
     redirect_uri TEXT NOT NULL,
     created_at   TEXT NOT NULL
 );
-"];
+",
+    "
+CREATE TABLE oauth_renewals (
+    owner  TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  TEXT NOT NULL
+);
+",
+];
+/// How long a renewal lease lasts: longer than a token request may take (plane-core's
+/// 30 s request timeout), so a live holder keeps it; a dead one's runs out.
+pub const RENEWAL_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 /// The first byte of every sealed record: the format, so a later one can differ.
 const FORMAT: u8 = 1;
 
@@ -300,6 +337,26 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
     ) -> Result<(), TokenStoreError>;
     /// Takes (and deletes) the authorization started with `state`.
     fn take_pending(&self, state: &str) -> Result<Option<PendingAuthorization>, TokenStoreError>;
+    /// Takes `owner`'s renewal lease for `holder` for `lasting`, if it is free, expired
+    /// or `holder`'s already; `false` while another holds it.
+    fn try_lease(
+        &self,
+        owner: &TokenOwner,
+        holder: &str,
+        lasting: std::time::Duration,
+    ) -> Result<bool, TokenStoreError>;
+    /// Ends `holder`'s lease on `owner` (nothing if another holds it).
+    fn release(&self, owner: &TokenOwner, holder: &str) -> Result<(), TokenStoreError>;
+    /// In one transaction: stores `tokens` if the stored refresh token is `spent` (or
+    /// nothing is stored), and ends `holder`'s lease. Returns the stored set when it was
+    /// kept instead.
+    fn compare_and_save(
+        &self,
+        owner: &TokenOwner,
+        spent: &SecretString,
+        tokens: &TokenSet,
+        holder: &str,
+    ) -> Result<Option<TokenSet>, TokenStoreError>;
 }
 
 #[derive(Serialize, Deserialize)]
@@ -358,6 +415,11 @@ fn store_error<'a>(
 }
 
 fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Now with milliseconds: lease ends are compared as text, so both sides use one format.
+fn now_millis() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -472,17 +534,13 @@ impl SqliteTokenStore {
         self.key.as_ref().ok_or(TokenStoreError::KeyMissing)
     }
 
-    fn undecryptable(&self, what: &'static str, owner: String) -> TokenStoreError {
-        TokenStoreError::Undecryptable {
-            path: self.path.display().to_string(),
-            what,
-            owner,
-        }
-    }
-}
-
-impl TokenStore for SqliteTokenStore {
-    fn save(&self, owner: &TokenOwner, tokens: &TokenSet) -> Result<(), TokenStoreError> {
+    /// Seals and writes `owner`'s row.
+    fn write(
+        &self,
+        connection: &Connection,
+        owner: &TokenOwner,
+        tokens: &TokenSet,
+    ) -> Result<(), TokenStoreError> {
         let owner_text = owner.to_string();
         let plain = serde_json::to_vec(&Sealed {
             access_token: tokens.access_token.expose_secret().to_owned(),
@@ -495,8 +553,7 @@ impl TokenStore for SqliteTokenStore {
         })
         .unwrap_or_default();
         let sealed = self.key()?.seal(&owner_text, &plain);
-        let path = self.path.as_path();
-        self.lock()
+        connection
             .execute(
                 "INSERT INTO oauth_tokens (owner, sealed, expires_at, has_refresh, scope, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -514,14 +571,18 @@ impl TokenStore for SqliteTokenStore {
                     now()
                 ],
             )
-            .map_err(store_error(path, "store the token"))?;
+            .map_err(store_error(&self.path, "store the token"))?;
         Ok(())
     }
 
-    fn load(&self, owner: &TokenOwner) -> Result<Option<TokenSet>, TokenStoreError> {
+    /// Reads and opens `owner`'s row.
+    fn read(
+        &self,
+        connection: &Connection,
+        owner: &TokenOwner,
+    ) -> Result<Option<TokenSet>, TokenStoreError> {
         let owner_text = owner.to_string();
-        let sealed: Option<Vec<u8>> = self
-            .lock()
+        let sealed: Option<Vec<u8>> = connection
             .query_row(
                 "SELECT sealed FROM oauth_tokens WHERE owner = ?1",
                 [&owner_text],
@@ -544,6 +605,24 @@ impl TokenStore for SqliteTokenStore {
             expires_at: record.expires_at,
             scope: record.scope,
         }))
+    }
+
+    fn undecryptable(&self, what: &'static str, owner: String) -> TokenStoreError {
+        TokenStoreError::Undecryptable {
+            path: self.path.display().to_string(),
+            what,
+            owner,
+        }
+    }
+}
+
+impl TokenStore for SqliteTokenStore {
+    fn save(&self, owner: &TokenOwner, tokens: &TokenSet) -> Result<(), TokenStoreError> {
+        self.write(&self.lock(), owner, tokens)
+    }
+
+    fn load(&self, owner: &TokenOwner) -> Result<Option<TokenSet>, TokenStoreError> {
+        self.read(&self.lock(), owner)
     }
 
     fn list(&self) -> Result<Vec<TokenInfo>, TokenStoreError> {
@@ -647,6 +726,73 @@ impl TokenStore for SqliteTokenStore {
             created_at: parse_time(&created_at).unwrap_or_default(),
         }))
     }
+
+    fn try_lease(
+        &self,
+        owner: &TokenOwner,
+        holder: &str,
+        lasting: std::time::Duration,
+    ) -> Result<bool, TokenStoreError> {
+        let path = self.path.as_path();
+        let until = Utc::now() + chrono::Duration::from_std(lasting).unwrap_or_default();
+        // One statement: the row is taken when it is free, run out or already ours.
+        let taken = self
+            .lock()
+            .execute(
+                "INSERT INTO oauth_renewals (owner, holder, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (owner) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                 WHERE oauth_renewals.until < ?4 OR oauth_renewals.holder = excluded.holder",
+                params![
+                    owner.to_string(),
+                    holder,
+                    until.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    now_millis()
+                ],
+            )
+            .map_err(store_error(path, "take the renewal lease"))?;
+        Ok(taken == 1)
+    }
+
+    fn release(&self, owner: &TokenOwner, holder: &str) -> Result<(), TokenStoreError> {
+        self.lock()
+            .execute(
+                "DELETE FROM oauth_renewals WHERE owner = ?1 AND holder = ?2",
+                params![owner.to_string(), holder],
+            )
+            .map_err(store_error(&self.path, "end the renewal lease"))?;
+        Ok(())
+    }
+
+    fn compare_and_save(
+        &self,
+        owner: &TokenOwner,
+        spent: &SecretString,
+        tokens: &TokenSet,
+        holder: &str,
+    ) -> Result<Option<TokenSet>, TokenStoreError> {
+        let path = self.path.as_path();
+        let mut connection = self.lock();
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(store_error(path, "store the renewed token"))?;
+        let stored = self.read(&tx, owner)?;
+        let still_spent = stored.as_ref().is_none_or(|s| {
+            s.refresh_token
+                .as_ref()
+                .is_some_and(|r| r.expose_secret() == spent.expose_secret())
+        });
+        if still_spent {
+            self.write(&tx, owner, tokens)?;
+        }
+        tx.execute(
+            "DELETE FROM oauth_renewals WHERE owner = ?1 AND holder = ?2",
+            params![owner.to_string(), holder],
+        )
+        .map_err(store_error(path, "end the renewal lease"))?;
+        tx.commit()
+            .map_err(store_error(path, "store the renewed token"))?;
+        Ok(if still_spent { None } else { stored })
+    }
 }
 
 fn schema_version(connection: &Connection, path: &Path) -> Result<i64, TokenStoreError> {
@@ -701,34 +847,141 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), TokenStoreErr
 }
 
 /// Hands every new token set of one owner to a [`TokenStore`], before the token
-/// is used (plane-core's [`TokenSink`]).
+/// is used, and renews one process at a time (plane-core's [`TokenSink`]; see
+/// "Renewal across processes" above).
 #[derive(Debug, Clone)]
 pub struct StoreSink {
     store: Arc<dyn TokenStore>,
     owner: TokenOwner,
+    /// Who holds a lease taken through this sink: unique per sink, so two sinks in one
+    /// process (or two processes) never take each other's lease for their own.
+    holder: String,
 }
 
 impl StoreSink {
     /// Saves `owner`'s tokens to `store`.
     pub fn new(store: Arc<dyn TokenStore>, owner: TokenOwner) -> Self {
-        Self { store, owner }
+        let holder = format!("pid {} / {}", std::process::id(), uuid::Uuid::new_v4());
+        Self {
+            store,
+            owner,
+            holder,
+        }
+    }
+
+    /// Runs a store call on the blocking pool, retrying a failed one (a busy database is
+    /// normal: the file is shared with the webhook store) before giving up.
+    async fn call<T: Send + 'static>(
+        &self,
+        doing: &'static str,
+        f: impl Fn(&dyn TokenStore, &TokenOwner, &str) -> Result<T, TokenStoreError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<T, plane_core::Error> {
+        const TRIES: u32 = 5;
+        let f = Arc::new(f);
+        let mut wait = std::time::Duration::from_millis(50);
+        for attempt in 1..=TRIES {
+            let (store, owner, holder, f) = (
+                self.store.clone(),
+                self.owner.clone(),
+                self.holder.clone(),
+                f.clone(),
+            );
+            let result =
+                tokio::task::spawn_blocking(move || f(store.as_ref(), &owner, &holder)).await;
+            let error = match result {
+                Ok(Ok(value)) => return Ok(value),
+                // Only SQLite's failures can pass; a wrong key or record will not.
+                Ok(Err(e @ TokenStoreError::Store { .. })) if attempt < TRIES => e,
+                Ok(Err(e)) => {
+                    return Err(plane_core::Error::Token {
+                        message: format!("could not {doing}: {e}"),
+                    });
+                }
+                Err(e) => {
+                    return Err(plane_core::Error::Token {
+                        message: format!("could not {doing}: the task failed ({e})"),
+                    });
+                }
+            };
+            tracing::warn!(attempt, error = %error, "token store busy: trying again");
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+        unreachable!("the last attempt returns")
     }
 }
 
 impl TokenSink for StoreSink {
     fn save<'a>(&'a self, tokens: &'a TokenSet) -> BoxFuture<'a, Result<(), plane_core::Error>> {
-        let (store, owner, tokens) = (self.store.clone(), self.owner.clone(), tokens.clone());
+        let tokens = tokens.clone();
+        Box::pin(
+            self.call("store the renewed token", move |store, owner, _| {
+                store.save(owner, &tokens)
+            }),
+        )
+    }
+
+    fn begin_renewal(&self) -> BoxFuture<'_, Result<Option<TokenSet>, plane_core::Error>> {
         Box::pin(async move {
-            let result = tokio::task::spawn_blocking(move || store.save(&owner, &tokens)).await;
-            match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(plane_core::Error::Token {
-                    message: format!("could not store the renewed token: {e}"),
-                }),
-                Err(e) => Err(plane_core::Error::Token {
-                    message: format!("could not store the renewed token: the task failed ({e})"),
-                }),
+            // A live holder finishes within its lease; a dead one's runs out. Poll until
+            // then, with a little more to spare.
+            let deadline = tokio::time::Instant::now() + RENEWAL_LEASE * 2;
+            let mut wait = std::time::Duration::from_millis(20);
+            loop {
+                let taken = self
+                    .call("take the token renewal lease", |store, owner, holder| {
+                        store.try_lease(owner, holder, RENEWAL_LEASE)
+                    })
+                    .await?;
+                if taken {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(plane_core::Error::Token {
+                        message: format!(
+                            "another process has been renewing the token of {} for over {:?}; \
+                             try again",
+                            self.owner,
+                            RENEWAL_LEASE * 2
+                        ),
+                    });
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_millis(500));
+            }
+            self.load().await
+        })
+    }
+
+    fn end_renewal<'a>(
+        &'a self,
+        spent: &'a SecretString,
+        renewed: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<Option<TokenSet>, plane_core::Error>> {
+        let (spent, renewed) = (spent.clone(), renewed.cloned());
+        Box::pin(async move {
+            match renewed {
+                Some(tokens) => {
+                    self.call("store the renewed token", move |store, owner, holder| {
+                        store.compare_and_save(owner, &spent, &tokens, holder)
+                    })
+                    .await
+                }
+                None => {
+                    self.call("end the token renewal lease", |store, owner, holder| {
+                        store.release(owner, holder)
+                    })
+                    .await?;
+                    Ok(None)
+                }
             }
         })
+    }
+
+    fn load(&self) -> BoxFuture<'_, Result<Option<TokenSet>, plane_core::Error>> {
+        Box::pin(self.call("read the stored token", |store, owner, _| store.load(owner)))
     }
 }
