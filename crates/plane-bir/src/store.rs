@@ -271,6 +271,8 @@ impl SqliteDeadlineStore {
     /// migrations. A schema newer than [`SCHEMA_VERSION`] is [`Error::SchemaTooNew`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        // Before SQLite creates the shared file, which would make it 0644.
+        plane_webhook::prepare_database_file(path);
         let mut connection =
             Connection::open(path).map_err(store_error(path, "open the database"))?;
         connection

@@ -3,6 +3,7 @@
 //! Secrets (the API key, the webhook secrets) come only from the environment or
 //! from a file named by an environment variable (`PLANE_API_KEY_FILE`,
 //! `PLANE_WEBHOOK_SECRET_FILE`); one found in the TOML file is a startup error.
+//! A secret file that group or others may read is reported with a warning.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -469,6 +470,10 @@ fn oauth_config(
                 crate::token_store::TokenStoreError::KeyMissing.to_string(),
             )
         })?;
+    // TokenKey::from_env read the file itself; only its mode is checked here.
+    if let Some(path) = env("PLANE_TOKEN_ENCRYPTION_KEY_FILE") {
+        warn_if_shared("PLANE_TOKEN_ENCRYPTION_KEY_FILE", Path::new(&path));
+    }
     Ok(Some(OAuthConfig {
         client_id: client_id.trim().to_owned(),
         client_secret,
@@ -569,6 +574,7 @@ fn secret(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<Str
         (None, Some(path)) => {
             let value = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError::new(&file_var, format!("cannot read {path:?}: {e}")))?;
+            warn_if_shared(&file_var, Path::new(&path));
             let value = value.trim();
             if value.is_empty() {
                 return Err(ConfigError::new(file_var, format!("{path:?} is empty")));
@@ -577,6 +583,36 @@ fn secret(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<Str
         }
         (None, None) => Ok(None),
     }
+}
+
+/// Warns, naming the variable and the path but never the content, when the
+/// secret file `var` names may be read or written by group or others.
+fn warn_if_shared(var: &str, path: &Path) {
+    if let Some(text) = shared_secret_file(var, path) {
+        tracing::warn!(variable = var, path = %path.display(), "{text}");
+    }
+}
+
+/// Why the secret file at `path` is not private, or `None` when it is (or
+/// cannot be inspected: reading it reports that).
+#[cfg(unix)]
+fn shared_secret_file(var: &str, path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    // Group and others' read and write bits.
+    (mode & 0o066 != 0).then(|| {
+        format!(
+            "the secret file {var}={} has mode {mode:04o}: group or others may read or write it; \
+             make it private with `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
+#[cfg(not(unix))]
+fn shared_secret_file(_var: &str, _path: &Path) -> Option<String> {
+    None
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -990,5 +1026,40 @@ mod tests {
             ..Overrides::default()
         };
         assert!(Config::load(&loopback, &env_of(&base)).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_group_or_others_may_read_or_write_is_reported_and_a_private_one_is_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api-key");
+        std::fs::write(&path, "plane_api_fake_content").unwrap();
+        for (mode, shared) in [
+            (0o644, true),
+            (0o640, true),
+            (0o602, true),
+            (0o620, true),
+            (0o600, false),
+            (0o400, false),
+            (0o711, false),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let text = shared_secret_file("PLANE_API_KEY_FILE", &path);
+            assert_eq!(text.is_some(), shared, "{mode:o}: {text:?}");
+            if let Some(text) = text {
+                assert!(text.contains("PLANE_API_KEY_FILE"), "{text}");
+                assert!(text.contains(&format!("mode {mode:04o}")), "{text}");
+                assert!(
+                    text.contains(&format!("chmod 600 {}", path.display())),
+                    "{text}"
+                );
+                assert!(!text.contains("plane_api_fake_content"), "{text}");
+            }
+        }
+        assert_eq!(
+            shared_secret_file("PLANE_API_KEY_FILE", &dir.path().join("missing")),
+            None
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 mod bir_cli;
 mod bir_sync_cli;
+mod db_cli;
 mod oauth_cli;
 
 use std::net::SocketAddr;
@@ -70,7 +71,12 @@ enum Command {
     /// Run the whole loop on this machine with a fake Plane and no credentials, and print what happened.
     #[cfg(feature = "demo")]
     Demo,
-    /// OAuth as a Plane app (Plane Cloud): authorize-url, exchange, bot, status.
+    /// The SQLite store: an online backup (db backup --to FILE) and an integrity check (db check).
+    Db {
+        #[command(subcommand)]
+        command: db_cli::DbCommand,
+    },
+    /// OAuth as a Plane app (Plane Cloud): authorize-url, exchange, bot, rekey, status.
     Oauth {
         #[command(subcommand)]
         command: oauth_cli::OAuthCommand,
@@ -202,6 +208,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check { common } => check(&Config::from_process(&overrides(&common, None))?).await,
         Command::Deliveries { command } => deliveries(command).await,
         Command::Oauth { command } => oauth_cli::run(command).await,
+        Command::Db { command } => db_cli::run(command),
         Command::Bir { command } => Ok(bir_cli::run(command)),
         #[cfg(feature = "demo")]
         Command::Demo => {

@@ -13,7 +13,7 @@ use plane_core::{ExposeSecret, SecretString};
 use plane_server::config::{Config, OAuthConfig, Overrides};
 use plane_server::connector::oauth_app;
 use plane_server::token_store::{
-    PendingAuthorization, SqliteTokenStore, TokenInfo, TokenOwner, TokenStore,
+    PendingAuthorization, SqliteTokenStore, TokenInfo, TokenKey, TokenOwner, TokenStore,
 };
 
 use crate::{Common, OutputFormat};
@@ -44,6 +44,13 @@ pub(crate) enum OAuthCommand {
         /// The `app_installation_id` Plane sent when the app was installed.
         #[arg(long, value_name = "ID")]
         installation: String,
+    },
+    /// Re-encrypt every stored token from the old key (PLANE_TOKEN_ENCRYPTION_KEY_OLD, or
+    /// _FILE) to the new one (PLANE_TOKEN_ENCRYPTION_KEY, or _FILE), in one transaction. A
+    /// wrong old key changes nothing and says so (exit 1).
+    Rekey {
+        #[command(flatten)]
+        common: Common,
     },
     /// List the stored tokens: whose, and when they expire (never their values). Needs no key.
     Status {
@@ -192,6 +199,34 @@ pub(crate) async fn run(command: OAuthCommand) -> anyhow::Result<ExitCode> {
                 Ok(found) => println!("workspace:       {}", found.workspace_slug),
                 Err(e) => eprintln!("plane-server: warning: installation lookup failed: {e}"),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        OAuthCommand::Rekey { common } => {
+            let db: PathBuf = match common.db.clone() {
+                Some(db) => db,
+                None => Config::from_process(&overrides(&common))?.database,
+            };
+            let env = |name: &str| std::env::var(name).ok();
+            let missing = |var: &str| {
+                format!(
+                    "{var} is not set: `oauth rekey` needs the old key as \
+                     PLANE_TOKEN_ENCRYPTION_KEY_OLD and the new one as PLANE_TOKEN_ENCRYPTION_KEY \
+                     (or their _FILE variables)"
+                )
+            };
+            let new =
+                TokenKey::from_env(&env)?.with_context(|| missing("PLANE_TOKEN_ENCRYPTION_KEY"))?;
+            let old = TokenKey::from_env_var(&env, "PLANE_TOKEN_ENCRYPTION_KEY_OLD")?
+                .with_context(|| missing("PLANE_TOKEN_ENCRYPTION_KEY_OLD"))?;
+            if !db.exists() {
+                bail!("{}: no such database: nothing to re-encrypt", db.display());
+            }
+            let count = SqliteTokenStore::open(&db, new)?.rekey(&old)?;
+            println!(
+                "{}: re-encrypted {count} records under the new key; the old key is no longer \
+                 needed",
+                db.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         OAuthCommand::Status { common, format } => {

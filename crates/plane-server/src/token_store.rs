@@ -28,7 +28,25 @@
 //!   verifier sealed, waiting for `oauth exchange`.
 //!
 //! Version 2 adds `oauth_renewals(owner PRIMARY KEY, holder, until)`: the lease a
-//! process takes before it spends a refresh token (see "Renewal across processes").
+//! process takes before it spends a refresh token (see "Renewal across processes");
+//! `oauth_tokens.version`, a counter each write of a record raises; and
+//! `oauth_token_versions(owner, version)`, the highest version written per owner.
+//!
+//! # Rollback and tampering
+//!
+//! A record's associated data is its owner, its version and its clear columns
+//! (`expires_at`, `has_refresh`, `scope`): a ciphertext moved to another row, put back
+//! beside other clear columns, or with a changed byte does not open. A whole older row
+//! put back into the file (an old backup's, say, holding a refresh token Plane has spent)
+//! opens, but its version is below the highest written, so it is refused by name
+//! ([`TokenStoreError::RolledBack`]). Records of the first format (written before version
+//! 2) are read as they are and take the new format at their next write.
+//!
+//! Pending authorizations expire after [`PENDING_LIFETIME`] (15 minutes): `oauth
+//! exchange` refuses an older one by name, and each new one purges the expired.
+//!
+//! The key and every plaintext (the sealed JSON, the decoded key) are zeroed when
+//! dropped (`zeroize`; the tokens themselves are `secrecy` strings, zeroed likewise).
 //!
 //! # Renewal across processes
 //!
@@ -65,6 +83,7 @@ use plane_core::oauth::{TokenSet, TokenSink};
 use plane_core::{BoxFuture, ExposeSecret, SecretString};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
 
 /// Where the key is registered.
 pub const KEY_REF: &str = "ssot/secrets/registry.yaml#plane_token_encryption_key";
@@ -94,13 +113,24 @@ CREATE TABLE oauth_renewals (
     holder TEXT NOT NULL,
     until  TEXT NOT NULL
 );
+ALTER TABLE oauth_tokens ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE oauth_token_versions (
+    owner   TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+);
 ",
 ];
+/// How long an authorization started by `oauth authorize-url` waits for its
+/// `oauth exchange`; older ones are refused and purged.
+pub const PENDING_LIFETIME: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 /// How long a renewal lease lasts: longer than a token request may take (plane-core's
 /// 30 s request timeout), so a live holder keeps it; a dead one's runs out.
 pub const RENEWAL_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
-/// The first byte of every sealed record: the format, so a later one can differ.
-const FORMAT: u8 = 1;
+/// The first byte of every sealed record: the format. 1: the owner alone is the associated
+/// data (records written before version 2 of the schema); 2: the owner, the record's
+/// version and its clear columns are (see [`record_aad`]).
+const FORMAT: u8 = 2;
+const FORMAT_OWNER_ONLY: u8 = 1;
 
 /// What can go wrong with the key or the token store.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +169,50 @@ pub enum TokenStoreError {
         /// `installation:<id>`, `user:<name>` or `state <value>`.
         owner: String,
     },
+    /// An older copy of a record was put back into the file.
+    #[error(
+        "{path}: the stored token for {owner} is version {found}, older than the newest written \
+         ({newest}): an older copy of the record was put back into the file, and its refresh \
+         token may be spent. It is refused; authorize again (`plane-server oauth authorize-url` / \
+         `plane-server oauth bot`) to replace it"
+    )]
+    RolledBack {
+        /// The database file.
+        path: String,
+        /// `installation:<id>` or `user:<name>`.
+        owner: String,
+        /// The record's version.
+        found: i64,
+        /// The highest version written for the owner.
+        newest: i64,
+    },
+    /// The old key of a rotation does not open a stored record: nothing was changed.
+    #[error(
+        "{path}: PLANE_TOKEN_ENCRYPTION_KEY_OLD does not open the stored {what} of {owner}; \
+         nothing was changed. Give the key the tokens were stored with as \
+         PLANE_TOKEN_ENCRYPTION_KEY_OLD (or _FILE), and the new one as PLANE_TOKEN_ENCRYPTION_KEY"
+    )]
+    OldKeyWrong {
+        /// The database file.
+        path: String,
+        /// `token` or `pending authorization`.
+        what: &'static str,
+        /// `installation:<id>`, `user:<name>` or `state <value>`.
+        owner: String,
+    },
+    /// A pending authorization older than [`PENDING_LIFETIME`].
+    #[error(
+        "the authorization started at {started} (state {state}) expired after {minutes} minutes; \
+         run `plane-server oauth authorize-url` again"
+    )]
+    PendingExpired {
+        /// Its state value.
+        state: String,
+        /// When `oauth authorize-url` started it.
+        started: String,
+        /// The lifetime, in minutes.
+        minutes: u64,
+    },
     /// SQLite failed.
     #[error("{path}: could not {operation}: {message}")]
     Store {
@@ -172,6 +246,12 @@ impl fmt::Debug for TokenKey {
     }
 }
 
+impl Drop for TokenKey {
+    fn drop(&mut self) {
+        self.0.as_mut_slice().zeroize();
+    }
+}
+
 impl TokenKey {
     /// Parses 32 bytes of base64; `origin` names where the text came from.
     ///
@@ -191,9 +271,11 @@ impl TokenKey {
             origin: origin.to_owned(),
             problem,
         };
-        let bytes = STANDARD
-            .decode(text.trim())
-            .map_err(|_| invalid("it is not base64".into()))?;
+        let bytes = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| invalid("it is not base64".into()))?,
+        );
         if bytes.len() != 32 {
             return Err(invalid(format!("it decodes to {} bytes", bytes.len())));
         }
@@ -204,28 +286,41 @@ impl TokenKey {
     /// `PLANE_TOKEN_ENCRYPTION_KEY_FILE` (one of them, not both); `None` when
     /// neither is set.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>, TokenStoreError> {
-        const VAR: &str = "PLANE_TOKEN_ENCRYPTION_KEY";
-        const FILE: &str = "PLANE_TOKEN_ENCRYPTION_KEY_FILE";
+        Self::from_env_var(env, "PLANE_TOKEN_ENCRYPTION_KEY")
+    }
+
+    /// As [`from_env`](Self::from_env), from the variable `VAR` or `VAR_FILE` (the old
+    /// key of a rotation is `PLANE_TOKEN_ENCRYPTION_KEY_OLD`).
+    pub fn from_env_var(
+        env: &dyn Fn(&str) -> Option<String>,
+        var: &str,
+    ) -> Result<Option<Self>, TokenStoreError> {
+        let file = format!("{var}_FILE");
         let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        match (set(VAR), set(FILE)) {
+        match (set(var), set(&file)) {
             (Some(_), Some(_)) => Err(TokenStoreError::KeyInvalid {
-                origin: VAR.into(),
-                problem: format!("both {VAR} and {FILE} are set (set only one)"),
+                origin: var.into(),
+                problem: format!("both {var} and {file} are set (set only one)"),
             }),
-            (Some(text), None) => Self::from_base64(VAR, &text).map(Some),
+            (Some(text), None) => Self::from_base64(var, &text).map(Some),
             (None, Some(path)) => {
-                let text =
-                    std::fs::read_to_string(&path).map_err(|e| TokenStoreError::KeyInvalid {
-                        origin: format!("{FILE}={path}"),
+                let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+                    TokenStoreError::KeyInvalid {
+                        origin: format!("{file}={path}"),
                         problem: format!("the file cannot be read ({e})"),
-                    })?;
-                Self::from_base64(&format!("{FILE}={path}"), &text).map(Some)
+                    }
+                })?);
+                Self::from_base64(&format!("{file}={path}"), &text).map(Some)
             }
             (None, None) => Ok(None),
         }
     }
 
     fn seal(&self, aad: &str, plaintext: &[u8]) -> Vec<u8> {
+        self.seal_as(FORMAT, aad, plaintext)
+    }
+
+    fn seal_as(&self, format: u8, aad: &str, plaintext: &[u8]) -> Vec<u8> {
         let cipher = XChaCha20Poly1305::new(&self.0);
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = cipher
@@ -239,15 +334,20 @@ impl TokenKey {
             // Only a message beyond XChaCha's 256 GiB limit fails; tokens are tiny.
             .unwrap_or_default();
         let mut out = Vec::with_capacity(1 + nonce.len() + sealed.len());
-        out.push(FORMAT);
+        out.push(format);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
         out
     }
 
-    fn open(&self, aad: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    /// Opens a record sealed with `aad` (in format `format`, [`FORMAT`] unless said).
+    fn open(&self, aad: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.open_as(FORMAT, aad, sealed)
+    }
+
+    fn open_as(&self, expected: u8, aad: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         let (&format, rest) = sealed.split_first()?;
-        if format != FORMAT || rest.len() < 24 {
+        if format != expected || rest.len() < 24 {
             return None;
         }
         let (nonce, ciphertext) = rest.split_at(24);
@@ -260,6 +360,7 @@ impl TokenKey {
                 },
             )
             .ok()
+            .map(Zeroizing::new)
     }
 }
 
@@ -367,6 +468,29 @@ struct Sealed {
     scope: Option<String>,
 }
 
+impl Drop for Sealed {
+    fn drop(&mut self) {
+        self.access_token.zeroize();
+        self.refresh_token.zeroize();
+    }
+}
+
+/// A format-2 record's associated data: the owner, the version and the clear columns, so
+/// none of them can be changed or swapped without the record failing to open.
+fn record_aad(
+    owner: &str,
+    version: i64,
+    expires_at: Option<&str>,
+    has_refresh: bool,
+    scope: Option<&str>,
+) -> String {
+    format!(
+        "{owner}\nversion {version}\nexpires_at {}\nhas_refresh {has_refresh}\nscope {}",
+        expires_at.unwrap_or("-"),
+        scope.unwrap_or("-")
+    )
+}
+
 /// The SQLite token store. See the [module docs](self).
 ///
 /// ```
@@ -432,6 +556,7 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 impl SqliteTokenStore {
     /// Opens (creating and migrating if needed) the token tables in the database at `path`.
     pub fn open(path: impl AsRef<Path>, key: TokenKey) -> Result<Self, TokenStoreError> {
+        plane_webhook::prepare_database_file(&path);
         let path = path.as_ref();
         let mut connection =
             Connection::open(path).map_err(store_error(path, "open the database"))?;
@@ -518,6 +643,89 @@ impl SqliteTokenStore {
         })
     }
 
+    /// Re-encrypts every stored token and pending authorization from `old` to this
+    /// store's key, in one transaction: when `old` does not open one of them, nothing is
+    /// changed ([`TokenStoreError::OldKeyWrong`]). Returns how many records it re-sealed.
+    pub fn rekey(&self, old: &TokenKey) -> Result<usize, TokenStoreError> {
+        let new = self.key()?;
+        let path = self.path.as_path();
+        let mut connection = self.lock();
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(store_error(path, "re-encrypt the tokens"))?;
+        let wrong = |what: &'static str, owner: String| TokenStoreError::OldKeyWrong {
+            path: path.display().to_string(),
+            what,
+            owner,
+        };
+        type Row = (String, Vec<u8>, i64, Option<String>, bool, Option<String>);
+        let tokens: Vec<Row> = tx
+            .prepare(
+                "SELECT owner, sealed, version, expires_at, has_refresh, scope FROM oauth_tokens",
+            )
+            .and_then(|mut st| {
+                st.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })?
+                .collect()
+            })
+            .map_err(store_error(path, "re-encrypt the tokens"))?;
+        let mut count = 0;
+        for (owner, sealed, version, expires_at, has_refresh, scope) in tokens {
+            // The same associated data and format as the record had: only the key changes.
+            let (format, aad) = if version == 0 {
+                (FORMAT_OWNER_ONLY, owner.clone())
+            } else {
+                let aad = record_aad(
+                    &owner,
+                    version,
+                    expires_at.as_deref(),
+                    has_refresh,
+                    scope.as_deref(),
+                );
+                (FORMAT, aad)
+            };
+            let plain = old
+                .open_as(format, &aad, &sealed)
+                .ok_or_else(|| wrong("token", owner.clone()))?;
+            tx.execute(
+                "UPDATE oauth_tokens SET sealed = ?1 WHERE owner = ?2",
+                params![new.seal_as(format, &aad, &plain), owner],
+            )
+            .map_err(store_error(path, "re-encrypt the tokens"))?;
+            count += 1;
+        }
+        let pending: Vec<(String, String, Vec<u8>)> = tx
+            .prepare("SELECT state, owner, sealed FROM oauth_pending")
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(store_error(path, "re-encrypt the tokens"))?;
+        for (state, owner, sealed) in pending {
+            let aad = format!("pending:{state}:{owner}");
+            let plain = old
+                .open(&aad, &sealed)
+                .ok_or_else(|| wrong("pending authorization", format!("state {state}")))?;
+            tx.execute(
+                "UPDATE oauth_pending SET sealed = ?1 WHERE state = ?2",
+                params![new.seal(&aad, &plain), state],
+            )
+            .map_err(store_error(path, "re-encrypt the tokens"))?;
+            count += 1;
+        }
+        tx.commit()
+            .map_err(store_error(path, "re-encrypt the tokens"))?;
+        Ok(count)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -534,76 +742,139 @@ impl SqliteTokenStore {
         self.key.as_ref().ok_or(TokenStoreError::KeyMissing)
     }
 
-    /// Seals and writes `owner`'s row.
+    /// Seals and writes `owner`'s row at the next version (inside the caller's
+    /// transaction: the version is read, raised and recorded with the row).
     fn write(
         &self,
         connection: &Connection,
         owner: &TokenOwner,
         tokens: &TokenSet,
     ) -> Result<(), TokenStoreError> {
+        let path = self.path.as_path();
         let owner_text = owner.to_string();
-        let plain = serde_json::to_vec(&Sealed {
-            access_token: tokens.access_token.expose_secret().to_owned(),
-            refresh_token: tokens
-                .refresh_token
-                .as_ref()
-                .map(|t| t.expose_secret().to_owned()),
-            expires_at: tokens.expires_at,
-            scope: tokens.scope.clone(),
-        })
-        .unwrap_or_default();
-        let sealed = self.key()?.seal(&owner_text, &plain);
+        let newest: i64 = connection
+            .query_row(
+                "SELECT MAX(COALESCE((SELECT version FROM oauth_tokens WHERE owner = ?1), 0),
+                            COALESCE((SELECT version FROM oauth_token_versions WHERE owner = ?1), 0))",
+                [&owner_text],
+                |row| row.get(0),
+            )
+            .map_err(store_error(path, "store the token"))?;
+        let version = newest + 1;
+        let expires_at = tokens
+            .expires_at
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
+        let has_refresh = tokens.refresh_token.is_some();
+        let plain = Zeroizing::new(
+            serde_json::to_vec(&Sealed {
+                access_token: tokens.access_token.expose_secret().to_owned(),
+                refresh_token: tokens
+                    .refresh_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned()),
+                expires_at: tokens.expires_at,
+                scope: tokens.scope.clone(),
+            })
+            .unwrap_or_default(),
+        );
+        let aad = record_aad(
+            &owner_text,
+            version,
+            expires_at.as_deref(),
+            has_refresh,
+            tokens.scope.as_deref(),
+        );
+        let sealed = self.key()?.seal(&aad, &plain);
         connection
             .execute(
-                "INSERT INTO oauth_tokens (owner, sealed, expires_at, has_refresh, scope, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO oauth_tokens (owner, sealed, expires_at, has_refresh, scope, updated_at, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (owner) DO UPDATE SET sealed = excluded.sealed,
                    expires_at = excluded.expires_at, has_refresh = excluded.has_refresh,
-                   scope = excluded.scope, updated_at = excluded.updated_at",
+                   scope = excluded.scope, updated_at = excluded.updated_at,
+                   version = excluded.version",
                 params![
                     owner_text,
                     sealed,
-                    tokens
-                        .expires_at
-                        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
-                    tokens.refresh_token.is_some(),
+                    expires_at,
+                    has_refresh,
                     tokens.scope,
-                    now()
+                    now(),
+                    version
                 ],
             )
-            .map_err(store_error(&self.path, "store the token"))?;
+            .map_err(store_error(path, "store the token"))?;
+        connection
+            .execute(
+                "INSERT INTO oauth_token_versions (owner, version) VALUES (?1, ?2)
+                 ON CONFLICT (owner) DO UPDATE SET version = excluded.version",
+                params![owner_text, version],
+            )
+            .map_err(store_error(path, "store the token"))?;
         Ok(())
     }
 
-    /// Reads and opens `owner`'s row.
+    /// Reads and opens `owner`'s row; refuses one older than the newest written.
     fn read(
         &self,
         connection: &Connection,
         owner: &TokenOwner,
     ) -> Result<Option<TokenSet>, TokenStoreError> {
+        let path = self.path.as_path();
         let owner_text = owner.to_string();
-        let sealed: Option<Vec<u8>> = connection
+        type Row = (Vec<u8>, i64, Option<String>, bool, Option<String>, i64);
+        let row: Option<Row> = connection
             .query_row(
-                "SELECT sealed FROM oauth_tokens WHERE owner = ?1",
+                "SELECT sealed, version, expires_at, has_refresh, scope,
+                        COALESCE((SELECT version FROM oauth_token_versions v WHERE v.owner = t.owner), 0)
+                 FROM oauth_tokens t WHERE owner = ?1",
                 [&owner_text],
-                |row| row.get(0),
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                    ))
+                },
             )
             .optional()
-            .map_err(store_error(&self.path, "read the token"))?;
-        let Some(sealed) = sealed else {
+            .map_err(store_error(path, "read the token"))?;
+        let Some((sealed, version, expires_at, has_refresh, scope, newest)) = row else {
             return Ok(None);
         };
-        let plain = self
-            .key()?
-            .open(&owner_text, &sealed)
-            .ok_or_else(|| self.undecryptable("token", owner_text.clone()))?;
-        let record: Sealed = serde_json::from_slice(&plain)
+        if version < newest {
+            return Err(TokenStoreError::RolledBack {
+                path: path.display().to_string(),
+                owner: owner_text,
+                found: version,
+                newest,
+            });
+        }
+        let key = self.key()?;
+        let plain = if version == 0 {
+            // Written before records had versions: the owner alone is bound to it.
+            key.open_as(FORMAT_OWNER_ONLY, &owner_text, &sealed)
+        } else {
+            let aad = record_aad(
+                &owner_text,
+                version,
+                expires_at.as_deref(),
+                has_refresh,
+                scope.as_deref(),
+            );
+            key.open(&aad, &sealed)
+        }
+        .ok_or_else(|| self.undecryptable("token", owner_text.clone()))?;
+        let mut record: Sealed = serde_json::from_slice(&plain)
             .map_err(|_| self.undecryptable("token", owner_text.clone()))?;
         Ok(Some(TokenSet {
-            access_token: SecretString::from(record.access_token),
-            refresh_token: record.refresh_token.map(SecretString::from),
+            access_token: SecretString::from(std::mem::take(&mut record.access_token)),
+            refresh_token: record.refresh_token.take().map(SecretString::from),
             expires_at: record.expires_at,
-            scope: record.scope,
+            scope: record.scope.take(),
         }))
     }
 
@@ -618,7 +889,13 @@ impl SqliteTokenStore {
 
 impl TokenStore for SqliteTokenStore {
     fn save(&self, owner: &TokenOwner, tokens: &TokenSet) -> Result<(), TokenStoreError> {
-        self.write(&self.lock(), owner, tokens)
+        let path = self.path.as_path();
+        let mut connection = self.lock();
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(store_error(path, "store the token"))?;
+        self.write(&tx, owner, tokens)?;
+        tx.commit().map_err(store_error(path, "store the token"))
     }
 
     fn load(&self, owner: &TokenOwner) -> Result<Option<TokenSet>, TokenStoreError> {
@@ -672,7 +949,19 @@ impl TokenStore for SqliteTokenStore {
             &format!("pending:{state}:{}", pending.owner),
             pending.verifier.expose_secret().as_bytes(),
         );
-        self.lock()
+        let connection = self.lock();
+        // Each new authorization clears away those that can no longer be exchanged.
+        let oldest = Utc::now() - chrono::Duration::from_std(PENDING_LIFETIME).unwrap_or_default();
+        connection
+            .execute(
+                "DELETE FROM oauth_pending WHERE created_at < ?1",
+                [oldest.to_rfc3339_opts(SecondsFormat::Millis, true)],
+            )
+            .map_err(store_error(
+                &self.path,
+                "purge the expired pending authorizations",
+            ))?;
+        connection
             .execute(
                 "INSERT OR REPLACE INTO oauth_pending (state, owner, sealed, redirect_uri, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -709,13 +998,24 @@ impl TokenStore for SqliteTokenStore {
         };
         tx.execute("DELETE FROM oauth_pending WHERE state = ?1", [state])
             .map_err(store_error(path, "delete the pending authorization"))?;
+        let started = parse_time(&created_at).unwrap_or_default();
+        if Utc::now() - started > chrono::Duration::from_std(PENDING_LIFETIME).unwrap_or_default() {
+            // Deleted all the same: it can never be exchanged.
+            tx.commit()
+                .map_err(store_error(path, "delete the pending authorization"))?;
+            return Err(TokenStoreError::PendingExpired {
+                state: state.to_owned(),
+                started: created_at,
+                minutes: PENDING_LIFETIME.as_secs() / 60,
+            });
+        }
         let undecryptable =
             || self.undecryptable("pending authorization", format!("state {state}"));
         let owner = TokenOwner::parse(&owner_text).ok_or_else(undecryptable)?;
         let verifier = self
             .key()?
             .open(&format!("pending:{state}:{owner}"), &sealed)
-            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| String::from_utf8(v.to_vec()).ok())
             .ok_or_else(undecryptable)?;
         tx.commit()
             .map_err(store_error(path, "delete the pending authorization"))?;
@@ -723,7 +1023,7 @@ impl TokenStore for SqliteTokenStore {
             owner,
             verifier: SecretString::from(verifier),
             redirect_uri,
-            created_at: parse_time(&created_at).unwrap_or_default(),
+            created_at: started,
         }))
     }
 
@@ -983,5 +1283,60 @@ impl TokenSink for StoreSink {
 
     fn load(&self) -> BoxFuture<'_, Result<Option<TokenSet>, plane_core::Error>> {
         Box::pin(self.call("read the stored token", |store, owner, _| store.load(owner)))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A record written before records had versions (format 1, the owner alone as
+    /// associated data, version 0 after the migration) still opens, and takes the new
+    /// format at its next write.
+    #[test]
+    fn a_record_of_the_first_format_is_read_and_rewritten_in_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("plane.db");
+        let key = TokenKey::from_base64("test", &STANDARD.encode([3u8; 32])).unwrap();
+        let store = SqliteTokenStore::open(&db, key.clone()).unwrap();
+        let owner = TokenOwner::User("ops".into());
+        let plain = serde_json::to_vec(&serde_json::json!({
+            "access_token": "fake-old-access", "refresh_token": "fake-old-refresh",
+            "expires_at": null, "scope": null
+        }))
+        .unwrap();
+        let sealed = key.seal_as(FORMAT_OWNER_ONLY, "user:ops", &plain);
+        store
+            .lock()
+            .execute(
+                "INSERT INTO oauth_tokens (owner, sealed, expires_at, has_refresh, scope, updated_at, version)
+                 VALUES ('user:ops', ?1, NULL, 1, NULL, '2026-01-01T00:00:00Z', 0)",
+                [sealed],
+            )
+            .unwrap();
+        let loaded = store.load(&owner).unwrap().unwrap();
+        assert_eq!(loaded.access_token.expose_secret(), "fake-old-access");
+        store.save(&owner, &loaded).unwrap();
+        let (format, version): (Vec<u8>, i64) = store
+            .lock()
+            .query_row("SELECT sealed, version FROM oauth_tokens", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((format[0], version), (FORMAT, 1));
+        assert!(store.load(&owner).is_ok());
+        // A format-1 record cannot pose as a versioned one.
+        store
+            .lock()
+            .execute(
+                "UPDATE oauth_tokens SET sealed = ?1",
+                [key.seal_as(FORMAT_OWNER_ONLY, "user:ops", &plain)],
+            )
+            .unwrap();
+        assert!(matches!(
+            store.load(&owner).unwrap_err(),
+            TokenStoreError::Undecryptable { .. }
+        ));
     }
 }

@@ -436,3 +436,109 @@ async fn two_plane_server_processes_renew_the_shared_token_once() {
     }
     assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
 }
+
+/// A running `serve` and `oauth exchange`: the new grant is stored while `serve` holds the
+/// old one; when Plane refuses the old access token, `serve` takes the stored new grant at
+/// that renewal, spends no refresh token, and keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_picks_up_a_new_grant_stored_while_it_runs() {
+    let env = env().await;
+    let first = env.authorize().await;
+    env.store().save(&owner(), &first).unwrap();
+    let secret_file = env.dir.path().join("client-secret");
+    std::fs::write(&secret_file, &env.secret).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut serve = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .env("PLANE_BASE_URL", env.fake.base_url())
+        .env("PLANE_WORKSPACE_SLUG", env.fake.workspace_slug())
+        .env("PLANE_OAUTH_CLIENT_ID", CLIENT_ID)
+        .env("PLANE_OAUTH_CLIENT_SECRET_FILE", &secret_file)
+        .env("PLANE_OAUTH_USER", "ops")
+        .env("PLANE_OAUTH_REDIRECT_URI", REDIRECT)
+        .env("PLANE_TOKEN_ENCRYPTION_KEY", &env.key)
+        .env("PLANE_WEBHOOK_SECRET", "fake-webhook-secret")
+        .env("PLANE_DATABASE_URL", env.dir.path().join("plane.db"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &'static str| async move {
+        let answer = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await;
+        answer.map(|r| r.status().as_u16()).unwrap_or(0)
+    };
+    // Up, with the old pair loaded (`/readyz` would ask Plane, and keep the answer 30 s).
+    let mut polls = 0;
+    while get("/healthz").await != 200 {
+        polls += 1;
+        assert!(polls < 1500, "serve never became ready");
+        assert!(serve.try_wait().unwrap().is_none(), "serve exited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The old access token is revoked, and `oauth exchange` stores a new grant.
+    env.fake.revoke_access_tokens();
+    let new = env.authorize().await;
+    env.store().save(&owner(), &new).unwrap();
+    env.fake.clear_request_log();
+    assert_eq!(get("/readyz").await, 200);
+    let issued = env.fake.issued_tokens();
+    let new_index = issued
+        .iter()
+        .position(|t| t == new.access_token.expose_secret())
+        .unwrap();
+    let last = env
+        .fake
+        .request_log()
+        .into_iter()
+        .rfind(|r| !r.path.starts_with("/auth/o/"))
+        .unwrap();
+    assert_eq!(last.bearer, Some(plane_fake::Bearer::Issued(new_index)));
+    assert_eq!(last.status, 200);
+    assert_eq!(env.grants(), expect(&[CODE_200, CODE_200]));
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+}
+
+/// The client secret, codes and tokens never go over plain http off loopback: `check`
+/// refuses to start (exit 2) and names the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_off_loopback_is_refused_before_anything_is_sent() {
+    let env = env().await;
+    let secret_file = env.dir.path().join("client-secret");
+    std::fs::write(&secret_file, &env.secret).unwrap();
+    for (base, redirect, key) in [
+        ("http://plane.example.com", REDIRECT, "plane.base_url"),
+        (
+            env.fake.base_url().as_str(),
+            "http://connector.example.com/cb",
+            "plane.oauth.redirect_uri",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .arg("check")
+            .env_clear()
+            .env("PLANE_BASE_URL", base)
+            .env("PLANE_OAUTH_CLIENT_ID", CLIENT_ID)
+            .env("PLANE_OAUTH_CLIENT_SECRET_FILE", &secret_file)
+            .env("PLANE_OAUTH_USER", "ops")
+            .env("PLANE_OAUTH_REDIRECT_URI", redirect)
+            .env("PLANE_TOKEN_ENCRYPTION_KEY", &env.key)
+            .env("PLANE_DATABASE_URL", env.dir.path().join("plane.db"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{base} {redirect}: {stderr}");
+        assert!(
+            stderr.contains(&format!("configuration `{key}`"))
+                && stderr.contains("is not https://"),
+            "{stderr}"
+        );
+    }
+    assert!(env.fake.token_requests().is_empty());
+}

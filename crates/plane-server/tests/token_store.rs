@@ -370,3 +370,193 @@ fn open_existing_creates_neither_the_file_nor_the_token_tables() {
         saved.access_token.expose_secret()
     );
 }
+
+/// An older copy of a record put back into the file is refused by name; so is a record
+/// whose clear columns were changed beside it.
+#[test]
+fn a_rolled_back_or_relabelled_record_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plane.db");
+    let (key, _) = new_key();
+    let store = SqliteTokenStore::open(&db, key).unwrap();
+    let (old, new) = (tokens(), tokens());
+    store.save(&user(), &old).unwrap();
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    let copy: (Vec<u8>, i64, Option<String>, bool, Option<String>) = raw
+        .query_row(
+            "SELECT sealed, version, expires_at, has_refresh, scope FROM oauth_tokens",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    store.save(&user(), &new).unwrap();
+    assert_eq!(
+        store
+            .load(&user())
+            .unwrap()
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        new.access_token.expose_secret()
+    );
+    // The old row, whole, put back (as from an old backup).
+    raw.execute(
+        "UPDATE oauth_tokens SET sealed = ?1, version = ?2, expires_at = ?3, has_refresh = ?4, scope = ?5",
+        rusqlite::params![copy.0, copy.1, copy.2, copy.3, copy.4],
+    )
+    .unwrap();
+    let err = store.load(&user()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TokenStoreError::RolledBack {
+                found: 1,
+                newest: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(
+            "the stored token for user:ops is version 1, older than the newest written (2)"
+        ),
+        "{err}"
+    );
+    // A fresh save writes past it.
+    store.save(&user(), &new).unwrap();
+    assert!(store.load(&user()).is_ok());
+    // The clear columns `oauth status` shows are bound to the record.
+    raw.execute("UPDATE oauth_tokens SET scope = 'admin'", [])
+        .unwrap();
+    let err = store.load(&user()).unwrap_err();
+    assert!(
+        matches!(err, TokenStoreError::Undecryptable { .. }),
+        "{err:?}"
+    );
+}
+
+/// `oauth authorize-url` waits 15 minutes for its `oauth exchange`: an older pending
+/// authorization is refused by name, and a new one purges the expired.
+#[test]
+fn an_expired_pending_authorization_is_refused_and_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plane.db");
+    let (key, _) = new_key();
+    let store = SqliteTokenStore::open(&db, key).unwrap();
+    let pending = |minutes_ago: i64| PendingAuthorization {
+        owner: user(),
+        verifier: SecretString::from(format!("fake-verifier-{}", uuid::Uuid::new_v4().simple())),
+        redirect_uri: "http://127.0.0.1:9/cb".into(),
+        created_at: Utc::now() - chrono::Duration::minutes(minutes_ago),
+    };
+    store.save_pending("late", &pending(16)).unwrap();
+    let err = store.take_pending("late").unwrap_err();
+    assert!(
+        matches!(err, TokenStoreError::PendingExpired { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("expired after 15 minutes; run `plane-server oauth authorize-url` again"),
+        "{err}"
+    );
+    assert!(store.take_pending("late").unwrap().is_none(), "gone");
+    // Still inside its 15 minutes: taken.
+    store.save_pending("in-time", &pending(14)).unwrap();
+    assert!(store.take_pending("in-time").unwrap().is_some());
+    // A new one purges the expired.
+    store.save_pending("stale", &pending(30)).unwrap();
+    store.save_pending("new", &pending(0)).unwrap();
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    let states: Vec<String> = raw
+        .prepare("SELECT state FROM oauth_pending ORDER BY state")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(states, ["new"]);
+}
+
+/// `plane-server oauth rekey`: every record re-sealed under the new key in one
+/// transaction; a wrong old key changes nothing and says so.
+#[test]
+fn rekey_moves_every_record_to_the_new_key_and_a_wrong_old_key_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plane.db");
+    let (old, old_text) = new_key();
+    let (new, new_text) = new_key();
+    let (wrong, wrong_text) = new_key();
+    let stored = tokens();
+    {
+        let store = SqliteTokenStore::open(&db, old.clone()).unwrap();
+        store.save(&user(), &stored).unwrap();
+        store
+            .save(&TokenOwner::Installation("inst-1".into()), &tokens())
+            .unwrap();
+        store
+            .save_pending(
+                "state-1",
+                &PendingAuthorization {
+                    owner: user(),
+                    verifier: SecretString::from("fake-verifier-0123456789".to_owned()),
+                    redirect_uri: "http://127.0.0.1:9/cb".into(),
+                    created_at: Utc::now(),
+                },
+            )
+            .unwrap();
+    }
+    let rekey = |old: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_plane-server"))
+            .args(["oauth", "rekey", "--db", db.to_str().unwrap()])
+            .env_clear()
+            .env("PLANE_TOKEN_ENCRYPTION_KEY", &new_text)
+            .env("PLANE_TOKEN_ENCRYPTION_KEY_OLD", old)
+            .output()
+            .unwrap()
+    };
+    let opens_with = |key: &TokenKey| {
+        SqliteTokenStore::open(&db, key.clone())
+            .unwrap()
+            .load(&user())
+            .map(|t| t.unwrap().access_token.expose_secret().to_owned())
+    };
+
+    // The wrong old key: exit 1, the records as they were.
+    let out = rekey(&wrong_text);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("PLANE_TOKEN_ENCRYPTION_KEY_OLD does not open the stored token of")
+            && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&wrong_text) && !stderr.contains(&new_text));
+    assert_eq!(
+        opens_with(&old).unwrap(),
+        stored.access_token.expose_secret()
+    );
+    assert!(opens_with(&wrong).is_err());
+
+    // The right one: everything moves, the old key opens nothing.
+    let out = rekey(&old_text);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("re-encrypted 3 records under the new key")
+    );
+    assert_eq!(
+        opens_with(&new).unwrap(),
+        stored.access_token.expose_secret()
+    );
+    assert!(matches!(
+        opens_with(&old).unwrap_err(),
+        TokenStoreError::Undecryptable { .. }
+    ));
+    let store = SqliteTokenStore::open(&db, new).unwrap();
+    assert!(store.take_pending("state-1").unwrap().is_some());
+}

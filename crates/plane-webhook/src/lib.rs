@@ -94,7 +94,7 @@ pub use headers::DeliveryHeaders;
 pub use store::{
     BoxFuture, Clock, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem,
     InboxStats, ManualClock, MemoryStore, NewDelivery, RecordOutcome, SqliteStore, Status,
-    StoreConfig, SystemClock,
+    StoreConfig, SystemClock, prepare_database_file,
 };
 pub use verify::{NoSecret, SignatureError, Verified, Verifier};
 

@@ -13,6 +13,7 @@
 //! lease ends.
 
 mod memory;
+mod private_file;
 mod sqlite;
 
 use std::fmt;
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use memory::MemoryStore;
+pub use private_file::prepare_database_file;
 pub use sqlite::SqliteStore;
 
 use bytes::Bytes;

@@ -326,7 +326,8 @@ const LINGER: Duration = Duration::from_micros(500);
 const QUIET: Duration = Duration::from_micros(50);
 
 impl SqliteStore {
-    /// Opens (creating or migrating) the database at `path`.
+    /// Opens (creating or migrating) the database at `path`. A new file is
+    /// created private, mode 0600 ([`prepare_database_file`](crate::prepare_database_file)).
     ///
     /// A database written by a newer version of this crate is refused with
     /// [`Error::SchemaTooNew`] rather than risked.
@@ -427,6 +428,8 @@ fn store_error<'p>(
 }
 
 fn open_connection(path: &Path) -> Result<Connection, Error> {
+    // Before SQLite creates the file, which would make it 0644.
+    super::prepare_database_file(path);
     let mut connection = Connection::open(path).map_err(store_error(path, "open the database"))?;
     // synchronous=FULL: a commit is on disk when it returns. Checkpoints run on
     // their own thread (see `checkpoint`), never inside a commit the receiver
