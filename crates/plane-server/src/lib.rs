@@ -18,7 +18,8 @@
 //! * [`token_store`]: OAuth tokens encrypted at rest (XChaCha20-Poly1305) in the
 //!   same SQLite file.
 //! * [`start`] wires them together on a listener; [`Running::shutdown`] stops
-//!   them gracefully. [`serve`] is the accept loop.
+//!   them gracefully. [`serve`] is the accept loop. [`systemd`] tells systemd
+//!   (`Type=notify`) when `serve` is ready and when it stops.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -44,6 +45,7 @@ pub mod error;
 pub mod in_flight;
 pub mod metrics;
 pub mod serve;
+pub mod systemd;
 pub mod token_store;
 pub mod verified_delivery;
 pub mod worker;

@@ -199,8 +199,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
             let handlers = plane_server::handlers(&store)?;
-            let running =
-                plane_server::start(&config, store, handlers, listener, shutdown_signal()).await?;
+            let running = plane_server::start(&config, store, handlers, listener, async {
+                shutdown_signal().await;
+                // In-flight requests drain from here; systemd waits for the exit.
+                if let Err(e) = plane_server::systemd::notify("STOPPING=1") {
+                    tracing::warn!(error = %e, "could not tell systemd we are stopping");
+                }
+            })
+            .await?;
+            // The store is open and the socket listens: deliveries can be taken.
+            if let Err(e) = plane_server::systemd::notify("READY=1") {
+                tracing::warn!(error = %e, "could not tell systemd we are ready (NOTIFY_SOCKET)");
+            }
             running.wait().await?;
             tracing::info!("plane-server stopped");
             Ok(ExitCode::SUCCESS)
