@@ -659,14 +659,17 @@ impl OAuthApp {
     /// renewed: once it expires, the error says to authorize again.
     pub fn refreshing_token(&self, tokens: TokenSet) -> RefreshingToken {
         RefreshingToken {
-            app: self.clone(),
-            state: Mutex::new(UserState {
+            renewer: Renewer {
+                app: self.clone(),
+                sink: None,
+            },
+            state: Arc::new(Mutex::new(UserState {
                 cached: Some(Cached::loaded(&tokens)),
                 last: Some(tokens.access_token.clone()),
                 refresh: tokens.refresh_token,
                 scope: tokens.scope,
-            }),
-            sink: None,
+                unsaved: None,
+            })),
         }
     }
 }
@@ -789,6 +792,28 @@ struct UserState {
     last: Option<SecretString>,
     refresh: Option<SecretString>,
     scope: Option<String>,
+    /// A pair Plane issued that could not be stored yet: Plane has spent the refresh token
+    /// it replaced, so it is stored before anything else is done.
+    unsaved: Option<Unsaved>,
+}
+
+/// A renewed pair not stored yet, and the refresh token it replaced (what the store
+/// still holds).
+struct Unsaved {
+    replaces: SecretString,
+    pair: TokenSet,
+}
+
+fn same(a: Option<&SecretString>, b: Option<&SecretString>) -> bool {
+    a.map(ExposeSecret::expose_secret) == b.map(ExposeSecret::expose_secret)
+}
+
+/// Whether `tokens` holds an access token with time left.
+fn usable(tokens: &TokenSet) -> bool {
+    !tokens.access_token.expose_secret().is_empty()
+        && tokens
+            .expires_at
+            .is_none_or(|at| at > Utc::now() + chrono::Duration::seconds(EARLY.as_secs() as i64))
 }
 
 impl UserState {
@@ -807,31 +832,33 @@ impl UserState {
 
     /// Whether `stored` holds an access token this process has not had, with time left.
     fn is_news(&self, stored: &TokenSet) -> bool {
-        let same = |t: &Option<SecretString>| {
-            t.as_ref()
-                .is_some_and(|t| t.expose_secret() == stored.access_token.expose_secret())
-        };
-        !stored.access_token.expose_secret().is_empty()
-            && !same(&self.last)
-            && stored.expires_at.is_none_or(|at| {
-                at > Utc::now() + chrono::Duration::seconds(EARLY.as_secs() as i64)
-            })
+        usable(stored) && !same(self.last.as_ref(), Some(&stored.access_token))
     }
 }
 
 /// A user's access token, renewed with the refresh token, one process at a time (see
 /// [`TokenSink`]).
+///
+/// A renewal runs in a task of its own: a caller that gives up (a request's timeout)
+/// cannot cut it between Plane's answer and the save, where the new refresh token would
+/// be lost and the spent one presented again.
 pub struct RefreshingToken {
+    renewer: Renewer,
+    state: Arc<Mutex<UserState>>,
+}
+
+/// What a renewal needs besides the state: cheap to clone into its task.
+#[derive(Clone)]
+struct Renewer {
     app: OAuthApp,
-    state: Mutex<UserState>,
     sink: Option<Arc<dyn TokenSink>>,
 }
 
 impl fmt::Debug for RefreshingToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RefreshingToken")
-            .field("app", &self.app)
-            .field("sink", &self.sink)
+            .field("app", &self.renewer.app)
+            .field("sink", &self.renewer.sink)
             .finish_non_exhaustive()
     }
 }
@@ -840,10 +867,12 @@ impl RefreshingToken {
     /// Every new token pair is saved to `sink` before it is used, and renewals go through
     /// its lease.
     pub fn persist_to(mut self, sink: Arc<dyn TokenSink>) -> Self {
-        self.sink = Some(sink);
+        self.renewer.sink = Some(sink);
         self
     }
+}
 
+impl Renewer {
     async fn begin(&self) -> Result<Option<TokenSet>, Error> {
         match &self.sink {
             Some(sink) => sink.begin_renewal().await,
@@ -853,13 +882,56 @@ impl RefreshingToken {
 
     async fn end(
         &self,
-        spent: &SecretString,
+        expected: &SecretString,
         renewed: Option<&TokenSet>,
     ) -> Result<Option<TokenSet>, Error> {
         match &self.sink {
-            Some(sink) => sink.end_renewal(spent, renewed).await,
+            Some(sink) => sink.end_renewal(expected, renewed).await,
             None => Ok(None),
         }
+    }
+
+    /// One renewal, and after a refused refresh token one more from the store's pair if
+    /// another process stored a newer one meanwhile.
+    async fn renew(&self, state: &mut UserState) -> Result<SecretString, Error> {
+        let stored = self.begin().await?;
+        match self.renew_leased(state, stored).await {
+            Err(refused @ Error::AuthorizationExpired { .. }) => {
+                // Refused as spent or expired: another process may have stored a newer
+                // pair without this one seeing it. Read the store once more.
+                let stored = match &self.sink {
+                    Some(sink) => sink.load().await?,
+                    None => None,
+                };
+                let newer = stored.as_ref().is_some_and(|s| {
+                    !same(s.refresh_token.as_ref(), state.refresh.as_ref()) || state.is_news(s)
+                });
+                if !newer {
+                    return Err(refused);
+                }
+                let stored = self.begin().await?;
+                self.renew_leased(state, stored).await
+            }
+            other => other,
+        }
+    }
+
+    /// When the compare and swap kept another writer's pair: use it if it can be used,
+    /// else take its refresh token for the next renewal.
+    fn take_won(&self, state: &mut UserState, won: &TokenSet) -> Result<SecretString, Error> {
+        if state.is_news(won) {
+            tracing::info!("kept the user token another writer stored meanwhile");
+            return Ok(state.adopt(won));
+        }
+        state.cached = None;
+        if won.refresh_token.is_some() {
+            state.refresh = won.refresh_token.clone();
+        }
+        Err(Error::Token {
+            message: "another process stored a token set meanwhile that has no usable access \
+                      token yet; the next request renews from it"
+                .into(),
+        })
     }
 
     /// Step 1 to 3 of [`TokenSink`]'s renewal, under the lease `stored` came with.
@@ -869,7 +941,36 @@ impl RefreshingToken {
         stored: Option<TokenSet>,
     ) -> Result<SecretString, Error> {
         let nothing = SecretString::from(String::new());
-        if let Some(stored) = &stored {
+        // What the store must still hold for this renewal's pair to be stored over it.
+        let mut expected: Option<SecretString> = None;
+        if let Some(unsaved) = state.unsaved.take() {
+            let holds_replaced = stored
+                .as_ref()
+                .is_none_or(|s| same(s.refresh_token.as_ref(), Some(&unsaved.replaces)));
+            if holds_replaced {
+                // The store still holds the refresh token Plane spent for this pair: store
+                // the pair now, and use it if its access token has time left.
+                if usable(&unsaved.pair) {
+                    return match self.end(&unsaved.replaces, Some(&unsaved.pair)).await {
+                        Ok(None) => {
+                            tracing::info!("stored the user token a failed save had kept");
+                            Ok(state.adopt(&unsaved.pair))
+                        }
+                        Ok(Some(won)) => self.take_won(state, &won),
+                        Err(e) => {
+                            state.unsaved = Some(unsaved);
+                            Err(e)
+                        }
+                    };
+                }
+                expected = Some(unsaved.replaces.clone());
+                state.refresh = unsaved.pair.refresh_token.clone();
+            }
+            // Otherwise the store moved on (a new grant was stored): that one wins.
+        }
+        if expected.is_none()
+            && let Some(stored) = &stored
+        {
             if state.is_news(stored) {
                 // Renewed by another process, or a new grant: no refresh token spent.
                 self.end(&nothing, None).await?;
@@ -881,20 +982,21 @@ impl RefreshingToken {
                 state.refresh = stored.refresh_token.clone();
             }
         }
-        let Some(spent) = state.refresh.clone() else {
+        let Some(spend) = state.refresh.clone() else {
             self.end(&nothing, None).await?;
             return Err(Error::AuthorizationExpired {
                 url: self.app.token_url.clone(),
                 detail: "the access token expired and there is no refresh token".into(),
             });
         };
-        let (mut tokens, lifetime) = match self.app.refresh_grant(&spent).await {
+        let expected = expected.unwrap_or_else(|| spend.clone());
+        let (mut tokens, lifetime) = match self.app.refresh_grant(&spend).await {
             Ok(granted) => granted,
             Err(GrantError {
                 error,
                 rotated: Some(rotated),
             }) => {
-                // Plane spent `spent` and answered with something unusable but a new
+                // Plane spent `spend` and answered with something unusable but a new
                 // refresh token: keep that one, with no usable access token.
                 let salvaged = TokenSet {
                     access_token: nothing.clone(),
@@ -904,7 +1006,13 @@ impl RefreshingToken {
                 };
                 state.refresh = Some(rotated);
                 state.cached = None;
-                self.end(&spent, Some(&salvaged)).await?;
+                if let Err(e) = self.end(&expected, Some(&salvaged)).await {
+                    state.unsaved = Some(Unsaved {
+                        replaces: expected,
+                        pair: salvaged,
+                    });
+                    return Err(e);
+                }
                 return Err(error);
             }
             Err(GrantError { error, .. }) => {
@@ -914,19 +1022,25 @@ impl RefreshingToken {
         };
         if tokens.refresh_token.is_none() {
             // Not rotated: the old refresh token stays valid.
-            tokens.refresh_token = Some(spent.clone());
+            tokens.refresh_token = Some(spend.clone());
         }
         if tokens.scope.is_none() {
             tokens.scope = state.scope.clone();
         }
         // The old refresh token may be spent now: keep the new one in memory even if
-        // storing fails, so this process can still renew.
+        // storing fails, so this process can still renew, and store it first next time.
         state.refresh = tokens.refresh_token.clone();
         state.cached = None;
-        if let Some(won) = self.end(&spent, Some(&tokens)).await? {
-            // Another writer stored a newer grant meanwhile (`oauth exchange`): it wins.
-            tracing::info!("kept the user token another writer stored meanwhile");
-            return Ok(state.adopt(&won));
+        match self.end(&expected, Some(&tokens)).await {
+            Ok(None) => {}
+            Ok(Some(won)) => return self.take_won(state, &won),
+            Err(e) => {
+                state.unsaved = Some(Unsaved {
+                    replaces: expected,
+                    pair: tokens,
+                });
+                return Err(e);
+            }
         }
         state.cached = Some(Cached::granted(&tokens.access_token, lifetime));
         state.last = Some(tokens.access_token.clone());
@@ -938,33 +1052,18 @@ impl RefreshingToken {
 impl TokenSource for RefreshingToken {
     fn token(&self) -> BoxFuture<'_, Result<SecretString, Error>> {
         Box::pin(async move {
-            let mut state = self.state.lock().await;
+            let mut state = self.state.clone().lock_owned().await;
             if let Some(token) = Cached::fresh(&state.cached) {
                 return Ok(token);
             }
-            let stored = self.begin().await?;
-            match self.renew_leased(&mut state, stored).await {
-                Err(refused @ Error::AuthorizationExpired { .. }) => {
-                    // Refused as spent or expired: another process may have stored a newer
-                    // pair without this one seeing it. Read the store once more.
-                    let spent = state.refresh.clone();
-                    let stored = match &self.sink {
-                        Some(sink) => sink.load().await?,
-                        None => None,
-                    };
-                    let newer = stored.as_ref().is_some_and(|s| {
-                        s.refresh_token.as_ref().map(ExposeSecret::expose_secret)
-                            != spent.as_ref().map(ExposeSecret::expose_secret)
-                            || state.is_news(s)
-                    });
-                    if !newer {
-                        return Err(refused);
-                    }
-                    let stored = self.begin().await?;
-                    self.renew_leased(&mut state, stored).await
-                }
-                other => other,
-            }
+            // In a task of its own, holding the state: if this caller is dropped, the
+            // renewal still ends with the new pair stored (or kept to be stored).
+            let renewer = self.renewer.clone();
+            tokio::spawn(async move { renewer.renew(&mut state).await })
+                .await
+                .map_err(|e| Error::Token {
+                    message: format!("the token renewal stopped: {e}"),
+                })?
         })
     }
 

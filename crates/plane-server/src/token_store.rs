@@ -67,8 +67,21 @@
 //!    is shared with the webhook store) is retried before giving up.
 //!
 //! A process refused with `invalid_grant` reads the store once more before it reports
-//! that the user must authorize again. The PostgreSQL store keeps the same protocol on
-//! one row per owner (a row lock or an advisory lock in place of the lease row).
+//! that the user must authorize again. A pair whose save failed is kept in memory and
+//! stored first at the next renewal, and a renewal runs in a task of its own, so a caller
+//! that gives up cannot cut it between Plane's answer and the save. The lease's end time
+//! is SQLite's clock, read when the statement runs.
+//!
+//! The PostgreSQL store is to keep the same protocol: the same lease row with `until`
+//! set from the server's `now()` (not a replica's clock, and not a row lock or an advisory
+//! lock held across the HTTP call, which an idle-in-transaction timeout or a transaction
+//! pooler can drop mid-call), and the compare and swap as one `UPDATE ... WHERE` the
+//! stored refresh token is the spent one.
+//!
+//! Rollback protection catches a record put back on its own (a row from an old backup).
+//! It cannot catch a whole older file restored (a `db backup` taken before a renewal):
+//! the highest-version table is in the same file. After restoring one, authorize again
+//! if the token is refused.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -123,9 +136,10 @@ CREATE TABLE oauth_token_versions (
 /// How long an authorization started by `oauth authorize-url` waits for its
 /// `oauth exchange`; older ones are refused and purged.
 pub const PENDING_LIFETIME: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-/// How long a renewal lease lasts: longer than a token request may take (plane-core's
-/// 30 s request timeout), so a live holder keeps it; a dead one's runs out.
-pub const RENEWAL_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a renewal lease lasts: far longer than a holder can take under it (the store's
+/// retries, about 26 s, then plane-core's 30 s request timeout), so a live holder keeps
+/// it; a dead one's runs out.
+pub const RENEWAL_LEASE: std::time::Duration = std::time::Duration::from_secs(180);
 /// The first byte of every sealed record: the format. 1: the owner alone is the associated
 /// data (records written before version 2 of the schema); 2: the owner, the record's
 /// version and its clear columns are (see [`record_aad`]).
@@ -345,6 +359,14 @@ impl TokenKey {
         self.open_as(FORMAT, aad, sealed)
     }
 
+    /// Opens a pending authorization of either format (those sealed before records had
+    /// versions are format 1, with the same associated data); returns the format with it.
+    fn open_pending(&self, aad: &str, sealed: &[u8]) -> Option<(u8, Zeroizing<Vec<u8>>)> {
+        [FORMAT, FORMAT_OWNER_ONLY]
+            .into_iter()
+            .find_map(|format| Some((format, self.open_as(format, aad, sealed)?)))
+    }
+
     fn open_as(&self, expected: u8, aad: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         let (&format, rest) = sealed.split_first()?;
         if format != expected || rest.len() < 24 {
@@ -542,9 +564,10 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Now with milliseconds: lease ends are compared as text, so both sides use one format.
-fn now_millis() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+/// The creation time before which a pending authorization has expired, as stored.
+fn pending_cutoff() -> String {
+    (Utc::now() - chrono::Duration::from_std(PENDING_LIFETIME).unwrap_or_default())
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
@@ -702,6 +725,15 @@ impl SqliteTokenStore {
             .map_err(store_error(path, "re-encrypt the tokens"))?;
             count += 1;
         }
+        // Expired ones can never be exchanged: they go, rather than hold the rotation up.
+        tx.execute(
+            "DELETE FROM oauth_pending WHERE created_at < ?1",
+            [pending_cutoff()],
+        )
+        .map_err(store_error(
+            path,
+            "purge the expired pending authorizations",
+        ))?;
         let pending: Vec<(String, String, Vec<u8>)> = tx
             .prepare("SELECT state, owner, sealed FROM oauth_pending")
             .and_then(|mut st| {
@@ -711,12 +743,12 @@ impl SqliteTokenStore {
             .map_err(store_error(path, "re-encrypt the tokens"))?;
         for (state, owner, sealed) in pending {
             let aad = format!("pending:{state}:{owner}");
-            let plain = old
-                .open(&aad, &sealed)
+            let (format, plain) = old
+                .open_pending(&aad, &sealed)
                 .ok_or_else(|| wrong("pending authorization", format!("state {state}")))?;
             tx.execute(
                 "UPDATE oauth_pending SET sealed = ?1 WHERE state = ?2",
-                params![new.seal(&aad, &plain), state],
+                params![new.seal_as(format, &aad, &plain), state],
             )
             .map_err(store_error(path, "re-encrypt the tokens"))?;
             count += 1;
@@ -951,11 +983,10 @@ impl TokenStore for SqliteTokenStore {
         );
         let connection = self.lock();
         // Each new authorization clears away those that can no longer be exchanged.
-        let oldest = Utc::now() - chrono::Duration::from_std(PENDING_LIFETIME).unwrap_or_default();
         connection
             .execute(
                 "DELETE FROM oauth_pending WHERE created_at < ?1",
-                [oldest.to_rfc3339_opts(SecondsFormat::Millis, true)],
+                [pending_cutoff()],
             )
             .map_err(store_error(
                 &self.path,
@@ -1014,8 +1045,8 @@ impl TokenStore for SqliteTokenStore {
         let owner = TokenOwner::parse(&owner_text).ok_or_else(undecryptable)?;
         let verifier = self
             .key()?
-            .open(&format!("pending:{state}:{owner}"), &sealed)
-            .and_then(|v| String::from_utf8(v.to_vec()).ok())
+            .open_pending(&format!("pending:{state}:{owner}"), &sealed)
+            .and_then(|(_, v)| String::from_utf8(v.to_vec()).ok())
             .ok_or_else(undecryptable)?;
         tx.commit()
             .map_err(store_error(path, "delete the pending authorization"))?;
@@ -1034,19 +1065,21 @@ impl TokenStore for SqliteTokenStore {
         lasting: std::time::Duration,
     ) -> Result<bool, TokenStoreError> {
         let path = self.path.as_path();
-        let until = Utc::now() + chrono::Duration::from_std(lasting).unwrap_or_default();
-        // One statement: the row is taken when it is free, run out or already ours.
+        // One statement, on SQLite's clock (one clock for every process on the file, read
+        // when the statement runs, not before a wait for a busy database): the row is taken
+        // when it is free, run out or already ours.
         let taken = self
             .lock()
             .execute(
-                "INSERT INTO oauth_renewals (owner, holder, until) VALUES (?1, ?2, ?3)
+                "INSERT INTO oauth_renewals (owner, holder, until)
+                 VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3))
                  ON CONFLICT (owner) DO UPDATE SET holder = excluded.holder, until = excluded.until
-                 WHERE oauth_renewals.until < ?4 OR oauth_renewals.holder = excluded.holder",
+                 WHERE oauth_renewals.until < strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                    OR oauth_renewals.holder = excluded.holder",
                 params![
                     owner.to_string(),
                     holder,
-                    until.to_rfc3339_opts(SecondsFormat::Millis, true),
-                    now_millis()
+                    format!("+{:.3} seconds", lasting.as_secs_f64())
                 ],
             )
             .map_err(store_error(path, "take the renewal lease"))?;
@@ -1252,7 +1285,18 @@ impl TokenSink for StoreSink {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(std::time::Duration::from_millis(500));
             }
-            self.load().await
+            match self.load().await {
+                Ok(stored) => Ok(stored),
+                Err(e) => {
+                    // Nothing will follow under this lease: give it back now, not at its end.
+                    let _ = self
+                        .call("end the token renewal lease", |store, owner, holder| {
+                            store.release(owner, holder)
+                        })
+                        .await;
+                    Err(e)
+                }
+            }
         })
     }
 
@@ -1338,5 +1382,40 @@ mod tests {
             store.load(&owner).unwrap_err(),
             TokenStoreError::Undecryptable { .. }
         ));
+    }
+
+    /// A pending authorization sealed before the upgrade (format 1) still opens: it can
+    /// be exchanged, and it does not stop a key rotation. An expired one is purged by it.
+    #[test]
+    fn a_pending_authorization_of_the_first_format_opens_and_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("plane.db");
+        let old = TokenKey::from_base64("test", &STANDARD.encode([4u8; 32])).unwrap();
+        let new = TokenKey::from_base64("test", &STANDARD.encode([6u8; 32])).unwrap();
+        let store = SqliteTokenStore::open(&db, new.clone()).unwrap();
+        let insert = |state: &str, created_at: &str| {
+            let sealed = old.seal_as(
+                FORMAT_OWNER_ONLY,
+                &format!("pending:{state}:user:ops"),
+                b"fake-verifier-0123456789",
+            );
+            store
+                .lock()
+                .execute(
+                    "INSERT INTO oauth_pending (state, owner, sealed, redirect_uri, created_at)
+                     VALUES (?1, 'user:ops', ?2, 'http://127.0.0.1:9/cb', ?3)",
+                    params![state, sealed, created_at],
+                )
+                .unwrap();
+        };
+        insert(
+            "current",
+            &Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        );
+        insert("abandoned", "2026-01-01T00:00:00.000Z");
+        assert_eq!(store.rekey(&old).unwrap(), 1, "the abandoned one is purged");
+        let taken = store.take_pending("current").unwrap().unwrap();
+        assert_eq!(taken.verifier.expose_secret(), "fake-verifier-0123456789");
+        assert!(store.take_pending("abandoned").unwrap().is_none());
     }
 }

@@ -542,3 +542,98 @@ async fn plain_http_off_loopback_is_refused_before_anything_is_sent() {
     }
     assert!(env.fake.token_requests().is_empty());
 }
+
+/// A sink whose first `end_renewal` with a pair fails (a database busy past every retry):
+/// the pair Plane issued must not be lost.
+#[derive(Debug)]
+struct FailingOnce {
+    inner: StoreSink,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl TokenSink for FailingOnce {
+    fn save<'a>(&'a self, tokens: &'a TokenSet) -> BoxFuture<'a, Result<(), plane_core::Error>> {
+        self.inner.save(tokens)
+    }
+
+    fn begin_renewal(&self) -> BoxFuture<'_, Result<Option<TokenSet>, plane_core::Error>> {
+        self.inner.begin_renewal()
+    }
+
+    fn end_renewal<'a>(
+        &'a self,
+        spent: &'a SecretString,
+        renewed: Option<&'a TokenSet>,
+    ) -> BoxFuture<'a, Result<Option<TokenSet>, plane_core::Error>> {
+        if renewed.is_some() && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async move {
+                // The lease is given back, as a store that failed its transaction leaves it.
+                self.inner.end_renewal(spent, None).await?;
+                Err(plane_core::Error::Token {
+                    message: "the database stayed busy".into(),
+                })
+            });
+        }
+        self.inner.end_renewal(spent, renewed)
+    }
+
+    fn load(&self) -> BoxFuture<'_, Result<Option<TokenSet>, plane_core::Error>> {
+        self.inner.load()
+    }
+}
+
+/// The save after a refresh fails: the caller gets the error, and the next call stores the
+/// kept pair and uses it, instead of presenting the spent refresh token from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_whose_save_failed_is_stored_at_the_next_call_not_lost() {
+    let env = env().await;
+    let first = env.authorize().await;
+    let store = env.store();
+    store.save(&owner(), &expired(&first)).unwrap();
+    let sink = Arc::new(FailingOnce {
+        inner: StoreSink::new(store.clone(), owner()),
+        failed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let this = env.app().refreshing_token(expired(&first)).persist_to(sink);
+    let err = this.token().await.unwrap_err().to_string();
+    assert!(err.contains("the database stayed busy"), "{err}");
+    // The store still holds the spent R1.
+    assert_eq!(pair(&store.load(&owner()).unwrap().unwrap()), pair(&first));
+    let token = this.token().await.unwrap();
+    let stored = store.load(&owner()).unwrap().unwrap();
+    assert_eq!(pair(&stored).0, token.expose_secret());
+    assert_ne!(pair(&stored).1, pair(&first).1);
+    assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+}
+
+/// A caller that gives up during the refresh (a request's timeout) does not cut the
+/// renewal: the new pair is stored all the same, and another process takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_gives_up_mid_refresh_does_not_lose_the_new_pair() {
+    let env = env().await;
+    let first = env.authorize().await;
+    let store = env.store();
+    store.save(&owner(), &expired(&first)).unwrap();
+    env.fake.inject(
+        Fault::delay(Duration::from_millis(400))
+            .path_contains("/auth/o/token/")
+            .times(1),
+    );
+    let impatient = env.process(&expired(&first), store.clone());
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), impatient.token()).await;
+    assert!(gave_up.is_err(), "the caller was meant to give up first");
+    // The renewal goes on without it; wait for its save (bounded generously).
+    let mut polls = 0;
+    while pair(&store.load(&owner()).unwrap().unwrap()).1 == pair(&first).1 {
+        polls += 1;
+        assert!(polls < 3000, "the new pair was never stored");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let other = env.process(&expired(&first), env.store());
+    let token = other.token().await.unwrap();
+    assert_eq!(
+        token.expose_secret(),
+        pair(&store.load(&owner()).unwrap().unwrap()).0
+    );
+    assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+}
