@@ -62,14 +62,14 @@ fn tree_glob_that_matches_nothing() {
 #[test]
 fn tree_new_top_level_folder_without_row() {
     let fx = Fixture::new();
-    fx.write("deploy/compose.yaml", "services: {}\n");
+    fx.write("compose/compose.yaml", "services: {}\n");
     let f = expect(
         &fx.validate(),
         T,
         fx.line(T, "| Path pattern |"),
         "repo-tree/top-level-missing",
     );
-    assert!(f.message.contains("`deploy/`"));
+    assert!(f.message.contains("`compose/`"));
 }
 
 #[test]

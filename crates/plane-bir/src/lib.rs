@@ -205,6 +205,6 @@ pub use period::Period;
 pub use profile::{BusinessTax, EfpsGroup, Filing, Profile, TaxpayerKind, Tin};
 pub use store::{
     DeadlineRecord, DeadlineStatus, DeadlineStore, SqliteDeadlineStore, StatusApplied,
-    StatusChange, apply_status_change,
+    StatusChange, SyncRun, apply_status_change,
 };
 pub use sync::{SyncReport, SyncRequest, sync};

@@ -23,6 +23,14 @@
 //! - `bir_status_events`: each status change with the event that caused it (`event`, for
 //!   example an inbox delivery id, unique), so an event is applied once.
 //!
+//! Version 2:
+//!
+//! - `bir_sync_runs`, one row per profile: the last *successful* sync of that profile
+//!   (`profile`, `project_id`, `finished_at`, `requests`, `writes`, `waited_ms`: the time
+//!   spent waiting for Plane's rate limit). `bir sync` runs as a process of its own, so
+//!   this row is how `serve` (its `/metrics`) learns when the deadlines were last synced.
+//!   A dry run or a failed run leaves it as it was.
+//!
 //! # Status changes inside another transaction
 //!
 //! [`apply_status_change`] is plain SQL on a [`rusqlite::Transaction`], so the webhook
@@ -33,6 +41,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -42,10 +51,11 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE bir_deadlines (
     external_id  TEXT PRIMARY KEY,
     profile      TEXT NOT NULL,
@@ -76,7 +86,18 @@ CREATE TABLE bir_status_events (
     at          TEXT NOT NULL,
     recorded_at TEXT NOT NULL
 );
-"];
+",
+    "
+CREATE TABLE bir_sync_runs (
+    profile     TEXT PRIMARY KEY,
+    project_id  TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    requests    INTEGER NOT NULL,
+    writes      INTEGER NOT NULL,
+    waited_ms   INTEGER NOT NULL
+);
+",
+];
 
 /// A deadline's filing status. Plane owns it: the sync never changes a work item's state;
 /// the status follows the state's group.
@@ -126,6 +147,53 @@ impl DeadlineStatus {
     pub fn is_closed(self) -> bool {
         matches!(self, DeadlineStatus::Filed | DeadlineStatus::Void)
     }
+
+    /// Still open (pending or in progress) after its due day: what `bir status` and
+    /// `/metrics` call `overdue`. `today` is a Manila day ([`manila_date`]).
+    ///
+    /// ```
+    /// use chrono::NaiveDate;
+    /// use plane_bir::DeadlineStatus;
+    /// let due = NaiveDate::from_ymd_opt(2026, 4, 15).unwrap();
+    /// let next_day = due.succ_opt().unwrap();
+    /// assert!(!DeadlineStatus::Pending.is_overdue(due, due), "due today is not late yet");
+    /// assert!(DeadlineStatus::InProgress.is_overdue(due, next_day));
+    /// assert!(!DeadlineStatus::Filed.is_overdue(due, next_day));
+    /// ```
+    pub fn is_overdue(self, due: NaiveDate, today: NaiveDate) -> bool {
+        !self.is_closed() && due < today
+    }
+}
+
+/// Manila is UTC+8 all year (the Philippines keeps no daylight saving time).
+const MANILA_OFFSET_HOURS: i64 = 8;
+
+/// The Manila day at `at`: BIR deadlines are Philippine days.
+///
+/// ```
+/// use plane_bir::store::manila_date;
+/// let evening_utc = "2026-04-15T16:00:00Z".parse().unwrap();
+/// assert_eq!(manila_date(evening_utc).to_string(), "2026-04-16");
+/// ```
+pub fn manila_date(at: DateTime<Utc>) -> NaiveDate {
+    (at + chrono::Duration::hours(MANILA_OFFSET_HOURS)).date_naive()
+}
+
+/// When a due day ends: midnight after it in Manila. From that instant the deadline, if
+/// still open, is overdue ([`DeadlineStatus::is_overdue`]).
+///
+/// ```
+/// use chrono::NaiveDate;
+/// use plane_bir::store::manila_day_end;
+/// let due = NaiveDate::from_ymd_opt(2026, 4, 15).unwrap();
+/// assert_eq!(manila_day_end(due).to_rfc3339(), "2026-04-15T16:00:00+00:00");
+/// ```
+pub fn manila_day_end(due: NaiveDate) -> DateTime<Utc> {
+    let next_midnight = due
+        .succ_opt()
+        .unwrap_or(NaiveDate::MAX)
+        .and_time(chrono::NaiveTime::MIN);
+    next_midnight.and_utc() - chrono::Duration::hours(MANILA_OFFSET_HOURS)
 }
 
 impl fmt::Display for DeadlineStatus {
@@ -217,6 +285,23 @@ pub enum StatusApplied {
     NotOurs,
 }
 
+/// A profile's last successful sync, as [`DeadlineStore::record_sync_run`] keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    /// The profile's key ([`crate::sync::profile_key`]).
+    pub profile: String,
+    /// The Plane project it was synced to.
+    pub project_id: Uuid,
+    /// When the sync finished (stored to the microsecond).
+    pub finished_at: DateTime<Utc>,
+    /// HTTP requests it sent (retries included).
+    pub requests: u64,
+    /// Of those, writes.
+    pub writes: u64,
+    /// Time it spent waiting for Plane's rate limit (stored in milliseconds).
+    pub waited: Duration,
+}
+
 /// Where deadlines and their sync state are kept.
 ///
 /// The methods block (SQLite, or a database client); the sync calls them through
@@ -231,6 +316,12 @@ pub trait DeadlineStore: Send + Sync {
     fn record(&self, record: &DeadlineRecord) -> Result<()>;
     /// Applies a status change in a transaction of its own (see [`apply_status_change`]).
     fn apply_status(&self, change: &StatusChange) -> Result<StatusApplied>;
+    /// Records a profile's successful sync, replacing the one before (the sync calls it
+    /// last, so a failed or dry run leaves the previous one).
+    fn record_sync_run(&self, run: &SyncRun) -> Result<()>;
+    /// The last successful sync of each profile, by profile key; none before the first
+    /// (or in a file of schema version 1, read-only).
+    fn sync_runs(&self) -> Result<Vec<SyncRun>>;
 }
 
 /// The SQLite deadline store. See the [module docs](self).
@@ -463,6 +554,76 @@ impl DeadlineStore for SqliteDeadlineStore {
         tx.commit()
             .map_err(store_error(path, "apply a status change"))?;
         Ok(applied)
+    }
+
+    fn record_sync_run(&self, run: &SyncRun) -> Result<()> {
+        let connection = self.lock();
+        connection
+            .execute(
+                "INSERT INTO bir_sync_runs (profile, project_id, finished_at, requests, writes, \
+                 waited_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (profile) DO UPDATE SET project_id = excluded.project_id, \
+                 finished_at = excluded.finished_at, requests = excluded.requests, \
+                 writes = excluded.writes, waited_ms = excluded.waited_ms",
+                params![
+                    run.profile,
+                    run.project_id.to_string(),
+                    run.finished_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+                    i64::try_from(run.requests).unwrap_or(i64::MAX),
+                    i64::try_from(run.writes).unwrap_or(i64::MAX),
+                    i64::try_from(run.waited.as_millis()).unwrap_or(i64::MAX),
+                ],
+            )
+            .map_err(store_error(&self.path, "record a sync run"))?;
+        Ok(())
+    }
+
+    fn sync_runs(&self) -> Result<Vec<SyncRun>> {
+        let connection = self.lock();
+        let path = self.path.as_path();
+        // A read-only opening never migrates: a file an older build wrote has no table yet.
+        if schema_version(&connection, path)? < 2 {
+            return Ok(Vec::new());
+        }
+        let read = store_error(path, "read the sync runs");
+        let mut statement = connection
+            .prepare(
+                "SELECT profile, project_id, finished_at, requests, writes, waited_ms \
+                 FROM bir_sync_runs ORDER BY profile",
+            )
+            .map_err(&read)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(&read)?;
+        let bad = |column: &str, value: &str| Error::Store {
+            path: path.display().to_string(),
+            operation: "read the sync runs",
+            message: format!("column {column} holds {value:?}, which this build cannot read"),
+        };
+        let mut out = Vec::new();
+        for row in rows {
+            let (profile, project, finished, requests, writes, waited_ms) = row.map_err(&read)?;
+            out.push(SyncRun {
+                profile,
+                project_id: project.parse().map_err(|_| bad("project_id", &project))?,
+                finished_at: DateTime::parse_from_rfc3339(&finished)
+                    .map_err(|_| bad("finished_at", &finished))?
+                    .with_timezone(&Utc),
+                requests: u64::try_from(requests).unwrap_or(0),
+                writes: u64::try_from(writes).unwrap_or(0),
+                waited: Duration::from_millis(u64::try_from(waited_ms).unwrap_or(0)),
+            });
+        }
+        Ok(out)
     }
 }
 

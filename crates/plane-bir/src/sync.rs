@@ -64,7 +64,7 @@ use uuid::Uuid;
 use crate::calendar::Deadline;
 use crate::error::{Error, Result};
 use crate::profile::Profile;
-use crate::store::{DeadlineRecord, DeadlineStatus, DeadlineStore, StatusChange};
+use crate::store::{DeadlineRecord, DeadlineStatus, DeadlineStore, StatusChange, SyncRun};
 
 /// The `external_source` of every work item the sync owns.
 pub const EXTERNAL_SOURCE: &str = "plane-bir";
@@ -504,7 +504,21 @@ pub async fn sync(
     } else {
         apply(client, &store, request, &key, plan, &mut report, progress).await?;
     }
-    Ok(finish(report, client, &stats_before, &limit_before))
+    let report = finish(report, client, &stats_before, &limit_before);
+    if !request.dry_run {
+        // Step 4, after every write was recorded: a run that failed part-way returned
+        // above and leaves the previous success in place.
+        let run = SyncRun {
+            profile: key,
+            project_id: request.project,
+            finished_at: Utc::now(),
+            requests: report.requests,
+            writes: report.writes,
+            waited: report.waited,
+        };
+        blocking(&store, move |s| s.record_sync_run(&run)).await?;
+    }
+    Ok(report)
 }
 
 /// An [`Error::Plane`] naming what the sync was doing.

@@ -200,3 +200,66 @@ fn a_status_change_rolls_back_with_the_callers_transaction() {
     tx.commit().unwrap();
     assert_eq!(store.all().unwrap()[0].status, DeadlineStatus::Void);
 }
+
+/// A file written by the build before (schema version 1, no `bir_sync_runs`) is read
+/// as it is read-only (no sync runs yet), and migrated to version 2 by a writable
+/// opening, its deadlines kept.
+#[test]
+fn a_version_1_file_is_migrated_to_version_2_with_its_deadlines_kept() {
+    use plane_bir::SyncRun;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plane.db");
+    let item = Uuid::new_v4();
+    SqliteDeadlineStore::open(&path)
+        .unwrap()
+        .record(&record("bir:1:1601-C:2026-03", item))
+        .unwrap();
+    // What version 1 left: the same, without migration 2.
+    let raw = Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "DROP TABLE bir_sync_runs; DELETE FROM bir_schema_migrations WHERE version = 2;",
+    )
+    .unwrap();
+    drop(raw);
+
+    let old = SqliteDeadlineStore::open_read_only(&path).unwrap();
+    assert_eq!(old.schema_version().unwrap(), 1);
+    assert_eq!(old.sync_runs().unwrap(), []);
+    assert_eq!(old.all().unwrap().len(), 1);
+    drop(old);
+
+    let store = SqliteDeadlineStore::open(&path).unwrap();
+    assert_eq!((store.schema_version().unwrap(), SCHEMA_VERSION), (2, 2));
+    assert_eq!(store.all().unwrap()[0].work_item_id, Some(item));
+    let run = SyncRun {
+        profile: "123456789000".into(),
+        project_id: Uuid::new_v4(),
+        finished_at: at("2026-03-01T10:00:00.123456Z"),
+        requests: 46,
+        writes: 43,
+        waited: std::time::Duration::from_millis(2500),
+    };
+    store.record_sync_run(&run).unwrap();
+    let later = SyncRun {
+        finished_at: at("2026-03-02T10:00:00Z"),
+        requests: 3,
+        writes: 0,
+        waited: std::time::Duration::ZERO,
+        ..run.clone()
+    };
+    let other = SyncRun {
+        profile: "name-sari-sari".into(),
+        ..run.clone()
+    };
+    store.record_sync_run(&other).unwrap();
+    assert_eq!(store.sync_runs().unwrap(), [run, other.clone()]);
+    store.record_sync_run(&later).unwrap();
+    assert_eq!(
+        SqliteDeadlineStore::open_read_only(&path)
+            .unwrap()
+            .sync_runs()
+            .unwrap(),
+        [later, other],
+        "one row per profile, the latest"
+    );
+}

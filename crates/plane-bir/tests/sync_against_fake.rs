@@ -767,3 +767,101 @@ async fn a_priority_set_by_a_person_stays_until_the_bucket_moves() {
         "urgent"
     );
 }
+
+/// Each successful run records itself (when it finished, its requests, writes and
+/// rate-limit wait) for `serve`'s `plane_bir_last_sync_*` gauges, replacing the run
+/// before; a dry run and a failed run leave the record as it was.
+#[tokio::test]
+async fn a_successful_run_records_itself_and_a_dry_or_failed_run_does_not() {
+    let env = env(Limit::Scaled).await;
+    let profile = corporation();
+    let project = env.fake.project_id();
+    let list = deadlines(&profile, &Overrides::none());
+    let dry = SyncRequest {
+        profile: &profile,
+        deadlines: &list,
+        project,
+        today: today(),
+        dry_run: true,
+    };
+    let planned = sync(&env.client, env.store.clone(), &dry, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(planned.created, list.len());
+    assert_eq!(
+        env.store.sync_runs().unwrap(),
+        [],
+        "a dry run is not a sync"
+    );
+
+    // Plane refuses the first listing: nothing is recorded.
+    let refuse_states = || {
+        plane_fake::Fault::status(403)
+            .method("GET")
+            .path_contains("/states/")
+            .times(1)
+    };
+    env.fake.inject(refuse_states());
+    let failed = env
+        .sync_with(
+            &env.client,
+            env.store.clone(),
+            &profile,
+            &list,
+            project,
+            today(),
+        )
+        .await
+        .unwrap_err();
+    assert!(failed.to_string().contains("states"), "{failed}");
+    assert_eq!(env.store.sync_runs().unwrap(), []);
+
+    let before = chrono::Utc::now();
+    let first = env.sync(&profile, &list, project, today()).await;
+    let after = chrono::Utc::now();
+    let runs = env.store.sync_runs().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = &runs[0];
+    assert_eq!(
+        (
+            run.profile.as_str(),
+            run.project_id,
+            run.requests,
+            run.writes,
+            run.waited.as_millis()
+        ),
+        (
+            "123456789000",
+            project,
+            first.requests,
+            first.writes,
+            first.waited.as_millis()
+        )
+    );
+    assert!(
+        before <= run.finished_at && run.finished_at <= after,
+        "{run:?}"
+    );
+
+    // The next run replaces it: three listings, no write.
+    let second = env.sync(&profile, &list, project, today()).await;
+    let runs = env.store.sync_runs().unwrap();
+    assert_eq!(runs.len(), 1, "one row per profile: {runs:?}");
+    assert_eq!((runs[0].requests, runs[0].writes), (second.requests, 0));
+    assert_eq!(second.requests, 3);
+    assert!(runs[0].finished_at >= run.finished_at);
+
+    // A failed run after it leaves the last success.
+    env.fake.inject(refuse_states());
+    env.sync_with(
+        &env.client,
+        env.store.clone(),
+        &profile,
+        &list,
+        project,
+        today(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(env.store.sync_runs().unwrap(), runs);
+}

@@ -207,8 +207,46 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (code, Json(body)).into_response()
 }
 
-/// A cached answer when fresh; Plane's error text goes to the log only.
+/// A cached answer when fresh; Plane's error text goes to the log only. Whatever it
+/// answers is also `/metrics`' `plane_connector_plane_check`.
 async fn plane_readiness(state: &AppState) -> PlaneReadiness {
+    let readiness = ask_plane(state).await;
+    state.metrics.set_plane_check(readiness);
+    readiness
+}
+
+/// How often [`check_plane`] asks Plane.
+pub const PLANE_CHECK_EVERY: Duration = Duration::from_secs(300);
+
+/// Asks Plane as `/readyz` does (through its 30 s cache) every [`PLANE_CHECK_EVERY`],
+/// the first time one period after start, until `stop` turns true. Without it the
+/// Plane alerts would depend on someone probing `/readyz`: `serve` itself never calls
+/// Plane otherwise (its handlers hold no client). At most one request per 5 minutes,
+/// of a budget of 60 a minute; none when the connector is off or has no API key.
+pub async fn check_plane(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut every = tokio::time::interval_at(
+        tokio::time::Instant::now() + PLANE_CHECK_EVERY,
+        PLANE_CHECK_EVERY,
+    );
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = every.tick() => {
+                plane_readiness(&state).await;
+            }
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn ask_plane(state: &AppState) -> PlaneReadiness {
     let Ok(client) = state.connector.client() else {
         return PlaneReadiness::NotChecked;
     };

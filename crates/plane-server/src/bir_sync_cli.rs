@@ -103,12 +103,12 @@ enum ShownStatus {
 }
 
 impl ShownStatus {
-    /// Overdue when still open after its due date.
+    /// Overdue when still open after its due date (the same rule as `/metrics`).
     fn of(status: DeadlineStatus, due: NaiveDate, today: NaiveDate) -> Self {
         match status {
             DeadlineStatus::Filed => ShownStatus::Filed,
             DeadlineStatus::Void => ShownStatus::Void,
-            _ if due < today => ShownStatus::Overdue,
+            _ if status.is_overdue(due, today) => ShownStatus::Overdue,
             DeadlineStatus::Pending => ShownStatus::Pending,
             DeadlineStatus::InProgress => ShownStatus::InProgress,
         }
@@ -143,7 +143,7 @@ fn config(config: Option<PathBuf>, db: Option<PathBuf>) -> Result<Config, Failur
 
 /// Today in Manila (UTC+8, no daylight saving): BIR deadlines are Philippine days.
 fn manila_today() -> NaiveDate {
-    (Utc::now() + chrono::Duration::hours(8)).date_naive()
+    plane_bir::store::manila_date(Utc::now())
 }
 
 const NO_PROJECT: &str = "pass --project UUID, set PLANE_BIR_PROJECT_ID, or set bir.project (or \

@@ -146,6 +146,15 @@ pub async fn start(
     let enabled = connector.enabled();
     let state = AppState::new(connector, metrics.clone(), config);
     let (stop, stopped) = watch::channel(false);
+    // Business gauges and the Plane check, refreshed here so a scrape reads memory only.
+    let refresh = metrics::refresh_deadlines(
+        metrics.clone(),
+        config.database.clone(),
+        store.clock(),
+        stopped.clone(),
+    );
+    tokio::spawn(refresh);
+    tokio::spawn(app::check_plane(state.clone(), stopped.clone()));
     let worker = Worker {
         store,
         handlers,

@@ -3,6 +3,7 @@
 mod bir_cli;
 mod bir_sync_cli;
 mod db_cli;
+mod mcp;
 mod oauth_cli;
 
 use std::net::SocketAddr;
@@ -86,6 +87,9 @@ enum Command {
         #[command(subcommand)]
         command: bir_cli::BirCommand,
     },
+    /// An MCP server on stdio for AI agents: BIR deadlines, their rules and filing status
+    /// (read-only; logs on stderr, only protocol on stdout).
+    Mcp(mcp::McpArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +224,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Oauth { command } => oauth_cli::run(command).await,
         Command::Db { command } => db_cli::run(command),
         Command::Bir { command } => Ok(bir_cli::run(command)),
+        Command::Mcp(args) => mcp::run(args).await,
         #[cfg(feature = "demo")]
         Command::Demo => {
             let report = plane_server::demo::run().await?;

@@ -9,13 +9,33 @@
 //! process.
 //!
 //! Labels are fixed words (outcomes, reasons, results, HTTP statuses): never a
-//! secret, never an id.
+//! secret, never an id. The one exception is `profile` on the `plane_bir_*` gauges: a
+//! BIR profile's key (its TIN's digits, or `name-<slug>` without a TIN), which is not a
+//! secret and is bounded by the profiles synced into the store.
+//!
+//! # What matters to the business
+//!
+//! The `plane_bir_*` gauges say how the BIR deadlines stand: how many per status (as
+//! `bir status` shows them, `overdue` included), how long until the next open one is
+//! due, and when `bir sync` last succeeded. `bir sync` runs as a process of its own, so
+//! they come from the deadline store, not from memory: [`refresh_deadlines`] reads it
+//! at start, every [`DEADLINE_REFRESH`], and shortly after an inbox item is done (a
+//! deadline filed in Plane shows within seconds), and keeps the figures for the
+//! scrapes. Days are Manila days, as in `bir status`; "now" is the delivery store's
+//! clock, so tests can fix it.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use plane_bir::store::{manila_date, manila_day_end};
+use plane_bir::{DeadlineRecord, DeadlineStatus, DeadlineStore, SqliteDeadlineStore, SyncRun};
 use plane_core::PlaneClient;
-use plane_webhook::InboxStats;
+use plane_webhook::{Clock, InboxStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -23,6 +43,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+use tokio::sync::{Notify, watch};
+
+use crate::app::PlaneReadiness;
 
 /// Processing latency buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
@@ -51,6 +74,9 @@ pub struct Metrics {
     waiting: Gauge,
     in_flight_limit: Gauge,
     enabled: Gauge,
+    deadlines: Arc<Mutex<Option<DeadlineFigures>>>,
+    deadlines_changed: Arc<Notify>,
+    plane_check: Arc<AtomicU8>,
 }
 
 impl fmt::Debug for Metrics {
@@ -134,6 +160,10 @@ impl Metrics {
         if let Some(client) = client {
             registry.register_collector(Box::new(PlaneClientCollector(client.clone())));
         }
+        let plane_check = Arc::new(AtomicU8::new(0));
+        registry.register_collector(Box::new(PlaneCheckCollector(plane_check.clone())));
+        let deadlines = Arc::new(Mutex::new(None));
+        registry.register_collector(Box::new(DeadlineCollector(deadlines.clone())));
         Self {
             registry,
             deliveries,
@@ -146,6 +176,9 @@ impl Metrics {
             waiting,
             in_flight_limit,
             enabled,
+            deadlines,
+            deadlines_changed: Arc::new(Notify::new()),
+            plane_check,
         }
     }
 
@@ -173,7 +206,12 @@ impl Metrics {
         self.processed.get_or_create(&ResultLabels { result }).inc();
         self.processing_seconds.observe(took.as_secs_f64());
         match result {
-            "done" | "not_ours" | "echo" | "ignored" => {
+            "done" => {
+                self.backlog.dec();
+                // A handler acted: a deadline may have been filed, voided or reopened.
+                self.refresh_deadlines_soon();
+            }
+            "not_ours" | "echo" | "ignored" => {
                 self.backlog.dec();
             }
             "dead" => {
@@ -223,6 +261,42 @@ impl Metrics {
     /// Stored deliveries not yet finished, as the gauge has it.
     pub fn backlog(&self) -> i64 {
         self.backlog.get()
+    }
+
+    /// Asks [`refresh_deadlines`] to read the deadline store again soon (it waits
+    /// [`DEADLINE_SETTLE`] first, so a burst of changes costs one read).
+    pub fn refresh_deadlines_soon(&self) {
+        self.deadlines_changed.notify_one();
+    }
+
+    /// Replaces the deadline figures the `plane_bir_*` gauges show, all at once (a
+    /// scrape sees the old figures or the new ones, never a mix).
+    pub fn set_deadline_figures(&self, figures: DeadlineFigures) {
+        *self
+            .deadlines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(figures);
+    }
+
+    /// The deadline figures last set, if any.
+    pub fn deadline_figures(&self) -> Option<DeadlineFigures> {
+        self.deadlines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// What the last Plane check (`/readyz`, or the periodic one) answered.
+    pub fn set_plane_check(&self, readiness: PlaneReadiness) {
+        let index = PLANE_CHECK_RESULTS
+            .iter()
+            .position(|(r, _)| *r == readiness)
+            .unwrap_or(0);
+        // 0 stands for "not asked yet", so the index is stored plus one.
+        self.plane_check.store(
+            u8::try_from(index + 1).unwrap_or(u8::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// The text exposition format (OpenMetrics).
@@ -295,5 +369,314 @@ impl Collector for PlaneClientCollector {
             )?)?;
         }
         Ok(())
+    }
+}
+
+/// The `result` label of `plane_connector_plane_check`, one per [`PlaneReadiness`].
+const PLANE_CHECK_RESULTS: [(PlaneReadiness, &str); 5] = [
+    (PlaneReadiness::Ok, "ok"),
+    (PlaneReadiness::Unauthorized, "unauthorized"),
+    (PlaneReadiness::Unreachable, "unreachable"),
+    (PlaneReadiness::NoAnswer, "no_answer"),
+    (PlaneReadiness::NotChecked, "not_checked"),
+];
+
+/// The last Plane check as a gauge per word: 1 for the answer, 0 for the others (all
+/// five, so an alert can ask `== 1` and a graph shows each). Nothing before the first.
+#[derive(Debug)]
+struct PlaneCheckCollector(Arc<AtomicU8>);
+
+impl Collector for PlaneCheckCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let current = usize::from(self.0.load(Ordering::Relaxed));
+        let mut family = encoder.encode_descriptor(
+            "plane_connector_plane_check",
+            "Plane's answer to the last check of GET users/me (by /readyz, and by the server every 5 minutes): 1 for the answer, 0 for the others: ok, unauthorized (the API key or token was refused), unreachable (an error or no connection), no_answer (none within 3 s), not_checked (connector off or no API key). No sample before the first check.",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        if current == 0 {
+            return Ok(());
+        }
+        for (i, (_, word)) in PLANE_CHECK_RESULTS.iter().enumerate() {
+            let labels = [("result", *word)];
+            ConstGauge::new(i64::from(i + 1 == current)).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// How often [`refresh_deadlines`] reads the deadline store when nothing asks sooner.
+pub const DEADLINE_REFRESH: Duration = Duration::from_secs(60);
+
+/// How long [`refresh_deadlines`] waits after [`Metrics::refresh_deadlines_soon`]
+/// before reading, so a burst of handled events costs one read.
+pub const DEADLINE_SETTLE: Duration = Duration::from_secs(1);
+
+/// The `status` label of `plane_bir_deadlines`, in this order: as `bir status` shows
+/// them (`pending` and `in_progress` are those not yet overdue).
+pub const SHOWN_STATUSES: [&str; 5] = ["pending", "in_progress", "overdue", "filed", "void"];
+
+/// One profile's deadline figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfileFigures {
+    /// Deadlines stored, by status as shown ([`SHOWN_STATUSES`] order).
+    pub deadlines: [u64; 5],
+    /// Seconds from the refresh to the end (Manila midnight) of the due day of the
+    /// earliest open deadline that is not overdue yet; `None` when there is none.
+    pub next_unfiled_seconds: Option<i64>,
+    /// The last successful `bir sync`: when it finished (unix seconds) and how long it
+    /// waited for Plane's rate limit (seconds).
+    pub last_sync: Option<(i64, f64)>,
+}
+
+impl ProfileFigures {
+    /// Open deadlines past their due day.
+    pub fn overdue(&self) -> u64 {
+        self.deadlines[2]
+    }
+}
+
+/// What the `plane_bir_*` gauges show, computed from the store at one instant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeadlineFigures {
+    /// By profile key.
+    pub profiles: BTreeMap<String, ProfileFigures>,
+    /// When the store was read (unix seconds).
+    pub refreshed_at: i64,
+}
+
+impl DeadlineFigures {
+    /// The figures of these deadlines and sync runs at `now` (today is `now`'s Manila day).
+    pub fn compute(records: &[DeadlineRecord], runs: &[SyncRun], now: DateTime<Utc>) -> Self {
+        let today = manila_date(now);
+        let mut profiles: BTreeMap<String, ProfileFigures> = BTreeMap::new();
+        for r in records {
+            let figures = profiles.entry(r.profile.clone()).or_default();
+            let overdue = r.status.is_overdue(r.due_date, today);
+            let shown = match r.status {
+                _ if overdue => 2,
+                DeadlineStatus::Pending => 0,
+                DeadlineStatus::InProgress => 1,
+                DeadlineStatus::Filed => 3,
+                DeadlineStatus::Void => 4,
+            };
+            figures.deadlines[shown] += 1;
+            if !r.status.is_closed() && !overdue {
+                let left = (manila_day_end(r.due_date) - now).num_seconds();
+                figures.next_unfiled_seconds =
+                    Some(figures.next_unfiled_seconds.map_or(left, |n| n.min(left)));
+            }
+        }
+        for run in runs {
+            profiles.entry(run.profile.clone()).or_default().last_sync =
+                Some((run.finished_at.timestamp(), run.waited.as_secs_f64()));
+        }
+        DeadlineFigures {
+            profiles,
+            refreshed_at: now.timestamp(),
+        }
+    }
+}
+
+const PROFILE_HELP: &str = "profile is the BIR profile's key (its TIN's digits, or name-<slug> without a TIN): bounded by the profiles synced into the store.";
+
+/// Encodes the last [`DeadlineFigures`]; the families' HELP and TYPE are always
+/// written, samples only once the store was read.
+#[derive(Debug)]
+struct DeadlineCollector(Arc<Mutex<Option<DeadlineFigures>>>);
+
+impl Collector for DeadlineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let figures = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let empty = DeadlineFigures::default();
+        let figures_or_empty = figures.as_ref().unwrap_or(&empty);
+        let profiles = &figures_or_empty.profiles;
+        let gauge = prometheus_client::metrics::MetricType::Gauge;
+
+        let help = format!(
+            "BIR deadlines in the store, by status as bir status shows it: pending, in_progress, overdue (pending or in progress after its due day, Manila time), filed, void; {PROFILE_HELP}"
+        );
+        let mut family = encoder.encode_descriptor("plane_bir_deadlines", &help, None, gauge)?;
+        for (profile, f) in profiles {
+            for (status, n) in SHOWN_STATUSES.iter().zip(f.deadlines) {
+                let labels = [("profile", profile.as_str()), ("status", status)];
+                ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+
+        let help = format!(
+            "BIR deadlines still open (pending or in progress) after their due day, Manila time: file them, then close their work items in Plane; {PROFILE_HELP}"
+        );
+        let mut family =
+            encoder.encode_descriptor("plane_bir_overdue_deadlines", &help, None, gauge)?;
+        for (profile, f) in profiles {
+            ConstGauge::new(i64::try_from(f.overdue()).unwrap_or(i64::MAX))
+                .encode(family.encode_family(&[("profile", profile.as_str())])?)?;
+        }
+
+        let help = format!(
+            "Seconds from the last refresh to the end of the due day (Manila midnight) of the next open BIR deadline not yet overdue; no sample for a profile without one; {PROFILE_HELP}"
+        );
+        let mut family = encoder.encode_descriptor(
+            "plane_bir_next_unfiled_deadline",
+            &help,
+            Some(&Unit::Seconds),
+            gauge,
+        )?;
+        for (profile, f) in profiles {
+            if let Some(left) = f.next_unfiled_seconds {
+                ConstGauge::new(left)
+                    .encode(family.encode_family(&[("profile", profile.as_str())])?)?;
+            }
+        }
+
+        let help = format!(
+            "When bir sync last succeeded for the profile (unix seconds; a dry or failed run does not count); {PROFILE_HELP}"
+        );
+        let mut family = encoder.encode_descriptor(
+            "plane_bir_last_sync_timestamp",
+            &help,
+            Some(&Unit::Seconds),
+            gauge,
+        )?;
+        for (profile, f) in profiles {
+            if let Some((at, _)) = f.last_sync {
+                ConstGauge::new(at)
+                    .encode(family.encode_family(&[("profile", profile.as_str())])?)?;
+            }
+        }
+
+        let help = format!(
+            "Seconds the last successful bir sync of the profile waited for Plane's rate limit (the server's own waits are plane_api_rate_limit_wait_seconds_total); {PROFILE_HELP}"
+        );
+        let mut family = encoder.encode_descriptor(
+            "plane_bir_last_sync_rate_limit_wait",
+            &help,
+            Some(&Unit::Seconds),
+            gauge,
+        )?;
+        for (profile, f) in profiles {
+            if let Some((_, waited)) = f.last_sync {
+                ConstGauge::new(waited)
+                    .encode(family.encode_family(&[("profile", profile.as_str())])?)?;
+            }
+        }
+
+        let family = encoder.encode_descriptor(
+            "plane_bir_deadlines_refreshed_timestamp",
+            "When the plane_bir_* gauges were last read from the deadline store (unix seconds; every minute, and after a handled event).",
+            Some(&Unit::Seconds),
+            gauge,
+        )?;
+        if let Some(figures) = &figures {
+            ConstGauge::new(figures.refreshed_at).encode(family)?;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the `plane_bir_*` gauges current until `stop` turns true: reads the deadline
+/// store at `database` at once, every [`DEADLINE_REFRESH`] of tokio time, and
+/// [`DEADLINE_SETTLE`] after [`Metrics::refresh_deadlines_soon`]. "Now" comes from
+/// `clock`. A store it cannot read (not created yet, a newer schema) is logged and
+/// tried again at the next turn; the gauges keep their last figures meanwhile, and
+/// `plane_bir_deadlines_refreshed_timestamp_seconds` shows how old they are.
+pub async fn refresh_deadlines(
+    metrics: Arc<Metrics>,
+    database: PathBuf,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(DEADLINE_REFRESH);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let changed = metrics.deadlines_changed.clone();
+    let mut reader = DeadlineReader {
+        database,
+        store: None,
+        failing: false,
+    };
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = every.tick() => {}
+            () = changed.notified() => {
+                tokio::select! {
+                    () = tokio::time::sleep(DEADLINE_SETTLE) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
+        let now = DateTime::<Utc>::from_timestamp_millis(clock.now_ms()).unwrap_or_default();
+        reader = match tokio::task::spawn_blocking(move || {
+            let figures = reader.read(now);
+            (reader, figures)
+        })
+        .await
+        {
+            Ok((reader, figures)) => {
+                if let Some(figures) = figures {
+                    metrics.set_deadline_figures(figures);
+                }
+                reader
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "deadline gauges: the store read panicked");
+                return;
+            }
+        };
+    }
+}
+
+/// The read-only connection [`refresh_deadlines`] keeps between reads.
+struct DeadlineReader {
+    database: PathBuf,
+    store: Option<SqliteDeadlineStore>,
+    /// Whether the last read failed (a failure is logged as a warning once, until a
+    /// read works again, so a missing file does not fill the log every minute).
+    failing: bool,
+}
+
+impl DeadlineReader {
+    /// Reads the store; a connection that failed is dropped and opened again next time.
+    fn try_read(&mut self, now: DateTime<Utc>) -> Result<DeadlineFigures, plane_bir::Error> {
+        let store = match self.store.take() {
+            Some(store) => store,
+            None => SqliteDeadlineStore::open_read_only(&self.database)?,
+        };
+        let figures = DeadlineFigures::compute(&store.all()?, &store.sync_runs()?, now);
+        self.store = Some(store);
+        Ok(figures)
+    }
+
+    fn read(&mut self, now: DateTime<Utc>) -> Option<DeadlineFigures> {
+        match self.try_read(now) {
+            Ok(figures) => {
+                self.failing = false;
+                Some(figures)
+            }
+            Err(e) => {
+                if self.failing {
+                    tracing::debug!(error = %e, "deadline gauges: cannot read the deadline store");
+                } else {
+                    tracing::warn!(error = %e, "deadline gauges: cannot read the deadline store; the plane_bir_* gauges keep their last figures");
+                }
+                self.failing = true;
+                None
+            }
+        }
     }
 }

@@ -1,12 +1,12 @@
 //! An in-memory [`DeliveryStore`] for tests: the same rules, no durability.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::{
-    BoxFuture, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem, InboxStats,
-    NewDelivery, RecordOutcome, Status, StoreConfig, duration_ms, lease_token,
+    BoxFuture, Clock, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem,
+    InboxStats, NewDelivery, RecordOutcome, Status, StoreConfig, duration_ms, lease_token,
 };
 use crate::Error;
 
@@ -62,6 +62,10 @@ fn leased_row<'s>(state: &'s mut State, item: &InboxItem) -> Result<&'s mut Row,
 }
 
 impl DeliveryStore for MemoryStore {
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.config.clock.clone()
+    }
+
     fn record(&self, delivery: NewDelivery) -> BoxFuture<'_, Result<RecordOutcome, Error>> {
         let outcome = self.with(|state, now| {
             if let Some(&id) = state.by_event.get(&delivery.event_key) {

@@ -466,4 +466,11 @@ pub trait DeliveryStore: Send + Sync + fmt::Debug {
     fn ping(&self) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async { self.stats().await.map(drop) })
     }
+
+    /// Where the store's "now" comes from ([`StoreConfig::clock`]), so the rest of a
+    /// service reads the same time (a [`ManualClock`] in tests). The system clock for a
+    /// store that was given none.
+    fn clock(&self) -> Arc<dyn Clock> {
+        Arc::new(SystemClock)
+    }
 }

@@ -28,7 +28,7 @@
 //! one transaction.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -38,8 +38,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    BoxFuture, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem, InboxStats,
-    NewDelivery, RecordOutcome, Status, StoreConfig, duration_ms, lease_token,
+    BoxFuture, Clock, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem,
+    InboxStats, NewDelivery, RecordOutcome, Status, StoreConfig, duration_ms, lease_token,
 };
 use crate::Error;
 
@@ -287,6 +287,8 @@ pub struct SqliteStore {
     writer: Option<JoinHandle<()>>,
     stop_checkpoints: Option<mpsc::Sender<()>>,
     checkpointer: Option<JoinHandle<()>>,
+    /// The writer thread's clock, shared (see [`DeliveryStore::clock`]).
+    clock: Arc<dyn Clock>,
 }
 
 /// How often the checkpoint thread copies the WAL back into the database: often,
@@ -336,6 +338,7 @@ impl SqliteStore {
         let connection = open_connection(&path)?;
         let (sender, receiver) = mpsc::channel();
         let thread_path = path.clone();
+        let clock = config.clock.clone();
         let writer = std::thread::Builder::new()
             .name("plane-webhook-sqlite".into())
             .spawn(move || {
@@ -368,6 +371,7 @@ impl SqliteStore {
             writer: Some(writer),
             stop_checkpoints: Some(stop_checkpoints),
             checkpointer: Some(checkpointer),
+            clock,
         })
     }
 
@@ -1216,6 +1220,10 @@ fn stats(tx: &Transaction<'_>) -> rusqlite::Result<InboxStats> {
 }
 
 impl DeliveryStore for SqliteStore {
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     fn record(&self, delivery: NewDelivery) -> BoxFuture<'_, Result<RecordOutcome, Error>> {
         self.call(|tx| Command::Record(delivery, tx))
     }

@@ -1,0 +1,1334 @@
+//! `plane-server mcp`: the BIR filing calendar and the filing status, for AI agents, as an
+//! MCP server on stdio (built on `rmcp`, the official Rust SDK).
+//!
+//! * stdout carries nothing but protocol: logs go to stderr (`init_logging` in main.rs),
+//!   and nothing here prints.
+//! * Read-only: the database is opened read-only for each call (so a `bir sync` or `serve`
+//!   running beside it is seen at once, and a missing file is reported, never created).
+//! * Every tool has an input schema and an output schema; a result carries the JSON
+//!   (`structuredContent`) and a short text summary. Bad arguments, an unknown form or
+//!   profile, a bad date: a tool error saying what was wrong, never a crash.
+//! * rmcp ignores a line that is not JSON (so that two peers cannot answer each other's
+//!   garbage forever); JSON-RPC 2.0 asks for a parse error (-32700, id null), so a small
+//!   filter in front of rmcp answers such a line itself, and an over-long line too, and
+//!   passes everything else on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use plane_bir::sync::{external_id, profile_key};
+use plane_bir::{
+    Catalog, Deadline, DeadlineRecord, DeadlineStatus, DeadlineStore, Holidays, Move, Overrides,
+    Profile, SqliteDeadlineStore,
+};
+use plane_server::config::{Config, Overrides as ConfigOverrides};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+    Tool, ToolAnnotations,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::{ErrorData, ServerHandler, ServiceExt};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::bir_cli::{DEFAULT_OVERRIDES, Failure, HolidayFiles, holidays};
+
+/// `plane-server mcp`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct McpArgs {
+    /// TOML configuration file: `store.database` and the `[[bir.profiles]]` (never secrets).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The SQLite database, read-only [env: PLANE_DATABASE_URL] [default: plane.db].
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// A taxpayer profile (TOML; repeatable). Without it, the config's `[[bir.profiles]]`.
+    #[arg(long = "profile", value_name = "FILE")]
+    profiles: Vec<PathBuf>,
+    #[command(flatten)]
+    holidays: HolidayFiles,
+    /// The override file for profiles without their own [env: PLANE_BIR_OVERRIDES]
+    /// [default: bir-overrides.toml, if it exists].
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PLANE_BIR_OVERRIDES",
+        hide_env = true
+    )]
+    overrides: Option<PathBuf>,
+    /// The day "overdue" and "days left" count from [default: today in Manila].
+    #[arg(long, value_name = "DATE")]
+    today: Option<NaiveDate>,
+}
+
+/// The longest line taken from a client (a request is a few hundred bytes; 4 MiB leaves
+/// room and bounds what a hostile or broken client can make the server buffer).
+const MAX_LINE: usize = 4 * 1024 * 1024;
+
+/// Loads the profiles and serves MCP on stdin/stdout until the client closes stdin.
+/// Bad configuration (a profile, holiday or override file that does not validate) exits 2
+/// before anything is served.
+pub async fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
+    let server = match BirServer::load(&args) {
+        Ok(server) => server,
+        Err(Failure::BadInput(e)) => {
+            eprintln!("plane-server: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("plane-server: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    tracing::info!(
+        profiles = server.profiles.len(),
+        database = %server.database.display(),
+        "MCP server on stdio"
+    );
+    let (to_rmcp, from_client) = tokio::io::duplex(64 * 1024);
+    let (to_stdout, from_rmcp) = tokio::io::duplex(64 * 1024);
+    let (errors, error_lines) = mpsc::channel::<String>(16);
+    let filter = tokio::spawn(filter_stdin(tokio::io::stdin(), to_rmcp, errors));
+    let writer = tokio::spawn(write_stdout(from_rmcp, error_lines, tokio::io::stdout()));
+    let service = server
+        .serve((from_client, to_stdout))
+        .await
+        .map_err(|e| anyhow::anyhow!("MCP initialization failed: {e}"))?;
+    let reason = service.waiting().await;
+    tracing::info!(?reason, "MCP client went away");
+    filter.abort();
+    // Whatever rmcp wrote last reaches stdout before the process ends.
+    let _ = writer.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Passes each line of JSON from `input` to rmcp; answers a line that is not JSON, or is
+/// longer than [`MAX_LINE`], with a JSON-RPC error (id null) through `errors`.
+async fn filter_stdin(
+    input: impl tokio::io::AsyncRead + Unpin,
+    mut to_rmcp: tokio::io::DuplexStream,
+    errors: mpsc::Sender<String>,
+) {
+    let mut input = tokio::io::BufReader::new(input);
+    let mut line: Vec<u8> = Vec::new();
+    let mut oversized = false;
+    loop {
+        let (done, used) = match input.fill_buf().await {
+            Ok([]) | Err(_) => return,
+            Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    if !oversized {
+                        line.extend_from_slice(&buf[..i]);
+                    }
+                    (true, i + 1)
+                }
+                None => {
+                    if !oversized {
+                        line.extend_from_slice(buf);
+                    }
+                    (false, buf.len())
+                }
+            },
+        };
+        input.consume(used);
+        if line.len() > MAX_LINE {
+            oversized = true;
+            line = Vec::new();
+        }
+        if !done {
+            continue;
+        }
+        let reply = if oversized {
+            Some(protocol_error(
+                -32600,
+                &format!("Invalid Request: a message longer than {MAX_LINE} bytes was dropped"),
+            ))
+        } else if line.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            match serde_json::from_slice::<serde::de::IgnoredAny>(&line) {
+                Ok(_) => {
+                    line.push(b'\n');
+                    if to_rmcp.write_all(&line).await.is_err() {
+                        return;
+                    }
+                    None
+                }
+                Err(e) => Some(protocol_error(
+                    -32700,
+                    &format!("Parse error: the message is not JSON ({e})"),
+                )),
+            }
+        };
+        if let Some(reply) = reply
+            && errors.send(reply).await.is_err()
+        {
+            return;
+        }
+        line.clear();
+        oversized = false;
+    }
+}
+
+fn protocol_error(code: i64, message: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}).to_string()
+}
+
+/// The only writer of stdout: rmcp's messages and the filter's errors, a whole line at a
+/// time, so they never interleave.
+async fn write_stdout(
+    from_rmcp: tokio::io::DuplexStream,
+    mut errors: mpsc::Receiver<String>,
+    mut stdout: impl tokio::io::AsyncWrite + Unpin,
+) {
+    let mut lines = tokio::io::BufReader::new(from_rmcp).lines();
+    let mut errors_open = true;
+    loop {
+        let line = tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => line,
+                _ => break,
+            },
+            error = errors.recv(), if errors_open => match error {
+                Some(error) => error,
+                None => { errors_open = false; continue; }
+            },
+        };
+        let written = async {
+            stdout.write_all(line.as_bytes()).await?;
+            stdout.write_all(b"\n").await?;
+            stdout.flush().await
+        };
+        if written.await.is_err() {
+            break;
+        }
+    }
+}
+
+/// A configured profile.
+#[derive(Debug)]
+struct Loaded {
+    /// The store's key (TIN digits, or a slug of the name): the `profile` of every answer.
+    key: String,
+    file: PathBuf,
+    profile: Profile,
+    overrides: Overrides,
+}
+
+/// The server: the profiles, holidays and database named at start.
+#[derive(Debug, Clone)]
+pub struct BirServer {
+    profiles: Arc<Vec<Loaded>>,
+    holidays: Arc<Holidays>,
+    database: PathBuf,
+    today: Option<NaiveDate>,
+}
+
+impl BirServer {
+    fn load(args: &McpArgs) -> Result<Self, Failure> {
+        let config = Config::from_process(&ConfigOverrides {
+            config_file: args.config.clone(),
+            listen: None,
+            database: args.db.clone(),
+        })
+        .map_err(|e| Failure::BadInput(e.to_string()))?;
+        let default_overrides = || -> Result<Overrides, Failure> {
+            Ok(match &args.overrides {
+                Some(path) => Overrides::load(path)?,
+                None => Overrides::load_if_exists(Path::new(DEFAULT_OVERRIDES))?,
+            })
+        };
+        let wanted: Vec<(PathBuf, Option<PathBuf>)> = if args.profiles.is_empty() {
+            config
+                .bir
+                .profiles
+                .iter()
+                .map(|p| (p.file.clone(), p.overrides.clone()))
+                .collect()
+        } else {
+            args.profiles.iter().map(|f| (f.clone(), None)).collect()
+        };
+        let mut profiles = Vec::new();
+        for (file, overrides) in wanted {
+            let profile = Profile::load(&file)?;
+            let overrides = match overrides {
+                Some(path) => Overrides::load(&path)?,
+                None => default_overrides()?,
+            };
+            profiles.push(Loaded {
+                key: profile_key(&profile),
+                file,
+                profile,
+                overrides,
+            });
+        }
+        Ok(BirServer {
+            profiles: Arc::new(profiles),
+            holidays: Arc::new(holidays(&args.holidays)?),
+            database: config.database,
+            today: args.today,
+        })
+    }
+
+    fn today(&self) -> NaiveDate {
+        // BIR deadlines are Philippine days (UTC+8, no daylight saving).
+        self.today
+            .unwrap_or_else(|| (Utc::now() + chrono::Duration::hours(8)).date_naive())
+    }
+
+    /// The stored deadlines; a database no sync has created yet reads as none, and says so.
+    fn records(&self) -> Result<(Vec<DeadlineRecord>, String), String> {
+        if !self.database.exists() {
+            return Ok((
+                Vec::new(),
+                format!(
+                    "{}: no such file yet (`plane-server bir sync` creates it); no filing status known",
+                    self.database.display()
+                ),
+            ));
+        }
+        let store =
+            SqliteDeadlineStore::open_read_only(&self.database).map_err(|e| e.to_string())?;
+        let records = store.all().map_err(|e| e.to_string())?;
+        Ok((records, self.database.display().to_string()))
+    }
+
+    /// The profile an argument names (its key, TIN, file name or name), or the only one.
+    fn profile(&self, wanted: Option<&str>) -> Result<Option<&Loaded>, String> {
+        match wanted {
+            Some(w) => self
+                .profiles
+                .iter()
+                .find(|p| names(p, w))
+                .map(Some)
+                .ok_or_else(|| format!("unknown profile {w:?}: {}", self.profile_list())),
+            None => match self.profiles.as_slice() {
+                [] => Ok(None),
+                [only] => Ok(Some(only)),
+                _ => Err(format!(
+                    "several profiles are configured; name one with `profile`: {}",
+                    self.profile_list()
+                )),
+            },
+        }
+    }
+
+    fn profile_list(&self) -> String {
+        if self.profiles.is_empty() {
+            return "no profile is configured (start the server with --profile FILE, or list \
+                    [[bir.profiles]] in the --config file)"
+                .into();
+        }
+        let list: Vec<String> = self
+            .profiles
+            .iter()
+            .map(|p| format!("{} ({}, {})", p.key, p.profile.name, p.file.display()))
+            .collect();
+        format!("the configured profiles are {}", list.join("; "))
+    }
+}
+
+fn names(p: &Loaded, wanted: &str) -> bool {
+    let digits: String = wanted.chars().filter(char::is_ascii_digit).collect();
+    p.key == wanted
+        || p.profile.name.eq_ignore_ascii_case(wanted.trim())
+        || p.file.file_stem().is_some_and(|s| s == wanted)
+        || p.file.file_name().is_some_and(|s| s == wanted)
+        || (digits.len() >= 9 && p.profile.tin.as_ref().is_some_and(|t| t.digits() == digits))
+}
+
+/// The form a `form` argument names, exactly as the catalog spells it or in any case.
+fn form_code(wanted: &str) -> Result<String, String> {
+    let catalog = Catalog::builtin();
+    catalog
+        .forms()
+        .iter()
+        .find(|f| f.code.eq_ignore_ascii_case(wanted.trim()))
+        .map(|f| f.code.clone())
+        .ok_or_else(|| {
+            format!(
+                "unknown form {wanted:?}: the catalog has {} (the `forms` tool lists them with \
+                 their rules)",
+                catalog
+                    .forms()
+                    .iter()
+                    .map(|f| f.code.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+fn date(field: &str, value: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d")
+        .map_err(|e| format!("bad date in `{field}`: {value:?} is not a day as YYYY-MM-DD ({e})"))
+}
+
+// ---- arguments ----
+
+/// A deadline's status as shown: the stored one, or `overdue` when still open after its
+/// due date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum Shown {
+    Pending,
+    InProgress,
+    Overdue,
+    Filed,
+    Void,
+}
+
+impl Shown {
+    fn of(status: DeadlineStatus, due: NaiveDate, today: NaiveDate) -> Self {
+        match status {
+            DeadlineStatus::Filed => Shown::Filed,
+            DeadlineStatus::Void => Shown::Void,
+            _ if due < today => Shown::Overdue,
+            DeadlineStatus::Pending => Shown::Pending,
+            DeadlineStatus::InProgress => Shown::InProgress,
+        }
+    }
+}
+
+/// Deadlines due in a range, with their filing status.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct DeadlinesArgs {
+    /// First due date, YYYY-MM-DD [default: today, Manila; and every overdue one is added].
+    from: Option<String>,
+    /// Last due date, YYYY-MM-DD [default: 30 days after `from`].
+    to: Option<String>,
+    /// Only this profile (its key, TIN, file name or name).
+    profile: Option<String>,
+    /// Only this form (1601-C, 2550Q, ...).
+    form: Option<String>,
+    /// Only these statuses.
+    status: Option<Vec<Shown>>,
+}
+
+/// One form and period explained.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ExplainArgs {
+    /// The form as the BIR writes it (1702Q).
+    form: String,
+    /// The period: 2026-07 (month), 2027-Q1 (quarter; fiscal quarters are numbered within
+    /// the fiscal year, labelled by the year it ends in), 2026 (taxable year).
+    period: String,
+    /// The profile (key, TIN, file name or name); optional when one is configured.
+    profile: Option<String>,
+}
+
+/// A year, or a range of due dates, as `plane-server bir calendar` computes it.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CalendarArgs {
+    /// The labelled year (months and quarters of it, annual returns due in it).
+    year: Option<i32>,
+    /// First due date of a range, YYYY-MM-DD (with `to`; instead of `year`).
+    from: Option<String>,
+    /// Last due date of a range, YYYY-MM-DD (with `from`).
+    to: Option<String>,
+    /// The profile (key, TIN, file name or name); optional when at most one is configured
+    /// (none: every form, calendar year, manual filer).
+    profile: Option<String>,
+}
+
+/// The form catalog.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct FormsArgs {
+    /// Only this form.
+    form: Option<String>,
+}
+
+/// Filing status per profile.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct FilingStatusArgs {
+    /// Only this profile (its key, TIN, file name or name).
+    profile: Option<String>,
+}
+
+// ---- outputs ----
+
+/// One day that moved a date forward.
+#[derive(Debug, Serialize, JsonSchema)]
+struct MoveOut {
+    date: NaiveDate,
+    weekday: String,
+    /// `Saturday`, `Sunday`, or the holiday's name and kind.
+    why: String,
+    /// A provisional holiday (not proclaimed yet) caused it.
+    provisional: bool,
+}
+
+fn moves(moved: &[Move]) -> Vec<MoveOut> {
+    moved
+        .iter()
+        .map(|m| MoveOut {
+            date: m.date,
+            weekday: m.date.format("%A").to_string(),
+            why: m.why.clone(),
+            provisional: m.provisional,
+        })
+        .collect()
+}
+
+/// An override a person set (a BIR extension), and what it replaced.
+#[derive(Debug, Serialize, JsonSchema)]
+struct OverrideOut {
+    reason: String,
+    computed_due_date: NaiveDate,
+    computed_payment_date: Option<NaiveDate>,
+}
+
+/// A deadline as the calendar computes it.
+#[derive(Debug, Serialize, JsonSchema)]
+struct Computed {
+    form: String,
+    form_name: String,
+    period: String,
+    /// A quarter's months (a fiscal quarter's are not the calendar's).
+    months: Vec<String>,
+    period_start: NaiveDate,
+    period_end: NaiveDate,
+    /// The filing deadline (the override's date if there is one).
+    due_date: NaiveDate,
+    /// The payment deadline where it differs (eFPS).
+    payment_date: Option<NaiveDate>,
+    rule: String,
+    /// The day the rule gives, before weekends and holidays move it.
+    rule_date: NaiveDate,
+    /// Each day the filing date was moved past, in order.
+    moved_by: Vec<MoveOut>,
+    payment_rule_date: Option<NaiveDate>,
+    payment_moved_by: Vec<MoveOut>,
+    #[serde(rename = "override")]
+    overridden: Option<OverrideOut>,
+    /// The date relies on holidays not proclaimed yet and may still move.
+    provisional: bool,
+    provisional_reason: Option<String>,
+}
+
+impl From<&Deadline> for Computed {
+    fn from(d: &Deadline) -> Self {
+        Computed {
+            form: d.form.clone(),
+            form_name: d.form_name.clone(),
+            period: d.period.to_string(),
+            months: d.months.clone(),
+            period_start: d.period_start,
+            period_end: d.period_end,
+            due_date: d.due_date,
+            payment_date: d.payment_date,
+            rule: d.rule.clone(),
+            rule_date: d.rule_date,
+            moved_by: moves(&d.moved_by),
+            payment_rule_date: d.payment_rule_date,
+            payment_moved_by: d.payment_moved_by.as_deref().map(moves).unwrap_or_default(),
+            overridden: d.overridden.as_ref().map(|o| OverrideOut {
+                reason: o.reason.clone(),
+                computed_due_date: o.computed_due_date,
+                computed_payment_date: o.computed_payment_date,
+            }),
+            provisional: d.provisional,
+            provisional_reason: d.provisional_reason.clone(),
+        }
+    }
+}
+
+/// A deadline with its filing status.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+struct Row {
+    /// The profile's key (TIN digits, or a slug of its name).
+    profile: String,
+    profile_name: Option<String>,
+    form: String,
+    period: String,
+    due_date: NaiveDate,
+    payment_date: Option<NaiveDate>,
+    /// As shown: the stored status, or `overdue` when still open after the due date.
+    status: Shown,
+    /// As stored (pending | in_progress | filed | void); null when never synced.
+    filing_status: Option<String>,
+    overdue: bool,
+    /// Days from today to the due date (negative when past).
+    days_left: i64,
+    filed_by: Option<String>,
+    filed_at: Option<DateTime<Utc>>,
+    /// The work item in Plane; null when never synced.
+    work_item_id: Option<String>,
+    project_id: Option<String>,
+    external_id: String,
+    /// Whether `bir sync` has put it in Plane.
+    synced: bool,
+    provisional: bool,
+    provisional_reason: Option<String>,
+}
+
+fn row(
+    key: &str,
+    name: Option<&str>,
+    d: Option<&Deadline>,
+    r: Option<&DeadlineRecord>,
+    today: NaiveDate,
+) -> Option<Row> {
+    let (form, period, due, payment) = match (d, r) {
+        (Some(d), _) => (
+            d.form.clone(),
+            d.period.to_string(),
+            d.due_date,
+            d.payment_date,
+        ),
+        (None, Some(r)) => (r.form.clone(), r.period.clone(), r.due_date, r.payment_date),
+        (None, None) => return None,
+    };
+    let stored = r.map_or(DeadlineStatus::Pending, |r| r.status);
+    let status = Shown::of(stored, due, today);
+    let filed = stored == DeadlineStatus::Filed;
+    Some(Row {
+        profile: key.to_owned(),
+        profile_name: name.map(str::to_owned),
+        external_id: external_id(key, &form, &period),
+        form,
+        period,
+        due_date: due,
+        payment_date: payment,
+        status,
+        filing_status: r.map(|r| r.status.as_str().to_owned()),
+        overdue: status == Shown::Overdue,
+        days_left: (due - today).num_days(),
+        filed_by: r.filter(|_| filed).and_then(|r| r.status_by.clone()),
+        filed_at: r.filter(|_| filed).and_then(|r| r.status_at),
+        work_item_id: r.and_then(|r| r.work_item_id).map(|i| i.to_string()),
+        project_id: r.map(|r| r.project_id.to_string()),
+        synced: r.is_some(),
+        provisional: d.is_some_and(|d| d.provisional),
+        provisional_reason: d.and_then(|d| d.provisional_reason.clone()),
+    })
+}
+
+/// `deadlines`' answer.
+#[derive(Debug, Serialize, JsonSchema)]
+struct DeadlinesOut {
+    today: NaiveDate,
+    from: NaiveDate,
+    to: NaiveDate,
+    /// Whether every overdue deadline was added (the default range).
+    includes_all_overdue: bool,
+    /// The database read, or why none was.
+    database: String,
+    count: usize,
+    overdue: usize,
+    deadlines: Vec<Row>,
+}
+
+/// `explain_deadline`'s answer.
+#[derive(Debug, Serialize, JsonSchema)]
+struct ExplainOut {
+    profile: String,
+    profile_name: String,
+    /// Whether this profile files this form (the date is computed either way).
+    profile_files_form: bool,
+    /// The date the rules give after weekends and holidays, before any override.
+    computed_due_date: NaiveDate,
+    deadline: Computed,
+    /// Its filing status, when the database has it.
+    status: Option<Row>,
+    /// The explanation in one paragraph.
+    explanation: String,
+}
+
+/// `calendar`'s answer.
+#[derive(Debug, Serialize, JsonSchema)]
+struct CalendarOut {
+    profile: String,
+    profile_name: String,
+    year: Option<i32>,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    count: usize,
+    provisional: usize,
+    deadlines: Vec<Computed>,
+}
+
+/// One form of the catalog.
+#[derive(Debug, Serialize, JsonSchema)]
+struct FormOut {
+    form: String,
+    name: String,
+    /// in-force, optional, abolished, superseded, ...
+    status: String,
+    frequency: Option<String>,
+    rule: Option<String>,
+    december_rule: Option<String>,
+    efps: Option<String>,
+    basis: Option<String>,
+    applies_for: Vec<String>,
+    confidence: String,
+    note: Option<String>,
+    /// Why an abolished, optional or superseded form has no deadline.
+    reason: Option<String>,
+}
+
+/// `forms`' answer.
+#[derive(Debug, Serialize, JsonSchema)]
+struct FormsOut {
+    count: usize,
+    forms: Vec<FormOut>,
+}
+
+/// Deadlines by status.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+struct Counts {
+    pending: usize,
+    in_progress: usize,
+    overdue: usize,
+    filed: usize,
+    void: usize,
+}
+
+/// One profile's filing status.
+#[derive(Debug, Serialize, JsonSchema)]
+struct ProfileStatus {
+    profile: String,
+    profile_name: Option<String>,
+    total: usize,
+    counts: Counts,
+    /// The next open deadline from today on.
+    next: Option<Row>,
+    overdue: Vec<Row>,
+}
+
+/// `filing_status`' answer.
+#[derive(Debug, Serialize, JsonSchema)]
+struct FilingStatusOut {
+    today: NaiveDate,
+    database: String,
+    profiles: Vec<ProfileStatus>,
+}
+
+// ---- the tools ----
+
+fn as_str<T: Serialize>(v: T) -> Option<String> {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+}
+
+fn tool<A: JsonSchema + 'static, O: JsonSchema + 'static>(
+    name: &'static str,
+    title: &str,
+    description: &'static str,
+) -> Tool {
+    let mut annotations = ToolAnnotations::with_title(title);
+    annotations.read_only_hint = Some(true);
+    annotations.destructive_hint = Some(false);
+    annotations.idempotent_hint = Some(true);
+    annotations.open_world_hint = Some(false);
+    Tool::new(name, description, Arc::new(JsonObject::new()))
+        .with_title(title)
+        .with_input_schema::<A>()
+        .with_output_schema::<O>()
+        .with_annotations(annotations)
+}
+
+/// The tools, as `tools/list` gives them.
+fn tools() -> Vec<Tool> {
+    vec![
+        tool::<DeadlinesArgs, DeadlinesOut>(
+            "deadlines",
+            "BIR deadlines due",
+            "BIR filing deadlines due in a date range (default: the next 30 days, plus every \
+             overdue one), with form, period, due and payment dates, status (overdue \
+             included), days left, who filed and when, the Plane work item id, and whether \
+             the date is provisional. Filter by profile, form and status.",
+        ),
+        tool::<ExplainArgs, ExplainOut>(
+            "explain_deadline",
+            "Why a BIR deadline falls on its day",
+            "For one form and period of a profile: the rule, the date it gives, each weekend \
+             day and holiday the date was moved past and why, any override with its reason, \
+             whether the date is provisional, and the filing status.",
+        ),
+        tool::<CalendarArgs, CalendarOut>(
+            "calendar",
+            "BIR calendar of a profile",
+            "Every deadline of a year (give `year`) or due in a range (`from` and `to`) for a \
+             profile, as `plane-server bir calendar` computes it.",
+        ),
+        tool::<FormsArgs, FormsOut>(
+            "forms",
+            "BIR form catalog",
+            "The BIR form catalog: frequency and due rule of each form, and why a form is \
+             abolished, superseded or optional.",
+        ),
+        tool::<FilingStatusArgs, FilingStatusOut>(
+            "filing_status",
+            "Filing status per profile",
+            "Per profile: the synced deadlines counted by status (overdue included), the next \
+             open deadline, and the overdue ones.",
+        ),
+    ]
+}
+
+fn args<A: DeserializeOwned>(tool: &str, arguments: Option<JsonObject>) -> Result<A, String> {
+    serde_json::from_value(Value::Object(arguments.unwrap_or_default()))
+        .map_err(|e| format!("bad arguments for `{tool}`: {e}"))
+}
+
+/// A successful answer: the JSON, and a summary for clients that show text.
+fn answer<O: Serialize>(out: &O, summary: String) -> Result<CallToolResult, String> {
+    let value = serde_json::to_value(out).map_err(|e| format!("cannot encode the answer: {e}"))?;
+    let mut result = CallToolResult::success(vec![ContentBlock::text(summary)]);
+    result.structured_content = Some(value);
+    Ok(result)
+}
+
+impl BirServer {
+    fn call(&self, name: &str, arguments: Option<JsonObject>) -> Result<CallToolResult, String> {
+        match name {
+            "deadlines" => self.deadlines(args(name, arguments)?),
+            "explain_deadline" => self.explain(args(name, arguments)?),
+            "calendar" => self.calendar(args(name, arguments)?),
+            "forms" => forms(args(name, arguments)?),
+            "filing_status" => self.filing_status(args(name, arguments)?),
+            _ => Err(format!("unknown tool {name:?}")),
+        }
+    }
+
+    fn deadlines(&self, a: DeadlinesArgs) -> Result<CallToolResult, String> {
+        let today = self.today();
+        let from = a.from.as_deref().map(|v| date("from", v)).transpose()?;
+        let to = a.to.as_deref().map(|v| date("to", v)).transpose()?;
+        let all_overdue = from.is_none() && to.is_none();
+        let from = from.unwrap_or(today);
+        let to = to.unwrap_or(from + chrono::Duration::days(30));
+        if from > to {
+            return Err(format!("bad range: `from` {from} is after `to` {to}"));
+        }
+        let form = a.form.as_deref().map(form_code).transpose()?;
+        let only = a
+            .profile
+            .as_deref()
+            .map(|p| self.profile(Some(p)))
+            .transpose()?
+            .flatten();
+        let (records, database) = self.records()?;
+        let mut by_id: HashMap<&str, &DeadlineRecord> = records
+            .iter()
+            .map(|r| (r.external_id.as_str(), r))
+            .collect();
+        let mut rows = Vec::new();
+        for p in self.profiles.iter() {
+            if only.is_some_and(|o| o.key != p.key) {
+                continue;
+            }
+            let computed =
+                plane_bir::deadlines_between(&p.profile, from, to, &self.holidays, &p.overrides)
+                    .map_err(|e| format!("profile {}: {e}", p.key))?;
+            for d in &computed {
+                let id = external_id(&p.key, &d.form, &d.period.to_string());
+                let r = by_id.remove(id.as_str());
+                rows.extend(row(&p.key, Some(&p.profile.name), Some(d), r, today));
+            }
+        }
+        // Stored deadlines the computation above did not reach: overdue ones (by default),
+        // and those of profiles not configured here.
+        for r in records
+            .iter()
+            .filter(|r| by_id.contains_key(r.external_id.as_str()))
+        {
+            let configured = self.profiles.iter().find(|p| p.key == r.profile);
+            if only.is_some_and(|o| o.key != r.profile) {
+                continue;
+            }
+            let in_range = (from..=to).contains(&r.due_date);
+            let overdue = Shown::of(r.status, r.due_date, today) == Shown::Overdue;
+            if !(in_range && configured.is_none() || all_overdue && overdue) {
+                continue;
+            }
+            let computed = configured.and_then(|p| self.compute(p, &r.form, &r.period).ok());
+            rows.extend(row(
+                &r.profile,
+                configured.map(|p| p.profile.name.as_str()),
+                computed.as_ref(),
+                Some(r),
+                today,
+            ));
+        }
+        rows.retain(|r| {
+            form.as_ref().is_none_or(|f| &r.form == f)
+                && a.status.as_ref().is_none_or(|s| s.contains(&r.status))
+        });
+        rows.sort_by(|x, y| {
+            (x.due_date, &x.profile, &x.form).cmp(&(y.due_date, &y.profile, &y.form))
+        });
+        let overdue = rows.iter().filter(|r| r.overdue).count();
+        let mut summary = format!(
+            "{} deadlines due {from} to {to}{} ({overdue} overdue on {today})",
+            rows.len(),
+            if all_overdue {
+                ", plus every overdue one"
+            } else {
+                ""
+            }
+        );
+        for r in rows.iter().take(20) {
+            summary += &format!(
+                "\n- {} {} due {} {}: {}{}",
+                r.form,
+                r.period,
+                r.due_date.format("%a"),
+                r.due_date,
+                status_text(r),
+                if r.provisional { " (provisional)" } else { "" }
+            );
+        }
+        if rows.len() > 20 {
+            summary += &format!(
+                "\n... and {} more (see the structured result)",
+                rows.len() - 20
+            );
+        }
+        answer(
+            &DeadlinesOut {
+                today,
+                from,
+                to,
+                includes_all_overdue: all_overdue,
+                database,
+                count: rows.len(),
+                overdue,
+                deadlines: rows,
+            },
+            summary,
+        )
+    }
+
+    fn compute(&self, p: &Loaded, form: &str, period: &str) -> Result<Deadline, String> {
+        let form = Catalog::builtin()
+            .get(form)
+            .ok_or_else(|| format!("unknown form {form:?}"))?;
+        let period = plane_bir::period_of(&p.profile, form, period).map_err(|e| e.to_string())?;
+        plane_bir::deadline(&p.profile, form, period, &self.holidays, &p.overrides)
+            .map_err(|e| e.to_string())
+    }
+
+    fn explain(&self, a: ExplainArgs) -> Result<CallToolResult, String> {
+        let code = form_code(&a.form)?;
+        let chosen = self.profile(a.profile.as_deref())?;
+        let whole;
+        let (key, profile, overrides) = match chosen {
+            Some(p) => (p.key.clone(), &p.profile, &p.overrides),
+            None => {
+                whole = Loaded {
+                    key: "whole-catalog".into(),
+                    file: PathBuf::new(),
+                    profile: Profile::whole_catalog(),
+                    overrides: Overrides::none(),
+                };
+                (whole.key.clone(), &whole.profile, &whole.overrides)
+            }
+        };
+        let form = Catalog::builtin()
+            .get(&code)
+            .ok_or_else(|| format!("unknown form {code:?}"))?;
+        if form.schedule.is_none() {
+            return Err(format!(
+                "{code} has no deadline: it is {}{}",
+                form.status.as_str(),
+                form.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ));
+        }
+        let period = plane_bir::period_of(profile, form, &a.period).map_err(|e| e.to_string())?;
+        let d = plane_bir::deadline(profile, form, period, &self.holidays, overrides)
+            .map_err(|e| e.to_string())?;
+        let computed_due = d
+            .overridden
+            .as_ref()
+            .map_or(d.due_date, |o| o.computed_due_date);
+        let status = match self.records() {
+            Ok((records, _)) => {
+                let id = external_id(&key, &d.form, &d.period.to_string());
+                records
+                    .iter()
+                    .find(|r| r.external_id == id)
+                    .and_then(|r| row(&key, Some(&profile.name), Some(&d), Some(r), self.today()))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "explain_deadline: filing status not read");
+                None
+            }
+        };
+        let mut explanation = format!(
+            "{} {} ({}) for {}: the rule \"{}\" gives {} {}",
+            d.form,
+            d.period,
+            d.form_name,
+            profile.name,
+            d.rule,
+            d.rule_date.format("%a"),
+            d.rule_date
+        );
+        if d.moved_by.is_empty() {
+            explanation += ", a business day.";
+        } else {
+            let why: Vec<String> = d
+                .moved_by
+                .iter()
+                .map(|m| format!("{} ({})", m.date, m.why))
+                .collect();
+            explanation += &format!(
+                "; it moves past {} to {} {} (RMC 65-2016: weekends and holidays roll forward).",
+                why.join(", "),
+                computed_due.format("%a"),
+                computed_due
+            );
+        }
+        if let Some(o) = &d.overridden {
+            explanation += &format!(
+                " An override sets it to {} {} instead: {}.",
+                d.due_date.format("%a"),
+                d.due_date,
+                o.reason
+            );
+        }
+        if let Some(p) = d.payment_date {
+            explanation += &format!(" Payment is due {} {}.", p.format("%a"), p);
+        }
+        if let Some(why) = &d.provisional_reason {
+            explanation += &format!(" Provisional: {why}.");
+        }
+        let out = ExplainOut {
+            profile: key,
+            profile_name: profile.name.clone(),
+            profile_files_form: profile.forms.iter().any(|f| f.code == d.form),
+            computed_due_date: computed_due,
+            deadline: Computed::from(&d),
+            status,
+            explanation: explanation.clone(),
+        };
+        answer(&out, explanation)
+    }
+
+    fn calendar(&self, a: CalendarArgs) -> Result<CallToolResult, String> {
+        let chosen = self.profile(a.profile.as_deref())?;
+        let whole = Profile::whole_catalog();
+        let none = Overrides::none();
+        let (key, profile, overrides) = match chosen {
+            Some(p) => (p.key.clone(), &p.profile, &p.overrides),
+            None => ("whole-catalog".to_owned(), &whole, &none),
+        };
+        let from = a.from.as_deref().map(|v| date("from", v)).transpose()?;
+        let to = a.to.as_deref().map(|v| date("to", v)).transpose()?;
+        let (deadlines, title) = match (a.year, from, to) {
+            (Some(year), None, None) => (
+                plane_bir::calendar(profile, year, &self.holidays, overrides)
+                    .map_err(|e| e.to_string())?,
+                year.to_string(),
+            ),
+            (None, Some(from), Some(to)) => (
+                plane_bir::deadlines_between(profile, from, to, &self.holidays, overrides)
+                    .map_err(|e| e.to_string())?,
+                format!("due {from} to {to}"),
+            ),
+            _ => {
+                return Err(
+                    "give `year`, or `from` and `to` (YYYY-MM-DD), not both and not one date alone"
+                        .into(),
+                );
+            }
+        };
+        let rows: Vec<Computed> = deadlines.iter().map(Computed::from).collect();
+        let provisional = rows.iter().filter(|d| d.provisional).count();
+        let mut summary = format!(
+            "{} deadlines {title} for {} ({provisional} provisional)",
+            rows.len(),
+            profile.name
+        );
+        for d in &rows {
+            summary += &format!(
+                "\n- {} {} file by {} {}{}",
+                d.form,
+                d.period,
+                d.due_date.format("%a"),
+                d.due_date,
+                if d.provisional { " *" } else { "" }
+            );
+        }
+        answer(
+            &CalendarOut {
+                profile: key,
+                profile_name: profile.name.clone(),
+                year: a.year,
+                from,
+                to,
+                count: rows.len(),
+                provisional,
+                deadlines: rows,
+            },
+            summary,
+        )
+    }
+
+    fn filing_status(&self, a: FilingStatusArgs) -> Result<CallToolResult, String> {
+        let today = self.today();
+        let only = a
+            .profile
+            .as_deref()
+            .map(|p| self.profile(Some(p)))
+            .transpose()?
+            .flatten();
+        let (records, database) = self.records()?;
+        let mut groups: BTreeMap<&str, Vec<&DeadlineRecord>> = BTreeMap::new();
+        for p in self.profiles.iter() {
+            groups.entry(p.key.as_str()).or_default();
+        }
+        for r in &records {
+            groups.entry(r.profile.as_str()).or_default().push(r);
+        }
+        let mut profiles = Vec::new();
+        let mut summary = format!("filing status on {today}");
+        for (key, records) in groups {
+            if only.is_some_and(|o| o.key != key) {
+                continue;
+            }
+            let configured = self.profiles.iter().find(|p| p.key == key);
+            let name = configured.map(|p| p.profile.name.as_str());
+            let mut rows: Vec<Row> = records
+                .iter()
+                .filter_map(|r| {
+                    let computed =
+                        configured.and_then(|p| self.compute(p, &r.form, &r.period).ok());
+                    row(key, name, computed.as_ref(), Some(r), today)
+                })
+                .collect();
+            rows.sort_by_key(|r| r.due_date);
+            let mut counts = Counts::default();
+            for r in &rows {
+                *match r.status {
+                    Shown::Pending => &mut counts.pending,
+                    Shown::InProgress => &mut counts.in_progress,
+                    Shown::Overdue => &mut counts.overdue,
+                    Shown::Filed => &mut counts.filed,
+                    Shown::Void => &mut counts.void,
+                } += 1;
+            }
+            let next = rows
+                .iter()
+                .find(|r| matches!(r.status, Shown::Pending | Shown::InProgress))
+                .cloned();
+            let overdue: Vec<Row> = rows.iter().filter(|r| r.overdue).cloned().collect();
+            summary += &format!(
+                "\n- {} ({key}): {} synced; pending {}, in progress {}, overdue {}, filed {}, void {}; next: {}",
+                name.unwrap_or(key),
+                rows.len(),
+                counts.pending,
+                counts.in_progress,
+                counts.overdue,
+                counts.filed,
+                counts.void,
+                next.as_ref().map_or("none".into(), |n| format!(
+                    "{} {} due {}",
+                    n.form, n.period, n.due_date
+                ))
+            );
+            profiles.push(ProfileStatus {
+                profile: key.to_owned(),
+                profile_name: name.map(str::to_owned),
+                total: rows.len(),
+                counts,
+                next,
+                overdue,
+            });
+        }
+        answer(
+            &FilingStatusOut {
+                today,
+                database,
+                profiles,
+            },
+            summary,
+        )
+    }
+}
+
+fn status_text(r: &Row) -> String {
+    match r.status {
+        Shown::Overdue => format!("OVERDUE by {} days", -r.days_left),
+        Shown::Filed => format!(
+            "filed{}{}",
+            r.filed_by
+                .as_deref()
+                .map(|b| format!(" by {b}"))
+                .unwrap_or_default(),
+            r.filed_at
+                .map(|t| format!(" on {}", t.date_naive()))
+                .unwrap_or_default()
+        ),
+        Shown::Void => "void".into(),
+        Shown::Pending | Shown::InProgress => format!(
+            "{}, {} days left{}",
+            if r.status == Shown::Pending {
+                "pending"
+            } else {
+                "in progress"
+            },
+            r.days_left,
+            if r.synced {
+                ""
+            } else {
+                ", not synced to Plane"
+            }
+        ),
+    }
+}
+
+fn forms(a: FormsArgs) -> Result<CallToolResult, String> {
+    let only = a.form.as_deref().map(form_code).transpose()?;
+    let forms: Vec<FormOut> = Catalog::builtin()
+        .forms()
+        .iter()
+        .filter(|f| only.as_ref().is_none_or(|o| &f.code == o))
+        .map(|f| FormOut {
+            form: f.code.clone(),
+            name: f.name.clone(),
+            status: f.status.as_str().to_owned(),
+            frequency: f.schedule.as_ref().and_then(|s| as_str(s.frequency)),
+            rule: f.schedule.as_ref().map(|s| s.due.describe()),
+            december_rule: f
+                .schedule
+                .as_ref()
+                .and_then(|s| s.december.map(|d| d.describe())),
+            efps: f.schedule.as_ref().and_then(|s| as_str(s.efps)),
+            basis: f.schedule.as_ref().and_then(|s| as_str(s.basis)),
+            applies_for: f.applies_for.clone(),
+            confidence: f.confidence.clone(),
+            note: f.note.clone(),
+            reason: f.reason.clone(),
+        })
+        .collect();
+    let mut summary = format!("{} forms", forms.len());
+    for f in &forms {
+        summary += &format!(
+            "\n- {} ({}): {}",
+            f.form,
+            f.status,
+            f.rule.clone().or(f.reason.clone()).unwrap_or_default()
+        );
+    }
+    answer(
+        &FormsOut {
+            count: forms.len(),
+            forms,
+        },
+        summary,
+    )
+}
+
+impl ServerHandler for BirServer {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "plane-server",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(
+                "Philippine BIR filing deadlines computed by plane-connector (weekends and \
+                 holidays roll forward, RMC 65-2016), with the filing status that came back \
+                 from Plane. Read-only. Dates are YYYY-MM-DD, Manila days.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        tools().into_iter().find(|t| t.name == name)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        // An unknown tool is the client's protocol mistake (-32602); everything after is
+        // the tool's own error, which the model sees and can correct.
+        if !tools().iter().any(|t| t.name == request.name) {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "unknown tool {:?}; the tools are deadlines, explain_deadline, calendar, \
+                     forms, filing_status",
+                    request.name
+                ),
+                None,
+            ));
+        }
+        let server = self.clone();
+        let name = request.name.to_string();
+        // SQLite reads and the date arithmetic block: off the async threads.
+        let result =
+            tokio::task::spawn_blocking(move || server.call(&name, request.arguments)).await;
+        Ok(match result {
+            Ok(Ok(result)) => result,
+            Ok(Err(message)) => {
+                tracing::info!(tool = %request.name, %message, "tool error");
+                CallToolResult::error(vec![ContentBlock::text(message)])
+            }
+            Err(e) => CallToolResult::error(vec![ContentBlock::text(format!(
+                "the tool failed unexpectedly: {e}"
+            ))]),
+        }
+        .into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_declares_object_schemas() {
+        for t in tools() {
+            assert_eq!(
+                t.input_schema.get("type"),
+                Some(&json!("object")),
+                "{}",
+                t.name
+            );
+            let out = t.output_schema.expect("an output schema");
+            assert_eq!(out.get("type"), Some(&json!("object")), "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn a_bad_date_says_which_field_and_the_format() {
+        let e = date("from", "2026-13-01").expect_err("month 13");
+        assert!(e.contains("`from`") && e.contains("YYYY-MM-DD"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_form_lists_the_catalog() {
+        let e = form_code("9999X").expect_err("no such form");
+        assert!(e.contains("9999X") && e.contains("1702Q"), "{e}");
+        assert_eq!(form_code("1702q"), Ok("1702Q".into()));
+    }
+}

@@ -1,0 +1,506 @@
+//! `plane-server mcp` as an MCP client runs it: the real binary as a child process, spoken
+//! to over its stdin and stdout with rmcp's own client (and, for malformed input, with raw
+//! lines, which rmcp's client would never send).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use plane_bir::sync::external_id;
+use plane_bir::{DeadlineRecord, DeadlineStatus, DeadlineStore, SqliteDeadlineStore, StatusChange};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::TokioChildProcess;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const TIN: &str = "111222333000";
+
+fn profiles_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plane-bir/profiles")
+}
+
+fn fiscal_june() -> PathBuf {
+    profiles_dir().join("fiscal-june-corporation.toml")
+}
+
+fn day(s: &str) -> NaiveDate {
+    s.parse().expect("a test date")
+}
+
+/// A database as `bir sync` and the webhook handler leave it: an overdue 1601-C still
+/// open, a 2550Q filed in Plane by a person, and the 1702Q that is due soon, synced.
+fn database(dir: &Path) -> PathBuf {
+    let path = dir.join("plane.db");
+    let store = SqliteDeadlineStore::open(&path).expect("open the deadline store");
+    let project = uuid::Uuid::new_v4();
+    let record = |form: &str, period: &str, due: &str, item: uuid::Uuid| DeadlineRecord {
+        external_id: external_id(TIN, form, period),
+        profile: TIN.into(),
+        form: form.into(),
+        period: period.into(),
+        due_date: day(due),
+        payment_date: None,
+        project_id: project,
+        work_item_id: Some(item),
+        pushed: None,
+        fingerprint: None,
+        status: DeadlineStatus::Pending,
+        status_by: None,
+        status_at: None,
+    };
+    let filed_item = uuid::Uuid::new_v4();
+    for r in [
+        record("1601-C", "2026-09", "2026-10-12", uuid::Uuid::new_v4()),
+        record("2550Q", "2027-Q1", "2026-10-26", filed_item),
+        record("1702Q", "2027-Q1", "2026-12-01", uuid::Uuid::new_v4()),
+    ] {
+        store.record(&r).expect("record a deadline");
+    }
+    store
+        .apply_status(&StatusChange {
+            work_item_id: filed_item,
+            status: DeadlineStatus::Filed,
+            by: Some("ana@example.com".into()),
+            at: Utc.with_ymd_and_hms(2026, 10, 23, 2, 0, 0).unwrap(),
+            event: Some("test-event".into()),
+        })
+        .expect("mark it filed");
+    path
+}
+
+fn command(args: &[&str], db: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_plane-server"));
+    cmd.arg("mcp")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .arg("--today")
+        .arg("2026-11-20")
+        // The child's own working directory: no stray bir-overrides.toml, no config.
+        .current_dir(db.parent().expect("a directory"))
+        .env_remove("PLANE_DATABASE_URL")
+        .env_remove("PLANE_BIR_OVERRIDES")
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+async fn client(args: &[&str], db: &Path) -> RunningService<RoleClient, ()> {
+    let (transport, _stderr) = TokioChildProcess::builder(command(args, db))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start plane-server mcp");
+    ().serve(transport).await.expect("initialize")
+}
+
+async fn call(client: &RunningService<RoleClient, ()>, tool: &str, args: Value) -> CallToolResult {
+    let Value::Object(args) = args else {
+        panic!("arguments are an object")
+    };
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"))
+}
+
+/// The structured result, checked against the schema the tool declared.
+fn structured(tools: &[Tool], name: &str, result: &CallToolResult) -> Value {
+    assert_ne!(result.is_error, Some(true), "{name} failed: {result:?}");
+    let value = result
+        .structured_content
+        .clone()
+        .unwrap_or_else(|| panic!("{name} gave no structured content"));
+    let tool = tools.iter().find(|t| t.name == name).expect("the tool");
+    let schema = Value::Object(
+        tool.output_schema
+            .clone()
+            .expect("an output schema")
+            .as_ref()
+            .clone(),
+    );
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{name}: the output does not match its schema: {errors:?}"
+    );
+    let text = result
+        .content
+        .first()
+        .and_then(|c| c.as_text())
+        .expect("a text summary");
+    assert!(!text.text.is_empty());
+    value
+}
+
+fn error_text(result: &CallToolResult) -> String {
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "expected a tool error: {result:?}"
+    );
+    result
+        .content
+        .first()
+        .and_then(|c| c.as_text())
+        .expect("an error text")
+        .text
+        .clone()
+}
+
+#[tokio::test]
+async fn mcp_tools_answer_with_schema_valid_results_and_known_dates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = database(dir.path());
+    let fiscal = fiscal_june();
+    let client = client(&["--profile", fiscal.to_str().expect("utf-8")], &db).await;
+
+    let info = client.peer_info().expect("the server's initialize result");
+    assert_eq!(
+        info.server_info.as_ref().map(|s| s.name.as_str()),
+        Some("plane-server")
+    );
+    assert!(info.capabilities.tools.is_some());
+
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "calendar",
+            "deadlines",
+            "explain_deadline",
+            "filing_status",
+            "forms"
+        ]
+    );
+    for t in &tools {
+        assert_eq!(
+            t.annotations.as_ref().and_then(|a| a.read_only_hint),
+            Some(true),
+            "{}",
+            t.name
+        );
+    }
+
+    // 1702Q 2027-Q1 (July-September 2026): 60 days after Sep 30 is Sun Nov 29, Mon Nov 30
+    // is Bonifacio Day, so Tue Dec 1.
+    let explain = call(
+        &client,
+        "explain_deadline",
+        json!({"form": "1702q", "period": "2027-Q1"}),
+    )
+    .await;
+    let v = structured(&tools, "explain_deadline", &explain);
+    assert_eq!(v["deadline"]["due_date"], "2026-12-01");
+    assert_eq!(v["deadline"]["rule_date"], "2026-11-29");
+    assert_eq!(
+        v["deadline"]["months"],
+        json!(["2026-07", "2026-08", "2026-09"])
+    );
+    let moved: Vec<(&str, &str)> = v["deadline"]["moved_by"]
+        .as_array()
+        .expect("moved_by")
+        .iter()
+        .map(|m| {
+            (
+                m["date"].as_str().unwrap_or(""),
+                m["why"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(moved.len(), 2, "{moved:?}");
+    assert_eq!(moved[0], ("2026-11-29", "Sunday"));
+    assert_eq!(moved[1].0, "2026-11-30");
+    assert!(moved[1].1.contains("Bonifacio"), "{moved:?}");
+    assert_eq!(v["deadline"]["override"], Value::Null);
+    assert_eq!(v["profile"], TIN);
+    assert_eq!(v["status"]["status"], "pending");
+    assert_eq!(v["status"]["days_left"], 11);
+
+    let calendar = call(
+        &client,
+        "calendar",
+        json!({"from": "2026-12-01", "to": "2026-12-31"}),
+    )
+    .await;
+    let v = structured(&tools, "calendar", &calendar);
+    let first = &v["deadlines"][0];
+    assert_eq!(
+        (&first["form"], &first["period"], &first["due_date"]),
+        (&json!("1702Q"), &json!("2027-Q1"), &json!("2026-12-01"))
+    );
+    assert_eq!(
+        v["count"],
+        v["deadlines"].as_array().map(Vec::len).unwrap_or(0)
+    );
+
+    let forms = call(&client, "forms", json!({})).await;
+    let v = structured(&tools, "forms", &forms);
+    let m2551 = v["forms"]
+        .as_array()
+        .expect("forms")
+        .iter()
+        .find(|f| f["form"] == "2551M")
+        .expect("2551M");
+    assert_eq!(m2551["status"], "abolished");
+    assert!(
+        m2551["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{m2551}"
+    );
+
+    // Default range: today (2026-11-20) + 30 days, plus every overdue one.
+    let deadlines = call(&client, "deadlines", json!({})).await;
+    let v = structured(&tools, "deadlines", &deadlines);
+    assert_eq!(v["from"], "2026-11-20");
+    assert_eq!(v["to"], "2026-12-20");
+    let rows = v["deadlines"].as_array().expect("rows");
+    let find = |form: &str, period: &str| {
+        rows.iter()
+            .find(|r| r["form"] == form && r["period"] == period)
+    };
+    let overdue = find("1601-C", "2026-09").expect("the overdue 1601-C is listed");
+    assert_eq!(overdue["status"], "overdue");
+    assert_eq!(overdue["days_left"], -39);
+    assert_eq!(overdue["synced"], true);
+    let soon = find("1702Q", "2027-Q1").expect("the 1702Q due Dec 1");
+    assert_eq!(soon["status"], "pending");
+    assert!(soon["work_item_id"].is_string());
+    assert!(
+        find("2550Q", "2027-Q1").is_none(),
+        "a filed deadline before the range is not listed"
+    );
+    assert_eq!(v["overdue"], 1);
+
+    let filed = call(
+        &client,
+        "deadlines",
+        json!({"from": "2026-10-01", "to": "2026-10-31", "status": ["filed"]}),
+    )
+    .await;
+    let v = structured(&tools, "deadlines", &filed);
+    assert_eq!(v["count"], 1, "{v}");
+    assert_eq!(v["deadlines"][0]["filed_by"], "ana@example.com");
+    assert_eq!(v["deadlines"][0]["form"], "2550Q");
+
+    let status = call(&client, "filing_status", json!({})).await;
+    let v = structured(&tools, "filing_status", &status);
+    let p = &v["profiles"][0];
+    assert_eq!(
+        p["counts"],
+        json!({"pending": 1, "in_progress": 0, "overdue": 1, "filed": 1, "void": 0})
+    );
+    assert_eq!(p["next"]["form"], "1702Q");
+
+    client.cancel().await.expect("close");
+}
+
+#[tokio::test]
+async fn mcp_tool_errors_say_what_was_wrong_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No database file: the tools still answer, and say no status is known.
+    let db = dir.path().join("absent.db");
+    let fiscal = fiscal_june();
+    let other = profiles_dir().join("efps-a-vat-corporation.toml");
+    let client = client(
+        &[
+            "--profile",
+            fiscal.to_str().expect("utf-8"),
+            "--profile",
+            other.to_str().expect("utf-8"),
+        ],
+        &db,
+    )
+    .await;
+
+    let e = error_text(
+        &call(
+            &client,
+            "explain_deadline",
+            json!({"form": "9999-X", "period": "2026", "profile": TIN}),
+        )
+        .await,
+    );
+    assert!(
+        e.contains("unknown form \"9999-X\"") && e.contains("1702Q"),
+        "{e}"
+    );
+    let e = error_text(
+        &call(
+            &client,
+            "explain_deadline",
+            json!({"form": "1702Q", "period": "2027-Q1"}),
+        )
+        .await,
+    );
+    assert!(e.contains("several profiles") && e.contains(TIN), "{e}");
+    let e = error_text(
+        &call(
+            &client,
+            "explain_deadline",
+            json!({"form": "1702Q", "period": "2027-Q4", "profile": TIN}),
+        )
+        .await,
+    );
+    assert!(e.contains("2027-Q4"), "{e}");
+    let e = error_text(
+        &call(
+            &client,
+            "calendar",
+            json!({"from": "2026-02-30", "to": "2026-03-31", "profile": "fiscal-june-corporation"}),
+        )
+        .await,
+    );
+    assert!(e.contains("`from`") && e.contains("2026-02-30"), "{e}");
+    let e = error_text(&call(&client, "deadlines", json!({"profile": "nobody"})).await);
+    assert!(e.contains("unknown profile \"nobody\""), "{e}");
+    let e = error_text(&call(&client, "forms", json!({"frm": "1702Q"})).await);
+    assert!(e.contains("frm"), "{e}");
+    let e = error_text(
+        &call(
+            &client,
+            "explain_deadline",
+            json!({"form": "2551M", "period": "2026-01", "profile": TIN}),
+        )
+        .await,
+    );
+    assert!(e.contains("2551M has no deadline"), "{e}");
+
+    // An unknown tool is a protocol error, and the connection survives it.
+    let unknown = client.call_tool(CallToolRequestParams::new("nope")).await;
+    assert!(unknown.is_err(), "{unknown:?}");
+
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let ok = call(
+        &client,
+        "deadlines",
+        json!({"profile": "Malaya Foods Trading Inc."}),
+    )
+    .await;
+    let v = structured(&tools, "deadlines", &ok);
+    assert!(
+        v["database"]
+            .as_str()
+            .is_some_and(|d| d.contains("no such file")),
+        "{v}"
+    );
+    assert!(v["count"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert!(!db.exists(), "a read-only server creates no database");
+    client.cancel().await.expect("close");
+}
+
+/// Raw lines, as a broken client might send them.
+#[tokio::test]
+async fn mcp_answers_malformed_input_with_an_error_and_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("absent.db");
+    let fiscal = fiscal_june();
+    let mut child = command(&["--profile", fiscal.to_str().expect("utf-8")], &db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start plane-server mcp");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next = async || -> Value {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), stdout.next_line())
+            .await
+            .expect("an answer in time")
+            .expect("read stdout")
+            .expect("a line");
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout holds only JSON: {e}: {line}"))
+    };
+
+    stdin.write_all(b"this is not json\n").await.expect("write");
+    let v = next().await;
+    assert_eq!(v["error"]["code"], -32700, "{v}");
+    assert_eq!(v["id"], Value::Null);
+
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    stdin
+        .write_all(format!("{init}\n").as_bytes())
+        .await
+        .expect("write");
+    let v = next().await;
+    assert_eq!(v["id"], 1);
+    assert_eq!(v["result"]["serverInfo"]["name"], "plane-server", "{v}");
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await
+        .expect("write");
+
+    // Valid JSON, not a JSON-RPC message: rmcp's Invalid Request.
+    stdin.write_all(b"{\"hello\": 1}\n").await.expect("write");
+    let v = next().await;
+    assert!(v["error"]["code"].is_i64(), "{v}");
+
+    // A line over the limit is dropped with an error, not buffered without end.
+    let huge = vec![b'x'; 5 * 1024 * 1024];
+    stdin.write_all(&huge).await.expect("write");
+    stdin.write_all(b"\n").await.expect("write");
+    let v = next().await;
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+
+    let unknown = json!({"jsonrpc": "2.0", "id": 2, "method": "no/such/method"});
+    stdin
+        .write_all(format!("{unknown}\n").as_bytes())
+        .await
+        .expect("write");
+    let v = next().await;
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (json!(2), json!(-32601)),
+        "{v}"
+    );
+
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "explain_deadline", "arguments": {"form": "1702Q", "period": "2027-Q1"}}});
+    stdin
+        .write_all(format!("{call}\n").as_bytes())
+        .await
+        .expect("write");
+    let v = next().await;
+    assert_eq!(v["id"], 3);
+    assert_eq!(
+        v["result"]["structuredContent"]["deadline"]["due_date"], "2026-12-01",
+        "{v}"
+    );
+
+    drop(stdin);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits when stdin closes")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn mcp_refuses_a_bad_profile_before_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"X\"\ntaxpayer = \"robot\"\n").expect("write");
+    let output = command(
+        &["--profile", bad.to_str().expect("utf-8")],
+        &dir.path().join("db"),
+    )
+    .stdin(Stdio::null())
+    .output()
+    .await
+    .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty(), "nothing but protocol on stdout");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("taxpayer"),
+        "{stderr}"
+    );
+}
