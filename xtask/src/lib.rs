@@ -11,7 +11,7 @@
 //! | [`index`] | the contracts index: ids, statuses from the legend, links, every doc indexed |
 //! | [`registry`] | the secrets registry: schema, stores, consumers, no values, Plane entries |
 //! | [`repo_tree`] | the SSOT Assignment Table: paths exist, every top-level folder has a row |
-//! | [`mcp`] | the Plane MCP config: three modes, selection, placeholders only |
+//! | [`mcp`] | every MCP config, by kind: Plane's (three modes, selection, placeholders only) and our stdio server's (command, env names only) |
 //! | [`addon`] | the Odoo addon: defaults equal plane-core's, no HTTP client |
 //! | [`policy`] | the integration policy covers each integration route |
 //! | [`deps`] | the README's "Dependency direction:" line states exactly the crates' `[dependencies]` between workspace crates |

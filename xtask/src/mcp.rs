@@ -1,9 +1,15 @@
-//! `agents/mcp/configs/plane-mcp.yaml`: the three MCP transport modes, selected
-//! by environment, with `${VAR}` placeholders where credentials go.
+//! `agents/mcp/configs/`: every file, checked by the kind its `schema:` declares.
 //!
-//! Rules: `mcp/missing`, `mcp/parse`, `mcp/schema`, `mcp/mode-missing`,
-//! `mcp/mode-unknown`, `mcp/transport`, `mcp/headers`, `mcp/select`,
-//! `mcp/literal-credential`, `mcp/placeholder-unknown`, `mcp/config-var-credential`.
+//! * `plane.mcp.v1` (`plane-mcp.yaml`, required): Plane's MCP server in three transport
+//!   modes, selected by environment, with `${VAR}` placeholders where credentials go.
+//!   Rules: `mcp/missing`, `mcp/parse`, `mcp/schema`, `mcp/mode-missing`,
+//!   `mcp/mode-unknown`, `mcp/transport`, `mcp/headers`, `mcp/select`,
+//!   `mcp/literal-credential`, `mcp/placeholder-unknown`, `mcp/config-var-credential`.
+//! * `plane-connector.mcp.v1`: a stdio server of our own (`plane-server mcp`), with the
+//!   names (never the values) of the environment variables it reads.
+//!   Rules: `mcp/parse`, `mcp/server-field`, `mcp/server-transport`, `mcp/env-value`,
+//!   `mcp/env-credential`, `mcp/literal-credential`.
+//! * Anything else in the folder: `mcp/kind-unknown`.
 
 use serde_yaml::{Mapping, Value};
 
@@ -17,6 +23,12 @@ use crate::yamlpos::{Step, line_of};
 /// The schema tag the file declares.
 pub const SCHEMA: &str = "plane.mcp.v1";
 
+/// The schema tag of a stdio server of our own.
+pub const SERVER_SCHEMA: &str = "plane-connector.mcp.v1";
+
+/// The folder every file of which is checked.
+pub const DIR: &str = "agents/mcp/configs/";
+
 /// The modes, all required.
 pub const MODES: &[&str] = &["remote_oauth", "remote_api_key", "local_stdio"];
 
@@ -29,6 +41,172 @@ pub fn check(repo: &Repo, registry: Option<&Registry>, findings: &mut Findings) 
         "create it with the modes remote_oauth, remote_api_key and local_stdio",
     ) {
         check_text(paths::MCP_CONFIG, &text, registry, findings);
+    }
+    let others: Vec<&String> = repo
+        .files()
+        .iter()
+        .filter(|f| f.starts_with(DIR) && f.as_str() != paths::MCP_CONFIG)
+        .collect();
+    for file in others {
+        if let Some(text) = repo.read(file, findings) {
+            check_any(file, &text, registry, findings);
+        }
+    }
+}
+
+/// One file of the folder, by the kind its `schema:` declares.
+pub fn check_any(path: &str, text: &str, registry: Option<&Registry>, findings: &mut Findings) {
+    let yaml = path.ends_with(".yaml") || path.ends_with(".yml");
+    let doc: Option<Value> = if yaml {
+        match serde_yaml::from_str(text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                findings.push(
+                    path,
+                    e.location().map_or(1, |l| l.line()),
+                    "mcp/parse",
+                    format!("the MCP config is not valid YAML ({e}); fix the syntax"),
+                );
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    match doc
+        .as_ref()
+        .and_then(|d| d.get("schema"))
+        .and_then(Value::as_str)
+    {
+        Some(SCHEMA) => check_text(path, text, registry, findings),
+        Some(SERVER_SCHEMA) => check_server_text(path, text, registry, findings),
+        other => findings.push(
+            path,
+            if yaml {
+                line_of(text, &[Step::Key("schema")])
+            } else {
+                1
+            },
+            "mcp/kind-unknown",
+            format!(
+                "{path} is not a known kind of MCP config (schema {other:?}); a YAML file with \
+                 `schema: {SCHEMA}` (Plane's server) or `schema: {SERVER_SCHEMA}` (a stdio \
+                 server of ours), or move it out of {DIR}"
+            ),
+        ),
+    }
+}
+
+/// The rules of a `plane-connector.mcp.v1` file: a stdio server, started by `command`
+/// with `args`, and `env` naming (never valuing) the variables it reads.
+pub fn check_server_text(
+    path: &str,
+    text: &str,
+    registry: Option<&Registry>,
+    findings: &mut Findings,
+) {
+    let doc: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            findings.push(
+                path,
+                e.location().map_or(1, |l| l.line()),
+                "mcp/parse",
+                format!("the MCP config is not valid YAML ({e}); fix the syntax"),
+            );
+            return;
+        }
+    };
+    for field in ["name", "description", "command"] {
+        if doc
+            .get(field)
+            .and_then(Value::as_str)
+            .is_none_or(|v| v.trim().is_empty())
+        {
+            findings.push(
+                path,
+                line_of(text, &[Step::Key(field)]),
+                "mcp/server-field",
+                format!("`{field}` is missing or empty; a {SERVER_SCHEMA} server needs a name, a description and a command"),
+            );
+        }
+    }
+    let args = doc.get("args").and_then(Value::as_sequence);
+    if args.is_none_or(|a| a.iter().any(|v| v.as_str().is_none())) {
+        findings.push(
+            path,
+            line_of(text, &[Step::Key("args")]),
+            "mcp/server-field",
+            "`args` must be a list of strings (the command's arguments, e.g. [mcp, --config, FILE])",
+        );
+    }
+    let transport = doc.get("transport").and_then(Value::as_str).unwrap_or("");
+    if transport != "stdio" {
+        findings.push(
+            path,
+            line_of(text, &[Step::Key("transport")]),
+            "mcp/server-transport",
+            format!("a {SERVER_SCHEMA} server must have `transport: stdio` (found {transport:?})"),
+        );
+    }
+    match doc.get("env") {
+        None => findings.push(
+            path,
+            1,
+            "mcp/env-value",
+            "`env` is missing: list the names of the environment variables the server reads (an empty list if none)",
+        ),
+        Some(Value::Sequence(names)) => {
+            for (i, name) in names.iter().enumerate() {
+                let line = line_of(text, &[Step::Key("env"), Step::Index(i)]);
+                let Some(name) = name.as_str() else {
+                    findings.push(
+                        path,
+                        line,
+                        "mcp/env-value",
+                        format!("env entry {} is not a variable name; write the name alone (PLANE_DATABASE_URL)", i + 1),
+                    );
+                    continue;
+                };
+                let well_formed = !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if !well_formed {
+                    findings.push(
+                        path,
+                        line,
+                        "mcp/env-value",
+                        format!("env entry {name:?} is not a variable NAME (A-Z, 0-9, _); list names only, never values: the client passes the values from its environment"),
+                    );
+                } else if is_secret_env(name)
+                    && registry.is_some_and(|r| !r.env_vars.contains_key(name))
+                {
+                    findings.push(
+                        path,
+                        line,
+                        "mcp/env-credential",
+                        format!("{name} looks like a credential but no entry of {} has env_var_name: {name}; register the secret", paths::REGISTRY),
+                    );
+                }
+            }
+        }
+        Some(_) => findings.push(
+            path,
+            line_of(text, &[Step::Key("env")]),
+            "mcp/env-value",
+            "`env` must be a list of variable names, not a mapping of values: the client passes the values from its environment",
+        ),
+    }
+    for (i, line) in text.lines().enumerate() {
+        if let Some(reason) = secret_value_reason(line) {
+            findings.push(
+                path,
+                i + 1,
+                "mcp/literal-credential",
+                format!("this line looks like it holds a credential ({reason}); name the variable under `env` and keep the value in the environment"),
+            );
+        }
     }
 }
 

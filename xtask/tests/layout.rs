@@ -7,6 +7,7 @@ use common::{Fixture, expect, fake_api_key, none_of};
 
 const T: &str = "docs/architecture/PLATFORM_REPO_TREE.md";
 const M: &str = "agents/mcp/configs/plane-mcp.yaml";
+const S: &str = "agents/mcp/configs/plane-connector-mcp.yaml";
 const X: &str = "addons/ipai/ipai_plane_connector/data/ir_config_parameter.xml";
 const MANIFEST: &str = "addons/ipai/ipai_plane_connector/__manifest__.py";
 const README: &str = "addons/ipai/ipai_plane_connector/README.md";
@@ -300,6 +301,124 @@ fn mcp_missing() {
     let fx = Fixture::new();
     fx.remove(M);
     expect(&fx.validate(), M, 1, "mcp/missing");
+}
+
+// ---- mcp: a stdio server of ours (plane-connector.mcp.v1) ----
+
+#[test]
+fn mcp_server_env_with_a_value() {
+    let fx = Fixture::new();
+    fx.edit(
+        S,
+        "  - PLANE_DATABASE_URL ",
+        "  - PLANE_DATABASE_URL=/var/lib/plane.db ",
+    );
+    let f = expect(
+        &fx.validate(),
+        S,
+        fx.line(S, "PLANE_DATABASE_URL="),
+        "mcp/env-value",
+    );
+    assert!(f.message.contains("names only"), "{}", f.message);
+    let fx = Fixture::new();
+    fx.edit(
+        S,
+        "env:\n  - PLANE_DATABASE_URL",
+        "env:\n  PLANE_DATABASE_URL: /var/lib/plane.db\n  X:",
+    );
+    expect(&fx.validate(), S, fx.line(S, "env:"), "mcp/env-value");
+}
+
+#[test]
+fn mcp_server_env_literal_key_and_unregistered_credential() {
+    let fx = Fixture::new();
+    let key = fake_api_key();
+    fx.edit(
+        S,
+        "  - RUST_LOG ",
+        &format!("  - RUST_LOG\n  - {key}\n  - PLANE_SESSION_TOKEN "),
+    );
+    let findings = fx.validate();
+    expect(&findings, S, fx.line(S, &key), "mcp/literal-credential");
+    let f = expect(
+        &findings,
+        S,
+        fx.line(S, "PLANE_SESSION_TOKEN"),
+        "mcp/env-credential",
+    );
+    assert!(f.message.contains("env_var_name"));
+}
+
+#[test]
+fn mcp_server_transport_and_fields() {
+    let fx = Fixture::new();
+    fx.edit(S, "transport: stdio", "transport: remote-http");
+    fx.edit(S, "command: plane-server", "command: \"\"");
+    fx.edit(S, "args: [mcp, --config", "args: [mcp, [--config]");
+    let findings = fx.validate();
+    expect(
+        &findings,
+        S,
+        fx.line(S, "transport: remote-http"),
+        "mcp/server-transport",
+    );
+    let f = expect(&findings, S, fx.line(S, "command:"), "mcp/server-field");
+    assert!(f.message.contains("`command`"));
+    expect(&findings, S, fx.line(S, "args:"), "mcp/server-field");
+}
+
+#[test]
+fn mcp_folder_file_of_unknown_kind() {
+    let fx = Fixture::new();
+    fx.edit(
+        S,
+        "schema: plane-connector.mcp.v1",
+        "schema: plane-connector.mcp.v9",
+    );
+    let f = expect(
+        &fx.validate(),
+        S,
+        fx.line(S, "schema: plane-connector.mcp.v9"),
+        "mcp/kind-unknown",
+    );
+    assert!(f.message.contains("plane.mcp.v1"));
+    let fx = Fixture::new();
+    let json = "agents/mcp/configs/figma.json";
+    fx.write(json, "{\"mcpServers\": {}}\n");
+    expect(&fx.validate(), json, 1, "mcp/kind-unknown");
+    let fx = Fixture::new();
+    fx.edit(S, "args: [mcp,", "args: [[mcp,");
+    let f = fx.validate();
+    let parse = f.of_rule("mcp/parse");
+    assert_eq!(parse.len(), 1);
+    assert_eq!(parse[0].path, S);
+}
+
+#[test]
+fn mcp_second_plane_config_gets_the_plane_rules() {
+    let fx = Fixture::new();
+    let copy = "agents/mcp/configs/plane-mcp-staging.yaml";
+    fx.write(
+        copy,
+        &fx.read(M).replacen("  local_stdio:\n", "  local:\n", 1),
+    );
+    let findings = fx.validate();
+    expect(
+        &findings,
+        copy,
+        fx.line(copy, "  local:"),
+        "mcp/mode-unknown",
+    );
+    none_of_path(&findings, M);
+}
+
+fn none_of_path(findings: &xtask::Findings, path: &str) {
+    let hits: Vec<_> = findings
+        .all()
+        .iter()
+        .filter(|f| f.path == path && f.rule.starts_with("mcp/"))
+        .collect();
+    assert!(hits.is_empty(), "{hits:#?}");
 }
 
 // ---- addon ----

@@ -5,6 +5,8 @@
 //!   and nothing here prints.
 //! * Read-only: the database is opened read-only for each call (so a `bir sync` or `serve`
 //!   running beside it is seen at once, and a missing file is reported, never created).
+//! * Resources: `bir://calendar/{profile}/{year}`, one profile's year as iCalendar and as
+//!   JSON (listed for this year and the next, per configured profile).
 //! * Every tool has an input schema and an output schema; a result carries the JSON
 //!   (`structuredContent`) and a short text summary. Bad arguments, an unknown form or
 //!   profile, a bad date: a tool error saying what was wrong, never a crash.
@@ -27,8 +29,10 @@ use plane_bir::{
 use plane_server::config::{Config, Overrides as ConfigOverrides};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
-    Tool, ToolAnnotations,
+    InitializeResult, JsonObject, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Resource, ResourceContents, ResourceTemplate, ServerCapabilities, Tool,
+    ToolAnnotations,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData, ServerHandler, ServiceExt};
@@ -458,6 +462,15 @@ struct FilingStatusArgs {
     profile: Option<String>,
 }
 
+/// The webhook inbox's health.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct InboxHealthArgs {
+    /// At most this many waiting and this many dead deliveries are listed [default: 20,
+    /// at most 200].
+    limit: Option<usize>,
+}
+
 // ---- outputs ----
 
 /// One day that moved a date forward.
@@ -717,6 +730,66 @@ struct FilingStatusOut {
     profiles: Vec<ProfileStatus>,
 }
 
+/// Deliveries by status.
+#[derive(Debug, Serialize, JsonSchema)]
+struct InboxCounts {
+    pending: u64,
+    processing: u64,
+    failed: u64,
+    dead: u64,
+    done: u64,
+    ignored: u64,
+}
+
+/// One delivery, without its body.
+#[derive(Debug, Serialize, JsonSchema)]
+struct DeliveryOut {
+    /// The row id (`plane-server deliveries replay ID`).
+    id: i64,
+    /// The `X-Plane-Delivery` it arrived with.
+    delivery_id: String,
+    event: String,
+    action: String,
+    status: String,
+    attempts: u32,
+    received_at: Option<DateTime<Utc>>,
+    next_attempt_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    /// The handler's last error.
+    last_error: Option<String>,
+    note: Option<String>,
+}
+
+fn delivery(d: &plane_webhook::DeliveryRecord) -> DeliveryOut {
+    DeliveryOut {
+        id: d.id,
+        delivery_id: d.delivery_id.to_string(),
+        event: d.event.clone(),
+        action: d.action.clone(),
+        status: d.status.as_str().to_owned(),
+        attempts: d.attempts,
+        received_at: DateTime::from_timestamp_millis(d.received_at),
+        next_attempt_at: DateTime::from_timestamp_millis(d.next_attempt_at),
+        finished_at: d.finished_at.and_then(DateTime::from_timestamp_millis),
+        last_error: d.last_error.clone(),
+        note: d.note.clone(),
+    }
+}
+
+/// `inbox_health`'s answer.
+#[derive(Debug, Serialize, JsonSchema)]
+struct InboxHealthOut {
+    /// The database read, or why none was.
+    database: String,
+    counts: InboxCounts,
+    /// Receive time of the oldest delivery not finished yet.
+    oldest_waiting_since: Option<DateTime<Utc>>,
+    /// Pending, processing and failed deliveries, oldest first.
+    waiting: Vec<DeliveryOut>,
+    /// Out of attempts, newest first: they need a person (`plane-server deliveries replay`).
+    dead: Vec<DeliveryOut>,
+}
+
 // ---- the tools ----
 
 fn as_str<T: Serialize>(v: T) -> Option<String> {
@@ -778,6 +851,12 @@ fn tools() -> Vec<Tool> {
             "Per profile: the synced deadlines counted by status (overdue included), the next \
              open deadline, and the overdue ones.",
         ),
+        tool::<InboxHealthArgs, InboxHealthOut>(
+            "inbox_health",
+            "Webhook inbox health",
+            "The webhook inbox (Plane's deliveries to plane-server): deliveries counted by \
+             status, the oldest waiting ones, and the dead ones that need a replay. No bodies.",
+        ),
     ]
 }
 
@@ -802,6 +881,7 @@ impl BirServer {
             "calendar" => self.calendar(args(name, arguments)?),
             "forms" => forms(args(name, arguments)?),
             "filing_status" => self.filing_status(args(name, arguments)?),
+            "inbox_health" => self.inbox_health(args(name, arguments)?),
             _ => Err(format!("unknown tool {name:?}")),
         }
     }
@@ -1166,6 +1246,167 @@ impl BirServer {
     }
 }
 
+impl BirServer {
+    fn inbox_health(&self, a: InboxHealthArgs) -> Result<CallToolResult, String> {
+        let limit = a.limit.unwrap_or(20);
+        if limit == 0 || limit > 200 {
+            return Err(format!("bad `limit` {limit}: give 1 to 200"));
+        }
+        let (snapshot, database) = if self.database.exists() {
+            let snapshot = plane_webhook::SqliteStore::inspect_inbox(&self.database, limit)
+                .map_err(|e| e.to_string())?;
+            let database = match snapshot {
+                Some(_) => self.database.display().to_string(),
+                None => format!(
+                    "{}: no webhook inbox in it yet (`plane-server serve` creates it)",
+                    self.database.display()
+                ),
+            };
+            (snapshot.unwrap_or_default(), database)
+        } else {
+            (
+                plane_webhook::InboxSnapshot::default(),
+                format!(
+                    "{}: no such file yet (`plane-server serve` creates it); no delivery known",
+                    self.database.display()
+                ),
+            )
+        };
+        let s = snapshot.stats;
+        let out = InboxHealthOut {
+            database,
+            counts: InboxCounts {
+                pending: s.pending,
+                processing: s.processing,
+                failed: s.failed,
+                dead: s.dead,
+                done: s.done,
+                ignored: s.ignored,
+            },
+            oldest_waiting_since: s
+                .oldest_unfinished
+                .and_then(DateTime::from_timestamp_millis),
+            waiting: snapshot.waiting.iter().map(delivery).collect(),
+            dead: snapshot.dead.iter().map(delivery).collect(),
+        };
+        let mut summary = format!(
+            "inbox: pending {}, processing {}, failed {}, dead {}, done {}, ignored {}",
+            s.pending, s.processing, s.failed, s.dead, s.done, s.ignored
+        );
+        if let Some(t) = out.oldest_waiting_since {
+            summary += &format!("; oldest waiting since {t}");
+        }
+        for d in &out.dead {
+            summary += &format!(
+                "\n- dead #{} {} {} after {} attempts: {}",
+                d.id,
+                d.event,
+                d.action,
+                d.attempts,
+                d.last_error.as_deref().unwrap_or("no error kept")
+            );
+        }
+        answer(&out, summary)
+    }
+}
+
+/// The calendar resources' URI template.
+const CALENDAR_TEMPLATE: &str = "bir://calendar/{profile}/{year}";
+const CALENDAR_PREFIX: &str = "bir://calendar/";
+
+impl BirServer {
+    /// This year's and next year's calendar of each configured profile.
+    fn resources(&self) -> Vec<Resource> {
+        let year = chrono::Datelike::year(&self.today());
+        self.profiles
+            .iter()
+            .flat_map(|p| {
+                [year, year + 1].map(|y| {
+                    Resource::new(
+                        format!("{CALENDAR_PREFIX}{}/{y}", p.key),
+                        format!("BIR calendar {y}, {}", p.profile.name),
+                    )
+                    .with_description(format!(
+                        "Every {y} deadline of {} ({}), as iCalendar and as JSON",
+                        p.profile.name,
+                        p.file.display()
+                    ))
+                    .with_mime_type("text/calendar")
+                })
+            })
+            .collect()
+    }
+
+    /// `bir://calendar/{profile}/{year}`: the ICS and the JSON of one profile's year.
+    fn read_calendar(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
+        let not_found = |why: String| ErrorData::resource_not_found(why, Some(json!({"uri": uri})));
+        let rest = uri.strip_prefix(CALENDAR_PREFIX).ok_or_else(|| {
+            not_found(format!(
+                "unknown resource {uri:?}: the resources are {CALENDAR_TEMPLATE}"
+            ))
+        })?;
+        let (wanted, year) = rest.rsplit_once('/').ok_or_else(|| {
+            not_found(format!(
+                "unknown resource {uri:?}: give {CALENDAR_TEMPLATE}, e.g. {CALENDAR_PREFIX}PROFILE/2027"
+            ))
+        })?;
+        let year: i32 = year
+            .parse()
+            .ok()
+            .filter(|y| (1900..=2999).contains(y))
+            .ok_or_else(|| {
+                ErrorData::invalid_params(
+                    format!("bad year {year:?} in {uri:?}: a year such as 2027"),
+                    None,
+                )
+            })?;
+        let wanted = percent_decode(wanted);
+        let p = self
+            .profiles
+            .iter()
+            .find(|p| names(p, &wanted))
+            .ok_or_else(|| {
+                not_found(format!(
+                    "unknown profile {wanted:?} in {uri:?}: {}",
+                    self.profile_list()
+                ))
+            })?;
+        let deadlines = plane_bir::calendar(&p.profile, year, &self.holidays, &p.overrides)
+            .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+        let ics = plane_bir::to_ics(&deadlines, &p.profile, Utc::now());
+        let json = serde_json::to_string_pretty(&deadlines)
+            .map_err(|e| ErrorData::internal_error(format!("cannot encode: {e}"), None))?;
+        Ok(ReadResourceResult::new(vec![
+            ResourceContents::text(ics, uri).with_mime_type("text/calendar"),
+            ResourceContents::text(json, uri).with_mime_type("application/json"),
+        ]))
+    }
+}
+
+/// `%20` and the like in a URI's profile part (a name with spaces).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn status_text(r: &Row) -> String {
     match r.status {
         Shown::Overdue => format!("OVERDUE by {} days", -r.days_left),
@@ -1241,16 +1482,21 @@ fn forms(a: FormsArgs) -> Result<CallToolResult, String> {
 
 impl ServerHandler for BirServer {
     fn get_info(&self) -> InitializeResult {
-        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "plane-server",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(
-                "Philippine BIR filing deadlines computed by plane-connector (weekends and \
+        InitializeResult::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "plane-server",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "Philippine BIR filing deadlines computed by plane-connector (weekends and \
                  holidays roll forward, RMC 65-2016), with the filing status that came back \
                  from Plane. Read-only. Dates are YYYY-MM-DD, Manila days.",
-            )
+        )
     }
 
     async fn list_tools(
@@ -1259,6 +1505,42 @@ impl ServerHandler for BirServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(self.resources()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(vec![
+            ResourceTemplate::new(CALENDAR_TEMPLATE, "BIR calendar of a profile and year")
+                .with_description(
+                    "Every deadline of the labelled year for a configured profile (its key, \
+                     TIN, file name or name), as iCalendar (text/calendar) and as the JSON of \
+                     `plane-server bir calendar --format json` (application/json).",
+                ),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let server = self.clone();
+        let uri = request.uri.clone();
+        let result = tokio::task::spawn_blocking(move || server.read_calendar(&uri))
+            .await
+            .map_err(|e| ErrorData::internal_error(format!("the read failed: {e}"), None))?;
+        result.map(Into::into)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -1276,7 +1558,7 @@ impl ServerHandler for BirServer {
             return Err(ErrorData::invalid_params(
                 format!(
                     "unknown tool {:?}; the tools are deadlines, explain_deadline, calendar, \
-                     forms, filing_status",
+                     forms, filing_status, inbox_health",
                     request.name
                 ),
                 None,
@@ -1323,6 +1605,13 @@ mod tests {
     fn a_bad_date_says_which_field_and_the_format() {
         let e = date("from", "2026-13-01").expect_err("month 13");
         assert!(e.contains("`from`") && e.contains("YYYY-MM-DD"), "{e}");
+    }
+
+    #[test]
+    fn a_resource_profile_is_percent_decoded() {
+        assert_eq!(percent_decode("Malaya%20Foods%20Inc."), "Malaya Foods Inc.");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
     }
 
     #[test]

@@ -9,7 +9,9 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use plane_bir::sync::external_id;
 use plane_bir::{DeadlineRecord, DeadlineStatus, DeadlineStore, SqliteDeadlineStore, StatusChange};
 use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ReadResourceRequestParams, ResourceContents, Tool,
+};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
@@ -176,7 +178,8 @@ async fn mcp_tools_answer_with_schema_valid_results_and_known_dates() {
             "deadlines",
             "explain_deadline",
             "filing_status",
-            "forms"
+            "forms",
+            "inbox_health"
         ]
     );
     for t in &tools {
@@ -298,6 +301,237 @@ async fn mcp_tools_answer_with_schema_valid_results_and_known_dates() {
     assert_eq!(p["next"]["form"], "1702Q");
 
     client.cancel().await.expect("close");
+}
+
+/// Deliveries in the webhook inbox of the same database, as `serve` leaves them: one dead
+/// after its only attempt, one done, two waiting (received a second apart).
+async fn inbox(db: &Path) -> i64 {
+    use plane_webhook::{
+        DeliveryStore, EventHead, ManualClock, NewDelivery, SqliteStore, StoreConfig,
+    };
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 11, 19, 1, 0, 0)
+        .unwrap()
+        .timestamp_millis();
+    let clock = std::sync::Arc::new(ManualClock::new(t0));
+    let store = SqliteStore::open(
+        db,
+        StoreConfig {
+            max_attempts: 1,
+            clock: clock.clone(),
+            ..StoreConfig::default()
+        },
+    )
+    .expect("open the inbox");
+    let delivery = |n: u32| {
+        let body = format!(
+            r#"{{"event": "issue", "action": "updated", "webhook_id": null, "workspace_id": null, "data": {{"id": "10726b93-2516-4e16-91f4-d6804b6c9979", "name": "BODY-SECRET-{n}"}}, "activity": {{"field": "name"}}}}"#
+        )
+        .into_bytes();
+        NewDelivery::new(
+            uuid::Uuid::new_v4(),
+            &EventHead::parse(&body).expect("a head"),
+            body,
+        )
+    };
+    let lease = std::time::Duration::from_secs(60);
+    store.record(delivery(1)).await.expect("record");
+    let item = store.claim("w", 1, lease).await.expect("claim").remove(0);
+    store.fail(&item, "Plane answered 500").await.expect("fail");
+    clock.advance(std::time::Duration::from_secs(1));
+    store.record(delivery(2)).await.expect("record");
+    let item = store.claim("w", 1, lease).await.expect("claim").remove(0);
+    store.complete(&item).await.expect("complete");
+    for n in [3, 4] {
+        clock.advance(std::time::Duration::from_secs(1));
+        store.record(delivery(n)).await.expect("record");
+    }
+    drop(store);
+    t0
+}
+
+#[tokio::test]
+async fn mcp_inbox_health_counts_deliveries_and_lists_the_dead_without_bodies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = database(dir.path());
+    let t0 = inbox(&db).await;
+    let fiscal = fiscal_june();
+    let server = client(&["--profile", fiscal.to_str().expect("utf-8")], &db).await;
+    let tools = server.list_all_tools().await.expect("tools/list");
+
+    let v = structured(
+        &tools,
+        "inbox_health",
+        &call(&server, "inbox_health", json!({})).await,
+    );
+    assert_eq!(
+        v["counts"],
+        json!({"pending": 2, "processing": 0, "failed": 0, "dead": 1, "done": 1, "ignored": 0})
+    );
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .expect("a time")
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    };
+    assert_eq!(v["oldest_waiting_since"], at(t0 + 2000));
+    let waiting: Vec<&Value> = v["waiting"].as_array().expect("waiting").iter().collect();
+    assert_eq!(waiting.len(), 2);
+    assert_eq!(waiting[0]["received_at"], at(t0 + 2000));
+    assert_eq!(waiting[1]["received_at"], at(t0 + 3000));
+    assert_eq!(waiting[0]["status"], "pending");
+    let dead = &v["dead"][0];
+    assert_eq!(dead["status"], "dead");
+    assert_eq!(dead["attempts"], 1);
+    assert_eq!(dead["last_error"], "Plane answered 500");
+    assert_eq!(
+        (&dead["event"], &dead["action"]),
+        (&json!("issue"), &json!("updated"))
+    );
+    assert!(!v.to_string().contains("BODY-SECRET"), "no bodies: {v}");
+
+    let v = structured(
+        &tools,
+        "inbox_health",
+        &call(&server, "inbox_health", json!({"limit": 1})).await,
+    );
+    assert_eq!(v["waiting"].as_array().map(Vec::len), Some(1));
+    assert_eq!(v["waiting"][0]["received_at"], at(t0 + 2000));
+    let e = error_text(&call(&server, "inbox_health", json!({"limit": 0})).await);
+    assert!(e.contains("`limit`"), "{e}");
+    server.cancel().await.expect("close");
+
+    // A database no `serve` has written deliveries to: none, and it says why.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let only_deadlines = database(dir.path());
+    let server = client(&[], &only_deadlines).await;
+    let v = structured(
+        &tools,
+        "inbox_health",
+        &call(&server, "inbox_health", json!({})).await,
+    );
+    assert_eq!(v["counts"]["pending"], 0);
+    assert!(
+        v["database"]
+            .as_str()
+            .is_some_and(|d| d.contains("no webhook inbox")),
+        "{v}"
+    );
+    server.cancel().await.expect("close");
+}
+
+fn contents(r: &ResourceContents) -> (&str, Option<&str>, &str) {
+    match r {
+        ResourceContents::TextResourceContents {
+            uri,
+            mime_type,
+            text,
+            ..
+        } => (uri.as_str(), mime_type.as_deref(), text.as_str()),
+        _ => panic!("a text resource: {r:?}"),
+    }
+}
+
+#[tokio::test]
+async fn mcp_calendar_resources_per_profile_as_ics_and_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("absent.db");
+    let fiscal = fiscal_june();
+    let other = profiles_dir().join("efps-a-vat-corporation.toml");
+    let server = client(
+        &[
+            "--profile",
+            fiscal.to_str().expect("utf-8"),
+            "--profile",
+            other.to_str().expect("utf-8"),
+        ],
+        &db,
+    )
+    .await;
+    let info = server.peer_info().expect("initialize result");
+    assert!(info.capabilities.resources.is_some());
+
+    // This year and the next (today is 2026-11-20), for each configured profile.
+    let listed = server.list_all_resources().await.expect("resources/list");
+    let uris: Vec<&str> = listed.iter().map(|r| r.uri.as_str()).collect();
+    assert_eq!(uris.len(), 4, "{uris:?}");
+    assert!(
+        uris.contains(&"bir://calendar/111222333000/2026"),
+        "{uris:?}"
+    );
+    assert!(
+        uris.contains(&"bir://calendar/111222333000/2027"),
+        "{uris:?}"
+    );
+    let templates = server
+        .list_all_resource_templates()
+        .await
+        .expect("resources/templates/list");
+    assert_eq!(templates.len(), 1);
+    assert_eq!(templates[0].uri_template, "bir://calendar/{profile}/{year}");
+
+    // Fiscal year 2027 (July 2026 - June 2027): the 1702Q of its first quarter is due
+    // Tue 2026-12-01 (Sun Nov 29, then Bonifacio Day).
+    let uri = "bir://calendar/111222333000/2027";
+    let read = server
+        .read_resource(ReadResourceRequestParams::new(uri))
+        .await
+        .expect("resources/read");
+    assert_eq!(read.contents.len(), 2);
+    let (at, mime, ics) = contents(&read.contents[0]);
+    assert_eq!((at, mime), (uri, Some("text/calendar")));
+    assert!(ics.starts_with("BEGIN:VCALENDAR\r\n"), "{ics}");
+    let event = ics
+        .split("BEGIN:VEVENT")
+        .find(|e| e.contains("UID:1702Q.2027-Q1.111222333000@plane-bir"))
+        .unwrap_or_else(|| panic!("the 1702Q 2027-Q1 event: {ics}"));
+    assert!(event.contains("DTSTART;VALUE=DATE:20261201\r\n"), "{event}");
+    let (at, mime, text) = contents(&read.contents[1]);
+    assert_eq!((at, mime), (uri, Some("application/json")));
+    let json: Value = serde_json::from_str(text).expect("JSON");
+    let rows = json.as_array().expect("a list of deadlines");
+    let q1 = rows
+        .iter()
+        .find(|d| d["form"] == "1702Q" && d["period"] == "2027-Q1")
+        .unwrap_or_else(|| panic!("the 1702Q in the JSON: {json}"));
+    assert_eq!(q1["due_date"], "2026-12-01");
+    assert_eq!(
+        rows.len(),
+        ics.matches("BEGIN:VEVENT").count(),
+        "the same deadlines in both"
+    );
+
+    // The profile by its name, percent-encoded, or its file name reads the same calendar.
+    for other in [
+        "bir://calendar/Malaya%20Foods%20Trading%20Inc./2027",
+        "bir://calendar/fiscal-june-corporation/2027",
+    ] {
+        let again = server
+            .read_resource(ReadResourceRequestParams::new(other))
+            .await
+            .unwrap_or_else(|e| panic!("{other}: {e}"));
+        assert_eq!(contents(&again.contents[1]).2, text, "{other}");
+    }
+
+    let e = server
+        .read_resource(ReadResourceRequestParams::new("bir://calendar/nobody/2027"))
+        .await
+        .expect_err("an unknown profile");
+    let e = e.to_string();
+    assert!(
+        e.contains("unknown profile \"nobody\"") && e.contains(TIN),
+        "{e}"
+    );
+    let e = server
+        .read_resource(ReadResourceRequestParams::new(
+            "bir://calendar/111222333000/20x7",
+        ))
+        .await
+        .expect_err("a bad year")
+        .to_string();
+    assert!(e.contains("bad year \"20x7\""), "{e}");
+    // The server goes on.
+    assert_eq!(server.list_all_resources().await.expect("again").len(), 4);
+    server.cancel().await.expect("close");
 }
 
 #[tokio::test]

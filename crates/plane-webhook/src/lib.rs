@@ -93,8 +93,8 @@ pub use handler::{EventHandler, Handled, HandlerError};
 pub use headers::DeliveryHeaders;
 pub use store::{
     BoxFuture, Clock, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem,
-    InboxStats, ManualClock, MemoryStore, NewDelivery, RecordOutcome, SqliteStore, Status,
-    StoreConfig, SystemClock, prepare_database_file,
+    InboxSnapshot, InboxStats, ManualClock, MemoryStore, NewDelivery, RecordOutcome, SqliteStore,
+    Status, StoreConfig, SystemClock, prepare_database_file,
 };
 pub use verify::{NoSecret, SignatureError, Verified, Verifier};
 

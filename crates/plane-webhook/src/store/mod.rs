@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 pub use memory::MemoryStore;
 pub use private_file::prepare_database_file;
-pub use sqlite::SqliteStore;
+pub use sqlite::{InboxSnapshot, SqliteStore};
 
 use bytes::Bytes;
 

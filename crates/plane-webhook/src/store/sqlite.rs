@@ -1380,6 +1380,91 @@ impl SqliteStore {
         }
         Ok(version)
     }
+
+    /// Counts by status, the oldest waiting deliveries (pending, processing, failed;
+    /// oldest first) and the dead ones (newest first), at most `limit` of each, read
+    /// from an existing database opened read-only: no writer thread, nothing created
+    /// or migrated, no body read. For `plane-server mcp`.
+    ///
+    /// `None` for a SQLite file no store has set up yet; an error for a missing file,
+    /// or one written by an older build (`plane-server serve` migrates it) or a newer one.
+    pub fn inspect_inbox(
+        path: impl AsRef<Path>,
+        limit: usize,
+    ) -> Result<Option<InboxSnapshot>, Error> {
+        let path = path.as_ref();
+        let version = Self::inspect_schema_version(path)?;
+        if version == 0 {
+            return Ok(None);
+        }
+        if version < SCHEMA_VERSION {
+            return Err(Error::Store {
+                path: path.display().to_string(),
+                operation: "read the inbox",
+                message: format!(
+                    "deliveries schema version {version}, older than {SCHEMA_VERSION}; `plane-server serve` migrates it"
+                ),
+            });
+        }
+        let connection = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(store_error(path, "open the database read-only"))?;
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(store_error(path, "configure the database"))?;
+        let tx = connection
+            .unchecked_transaction()
+            .map_err(store_error(path, "read the inbox"))?;
+        let read = || -> rusqlite::Result<InboxSnapshot> {
+            Ok(InboxSnapshot {
+                stats: stats(&tx)?,
+                waiting: oldest_waiting(&tx, limit)?,
+                dead: list(&tx, Some(Status::Dead), limit)?,
+            })
+        };
+        read()
+            .map(Some)
+            .map_err(store_error(path, "read the inbox"))
+    }
+}
+
+/// What [`SqliteStore::inspect_inbox`] read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboxSnapshot {
+    /// Counts by status.
+    pub stats: InboxStats,
+    /// Pending, processing and failed deliveries, oldest first.
+    pub waiting: Vec<DeliveryRecord>,
+    /// Dead deliveries, newest first.
+    pub dead: Vec<DeliveryRecord>,
+}
+
+fn oldest_waiting(tx: &Transaction<'_>, limit: usize) -> rusqlite::Result<Vec<DeliveryRecord>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT d.id, d.delivery_id, d.event, d.action, i.status, i.attempts, d.received_at, i.next_attempt_at,
+                i.finished_at, i.last_error, i.note
+         FROM deliveries d JOIN inbox i USING (id)
+         WHERE i.status IN ('pending','processing','failed') ORDER BY d.received_at, d.id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+        let status: String = r.get(4)?;
+        Ok(DeliveryRecord {
+            id: r.get(0)?,
+            delivery_id: parse_uuid(&r.get::<_, Vec<u8>>(1)?)?,
+            event: r.get(2)?,
+            action: r.get(3)?,
+            status: Status::parse(&status).unwrap_or(Status::Dead),
+            attempts: r.get(5)?,
+            received_at: r.get(6)?,
+            next_attempt_at: r.get(7)?,
+            finished_at: r.get(8)?,
+            last_error: r.get(9)?,
+            note: r.get(10)?,
+        })
+    })?;
+    rows.collect()
 }
 
 /// The deliveries schema's version (`PRAGMA user_version`); a newer one than this code
