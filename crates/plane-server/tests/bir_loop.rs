@@ -6,115 +6,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use plane_bir::{
-    DeadlineRecord, DeadlineStatus, DeadlineStore, Holidays, Overrides, Profile,
-    SqliteDeadlineStore, SyncRequest, calendar, sync,
-};
-use plane_core::{Budget, PlaneClient};
-use plane_fake::{FakePlane, RunningFake, SentWebhook};
-use plane_server::config::{Config, Overrides as ConfigOverrides};
-use plane_webhook::{DeliveryStore, SqliteStore, Status, SystemClock};
+use plane_bir::{DeadlineRecord, DeadlineStatus, DeadlineStore};
+use plane_fake::SentWebhook;
+use plane_webhook::{DeliveryStore, Status, SystemClock};
 use serde_json::json;
-use tokio::net::TcpListener;
 use uuid::Uuid;
 
-struct Loop {
-    fake: RunningFake,
-    _dir: tempfile::TempDir,
-    db: std::path::PathBuf,
-    store: Arc<SqliteStore>,
-    deadlines: Arc<SqliteDeadlineStore>,
-    running: plane_server::Running,
+mod bir_service;
+
+use bir_service::BirService as Loop;
+
+/// The day the example's syncs count from.
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 1, 5).unwrap()
 }
 
 impl Loop {
-    async fn start() -> Loop {
-        let fake = FakePlane::builder().no_rate_limit().start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("plane.db");
-        let secret = format!("plane_wh_{}", Uuid::new_v4().simple());
-        let env_secret = secret.clone();
-        let config = Config::load(
-            &ConfigOverrides {
-                database: Some(db.clone()),
-                ..ConfigOverrides::default()
-            },
-            &move |name| (name == "PLANE_WEBHOOK_SECRET").then(|| env_secret.clone()),
-        )
-        .unwrap();
-        // As `serve` does: the store, then the handlers (which create the deadline tables).
-        let store = plane_server::open_store(&config, Arc::new(SystemClock)).unwrap();
-        let handlers = plane_server::handlers(&store).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = plane_server::start(
-            &config,
-            store.clone(),
-            handlers,
-            listener,
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
-        fake.register_webhook(format!("http://{}/webhooks/plane", running.addr), secret);
-        let deadlines = Arc::new(SqliteDeadlineStore::open(&db).unwrap());
-        Loop {
-            fake,
-            _dir: dir,
-            db,
-            store,
-            deadlines,
-            running,
-        }
-    }
-
-    async fn sync(&self) -> plane_bir::SyncReport {
-        let profile = Profile::parse(
-            include_str!("../../plane-bir/profiles/efps-a-vat-corporation.toml"),
-            "efps-a-vat-corporation.toml",
-        )
-        .unwrap();
-        let deadlines = calendar(&profile, 2026, &Holidays::builtin(), &Overrides::none()).unwrap();
-        let client = PlaneClient::builder()
-            .base_url(self.fake.base_url())
-            .workspace_slug(self.fake.workspace_slug())
-            .api_key(self.fake.api_key())
-            .budget(Budget::new(1_000_000, Duration::from_secs(60)))
-            .build()
-            .unwrap();
-        let request = SyncRequest {
-            profile: &profile,
-            deadlines: &deadlines,
-            project: self.fake.project_id(),
-            today: NaiveDate::from_ymd_opt(2026, 1, 5).unwrap(),
-            dry_run: false,
-        };
-        sync(&client, self.deadlines.clone(), &request, &mut |_| {})
-            .await
-            .unwrap()
-    }
-
-    /// Waits until every webhook the fake sent was answered and the worker drained the inbox,
-    /// and counted what it did (an item is counted just after its outcome is stored).
-    async fn settle(&self) {
-        tokio::time::timeout(Duration::from_secs(60), async {
-            self.fake.webhooks_settled().await;
-            loop {
-                let s = self.store.stats().await.unwrap();
-                if s.pending + s.processing + s.failed == 0
-                    && self.running.state.metrics.backlog() == 0
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the inbox drains (a bound for a stalled test, not a margin)");
-    }
-
     fn deadline(&self, work_item: Uuid) -> DeadlineRecord {
         self.deadlines
             .all()
@@ -162,8 +71,8 @@ impl Loop {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_written_back() {
-    let l = Loop::start().await;
-    let first = l.sync().await;
+    let l = Loop::start(Arc::new(SystemClock)).await;
+    let first = l.sync(today()).await;
     assert!(first.created > 10, "{first:?}");
     l.settle().await;
     // From here on, every request to Plane's API would be the connector's.
@@ -307,7 +216,7 @@ async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_writte
 /// echo again. Counted in `/metrics` apart from drift and from `not_ours`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_syncs_own_writes_come_back_as_echo_and_a_persons_edit_as_drift() {
-    let l = Loop::start().await;
+    let l = Loop::start(Arc::new(SystemClock)).await;
     let issue_webhooks = |action: &str| {
         l.fake
             .webhook_log()
@@ -321,7 +230,7 @@ async fn the_syncs_own_writes_come_back_as_echo_and_a_persons_edit_as_drift() {
 
     // The first sync creates every work item; each create comes back as one `created`
     // webhook, whether it is handled before or after the sync recorded the work item.
-    let first = l.sync().await;
+    let first = l.sync(today()).await;
     assert!(first.created > 10, "{first:?}");
     l.settle().await;
     assert_eq!(issue_webhooks("created"), first.created);
@@ -379,7 +288,7 @@ async fn the_syncs_own_writes_come_back_as_echo_and_a_persons_edit_as_drift() {
     );
 
     // The next sync restores the date with one PATCH; its webhook is the sync's echo.
-    let restore = l.sync().await;
+    let restore = l.sync(today()).await;
     assert_eq!((restore.drift.len(), restore.writes), (1, 1), "{restore:?}");
     l.settle().await;
     assert_eq!(issue_webhooks("updated"), 2);

@@ -13,20 +13,17 @@ use axum::body::Body;
 use chrono::{DateTime, NaiveDate, Utc};
 use http::Request;
 use plane_bir::{
-    DeadlineRecord, DeadlineStatus, DeadlineStore, Holidays, Overrides, Profile,
-    SqliteDeadlineStore, StatusChange, SyncRequest, SyncRun, calendar, sync,
+    DeadlineRecord, DeadlineStatus, DeadlineStore, SqliteDeadlineStore, StatusChange, SyncRun,
 };
-use plane_core::{Budget, PlaneClient};
-use plane_fake::{FakePlane, RunningFake};
+use plane_fake::FakePlane;
 use plane_server::app::{AppState, PLANE_CHECK_EVERY, router};
 use plane_server::config::{Config, Overrides as ConfigOverrides};
 use plane_server::connector::Connector;
 use plane_server::metrics::{
     DEADLINE_REFRESH, DEADLINE_SETTLE, DeadlineFigures, Metrics, refresh_deadlines,
 };
-use plane_webhook::{DeliveryStore, ManualClock, MemoryStore, SqliteStore, StoreConfig};
+use plane_webhook::{DeliveryStore, ManualClock, MemoryStore, StoreConfig};
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -69,91 +66,11 @@ fn sorted(lines: &[String]) -> Vec<String> {
     lines
 }
 
-struct Service {
-    fake: RunningFake,
-    _dir: tempfile::TempDir,
-    store: Arc<SqliteStore>,
-    deadlines: Arc<SqliteDeadlineStore>,
-    running: plane_server::Running,
-}
+mod bir_service;
+
+use bir_service::BirService as Service;
 
 impl Service {
-    async fn start() -> Service {
-        let fake = FakePlane::builder().no_rate_limit().start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("plane.db");
-        let secret = format!("plane_wh_{}", Uuid::new_v4().simple());
-        let config = config_with(db.clone(), vec![("PLANE_WEBHOOK_SECRET", secret.clone())]);
-        let clock = Arc::new(ManualClock::new(now().timestamp_millis()));
-        // As `serve` does, with the clock fixed: the store, the handlers, then the rest.
-        let store = plane_server::open_store(&config, clock).unwrap();
-        let handlers = plane_server::handlers(&store).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = plane_server::start(
-            &config,
-            store.clone(),
-            handlers,
-            listener,
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
-        fake.register_webhook(format!("http://{}/webhooks/plane", running.addr), secret);
-        let deadlines = Arc::new(SqliteDeadlineStore::open(&db).unwrap());
-        Service {
-            fake,
-            _dir: dir,
-            store,
-            deadlines,
-            running,
-        }
-    }
-
-    /// `bir sync` of the 2026 calendar, on the same day as the clock.
-    async fn sync(&self) -> plane_bir::SyncReport {
-        let profile = Profile::parse(
-            include_str!("../../plane-bir/profiles/efps-a-vat-corporation.toml"),
-            "efps-a-vat-corporation.toml",
-        )
-        .unwrap();
-        let deadlines = calendar(&profile, 2026, &Holidays::builtin(), &Overrides::none()).unwrap();
-        let client = PlaneClient::builder()
-            .base_url(self.fake.base_url())
-            .workspace_slug(self.fake.workspace_slug())
-            .api_key(self.fake.api_key())
-            .budget(Budget::new(1_000_000, Duration::from_secs(60)))
-            .build()
-            .unwrap();
-        let request = SyncRequest {
-            profile: &profile,
-            deadlines: &deadlines,
-            project: self.fake.project_id(),
-            today: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
-            dry_run: false,
-        };
-        sync(&client, self.deadlines.clone(), &request, &mut |_| {})
-            .await
-            .unwrap()
-    }
-
-    /// Every webhook answered and the inbox drained.
-    async fn settle(&self) {
-        tokio::time::timeout(Duration::from_secs(60), async {
-            self.fake.webhooks_settled().await;
-            loop {
-                let s = self.store.stats().await.unwrap();
-                if s.pending + s.processing + s.failed == 0
-                    && self.running.state.metrics.backlog() == 0
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the inbox drains (a bound for a stalled test, not a margin)");
-    }
-
     async fn scrape(&self) -> String {
         let response = reqwest::get(format!("http://{}/metrics", self.running.addr))
             .await
@@ -228,7 +145,7 @@ fn expected(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_gauges_after_a_sync_and_after_deadlines_are_filed_in_plane() {
-    let s = Service::start().await;
+    let s = Service::start(Arc::new(ManualClock::new(now().timestamp_millis()))).await;
 
     // Read at start: the tables exist (serve creates them) and hold nothing yet.
     s.wait_for_bir_lines(&[format!(
@@ -237,7 +154,7 @@ async fn deadline_gauges_after_a_sync_and_after_deadlines_are_filed_in_plane() {
     .await;
 
     let before = Utc::now();
-    let report = s.sync().await;
+    let report = s.sync(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()).await;
     let after = Utc::now();
     assert_eq!(report.created, 43, "{report:?}");
     s.settle().await;

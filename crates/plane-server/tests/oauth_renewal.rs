@@ -90,6 +90,28 @@ impl Env {
         self.app().refreshing_token(loaded.clone()).persist_to(sink)
     }
 
+    /// `plane-server ARGS` as an operator runs it in OAuth user mode on this database:
+    /// the client secret and the key from files and variables, never on the command line.
+    fn plane_server(&self, args: &[&str]) -> Command {
+        let secret_file = self.dir.path().join("client-secret");
+        std::fs::write(&secret_file, &self.secret).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("RUST_LOG", "warn")
+            .env("PLANE_BASE_URL", self.fake.base_url())
+            .env("PLANE_WORKSPACE_SLUG", self.fake.workspace_slug())
+            .env("PLANE_OAUTH_CLIENT_ID", CLIENT_ID)
+            .env("PLANE_OAUTH_CLIENT_SECRET_FILE", &secret_file)
+            .env("PLANE_OAUTH_USER", "ops")
+            .env("PLANE_OAUTH_REDIRECT_URI", REDIRECT)
+            .env("PLANE_TOKEN_ENCRYPTION_KEY", &self.key)
+            .env("PLANE_DATABASE_URL", self.dir.path().join("plane.db"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    }
+
     /// `(grant_type, status)` of every token request so far.
     fn grants(&self) -> Vec<(String, u16)> {
         self.fake
@@ -402,25 +424,7 @@ async fn two_plane_server_processes_renew_the_shared_token_once() {
             .path_contains("/auth/o/token/")
             .times(1),
     );
-    let secret_file = env.dir.path().join("client-secret");
-    std::fs::write(&secret_file, &env.secret).unwrap();
-    let check = || {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("check")
-            .env_clear()
-            .env("RUST_LOG", "warn")
-            .env("PLANE_BASE_URL", env.fake.base_url())
-            .env("PLANE_WORKSPACE_SLUG", env.fake.workspace_slug())
-            .env("PLANE_OAUTH_CLIENT_ID", CLIENT_ID)
-            .env("PLANE_OAUTH_CLIENT_SECRET_FILE", &secret_file)
-            .env("PLANE_OAUTH_USER", "ops")
-            .env("PLANE_OAUTH_REDIRECT_URI", REDIRECT)
-            .env("PLANE_TOKEN_ENCRYPTION_KEY", &env.key)
-            .env("PLANE_DATABASE_URL", env.dir.path().join("plane.db"))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        cmd.spawn().unwrap()
-    };
+    let check = || env.plane_server(&["check"]).spawn().unwrap();
     let (a, b) = (check(), check());
     let wait = |child: std::process::Child| {
         tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
@@ -445,26 +449,14 @@ async fn serve_picks_up_a_new_grant_stored_while_it_runs() {
     let env = env().await;
     let first = env.authorize().await;
     env.store().save(&owner(), &first).unwrap();
-    let secret_file = env.dir.path().join("client-secret");
-    std::fs::write(&secret_file, &env.secret).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut serve = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env_clear()
-        .env("RUST_LOG", "warn")
-        .env("PLANE_BASE_URL", env.fake.base_url())
-        .env("PLANE_WORKSPACE_SLUG", env.fake.workspace_slug())
-        .env("PLANE_OAUTH_CLIENT_ID", CLIENT_ID)
-        .env("PLANE_OAUTH_CLIENT_SECRET_FILE", &secret_file)
-        .env("PLANE_OAUTH_USER", "ops")
-        .env("PLANE_OAUTH_REDIRECT_URI", REDIRECT)
-        .env("PLANE_TOKEN_ENCRYPTION_KEY", &env.key)
+    let mut serve = env
+        .plane_server(&["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("PLANE_WEBHOOK_SECRET", "fake-webhook-secret")
-        .env("PLANE_DATABASE_URL", env.dir.path().join("plane.db"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -510,8 +502,6 @@ async fn serve_picks_up_a_new_grant_stored_while_it_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_off_loopback_is_refused_before_anything_is_sent() {
     let env = env().await;
-    let secret_file = env.dir.path().join("client-secret");
-    std::fs::write(&secret_file, &env.secret).unwrap();
     for (base, redirect, key) in [
         ("http://plane.example.com", REDIRECT, "plane.base_url"),
         (
@@ -520,16 +510,10 @@ async fn plain_http_off_loopback_is_refused_before_anything_is_sent() {
             "plane.oauth.redirect_uri",
         ),
     ] {
-        let out = Command::new(BIN)
-            .arg("check")
-            .env_clear()
+        let out = env
+            .plane_server(&["check"])
             .env("PLANE_BASE_URL", base)
-            .env("PLANE_OAUTH_CLIENT_ID", CLIENT_ID)
-            .env("PLANE_OAUTH_CLIENT_SECRET_FILE", &secret_file)
-            .env("PLANE_OAUTH_USER", "ops")
             .env("PLANE_OAUTH_REDIRECT_URI", redirect)
-            .env("PLANE_TOKEN_ENCRYPTION_KEY", &env.key)
-            .env("PLANE_DATABASE_URL", env.dir.path().join("plane.db"))
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
