@@ -68,6 +68,11 @@ pub struct Config {
     pub max_attempts: u32,
     /// `[bir]`: which Plane project each BIR profile is synced to.
     pub bir: BirConfig,
+    /// `mcp.http`: serve MCP over Streamable HTTP at `/mcp` inside `serve` (default off).
+    pub mcp_http: bool,
+    /// `PLANE_MCP_TOKEN` or the file named by `PLANE_MCP_TOKEN_FILE`: the bearer token
+    /// `/mcp` requires.
+    pub mcp_token: Option<SecretString>,
 }
 
 /// `[bir]` in the config file: where `plane-server bir sync` sends deadlines.
@@ -129,6 +134,15 @@ struct FileConfig {
     worker: FileWorker,
     #[serde(default)]
     bir: FileBir,
+    #[serde(default)]
+    mcp: FileMcp,
+}
+
+/// `[mcp]` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMcp {
+    http: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -353,8 +367,12 @@ impl Config {
             env("PLANE_BIR_PROJECT_ID"),
             overrides.config_file.as_deref(),
         )?;
+        let mcp_http = file.mcp.http.unwrap_or(false);
+        let mcp_token = secret(&env, "PLANE_MCP_TOKEN")?.map(SecretString::from);
         Ok(Self {
             bir,
+            mcp_http,
+            mcp_token,
             base_url,
             workspace_slug,
             api_key,
@@ -392,6 +410,22 @@ impl Config {
                  PLANE_WEBHOOK_SECRET (comma-separated during rotation) or point \
                  PLANE_WEBHOOK_SECRET_FILE at a file holding it; see \
                  ssot/secrets/registry.yaml#plane_webhook_secret",
+            ));
+        }
+        Ok(())
+    }
+
+    /// With `[mcp] http = true`, `serve` needs the bearer token `/mcp` asks for: an
+    /// MCP endpoint open to anyone who reaches the port is refused at start.
+    pub fn require_mcp_token(&self) -> Result<(), ConfigError> {
+        if self.mcp_http && self.mcp_token.is_none() {
+            return Err(ConfigError::new(
+                "PLANE_MCP_TOKEN",
+                "mcp.http is on but no bearer token is configured, and serve does not start \
+                 without one (anyone who reaches the port could read the deadlines). Set \
+                 PLANE_MCP_TOKEN or point PLANE_MCP_TOKEN_FILE at a file holding it (for \
+                 example `openssl rand -hex 32`), or set mcp.http = false; see \
+                 ssot/secrets/registry.yaml#plane_mcp_token",
             ));
         }
         Ok(())
@@ -867,6 +901,38 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.key, "PLANE_WEBHOOK_SECRET_FILE");
         assert!(err.message.contains("is empty"), "{err}");
+    }
+
+    #[test]
+    fn mcp_http_is_off_by_default_and_on_needs_a_token() {
+        let c = Config::load(&Overrides::default(), &env_of(&[])).unwrap();
+        assert!(!c.mcp_http);
+        assert!(c.require_mcp_token().is_ok(), "off: no token needed");
+        let (_dir, path) = toml_file("[mcp]\nhttp = true\n");
+        let overrides = Overrides {
+            config_file: Some(path),
+            ..Overrides::default()
+        };
+        let c = Config::load(&overrides, &env_of(&[])).unwrap();
+        assert!(c.mcp_http);
+        let err = c.require_mcp_token().unwrap_err();
+        assert_eq!(err.key, "PLANE_MCP_TOKEN");
+        assert!(err.message.contains("PLANE_MCP_TOKEN_FILE"), "{err}");
+        let c = Config::load(&overrides, &env_of(&[("PLANE_MCP_TOKEN", " t0ken \n")])).unwrap();
+        assert!(c.require_mcp_token().is_ok());
+        assert_eq!(c.mcp_token.unwrap().expose_secret(), "t0ken");
+        let both = Config::load(
+            &overrides,
+            &env_of(&[("PLANE_MCP_TOKEN", "a"), ("PLANE_MCP_TOKEN_FILE", "b")]),
+        );
+        assert_eq!(both.unwrap_err().key, "PLANE_MCP_TOKEN");
+        for text in ["[mcp]\nhttp = \"yes\"\n", "[mcp]\nhtp = true\n"] {
+            let err = file_error(text, &[]);
+            assert!(err.key.starts_with("--config"), "{text}: {err}");
+        }
+        let err = file_error("[mcp]\ntoken = \"abc\"\n", &[]);
+        assert_eq!(err.key, "mcp.token");
+        assert!(!err.to_string().contains("abc"), "{err}");
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub mod connector;
 pub mod demo;
 pub mod error;
 pub mod in_flight;
+pub mod mcp_http;
 pub mod metrics;
 pub mod serve;
 pub mod systemd;
@@ -137,8 +138,31 @@ pub async fn start(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
+    start_with_routes(
+        config,
+        store,
+        handlers,
+        listener,
+        shutdown,
+        axum::Router::new(),
+    )
+    .await
+}
+
+/// [`start`], with `extra` routes served beside the service's own (`/mcp`, see
+/// [`mcp_http::router`]). Also refuses to start without the MCP bearer token when
+/// `mcp.http` is on.
+pub async fn start_with_routes(
+    config: &Config,
+    store: Arc<dyn DeliveryStore>,
+    handlers: Vec<Arc<dyn EventHandler>>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    extra: axum::Router,
+) -> anyhow::Result<Running> {
     // Without a secret every delivery would be answered (and so lost to Plane).
     config.require_webhook_secret()?;
+    config.require_mcp_token()?;
     let connector = Connector::new(config, store.clone())?;
     let metrics = Arc::new(Metrics::new(connector.configured_client()));
     // Once, before serving: from here on the gauges follow each change.
@@ -174,7 +198,7 @@ pub async fn start(
     };
     let worker = tokio::spawn(worker.run(stopped.clone()));
     let addr = listener.local_addr()?;
-    let app = app::router(state.clone());
+    let app = extra.merge(app::router(state.clone()));
     let server_stop = stopped;
     let stop_on_signal = stop.clone();
     tokio::spawn(async move {

@@ -48,7 +48,8 @@ struct Common {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the webhook receiver (POST /webhooks/plane), the inbox worker, /healthz, /readyz and /metrics.
+    /// Run the webhook receiver (POST /webhooks/plane), the inbox worker, /healthz, /readyz and /metrics
+    /// (and MCP at /mcp with `[mcp] http = true`, behind PLANE_MCP_TOKEN).
     Serve {
         #[command(flatten)]
         common: Common,
@@ -198,19 +199,39 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let config = Config::from_process(&overrides(&common, listen))?;
             // Before the store is opened: a refused start leaves nothing behind.
             config.require_webhook_secret()?;
+            config.require_mcp_token()?;
+            let mcp = match (&config.mcp_token, config.mcp_http) {
+                (Some(token), true) => match mcp::BirServer::for_serve(&config) {
+                    Ok(server) => plane_server::mcp_http::router(server, token),
+                    Err(bir_cli::Failure::BadInput(e)) => {
+                        eprintln!("plane-server: mcp.http: {e}");
+                        return Ok(ExitCode::from(2));
+                    }
+                    Err(bir_cli::Failure::Other(e)) => anyhow::bail!("mcp.http: {e}"),
+                },
+                _ => axum::Router::new(),
+            };
             let store = plane_server::open_store(&config, Arc::new(SystemClock))?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
             let handlers = plane_server::handlers(&store)?;
-            let running = plane_server::start(&config, store, handlers, listener, async {
+            let shutdown = async {
                 shutdown_signal().await;
                 // In-flight requests drain from here; systemd waits for the exit.
                 if let Err(e) = plane_server::systemd::notify("STOPPING=1") {
                     tracing::warn!(error = %e, "could not tell systemd we are stopping");
                 }
-            })
-            .await?;
+            };
+            let running =
+                plane_server::start_with_routes(&config, store, handlers, listener, shutdown, mcp)
+                    .await?;
+            if config.mcp_http {
+                tracing::info!(
+                    path = plane_server::mcp_http::PATH,
+                    "MCP over Streamable HTTP (bearer token)"
+                );
+            }
             // The store is open and the socket listens: deliveries can be taken.
             if let Err(e) = plane_server::systemd::notify("READY=1") {
                 tracing::warn!(error = %e, "could not tell systemd we are ready (NOTIFY_SOCKET)");

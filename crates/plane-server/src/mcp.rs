@@ -244,13 +244,46 @@ impl BirServer {
             database: args.db.clone(),
         })
         .map_err(|e| Failure::BadInput(e.to_string()))?;
+        Self::from_config(
+            &config,
+            &args.profiles,
+            &args.holidays,
+            args.overrides.as_deref(),
+            args.today,
+        )
+    }
+
+    /// The server `serve` puts at `/mcp` (`[mcp] http = true`): the config's
+    /// `[[bir.profiles]]` and database, the built-in holidays, and the override file of
+    /// `PLANE_BIR_OVERRIDES` (else `bir-overrides.toml` if it exists), as `plane-server
+    /// mcp --config` without flags. Bad profile or override files: `Failure::BadInput`.
+    pub(crate) fn for_serve(config: &Config) -> Result<Self, Failure> {
+        let overrides = std::env::var_os("PLANE_BIR_OVERRIDES")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        Self::from_config(
+            config,
+            &[],
+            &HolidayFiles { files: Vec::new() },
+            overrides.as_deref(),
+            None,
+        )
+    }
+
+    fn from_config(
+        config: &Config,
+        profile_files: &[PathBuf],
+        holiday_files: &HolidayFiles,
+        override_file: Option<&Path>,
+        today: Option<NaiveDate>,
+    ) -> Result<Self, Failure> {
         let default_overrides = || -> Result<Overrides, Failure> {
-            Ok(match &args.overrides {
+            Ok(match override_file {
                 Some(path) => Overrides::load(path)?,
                 None => Overrides::load_if_exists(Path::new(DEFAULT_OVERRIDES))?,
             })
         };
-        let wanted: Vec<(PathBuf, Option<PathBuf>)> = if args.profiles.is_empty() {
+        let wanted: Vec<(PathBuf, Option<PathBuf>)> = if profile_files.is_empty() {
             config
                 .bir
                 .profiles
@@ -258,7 +291,7 @@ impl BirServer {
                 .map(|p| (p.file.clone(), p.overrides.clone()))
                 .collect()
         } else {
-            args.profiles.iter().map(|f| (f.clone(), None)).collect()
+            profile_files.iter().map(|f| (f.clone(), None)).collect()
         };
         let mut profiles = Vec::new();
         for (file, overrides) in wanted {
@@ -276,9 +309,9 @@ impl BirServer {
         }
         Ok(BirServer {
             profiles: Arc::new(profiles),
-            holidays: Arc::new(holidays(&args.holidays)?),
-            database: config.database,
-            today: args.today,
+            holidays: Arc::new(holidays(holiday_files)?),
+            database: config.database.clone(),
+            today,
         })
     }
 
