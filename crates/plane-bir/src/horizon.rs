@@ -135,7 +135,8 @@ impl fmt::Display for Window {
 /// rows of the profile) hold for that project, wherever its due date lies, recomputed
 /// with today's holidays and overrides. Each form and period once, sorted by filing date.
 ///
-/// A stored row whose form the profile no longer files is left out (and left alone).
+/// A stored row whose form the profile no longer files, or whose period it can no longer
+/// name, is left out (and left alone, with a warning for the latter).
 pub fn deadlines(
     profile: &Profile,
     project: Uuid,
@@ -159,9 +160,78 @@ pub fn deadlines(
         if !seen.insert((r.form.clone(), r.period.clone())) {
             continue;
         }
-        let period = period_of(profile, form, &r.period)?;
+        // A row the profile can no longer name (its taxable year changed, say) is left
+        // alone rather than stopping the sync of every other deadline.
+        let period = match period_of(profile, form, &r.period) {
+            Ok(period) => period,
+            Err(e) => {
+                tracing::warn!(deadline = %r.external_id, error = %e, "an open deadline synced before is left out of the window");
+                continue;
+            }
+        };
         out.push(deadline(profile, form, period, holidays, overrides)?);
     }
     sort(profile, &mut out);
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::DeadlineStatus;
+
+    fn record(form: &str, period: &str, project: Uuid) -> DeadlineRecord {
+        DeadlineRecord {
+            external_id: format!("bir:111222333000:{form}:{period}"),
+            profile: "111222333000".into(),
+            form: form.into(),
+            period: period.into(),
+            due_date: "2026-01-01".parse().unwrap(),
+            payment_date: None,
+            project_id: project,
+            work_item_id: None,
+            pushed: None,
+            fingerprint: None,
+            status: DeadlineStatus::Pending,
+            status_by: None,
+            status_at: None,
+        }
+    }
+
+    #[test]
+    fn open_rows_join_the_window_and_rows_it_cannot_name_are_left_out() {
+        let profile = Profile::parse(
+            include_str!("../profiles/fiscal-june-corporation.toml"),
+            "fiscal.toml",
+        )
+        .unwrap();
+        let project = Uuid::nil();
+        let window = Window::rolling("2026-12-05".parse().unwrap(), Ahead::default(), None);
+        let rows = [
+            // Open and overdue, before the window: kept.
+            record("2550Q", "2027-Q1", project),
+            // A period 1702Q never has: left out, the rest goes on.
+            record("1702Q", "2027-Q4", project),
+            // A form the profile does not file: left out.
+            record("2551Q", "2026-Q1", project),
+            // Another project's row: left out.
+            record("1601-C", "2026-01", Uuid::from_u128(1)),
+        ];
+        let out = deadlines(
+            &profile,
+            project,
+            window,
+            &rows,
+            &Holidays::builtin(),
+            &Overrides::none(),
+        )
+        .unwrap();
+        let before: Vec<String> = out
+            .iter()
+            .filter(|d| d.due_date < window.from)
+            .map(|d| format!("{} {} {}", d.form, d.period, d.due_date))
+            .collect();
+        assert_eq!(before, ["2550Q 2027-Q1 2026-10-26"]);
+    }
 }

@@ -1176,22 +1176,7 @@ fn list(
             status.map(Status::as_str),
             i64::try_from(limit).unwrap_or(i64::MAX)
         ],
-        |r| {
-            let status: String = r.get(4)?;
-            Ok(DeliveryRecord {
-                id: r.get(0)?,
-                delivery_id: parse_uuid(&r.get::<_, Vec<u8>>(1)?)?,
-                event: r.get(2)?,
-                action: r.get(3)?,
-                status: Status::parse(&status).unwrap_or(Status::Dead),
-                attempts: r.get(5)?,
-                received_at: r.get(6)?,
-                next_attempt_at: r.get(7)?,
-                finished_at: r.get(8)?,
-                last_error: r.get(9)?,
-                note: r.get(10)?,
-            })
-        },
+        delivery_record,
     )?;
     rows.collect()
 }
@@ -1448,23 +1433,30 @@ fn oldest_waiting(tx: &Transaction<'_>, limit: usize) -> rusqlite::Result<Vec<De
          FROM deliveries d JOIN inbox i USING (id)
          WHERE i.status IN ('pending','processing','failed') ORDER BY d.received_at, d.id LIMIT ?1",
     )?;
-    let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-        let status: String = r.get(4)?;
-        Ok(DeliveryRecord {
-            id: r.get(0)?,
-            delivery_id: parse_uuid(&r.get::<_, Vec<u8>>(1)?)?,
-            event: r.get(2)?,
-            action: r.get(3)?,
-            status: Status::parse(&status).unwrap_or(Status::Dead),
-            attempts: r.get(5)?,
-            received_at: r.get(6)?,
-            next_attempt_at: r.get(7)?,
-            finished_at: r.get(8)?,
-            last_error: r.get(9)?,
-            note: r.get(10)?,
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![i64::try_from(limit).unwrap_or(i64::MAX)],
+        delivery_record,
+    )?;
     rows.collect()
+}
+
+/// A row of the listing queries (`list`, `oldest_waiting`: the same eleven columns) as a
+/// [`DeliveryRecord`].
+fn delivery_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    let status: String = r.get(4)?;
+    Ok(DeliveryRecord {
+        id: r.get(0)?,
+        delivery_id: parse_uuid(&r.get::<_, Vec<u8>>(1)?)?,
+        event: r.get(2)?,
+        action: r.get(3)?,
+        status: Status::parse(&status).unwrap_or(Status::Dead),
+        attempts: r.get(5)?,
+        received_at: r.get(6)?,
+        next_attempt_at: r.get(7)?,
+        finished_at: r.get(8)?,
+        last_error: r.get(9)?,
+        note: r.get(10)?,
+    })
 }
 
 /// The deliveries schema's version (`PRAGMA user_version`); a newer one than this code
