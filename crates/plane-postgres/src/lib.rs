@@ -129,6 +129,7 @@ pub struct Options {
     target: String,
     schema: String,
     pool_size: usize,
+    url_password: bool,
 }
 
 impl fmt::Debug for Options {
@@ -178,7 +179,8 @@ impl Options {
                 "it names no database (postgres://user@host:port/DATABASE)".into(),
             ));
         }
-        if config.get_password().is_none()
+        let url_password = config.get_password().is_some();
+        if !url_password
             && let Some(password) = password
         {
             config.password(password);
@@ -195,6 +197,7 @@ impl Options {
             target,
             schema: String::new(),
             pool_size: 16,
+            url_password,
         };
         options = options.schema(DEFAULT_SCHEMA)?;
         Ok(options)
@@ -222,6 +225,11 @@ impl Options {
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size.max(1);
         self
+    }
+
+    /// Whether the URL itself holds a password (a config file must not).
+    pub fn has_url_password(&self) -> bool {
+        self.url_password
     }
 
     /// The URL without its password, for logs and errors.

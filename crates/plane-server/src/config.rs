@@ -5,6 +5,7 @@
 //! `PLANE_WEBHOOK_SECRET_FILE`); one found in the TOML file is a startup error.
 //! A secret file that group or others may read is reported with a warning.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,8 +53,11 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// `server.listen` / `PLANE_LISTEN` / `--listen`.
     pub listen: SocketAddr,
-    /// `store.database` / `PLANE_DATABASE_URL` / `--db`.
+    /// `store.database` / `PLANE_DATABASE_URL` / `--db`: the SQLite file (unused when
+    /// [`postgres`](Self::postgres) is set).
     pub database: PathBuf,
+    /// The same setting when it is a `postgres://` URL: every store lives in PostgreSQL.
+    pub postgres: Option<PostgresConfig>,
     /// `server.body_limit_bytes`: the largest webhook body taken.
     pub body_limit: usize,
     /// `server.max_in_flight`: webhook requests read at once; the rest wait.
@@ -73,6 +77,42 @@ pub struct Config {
     /// `PLANE_MCP_TOKEN` or the file named by `PLANE_MCP_TOKEN_FILE`: the bearer token
     /// `/mcp` requires.
     pub mcp_token: Option<SecretString>,
+}
+
+/// PostgreSQL, when `store.database` / `PLANE_DATABASE_URL` / `--db` is a `postgres://`
+/// (or `postgresql://`) URL.
+///
+/// The password comes from the URL (environment or flag only: a URL with a password in the
+/// config file is refused), else `PGPASSWORD` or the file `PGPASSWORD_FILE` names. The
+/// tables go in `store.schema` / `PLANE_DATABASE_SCHEMA` (default `plane`).
+#[derive(Clone)]
+pub struct PostgresConfig {
+    options: plane_postgres::Options,
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("target", &self.options.target())
+            .field("schema", &self.options.schema_name())
+            .finish()
+    }
+}
+
+impl PostgresConfig {
+    /// Where to connect, the password included (it never prints).
+    pub fn options(&self) -> &plane_postgres::Options {
+        &self.options
+    }
+
+    /// The URL without its password, and the schema: what logs and `check` show.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (schema {})",
+            self.options.target(),
+            self.options.schema_name()
+        )
+    }
 }
 
 /// `[bir]` in the config file: where `plane-server bir sync` sends deadlines.
@@ -234,6 +274,7 @@ struct FileServer {
 #[serde(deny_unknown_fields)]
 struct FileStore {
     database: Option<PathBuf>,
+    schema: Option<String>,
     retention: Option<String>,
     purge_interval: Option<String>,
 }
@@ -324,12 +365,13 @@ impl Config {
             })?,
             (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
         };
-        let database = overrides
-            .database
-            .clone()
-            .or_else(|| env("PLANE_DATABASE_URL").map(|v| database_path(&v)))
-            .or(file.store.database)
-            .unwrap_or_else(|| PathBuf::from("plane.db"));
+        let (database, postgres) = database(
+            overrides.database.as_deref(),
+            env("PLANE_DATABASE_URL"),
+            file.store.database.take(),
+            env("PLANE_DATABASE_SCHEMA").or(file.store.schema.take()),
+            &env,
+        )?;
         let body_limit = file.server.body_limit_bytes.unwrap_or(1024 * 1024);
         if body_limit == 0 {
             return Err(ConfigError::new(
@@ -382,6 +424,7 @@ impl Config {
             rate_limit_per_minute,
             listen,
             database,
+            postgres,
             body_limit,
             max_in_flight,
             retention,
@@ -576,6 +619,50 @@ fn bir_config(
     })
 }
 
+fn is_postgres_url(value: &str) -> bool {
+    value.starts_with("postgres://") || value.starts_with("postgresql://")
+}
+
+/// The SQLite path, or PostgreSQL, from `--db`, `PLANE_DATABASE_URL` or `store.database`
+/// (in that order).
+fn database(
+    flag: Option<&Path>,
+    env_url: Option<String>,
+    file: Option<PathBuf>,
+    schema: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(PathBuf, Option<PostgresConfig>), ConfigError> {
+    let (key, value) = match (flag, env_url, file) {
+        (Some(flag), _, _) => ("--db", flag.to_string_lossy().into_owned()),
+        (None, Some(url), _) => ("PLANE_DATABASE_URL", url),
+        (None, None, Some(file)) => ("store.database", file.to_string_lossy().into_owned()),
+        (None, None, None) => ("store.database", "plane.db".to_owned()),
+    };
+    if !is_postgres_url(&value) {
+        if schema.is_some() {
+            tracing::debug!("store.schema is only used with PostgreSQL");
+        }
+        return Ok((database_path(&value), None));
+    }
+    let password = secret(env, "PGPASSWORD")?;
+    let options = plane_postgres::Options::from_url(&value, password.as_deref())
+        .map_err(|e| ConfigError::new(key, e.to_string()))?;
+    if key == "store.database" && options.has_url_password() {
+        return Err(ConfigError::new(
+            key,
+            "the URL holds a password; secrets are never read from the config file. Leave it \
+             out and set PGPASSWORD, or point PGPASSWORD_FILE at a file holding it",
+        ));
+    }
+    let options = match schema {
+        Some(schema) => options
+            .schema(&schema)
+            .map_err(|e| ConfigError::new("store.schema", e.to_string()))?,
+        None => options,
+    };
+    Ok((PathBuf::from("plane.db"), Some(PostgresConfig { options })))
+}
+
 /// `sqlite:///var/lib/plane.db`, `sqlite:plane.db` or a plain path.
 fn database_path(value: &str) -> PathBuf {
     let trimmed = value
@@ -756,6 +843,80 @@ mod tests {
         assert_eq!(c.body_limit, 1024 * 1024);
         assert_eq!(c.retention, Duration::from_secs(7 * 86_400));
         assert!(!c.is_enabled(), "no credentials: off by default");
+    }
+
+    #[test]
+    fn a_postgres_url_selects_postgres_and_its_password_never_shows() {
+        let c = Config::load(
+            &Overrides::default(),
+            &env_of(&[
+                ("PLANE_DATABASE_URL", "postgres://plane@db.internal:5433/odoo"),
+                ("PGPASSWORD", "pw-from-env"),
+                ("PLANE_DATABASE_SCHEMA", "connector"),
+            ]),
+        )
+        .unwrap();
+        let pg = c.postgres.as_ref().expect("postgres");
+        assert_eq!(
+            pg.describe(),
+            "postgres://plane@db.internal:5433/odoo (schema connector)"
+        );
+        assert!(!format!("{c:?}").contains("pw-from-env"));
+        // A flag with a password in it (a test database, say) is taken; it is not shown.
+        let c = Config::load(
+            &Overrides {
+                database: Some("postgresql://plane:pw-in-url@127.0.0.1/plane".into()),
+                ..Overrides::default()
+            },
+            &env_of(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.postgres.as_ref().unwrap().options().target(),
+            "postgres://plane@127.0.0.1:5432/plane"
+        );
+        assert!(!format!("{c:?}").contains("pw-in-url"));
+        // A plain path stays SQLite.
+        let c = Config::load(&Overrides::default(), &env_of(&[("PLANE_DATABASE_URL", "x.db")]))
+            .unwrap();
+        assert!(c.postgres.is_none());
+    }
+
+    #[test]
+    fn a_postgres_password_in_the_config_file_or_a_bad_schema_is_refused() {
+        let err = file_error(
+            "[store]\ndatabase = \"postgres://plane:hunter2@db/odoo\"\n",
+            &[],
+        );
+        assert_eq!(err.key, "store.database");
+        assert!(err.message.contains("PGPASSWORD_FILE"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = file_error(
+            "[store]\ndatabase = \"postgres://plane@db/odoo\"\nschema = \"Odoo-Public\"\n",
+            &[],
+        );
+        assert_eq!(err.key, "store.schema");
+        assert!(err.message.contains("Odoo-Public"), "{err}");
+        let err = file_error(
+            "[store]\ndatabase = \"postgres://plane@db/odoo?sslmode=require\"\n",
+            &[],
+        );
+        assert!(err.message.contains("sslmode"), "{err}");
+        // The password file, as for every other secret.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pgpass");
+        std::fs::write(&file, "pw-from-file\n").unwrap();
+        let (_d, path) = toml_file("[store]\ndatabase = \"postgres://plane@db/odoo\"\n");
+        let c = Config::load(
+            &Overrides {
+                config_file: Some(path),
+                ..Overrides::default()
+            },
+            &env_of(&[("PGPASSWORD_FILE", file.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert!(c.postgres.is_some());
+        assert!(!format!("{c:?}").contains("pw-from-file"));
     }
 
     #[test]
