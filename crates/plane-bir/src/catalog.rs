@@ -196,6 +196,7 @@ struct RawForm {
     confidence: String,
     note: Option<String>,
     reason: Option<String>,
+    page: Option<String>,
 }
 
 /// When and how often a form with deadlines falls due.
@@ -238,6 +239,9 @@ pub struct Form {
     pub note: Option<String>,
     /// Why a form without deadlines has none.
     pub reason: Option<String>,
+    /// The form's page on the BIR's website (`https://…bir.gov.ph/…`), where the reference
+    /// names one; `None` until then.
+    pub page: Option<String>,
 }
 
 impl Form {
@@ -375,6 +379,15 @@ impl Catalog {
                 }
                 None
             };
+            if let Some(page) = &f.page
+                && !is_bir_page(page)
+            {
+                return Err(invalid(
+                    "page",
+                    format!("{page:?} is not a page of the BIR's website"),
+                    "an https:// address on bir.gov.ph",
+                ));
+            }
             forms.push(Form {
                 code: f.code,
                 name: f.name,
@@ -384,6 +397,7 @@ impl Catalog {
                 confidence: f.confidence,
                 note: f.note,
                 reason: f.reason,
+                page: f.page,
             });
         }
         Ok(Catalog { forms })
@@ -426,6 +440,17 @@ impl Catalog {
             .map(|f| f.code.as_str())
             .collect()
     }
+}
+
+/// An `https://` address on bir.gov.ph (or one of its subdomains): a form's page is
+/// shown to people and agents as the BIR's own, so nothing else is taken.
+fn is_bir_page(page: &str) -> bool {
+    let Some(rest) = page.strip_prefix("https://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.to_ascii_lowercase();
+    (host == "bir.gov.ph" || host.ends_with(".bir.gov.ph")) && !page.contains(char::is_whitespace)
 }
 
 #[cfg(test)]
@@ -479,6 +504,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("f.toml:2:8: field `form.code`"), "{err}");
+    }
+
+    #[test]
+    fn a_form_page_must_be_an_https_address_on_bir_gov_ph() {
+        let form = |page: &str| {
+            format!(
+                "[[form]]\ncode = \"X\"\nname = \"x\"\nstatus = \"abolished\"\nreason = \"gone\"\nconfidence = \"SINGLE\"\npage = {page:?}\n"
+            )
+        };
+        let ok = Catalog::parse(&form("https://www.bir.gov.ph/bir-forms"), "f.toml").unwrap();
+        assert_eq!(
+            ok.get("X").and_then(|f| f.page.as_deref()),
+            Some("https://www.bir.gov.ph/bir-forms")
+        );
+        for bad in [
+            "http://www.bir.gov.ph/bir-forms",
+            "https://bir.gov.ph.example.com/x",
+            "https://example.com/www.bir.gov.ph",
+            "www.bir.gov.ph/bir-forms",
+        ] {
+            let err = Catalog::parse(&form(bad), "f.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("form X: page") && err.contains("bir.gov.ph"),
+                "{bad}: {err}"
+            );
+        }
+        // The reference names no page yet; any the data gains must pass the same check.
+        for f in Catalog::builtin().forms() {
+            assert!(f.page.as_deref().is_none_or(is_bir_page), "{}", f.code);
+        }
     }
 
     #[test]

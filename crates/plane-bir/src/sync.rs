@@ -34,7 +34,7 @@
 //! - `description_html`: the form's name, the period, the rule, the filing and payment
 //!   dates (both eFPS dates where they differ), the days that moved the date, the override
 //!   and its reason if any. The reference gives no BIR web page per form, so there is no
-//!   link; a form's page can be added to `data/forms.toml` once it is known;
+//!   link; a form's page goes in `data/forms.toml` (`page`) once it is known;
 //! - `target_date`: the earlier of the filing and payment dates (the reference, §2:
 //!   "use the earlier one as the Plane `target_date`");
 //! - priority by days left until `target_date` ([`priority_for`]): urgent when 3 days or
@@ -55,8 +55,8 @@ use std::time::Duration;
 use chrono::{NaiveDate, Utc};
 use futures::TryStreamExt;
 use plane_core::{
-    Error as PlaneError, LabelFields, ListParams, MAX_PER_PAGE, PlaneClient, Priority, StateGroup,
-    WorkItem, WorkItemFields,
+    Error as PlaneError, LabelFields, ListParams, MAX_PER_PAGE, PlaneClient, Priority, State,
+    StateGroup, WorkItem, WorkItemFields,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -577,18 +577,7 @@ async fn list(client: &PlaneClient, project: Uuid) -> Result<Listing> {
         .iter()
         .filter_map(|s| Some((s.id, s.group.clone()?)))
         .collect();
-    let unstarted = states
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.group == Some(StateGroup::Unstarted))
-        .min_by(|(i, a), (j, b)| {
-            let (x, y) = (
-                a.sequence.unwrap_or(f64::MAX),
-                b.sequence.unwrap_or(f64::MAX),
-            );
-            x.total_cmp(&y).then(i.cmp(j))
-        })
-        .map(|(_, s)| s.id);
+    let unstarted = first_state(&states, &StateGroup::Unstarted).map(|s| s.id);
 
     Ok(Listing {
         labels,
@@ -596,6 +585,24 @@ async fn list(client: &PlaneClient, project: Uuid) -> Result<Listing> {
         group_of,
         unstarted,
     })
+}
+
+/// The first state of `group` in the project's order (`sequence`, then as listed): where
+/// the sync puts new work items (`unstarted`), and where `plane-server mcp`'s `mark_filed`
+/// moves one (`completed`).
+pub fn first_state<'s>(states: &'s [State], group: &StateGroup) -> Option<&'s State> {
+    states
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.group.as_ref() == Some(group))
+        .min_by(|(i, a), (j, b)| {
+            let (x, y) = (
+                a.sequence.unwrap_or(f64::MAX),
+                b.sequence.unwrap_or(f64::MAX),
+            );
+            x.total_cmp(&y).then(i.cmp(j))
+        })
+        .map(|(_, s)| s)
 }
 
 /// What step 2 decided: the writes, and what only the store needs; with what step 3

@@ -180,9 +180,7 @@ impl Options {
             ));
         }
         let url_password = config.get_password().is_some();
-        if !url_password
-            && let Some(password) = password
-        {
+        if !url_password && let Some(password) = password {
             config.password(password);
         }
         if config.get_connect_timeout().is_none() {

@@ -1,6 +1,7 @@
 //! `plane-server`: the Plane webhook receiver and its maintenance commands.
 
 mod bir_cli;
+mod bir_plan;
 mod bir_sync_cli;
 mod db_cli;
 mod mcp;
@@ -89,7 +90,7 @@ enum Command {
         command: bir_cli::BirCommand,
     },
     /// An MCP server on stdio for AI agents: BIR deadlines, their rules and filing status
-    /// (read-only; logs on stderr, only protocol on stdout).
+    /// (read-only unless --allow-writes; logs on stderr, only protocol on stdout).
     Mcp(mcp::McpArgs),
 }
 

@@ -3,8 +3,18 @@
 //!
 //! * stdout carries nothing but protocol: logs go to stderr (`init_logging` in main.rs),
 //!   and nothing here prints.
-//! * Read-only: the database is opened read-only for each call (so a `bir sync` or `serve`
-//!   running beside it is seen at once, and a missing file is reported, never created).
+//! * Read-only by default: the database is opened read-only for each call (so a `bir sync`
+//!   or `serve` running beside it is seen at once, and a missing file is reported, never
+//!   created). `sync_plan` asks Plane what `bir sync` would change (its dry run, through
+//!   [`crate::bir_plan`], the CLI's own code) and writes nothing.
+//! * Writes are opt-in (`--allow-writes`): only then are `sync` (the run `bir sync` makes)
+//!   and `mark_filed` listed and callable. `mark_filed` moves the deadline's work item to
+//!   the project's first `completed`-group state in Plane and changes nothing here: Plane
+//!   stays where a status changes, and its webhook files the deadline as for a person's
+//!   close (`serve`). Without the flag, calling either is a tool error that says so.
+//!   Calls that talk to Plane run one at a time, so two runs never both create an item.
+//! * Links: each synced deadline carries its work item's page in Plane's web app, and
+//!   `explain_deadline` the form's page on bir.gov.ph where the catalog has one.
 //! * Resources: `bir://calendar/{profile}/{year}`, one profile's year as iCalendar and as
 //!   JSON (listed for this year and the next, per configured profile).
 //! * Every tool has an input schema and an output schema; a result carries the JSON
@@ -21,11 +31,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use plane_bir::sync::{external_id, profile_key};
+use futures::TryStreamExt;
+use plane_bir::sync::{external_id, first_state, profile_key};
 use plane_bir::{
-    Catalog, Deadline, DeadlineRecord, DeadlineStatus, DeadlineStore, Holidays, Move, Overrides,
-    Profile, SqliteDeadlineStore,
+    Ahead, Catalog, Deadline, DeadlineRecord, DeadlineStatus, DeadlineStore, Holidays, Move,
+    Overrides, Profile, SqliteDeadlineStore,
 };
+use plane_core::{ListParams, MAX_PER_PAGE, StateGroup, WorkItemFields};
 use plane_server::config::{Config, Overrides as ConfigOverrides};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -42,8 +54,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 use crate::bir_cli::{DEFAULT_OVERRIDES, Failure, HolidayFiles, holidays};
+use crate::bir_plan::{self, Scope, SyncSummary, Target};
 
 /// `plane-server mcp`'s flags.
 #[derive(Debug, clap::Args)]
@@ -71,6 +85,14 @@ pub struct McpArgs {
     /// The day "overdue" and "days left" count from [default: today in Manila].
     #[arg(long, value_name = "DATE")]
     today: Option<NaiveDate>,
+    /// The Plane project of `sync_plan` and `sync` [env: PLANE_BIR_PROJECT_ID] [config:
+    /// bir.project, or the profile's `project` in `[[bir.profiles]]`].
+    #[arg(long, value_name = "UUID")]
+    project: Option<Uuid>,
+    /// List and allow the tools that write to Plane: `sync` (as `bir sync`) and `mark_filed`
+    /// (moves a deadline's work item to a completed state). Off, the server only reads.
+    #[arg(long)]
+    allow_writes: bool,
 }
 
 /// The longest line taken from a client (a request is a few hundred bytes; 4 MiB leaves
@@ -95,6 +117,7 @@ pub async fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(
         profiles = server.profiles.len(),
         database = %server.database.display(),
+        allow_writes = server.allow_writes,
         "MCP server on stdio"
     );
     let (to_rmcp, from_client) = tokio::io::duplex(64 * 1024);
@@ -225,6 +248,10 @@ struct Loaded {
     file: PathBuf,
     profile: Profile,
     overrides: Overrides,
+    /// Where `sync_plan` and `sync` send it; `None` is an error only when one is called.
+    project: Option<Uuid>,
+    /// How errors name it (`--profile FILE`, `bir.profiles[1] (FILE)`).
+    named: String,
 }
 
 /// The server: the profiles, holidays and database named at start.
@@ -234,6 +261,14 @@ pub struct BirServer {
     holidays: Arc<Holidays>,
     database: PathBuf,
     today: Option<NaiveDate>,
+    /// Plane's address, workspace and credentials (for the tools that talk to Plane).
+    config: Arc<Config>,
+    web: Arc<WebApp>,
+    /// `--allow-writes`: `sync` and `mark_filed` are listed and callable.
+    allow_writes: bool,
+    /// Held while a tool talks to Plane: one run at a time (two syncs planning the same
+    /// create would both make it; a report counts the client's requests of its own run).
+    plane: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl BirServer {
@@ -247,16 +282,19 @@ impl BirServer {
         Self::from_config(
             &config,
             &args.profiles,
+            args.project,
             &args.holidays,
             args.overrides.as_deref(),
             args.today,
+            args.allow_writes,
         )
     }
 
     /// The server `serve` puts at `/mcp` (`[mcp] http = true`): the config's
     /// `[[bir.profiles]]` and database, the built-in holidays, and the override file of
     /// `PLANE_BIR_OVERRIDES` (else `bir-overrides.toml` if it exists), as `plane-server
-    /// mcp --config` without flags. Bad profile or override files: `Failure::BadInput`.
+    /// mcp --config` without flags (so read-only: HTTP has no `--allow-writes`). Bad
+    /// profile or override files: `Failure::BadInput`.
     pub(crate) fn for_serve(config: &Config) -> Result<Self, Failure> {
         let overrides = std::env::var_os("PLANE_BIR_OVERRIDES")
             .filter(|v| !v.is_empty())
@@ -264,18 +302,22 @@ impl BirServer {
         Self::from_config(
             config,
             &[],
+            None,
             &HolidayFiles { files: Vec::new() },
             overrides.as_deref(),
             None,
+            false,
         )
     }
 
     fn from_config(
         config: &Config,
         profile_files: &[PathBuf],
+        project: Option<Uuid>,
         holiday_files: &HolidayFiles,
         override_file: Option<&Path>,
         today: Option<NaiveDate>,
+        allow_writes: bool,
     ) -> Result<Self, Failure> {
         let default_overrides = || -> Result<Overrides, Failure> {
             Ok(match override_file {
@@ -283,28 +325,21 @@ impl BirServer {
                 None => Overrides::load_if_exists(Path::new(DEFAULT_OVERRIDES))?,
             })
         };
-        let wanted: Vec<(PathBuf, Option<PathBuf>)> = if profile_files.is_empty() {
-            config
-                .bir
-                .profiles
-                .iter()
-                .map(|p| (p.file.clone(), p.overrides.clone()))
-                .collect()
-        } else {
-            profile_files.iter().map(|f| (f.clone(), None)).collect()
-        };
+        // The same profiles, projects and override files as `bir sync` with these flags.
         let mut profiles = Vec::new();
-        for (file, overrides) in wanted {
-            let profile = Profile::load(&file)?;
-            let overrides = match overrides {
+        for w in bir_plan::wanted(config, profile_files, project)? {
+            let profile = Profile::load(&w.file)?;
+            let overrides = match w.overrides {
                 Some(path) => Overrides::load(&path)?,
                 None => default_overrides()?,
             };
             profiles.push(Loaded {
                 key: profile_key(&profile),
-                file,
+                file: w.file,
                 profile,
                 overrides,
+                project: w.project,
+                named: w.named,
             });
         }
         Ok(BirServer {
@@ -312,6 +347,10 @@ impl BirServer {
             holidays: Arc::new(holidays(holiday_files)?),
             database: config.database.clone(),
             today,
+            web: Arc::new(WebApp::new(&config.base_url, &config.workspace_slug)),
+            config: Arc::new(config.clone()),
+            allow_writes,
+            plane: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -370,6 +409,49 @@ impl BirServer {
             .map(|p| format!("{} ({}, {})", p.key, p.profile.name, p.file.display()))
             .collect();
         format!("the configured profiles are {}", list.join("; "))
+    }
+}
+
+/// Plane's web app, for the link to each work item.
+#[derive(Debug)]
+struct WebApp {
+    /// The app's root: the API's origin (a self-hosted Plane serves both), except that Plane
+    /// Cloud's API is `api.plane.so` and its app `app.plane.so`.
+    root: Option<url::Url>,
+    slug: String,
+}
+
+impl WebApp {
+    fn new(base_url: &str, slug: &str) -> Self {
+        let origin = plane_core::BaseUrl::parse(base_url)
+            .map(|b| b.origin())
+            .unwrap_or_else(|_| base_url.trim_end_matches('/').to_owned());
+        let origin = match origin.strip_prefix("https://api.plane.so") {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                format!("https://app.plane.so{rest}")
+            }
+            _ => origin,
+        };
+        WebApp {
+            root: url::Url::parse(&origin).ok(),
+            slug: slug.to_owned(),
+        }
+    }
+
+    /// `{app}/{workspace}/projects/{project}/issues/{work item}`: the address Plane's web app
+    /// takes by ids (apps/web `projects/(detail)/[projectId]/issues/(detail)/[issueId]`),
+    /// which it redirects to the item's `browse/{IDENTIFIER}-{sequence}` page; the ids are
+    /// all the database keeps.
+    fn work_item(&self, project: Uuid, item: Uuid) -> Option<String> {
+        let mut url = self.root.clone()?;
+        url.path_segments_mut().ok()?.pop_if_empty().extend([
+            self.slug.as_str(),
+            "projects",
+            &project.to_string(),
+            "issues",
+            &item.to_string(),
+        ]);
+        Some(url.into())
     }
 }
 
@@ -504,6 +586,34 @@ struct InboxHealthArgs {
     limit: Option<usize>,
 }
 
+/// What `bir sync` would change (`sync_plan`), or does change (`sync`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PlanArgs {
+    /// Only this profile (its key, TIN, file name or name) [default: every configured one].
+    profile: Option<String>,
+    /// Sync one labelled year instead of the rolling window (not with `from` or `ahead`).
+    year: Option<i32>,
+    /// The window's first due date, YYYY-MM-DD [default: the first day of this month,
+    /// Manila]. Open deadlines synced before stay in the window whatever their date.
+    from: Option<String>,
+    /// How far the window reaches: to the end of the month this far ahead, 1m to 36m or 1y
+    /// to 3y [default: bir.ahead of the config, else 12m].
+    ahead: Option<String>,
+}
+
+/// One deadline whose work item is to be moved to a completed state.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct MarkFiledArgs {
+    /// The form as the BIR writes it (1601-C).
+    form: String,
+    /// The period: 2026-07 (month), 2027-Q1 (quarter), 2026 (taxable year).
+    period: String,
+    /// The profile (key, TIN, file name or name); optional when one is configured.
+    profile: Option<String>,
+}
+
 // ---- outputs ----
 
 /// One day that moved a date forward.
@@ -613,6 +723,8 @@ struct Row {
     filed_at: Option<DateTime<Utc>>,
     /// The work item in Plane; null when never synced.
     work_item_id: Option<String>,
+    /// The work item's page in Plane's web app; null when never synced.
+    work_item_url: Option<String>,
     project_id: Option<String>,
     external_id: String,
     /// Whether `bir sync` has put it in Plane.
@@ -622,6 +734,7 @@ struct Row {
 }
 
 fn row(
+    web: &WebApp,
     key: &str,
     name: Option<&str>,
     d: Option<&Deadline>,
@@ -656,6 +769,7 @@ fn row(
         filed_by: r.filter(|_| filed).and_then(|r| r.status_by.clone()),
         filed_at: r.filter(|_| filed).and_then(|r| r.status_at),
         work_item_id: r.and_then(|r| r.work_item_id).map(|i| i.to_string()),
+        work_item_url: r.and_then(|r| web.work_item(r.project_id, r.work_item_id?)),
         project_id: r.map(|r| r.project_id.to_string()),
         synced: r.is_some(),
         provisional: d.is_some_and(|d| d.provisional),
@@ -690,6 +804,9 @@ struct ExplainOut {
     deadline: Computed,
     /// Its filing status, when the database has it.
     status: Option<Row>,
+    /// The form's page on the BIR's website, where the catalog has one (null: the reference
+    /// names none for this form yet).
+    bir_page: Option<String>,
     /// The explanation in one paragraph.
     explanation: String,
 }
@@ -724,6 +841,8 @@ struct FormOut {
     note: Option<String>,
     /// Why an abolished, optional or superseded form has no deadline.
     reason: Option<String>,
+    /// The form's page on the BIR's website, where the catalog has one.
+    bir_page: Option<String>,
 }
 
 /// `forms`' answer.
@@ -823,6 +942,51 @@ struct InboxHealthOut {
     dead: Vec<DeliveryOut>,
 }
 
+/// A workflow state in Plane.
+#[derive(Debug, Serialize, JsonSchema)]
+struct StateOut {
+    id: String,
+    name: Option<String>,
+    /// backlog, unstarted, started, completed, cancelled (or a newer group).
+    group: Option<String>,
+}
+
+impl From<&plane_core::State> for StateOut {
+    fn from(s: &plane_core::State) -> Self {
+        StateOut {
+            id: s.id.to_string(),
+            name: s.name.clone(),
+            group: s.group.as_ref().and_then(as_str),
+        }
+    }
+}
+
+/// `mark_filed`'s answer.
+#[derive(Debug, Serialize, JsonSchema)]
+struct MarkFiledOut {
+    profile: String,
+    form: String,
+    period: String,
+    due_date: NaiveDate,
+    external_id: String,
+    work_item_id: String,
+    /// The work item's page in Plane's web app.
+    work_item_url: Option<String>,
+    project_id: String,
+    /// Whether this call moved the work item (false: it was already in a completed state,
+    /// or the deadline was already filed, and nothing was sent).
+    moved: bool,
+    /// The state it was in; null when Plane was not asked.
+    previous_state: Option<StateOut>,
+    /// The completed-group state it is in now; null when Plane was not asked.
+    state: Option<StateOut>,
+    /// The deadline's status in the database as this call ends: it turns `filed` when
+    /// `serve` handles Plane's webhook for the move, not here.
+    filing_status: String,
+    /// What happens next, in a sentence.
+    note: String,
+}
+
 // ---- the tools ----
 
 fn as_str<T: Serialize>(v: T) -> Option<String> {
@@ -831,16 +995,31 @@ fn as_str<T: Serialize>(v: T) -> Option<String> {
         .and_then(|v| v.as_str().map(str::to_owned))
 }
 
+/// What a tool touches, for its annotations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// The database and the calendar: read-only, nothing outside.
+    Local,
+    /// Reads Plane too (open world), writes nothing.
+    ReadsPlane,
+    /// Writes to Plane (and the database): only with `--allow-writes`.
+    WritesPlane,
+}
+
 fn tool<A: JsonSchema + 'static, O: JsonSchema + 'static>(
     name: &'static str,
     title: &str,
     description: &'static str,
+    reach: Reach,
 ) -> Tool {
     let mut annotations = ToolAnnotations::with_title(title);
-    annotations.read_only_hint = Some(true);
-    annotations.destructive_hint = Some(false);
+    annotations.read_only_hint = Some(reach != Reach::WritesPlane);
+    // In MCP's sense (not only additive): `sync` restores what a person changed in the
+    // fields it owns, `mark_filed` changes a state. Neither deletes anything.
+    annotations.destructive_hint = Some(reach == Reach::WritesPlane);
+    // Repeating a call leaves Plane as the first one did.
     annotations.idempotent_hint = Some(true);
-    annotations.open_world_hint = Some(false);
+    annotations.open_world_hint = Some(reach != Reach::Local);
     Tool::new(name, description, Arc::new(JsonObject::new()))
         .with_title(title)
         .with_input_schema::<A>()
@@ -848,8 +1027,45 @@ fn tool<A: JsonSchema + 'static, O: JsonSchema + 'static>(
         .with_annotations(annotations)
 }
 
-/// The tools, as `tools/list` gives them.
-fn tools() -> Vec<Tool> {
+/// The tools that write to Plane: listed and callable only with `--allow-writes`.
+const WRITE_TOOLS: &[&str] = &["sync", "mark_filed"];
+/// The tools that talk to Plane (async, one at a time).
+const PLANE_TOOLS: &[&str] = &["sync_plan", "sync", "mark_filed"];
+
+/// The tools, as `tools/list` gives them: the write tools only with `allow_writes`.
+fn tools(allow_writes: bool) -> Vec<Tool> {
+    let mut tools = read_tools();
+    if allow_writes {
+        tools.extend(write_tools());
+    }
+    tools
+}
+
+fn write_tools() -> Vec<Tool> {
+    vec![
+        tool::<PlanArgs, SyncSummary>(
+            "sync",
+            "Sync BIR deadlines to Plane",
+            "Runs `plane-server bir sync`: creates a work item in Plane for each deadline of \
+             the window (or `year`) that has none, restores what a person changed in the \
+             name, dates or description, updates priorities, and records it all in the \
+             database. Same arguments and answer as `sync_plan`, with `dry_run` false.",
+            Reach::WritesPlane,
+        ),
+        tool::<MarkFiledArgs, MarkFiledOut>(
+            "mark_filed",
+            "Mark a BIR deadline filed in Plane",
+            "Moves the work item of one synced deadline (form, period, profile) to the \
+             project's first completed-group state in Plane, as a person closing it would. \
+             The database is not changed here: Plane's webhook to `plane-server serve` files \
+             the deadline, with who and when, as for any close. Does nothing when the \
+             deadline is already filed or its work item already completed.",
+            Reach::WritesPlane,
+        ),
+    ]
+}
+
+fn read_tools() -> Vec<Tool> {
     vec![
         tool::<DeadlinesArgs, DeadlinesOut>(
             "deadlines",
@@ -857,38 +1073,55 @@ fn tools() -> Vec<Tool> {
             "BIR filing deadlines due in a date range (default: the next 30 days, plus every \
              overdue one), with form, period, due and payment dates, status (overdue \
              included), days left, who filed and when, the Plane work item id, and whether \
-             the date is provisional. Filter by profile, form and status.",
+             the date is provisional. Filter by profile, form and status. Synced ones carry \
+             their work item's link in Plane.",
+            Reach::Local,
         ),
         tool::<ExplainArgs, ExplainOut>(
             "explain_deadline",
             "Why a BIR deadline falls on its day",
             "For one form and period of a profile: the rule, the date it gives, each weekend \
              day and holiday the date was moved past and why, any override with its reason, \
-             whether the date is provisional, and the filing status.",
+             whether the date is provisional, the filing status, and the form's BIR page \
+             where one is known.",
+            Reach::Local,
         ),
         tool::<CalendarArgs, CalendarOut>(
             "calendar",
             "BIR calendar of a profile",
             "Every deadline of a year (give `year`) or due in a range (`from` and `to`) for a \
              profile, as `plane-server bir calendar` computes it.",
+            Reach::Local,
         ),
         tool::<FormsArgs, FormsOut>(
             "forms",
             "BIR form catalog",
             "The BIR form catalog: frequency and due rule of each form, and why a form is \
              abolished, superseded or optional.",
+            Reach::Local,
         ),
         tool::<FilingStatusArgs, FilingStatusOut>(
             "filing_status",
             "Filing status per profile",
             "Per profile: the synced deadlines counted by status (overdue included), the next \
              open deadline, and the overdue ones.",
+            Reach::Local,
         ),
         tool::<InboxHealthArgs, InboxHealthOut>(
             "inbox_health",
             "Webhook inbox health",
             "The webhook inbox (Plane's deliveries to plane-server): deliveries counted by \
              status, the oldest waiting ones, and the dead ones that need a replay. No bodies.",
+            Reach::Local,
+        ),
+        tool::<PlanArgs, SyncSummary>(
+            "sync_plan",
+            "What a BIR sync would change in Plane",
+            "The dry run of `plane-server bir sync`: lists the Plane project's states, labels \
+             and work items, and answers what a sync of the rolling window (or `year`) would \
+             create, update, restore (drift a person made in Plane) or move (a changed date), \
+             per profile, with each planned change. Writes nothing to Plane or the database.",
+            Reach::ReadsPlane,
         ),
     ]
 }
@@ -906,7 +1139,252 @@ fn answer<O: Serialize>(out: &O, summary: String) -> Result<CallToolResult, Stri
     Ok(result)
 }
 
+/// A [`Failure`]'s message (a tool error says what was wrong, whichever kind).
+fn failure(f: Failure) -> String {
+    match f {
+        Failure::BadInput(m) | Failure::Other(m) => m,
+    }
+}
+
+/// The tool error for a write tool of a server started without `--allow-writes`.
+fn writes_refused(name: &str) -> String {
+    format!(
+        "`{name}` writes to Plane, and this server was started without --allow-writes: it only \
+         reads. Restart it as `plane-server mcp --allow-writes` to use `{name}` (`sync_plan` \
+         shows what a sync would change without writing)"
+    )
+}
+
 impl BirServer {
+    /// The tools that talk to Plane, one at a time.
+    async fn call_plane(
+        &self,
+        name: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<CallToolResult, String> {
+        if WRITE_TOOLS.contains(&name) && !self.allow_writes {
+            return Err(writes_refused(name));
+        }
+        let _turn = self.plane.lock().await;
+        match name {
+            "sync_plan" => self.sync(name, args(name, arguments)?, true).await,
+            "sync" => self.sync(name, args(name, arguments)?, false).await,
+            "mark_filed" => self.mark_filed(args(name, arguments)?).await,
+            _ => Err(format!("unknown tool {name:?}")),
+        }
+    }
+
+    /// `sync_plan` (`dry_run`) and `sync`: `bir sync` of the chosen profiles, through the
+    /// CLI's own code ([`bir_plan`]), on the server's day.
+    async fn sync(&self, tool: &str, a: PlanArgs, dry_run: bool) -> Result<CallToolResult, String> {
+        if a.year.is_some() && (a.from.is_some() || a.ahead.is_some()) {
+            return Err(
+                "give `year` (one labelled year), or `from` and `ahead` (the rolling window), \
+                 not both"
+                    .into(),
+            );
+        }
+        let today = self.today();
+        let from = a.from.as_deref().map(|v| date("from", v)).transpose()?;
+        let ahead = a
+            .ahead
+            .as_deref()
+            .map(|v| v.parse::<Ahead>().map_err(|e| format!("bad `ahead`: {e}")))
+            .transpose()?;
+        let scope = Scope::of(&self.config, a.year, from, ahead, today).map_err(failure)?;
+        let keys: Vec<String> = match a.profile.as_deref() {
+            Some(wanted) => self
+                .profile(Some(wanted))?
+                .map(|p| p.key.clone())
+                .into_iter()
+                .collect(),
+            None => self.profiles.iter().map(|p| p.key.clone()).collect(),
+        };
+        if keys.is_empty() {
+            return Err(format!("nothing to sync: {}", self.profile_list()));
+        }
+        // Each profile's project first, so a missing one is said before anything is read.
+        for p in self.profiles.iter().filter(|p| keys.contains(&p.key)) {
+            if p.project.is_none() {
+                return Err(failure(bir_plan::no_project(&p.named)));
+            }
+        }
+        let server = self.clone();
+        let what = format!("the `{tool}` tool");
+        // SQLite (the deadline store, an OAuth token) blocks: off the async threads.
+        let (store, targets, client) = tokio::task::spawn_blocking(move || {
+            // Credentials before the store: a sync that cannot run creates no database.
+            let client = bir_plan::plane_client(&server.config, &what)?;
+            let store: Arc<dyn DeadlineStore> =
+                Arc::new(bir_plan::open_store(&server.database, dry_run)?);
+            let mut targets = Vec::new();
+            for p in server.profiles.iter().filter(|p| keys.contains(&p.key)) {
+                let project = p.project.ok_or_else(|| bir_plan::no_project(&p.named))?;
+                targets.push(Target {
+                    deadlines: bir_plan::deadlines(
+                        &p.profile,
+                        project,
+                        scope,
+                        &*store,
+                        &server.holidays,
+                        &p.overrides,
+                    )?,
+                    profile: p.profile.clone(),
+                    file: p.file.clone(),
+                    project,
+                });
+            }
+            Ok::<_, Failure>((store, targets, client))
+        })
+        .await
+        .map_err(|e| format!("the tool failed unexpectedly: {e}"))?
+        .map_err(failure)?;
+        let mut reports = Vec::new();
+        for target in &targets {
+            reports.push(
+                bir_plan::run(&client, store.clone(), target, today, dry_run, &mut |_| {})
+                    .await
+                    .map_err(failure)?,
+            );
+        }
+        let summary = bir_plan::summary(&reports, &targets, scope);
+        let text = bir_plan::table(&reports, &targets, scope);
+        answer(&summary, text.trim_end().to_owned())
+    }
+
+    /// `mark_filed`: the deadline's work item to the project's first completed-group state.
+    async fn mark_filed(&self, a: MarkFiledArgs) -> Result<CallToolResult, String> {
+        let code = form_code(&a.form)?;
+        let p = self
+            .profile(a.profile.as_deref())?
+            .ok_or_else(|| format!("no deadline to mark filed: {}", self.profile_list()))?;
+        let d = self.compute(p, &code, &a.period)?;
+        let period = d.period.to_string();
+        let ext = external_id(&p.key, &d.form, &period);
+        let server = self.clone();
+        let (records, _) = tokio::task::spawn_blocking(move || server.records())
+            .await
+            .map_err(|e| format!("the tool failed unexpectedly: {e}"))??;
+        let not_synced = || {
+            format!(
+                "{} {period} of {} has no work item in Plane yet: no sync has created it (run \
+                 the `sync` tool, or `plane-server bir sync`), so there is nothing to mark filed",
+                d.form, p.profile.name
+            )
+        };
+        let r = records
+            .into_iter()
+            .find(|r| r.external_id == ext)
+            .ok_or_else(not_synced)?;
+        let item = r.work_item_id.ok_or_else(not_synced)?;
+        let project = r.project_id;
+        let mut out = MarkFiledOut {
+            profile: p.key.clone(),
+            form: d.form.clone(),
+            period: period.clone(),
+            due_date: d.due_date,
+            external_id: ext,
+            work_item_id: item.to_string(),
+            work_item_url: self.web.work_item(project, item),
+            project_id: project.to_string(),
+            moved: false,
+            previous_state: None,
+            state: None,
+            filing_status: r.status.as_str().to_owned(),
+            note: String::new(),
+        };
+        match r.status {
+            DeadlineStatus::Filed => {
+                out.note = format!(
+                    "already filed{}{}; nothing was sent to Plane",
+                    r.status_by
+                        .as_deref()
+                        .map(|b| format!(" by {b}"))
+                        .unwrap_or_default(),
+                    r.status_at
+                        .map(|t| format!(" on {}", t.date_naive()))
+                        .unwrap_or_default()
+                );
+                let summary = format!("{} {period}: {}", out.form, out.note);
+                return answer(&out, summary);
+            }
+            DeadlineStatus::Void => {
+                return Err(format!(
+                    "{} {period} is void: its work item was cancelled in Plane{}. Reopen it in \
+                     Plane first if it is to be filed after all",
+                    d.form,
+                    r.status_by
+                        .as_deref()
+                        .map(|b| format!(" by {b}"))
+                        .unwrap_or_default()
+                ));
+            }
+            DeadlineStatus::Pending | DeadlineStatus::InProgress => {}
+        }
+        let config = self.config.clone();
+        let client = tokio::task::spawn_blocking(move || {
+            bir_plan::plane_client(&config, "the `mark_filed` tool")
+        })
+        .await
+        .map_err(|e| format!("the tool failed unexpectedly: {e}"))?
+        .map_err(failure)?;
+        let states: Vec<plane_core::State> = client
+            .states(project)
+            .stream(ListParams::new().per_page(MAX_PER_PAGE))
+            .try_collect()
+            .await
+            .map_err(|e| format!("list the states of project {project} in Plane: {e}"))?;
+        let done = first_state(&states, &StateGroup::Completed).ok_or_else(|| {
+            format!(
+                "project {project} has no state in the `completed` group in Plane, so nothing \
+                 can mark the work item done: add one (project settings, States)"
+            )
+        })?;
+        let current = client
+            .work_items(project)
+            .get(item)
+            .await
+            .map_err(|e| format!("read work item {item} in Plane: {e}"))?;
+        let before = current
+            .state
+            .as_ref()
+            .map(|s| s.id())
+            .and_then(|id| states.iter().find(|s| s.id == id));
+        out.previous_state = before.map(StateOut::from);
+        if let Some(already) = before.filter(|s| s.group == Some(StateGroup::Completed)) {
+            out.state = Some(StateOut::from(already));
+            out.note = format!(
+                "its work item is already in the completed state {:?} in Plane; nothing was \
+                 sent (the deadline is filed when `plane-server serve` handles that change)",
+                already.name.as_deref().unwrap_or_default()
+            );
+        } else {
+            client
+                .work_items(project)
+                .update(item, &WorkItemFields::default().state(done.id))
+                .await
+                .map_err(|e| format!("move work item {item} to a completed state in Plane: {e}"))?;
+            out.moved = true;
+            out.state = Some(StateOut::from(done));
+            out.note = format!(
+                "moved to {:?} in Plane; Plane's webhook to `plane-server serve` files the \
+                 deadline (`filing_status` and `deadlines` show it then)",
+                done.name.as_deref().unwrap_or_default()
+            );
+        }
+        let summary = format!(
+            "{} {period} (due {}): {}{}",
+            out.form,
+            out.due_date,
+            out.note,
+            out.work_item_url
+                .as_deref()
+                .map(|u| format!("\n{u}"))
+                .unwrap_or_default()
+        );
+        answer(&out, summary)
+    }
+
     fn call(&self, name: &str, arguments: Option<JsonObject>) -> Result<CallToolResult, String> {
         match name {
             "deadlines" => self.deadlines(args(name, arguments)?),
@@ -952,7 +1430,14 @@ impl BirServer {
             for d in &computed {
                 let id = external_id(&p.key, &d.form, &d.period.to_string());
                 let r = by_id.remove(id.as_str());
-                rows.extend(row(&p.key, Some(&p.profile.name), Some(d), r, today));
+                rows.extend(row(
+                    &self.web,
+                    &p.key,
+                    Some(&p.profile.name),
+                    Some(d),
+                    r,
+                    today,
+                ));
             }
         }
         // Stored deadlines the computation above did not reach: overdue ones (by default),
@@ -972,6 +1457,7 @@ impl BirServer {
             }
             let computed = configured.and_then(|p| self.compute(p, &r.form, &r.period).ok());
             rows.extend(row(
+                &self.web,
                 &r.profile,
                 configured.map(|p| p.profile.name.as_str()),
                 computed.as_ref(),
@@ -1049,6 +1535,8 @@ impl BirServer {
                     file: PathBuf::new(),
                     profile: Profile::whole_catalog(),
                     overrides: Overrides::none(),
+                    project: None,
+                    named: "the whole catalog".into(),
                 };
                 (whole.key.clone(), &whole.profile, &whole.overrides)
             }
@@ -1076,10 +1564,16 @@ impl BirServer {
         let status = match self.records() {
             Ok((records, _)) => {
                 let id = external_id(&key, &d.form, &d.period.to_string());
-                records
-                    .iter()
-                    .find(|r| r.external_id == id)
-                    .and_then(|r| row(&key, Some(&profile.name), Some(&d), Some(r), self.today()))
+                records.iter().find(|r| r.external_id == id).and_then(|r| {
+                    row(
+                        &self.web,
+                        &key,
+                        Some(&profile.name),
+                        Some(&d),
+                        Some(r),
+                        self.today(),
+                    )
+                })
             }
             Err(e) => {
                 tracing::warn!(error = %e, "explain_deadline: filing status not read");
@@ -1132,6 +1626,7 @@ impl BirServer {
             computed_due_date: computed_due,
             deadline: Computed::from(&d),
             status,
+            bir_page: form.page.clone(),
             explanation: explanation.clone(),
         };
         answer(&out, explanation)
@@ -1226,7 +1721,7 @@ impl BirServer {
                 .filter_map(|r| {
                     let computed =
                         configured.and_then(|p| self.compute(p, &r.form, &r.period).ok());
-                    row(key, name, computed.as_ref(), Some(r), today)
+                    row(&self.web, key, name, computed.as_ref(), Some(r), today)
                 })
                 .collect();
             rows.sort_by_key(|r| r.due_date);
@@ -1493,6 +1988,7 @@ fn forms(a: FormsArgs) -> Result<CallToolResult, String> {
             confidence: f.confidence.clone(),
             note: f.note.clone(),
             reason: f.reason.clone(),
+            bir_page: f.page.clone(),
         })
         .collect();
     let mut summary = format!("{} forms", forms.len());
@@ -1525,11 +2021,18 @@ impl ServerHandler for BirServer {
             "plane-server",
             env!("CARGO_PKG_VERSION"),
         ))
-        .with_instructions(
+        .with_instructions(if self.allow_writes {
             "Philippine BIR filing deadlines computed by plane-connector (weekends and \
-                 holidays roll forward, RMC 65-2016), with the filing status that came back \
-                 from Plane. Read-only. Dates are YYYY-MM-DD, Manila days.",
-        )
+             holidays roll forward, RMC 65-2016), with the filing status that came back from \
+             Plane. Writes allowed: `sync` puts the deadlines in Plane, and `mark_filed` \
+             closes one's work item there (Plane's webhook then files it). Dates are \
+             YYYY-MM-DD, Manila days."
+        } else {
+            "Philippine BIR filing deadlines computed by plane-connector (weekends and \
+             holidays roll forward, RMC 65-2016), with the filing status that came back from \
+             Plane. Read-only (`sync_plan` shows what a sync would change). Dates are \
+             YYYY-MM-DD, Manila days."
+        })
     }
 
     async fn list_tools(
@@ -1537,7 +2040,7 @@ impl ServerHandler for BirServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools()))
+        Ok(ListToolsResult::with_all_items(tools(self.allow_writes)))
     }
 
     async fn list_resources(
@@ -1577,7 +2080,9 @@ impl ServerHandler for BirServer {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        tools().into_iter().find(|t| t.name == name)
+        tools(self.allow_writes)
+            .into_iter()
+            .find(|t| t.name == name)
     }
 
     async fn call_tool(
@@ -1585,32 +2090,34 @@ impl ServerHandler for BirServer {
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let name = request.name.to_string();
         // An unknown tool is the client's protocol mistake (-32602); everything after is
-        // the tool's own error, which the model sees and can correct.
-        if !tools().iter().any(|t| t.name == request.name) {
+        // the tool's own error, which the model sees and can correct. A write tool of a
+        // read-only server is known, only not allowed: the model is told why.
+        let listed = tools(self.allow_writes);
+        if !WRITE_TOOLS.contains(&name.as_str()) && !listed.iter().any(|t| t.name == name) {
+            let names: Vec<&str> = listed.iter().map(|t| t.name.as_ref()).collect();
             return Err(ErrorData::invalid_params(
-                format!(
-                    "unknown tool {:?}; the tools are deadlines, explain_deadline, calendar, \
-                     forms, filing_status, inbox_health",
-                    request.name
-                ),
+                format!("unknown tool {name:?}; the tools are {}", names.join(", ")),
                 None,
             ));
         }
-        let server = self.clone();
-        let name = request.name.to_string();
-        // SQLite reads and the date arithmetic block: off the async threads.
-        let result =
-            tokio::task::spawn_blocking(move || server.call(&name, request.arguments)).await;
+        let result = if PLANE_TOOLS.contains(&name.as_str()) {
+            self.call_plane(&name, request.arguments).await
+        } else {
+            let server = self.clone();
+            let tool = name.clone();
+            // SQLite reads and the date arithmetic block: off the async threads.
+            tokio::task::spawn_blocking(move || server.call(&tool, request.arguments))
+                .await
+                .unwrap_or_else(|e| Err(format!("the tool failed unexpectedly: {e}")))
+        };
         Ok(match result {
-            Ok(Ok(result)) => result,
-            Ok(Err(message)) => {
-                tracing::info!(tool = %request.name, %message, "tool error");
+            Ok(result) => result,
+            Err(message) => {
+                tracing::info!(tool = %name, %message, "tool error");
                 CallToolResult::error(vec![ContentBlock::text(message)])
             }
-            Err(e) => CallToolResult::error(vec![ContentBlock::text(format!(
-                "the tool failed unexpectedly: {e}"
-            ))]),
         }
         .into())
     }
@@ -1622,7 +2129,7 @@ mod tests {
 
     #[test]
     fn every_tool_declares_object_schemas() {
-        for t in tools() {
+        for t in tools(true) {
             assert_eq!(
                 t.input_schema.get("type"),
                 Some(&json!("object")),
@@ -1645,6 +2152,58 @@ mod tests {
         assert_eq!(percent_decode("Malaya%20Foods%20Inc."), "Malaya Foods Inc.");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn a_work_item_link_is_the_web_apps_page_by_ids() {
+        let project: Uuid = "6f1c9a52-5bd5-4c5a-9b1e-3f1d2a7c8e90"
+            .parse()
+            .expect("a uuid");
+        let item: Uuid = "10726b93-2516-4e16-91f4-d6804b6c9979"
+            .parse()
+            .expect("a uuid");
+        let page = |base: &str, slug: &str| WebApp::new(base, slug).work_item(project, item);
+        // Self-hosted: the web app is at the API's origin (and under its prefix, if any).
+        assert_eq!(
+            page("https://plane.example.com", "acme").as_deref(),
+            Some(
+                "https://plane.example.com/acme/projects/6f1c9a52-5bd5-4c5a-9b1e-3f1d2a7c8e90\
+                 /issues/10726b93-2516-4e16-91f4-d6804b6c9979"
+            )
+        );
+        assert!(
+            page("http://127.0.0.1:8000/plane/api/v1/", "acme")
+                .is_some_and(|u| u.starts_with("http://127.0.0.1:8000/plane/acme/projects/")),
+        );
+        // Plane Cloud: the API at api.plane.so, the app at app.plane.so.
+        assert!(
+            page("https://api.plane.so", "insightpulseai")
+                .is_some_and(|u| u.starts_with("https://app.plane.so/insightpulseai/projects/")),
+        );
+        assert!(
+            page("https://api.plane.so.example.com", "a")
+                .is_some_and(|u| u.starts_with("https://api.plane.so.example.com/a/")),
+        );
+        // A slug is one path segment, whatever it holds.
+        assert!(
+            page("https://plane.example.com", "a/b c")
+                .is_some_and(|u| u.starts_with("https://plane.example.com/a%2Fb%20c/projects/")),
+        );
+    }
+
+    #[test]
+    fn the_write_tools_are_listed_only_when_allowed() {
+        let names =
+            |allow| -> Vec<String> { tools(allow).iter().map(|t| t.name.to_string()).collect() };
+        for w in WRITE_TOOLS {
+            assert!(!names(false).iter().any(|n| n == w), "{w}");
+            assert!(names(true).iter().any(|n| n == w), "{w}");
+        }
+        for t in tools(true) {
+            let writes = WRITE_TOOLS.contains(&t.name.as_ref());
+            let hints = t.annotations.expect("annotations");
+            assert_eq!(hints.read_only_hint, Some(!writes), "{}", t.name);
+        }
     }
 
     #[test]

@@ -17,6 +17,13 @@ use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+// The BIR loop as `serve` runs it (shared with bir_loop.rs, which allows its unwraps).
+#[allow(clippy::unwrap_used)]
+mod bir_service;
+
+use bir_service::BirService;
+use plane_fake::RunningFake;
+
 const TIN: &str = "111222333000";
 
 fn profiles_dir() -> PathBuf {
@@ -179,7 +186,8 @@ async fn mcp_tools_answer_with_schema_valid_results_and_known_dates() {
             "explain_deadline",
             "filing_status",
             "forms",
-            "inbox_health"
+            "inbox_health",
+            "sync_plan"
         ]
     );
     for t in &tools {
@@ -737,4 +745,473 @@ async fn mcp_refuses_a_bad_profile_before_serving() {
         stderr.contains("bad.toml") && stderr.contains("taxpayer"),
         "{stderr}"
     );
+}
+
+/// `plane-server mcp` beside a Plane: the fake's address and key, and nothing else from the
+/// developer's environment (no stray key, project or override file).
+fn plane_command(fake: Option<&RunningFake>, args: &[&str], db: &Path) -> tokio::process::Command {
+    let mut cmd = command(args, db);
+    cmd.env_clear().env("RUST_LOG", "warn");
+    if let Some(fake) = fake {
+        cmd.env("PLANE_BASE_URL", fake.base_url())
+            .env("PLANE_WORKSPACE_SLUG", fake.workspace_slug())
+            .env("PLANE_API_KEY", fake.api_key())
+            .env("PLANE_RATE_LIMIT_PER_MINUTE", "100000");
+    }
+    cmd
+}
+
+async fn plane_client(
+    fake: Option<&RunningFake>,
+    args: &[&str],
+    db: &Path,
+) -> RunningService<RoleClient, ()> {
+    let (transport, _stderr) = TokioChildProcess::builder(plane_command(fake, args, db))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start plane-server mcp");
+    ().serve(transport).await.expect("initialize")
+}
+
+fn tool_names(tools: &[Tool]) -> Vec<&str> {
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    names.sort_unstable();
+    names
+}
+
+#[tokio::test]
+async fn mcp_write_tools_are_listed_and_callable_only_with_allow_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("absent.db");
+    let fiscal = fiscal_june();
+    let fiscal = fiscal.to_str().expect("utf-8");
+    let project = uuid::Uuid::new_v4().to_string();
+
+    let reader = plane_client(None, &["--profile", fiscal], &db).await;
+    let tools = reader.list_all_tools().await.expect("tools/list");
+    assert_eq!(
+        tool_names(&tools),
+        [
+            "calendar",
+            "deadlines",
+            "explain_deadline",
+            "filing_status",
+            "forms",
+            "inbox_health",
+            "sync_plan"
+        ]
+    );
+    for (tool, args) in [
+        ("sync", json!({})),
+        ("mark_filed", json!({"form": "1702Q", "period": "2027-Q1"})),
+    ] {
+        let e = error_text(&call(&reader, tool, args).await);
+        assert!(
+            e.contains(&format!("`{tool}` writes to Plane")) && e.contains("--allow-writes"),
+            "{e}"
+        );
+    }
+    // sync_plan is there, and says what it lacks: first a project, then credentials.
+    let e = error_text(&call(&reader, "sync_plan", json!({})).await);
+    assert!(
+        e.contains("no Plane project for --profile") && e.contains("PLANE_BIR_PROJECT_ID"),
+        "{e}"
+    );
+    reader.cancel().await.expect("close");
+
+    let writer = plane_client(
+        None,
+        &["--profile", fiscal, "--project", &project, "--allow-writes"],
+        &db,
+    )
+    .await;
+    let tools = writer.list_all_tools().await.expect("tools/list");
+    assert_eq!(
+        tool_names(&tools),
+        [
+            "calendar",
+            "deadlines",
+            "explain_deadline",
+            "filing_status",
+            "forms",
+            "inbox_health",
+            "mark_filed",
+            "sync",
+            "sync_plan"
+        ]
+    );
+    for t in &tools {
+        let writes = ["sync", "mark_filed"].contains(&t.name.as_ref());
+        let hints = t.annotations.as_ref().expect("annotations");
+        assert_eq!(hints.read_only_hint, Some(!writes), "{}", t.name);
+        assert_eq!(hints.destructive_hint, Some(writes), "{}", t.name);
+    }
+    for tool in ["sync_plan", "sync"] {
+        let e = error_text(&call(&writer, tool, json!({})).await);
+        assert!(
+            e.contains("PLANE_API_KEY is not set") && e.contains(&format!("`{tool}` tool")),
+            "{e}"
+        );
+    }
+    let e = error_text(&call(&writer, "sync_plan", json!({"year": 2027, "ahead": "6m"})).await);
+    assert!(e.contains("`year`") && e.contains("not both"), "{e}");
+    let e = error_text(&call(&writer, "sync_plan", json!({"ahead": "99m"})).await);
+    assert!(e.contains("bad `ahead`") && e.contains("36m"), "{e}");
+    let e = error_text(
+        &call(
+            &writer,
+            "mark_filed",
+            json!({"form": "1702Q", "period": "2027-Q1"}),
+        )
+        .await,
+    );
+    assert!(e.contains("has no work item in Plane yet"), "{e}");
+    assert!(!db.exists(), "nothing was created");
+    writer.cancel().await.expect("close");
+}
+
+/// Every tool against a database filled by a real sync to plane-fake (the `sync` tool of
+/// the real binary), with `serve`'s receiver and worker taking Plane's signed webhooks, and
+/// `mark_filed` closing a work item in Plane: the webhook files the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tools_against_a_real_sync_to_plane_fake_and_mark_filed_through_the_webhook() {
+    let l = BirService::start(std::sync::Arc::new(plane_webhook::SystemClock)).await;
+    let fake = &l.fake;
+    let project = fake.project_id();
+    let project_arg = project.to_string();
+    let fiscal = fiscal_june();
+    let fiscal = fiscal.to_str().expect("utf-8");
+    let items_before = fake.work_item_count(project);
+    let server = plane_client(
+        Some(fake),
+        &[
+            "--profile",
+            fiscal,
+            "--project",
+            &project_arg,
+            "--allow-writes",
+        ],
+        &l.db,
+    )
+    .await;
+    let tools = server.list_all_tools().await.expect("tools/list");
+    // Today is 2026-11-20 (`command`); from October, so October's deadlines are overdue.
+    let window = json!({"from": "2026-10-01"});
+
+    // The plan: every deadline of the window is to be created; nothing is written.
+    let plan = structured(
+        &tools,
+        "sync_plan",
+        &call(&server, "sync_plan", window.clone()).await,
+    );
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(
+        plan["covers"],
+        json!({"from": "2026-10-01", "to": "2027-11-30"})
+    );
+    let to_create = plan["created"].as_u64().expect("created");
+    assert!(to_create > 30, "{plan}");
+    assert_eq!(
+        (plan["requests"].as_u64(), plan["writes"].as_u64()),
+        (Some(3), Some(0))
+    );
+    let changes = plan["profiles"][0]["plan"].as_array().expect("the plan");
+    assert_eq!(
+        changes.iter().filter(|c| c["action"] == "create").count() as u64,
+        to_create
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["action"] == "create" && c["form"] == "1702Q" && c["period"] == "2027-Q1"),
+        "{plan}"
+    );
+    assert_eq!(
+        fake.work_item_count(project),
+        items_before,
+        "a plan writes nothing"
+    );
+    assert!(l.deadlines.all().expect("read").is_empty());
+
+    // The same plan as `bir sync --dry-run --format json`: one code for both.
+    let cli = plane_command(Some(fake), &[], &l.db)
+        .as_std()
+        .get_program()
+        .to_owned();
+    let out = tokio::process::Command::new(cli)
+        .args([
+            "bir",
+            "sync",
+            "--dry-run",
+            "--format",
+            "json",
+            "--profile",
+            fiscal,
+        ])
+        .args([
+            "--project",
+            &project_arg,
+            "--from",
+            "2026-10-01",
+            "--today",
+            "2026-11-20",
+        ])
+        .arg("--db")
+        .arg(&l.db)
+        .current_dir(l.db.parent().expect("a directory"))
+        .env_clear()
+        .env("PLANE_BASE_URL", fake.base_url())
+        .env("PLANE_WORKSPACE_SLUG", fake.workspace_slug())
+        .env("PLANE_API_KEY", fake.api_key())
+        .env("PLANE_RATE_LIMIT_PER_MINUTE", "100000")
+        .output()
+        .await
+        .expect("run bir sync --dry-run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut from_cli: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut from_mcp = plan.clone();
+    for v in [&mut from_cli, &mut from_mcp] {
+        v["waited_ms"] = json!(0);
+        v["profiles"][0]["waited_ms"] = json!(0);
+    }
+    assert_eq!(from_mcp, from_cli);
+
+    // The sync itself, then Plane's webhooks of its creates are handled (echoes).
+    let synced = structured(&tools, "sync", &call(&server, "sync", window.clone()).await);
+    assert_eq!(synced["dry_run"], false);
+    assert_eq!(synced["created"].as_u64(), Some(to_create));
+    assert!(
+        !synced["profiles"][0]
+            .as_object()
+            .expect("a profile")
+            .contains_key("plan")
+    );
+    l.settle().await;
+    let records = l.deadlines.all().expect("read");
+    assert_eq!(records.len() as u64, to_create);
+    assert_eq!(
+        fake.work_item_count(project),
+        items_before + to_create as usize
+    );
+    let again = structured(
+        &tools,
+        "sync_plan",
+        &call(&server, "sync_plan", window.clone()).await,
+    );
+    assert_eq!(
+        (
+            again["created"].as_u64(),
+            again["updated"].as_u64(),
+            again["writes"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{again}"
+    );
+    assert_eq!(again["profiles"][0]["plan"], json!([]));
+
+    // deadlines: each synced row links to its work item in Plane's web app.
+    let v = structured(
+        &tools,
+        "deadlines",
+        &call(&server, "deadlines", json!({})).await,
+    );
+    let rows = v["deadlines"].as_array().expect("rows");
+    let find = |form: &str, period: &str| {
+        rows.iter()
+            .find(|r| r["form"] == form && r["period"] == period)
+            .unwrap_or_else(|| panic!("{form} {period} in {v}"))
+    };
+    let q1 = find("1702Q", "2027-Q1");
+    let item: uuid::Uuid = q1["work_item_id"]
+        .as_str()
+        .expect("synced")
+        .parse()
+        .expect("a uuid");
+    let link = format!(
+        "{}/{}/projects/{project}/issues/{item}",
+        fake.base_url().trim_end_matches('/'),
+        fake.workspace_slug()
+    );
+    assert_eq!(q1["work_item_url"], link.as_str());
+    assert_eq!(q1["status"], "pending");
+    assert!(
+        fake.work_item_json(project, item).is_some(),
+        "the link's item is in Plane"
+    );
+    let overdue = find("1601-C", "2026-09");
+    assert_eq!(
+        (&overdue["status"], &overdue["synced"]),
+        (&json!("overdue"), &json!(true))
+    );
+    assert!(overdue["work_item_url"].is_string());
+    assert!(
+        rows.iter().all(|r| r["work_item_url"].is_string()),
+        "every row in range is synced: {v}"
+    );
+
+    let v = structured(
+        &tools,
+        "explain_deadline",
+        &call(
+            &server,
+            "explain_deadline",
+            json!({"form": "1702Q", "period": "2027-Q1"}),
+        )
+        .await,
+    );
+    assert_eq!(v["deadline"]["due_date"], "2026-12-01");
+    assert_eq!(v["status"]["work_item_url"], link.as_str());
+    // The reference names no BIR page for any form yet (forms.toml `page`).
+    assert_eq!(v["bir_page"], Value::Null);
+    structured(
+        &tools,
+        "calendar",
+        &call(&server, "calendar", json!({"year": 2027})).await,
+    );
+    let v = structured(&tools, "forms", &call(&server, "forms", json!({})).await);
+    assert!(
+        v["forms"]
+            .as_array()
+            .expect("forms")
+            .iter()
+            .all(|f| f.as_object().is_some_and(|f| f.contains_key("bir_page"))),
+        "{v}"
+    );
+    let v = structured(
+        &tools,
+        "filing_status",
+        &call(&server, "filing_status", json!({})).await,
+    );
+    let counts = &v["profiles"][0]["counts"];
+    assert_eq!(counts["filed"], 0);
+    let overdue_before = counts["overdue"].as_u64().expect("overdue");
+    assert!(overdue_before >= 2, "{v}");
+    let v = structured(
+        &tools,
+        "inbox_health",
+        &call(&server, "inbox_health", json!({})).await,
+    );
+    assert_eq!(
+        v["counts"]["done"].as_u64(),
+        Some(to_create),
+        "one echo per create: {v}"
+    );
+    assert_eq!(v["counts"]["dead"], 0);
+
+    // mark_filed: one state change in Plane, and nothing else written; the webhook files it.
+    fake.clear_request_log();
+    let v = structured(
+        &tools,
+        "mark_filed",
+        &call(
+            &server,
+            "mark_filed",
+            json!({"form": "1702q", "period": "2027-Q1"}),
+        )
+        .await,
+    );
+    assert_eq!(v["moved"], true, "{v}");
+    assert_eq!(v["state"]["group"], "completed");
+    assert_eq!(v["previous_state"]["group"], "unstarted");
+    assert_eq!(v["work_item_id"], item.to_string());
+    assert_eq!(v["work_item_url"], link.as_str());
+    let writes: Vec<String> = fake
+        .request_log()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(
+        writes[0].starts_with("PATCH ") && writes[0].contains(&item.to_string()),
+        "{writes:?}"
+    );
+    assert_eq!(
+        fake.work_item_json(project, item).expect("the item")["state"],
+        fake.state_id(project, "completed")
+            .expect("a completed state")
+            .to_string()
+    );
+    l.settle().await;
+    let filed = l
+        .deadlines
+        .all()
+        .expect("read")
+        .into_iter()
+        .find(|r| r.work_item_id == Some(item))
+        .expect("the deadline");
+    assert_eq!(filed.status, DeadlineStatus::Filed);
+    assert_eq!(
+        filed.status_by.as_deref(),
+        Some("fake"),
+        "the API key's user"
+    );
+    assert!(filed.status_at.is_some());
+
+    let v = structured(
+        &tools,
+        "deadlines",
+        &call(
+            &server,
+            "deadlines",
+            json!({"from": "2026-11-01", "to": "2026-12-31", "status": ["filed"]}),
+        )
+        .await,
+    );
+    assert_eq!(v["count"], 1, "{v}");
+    assert_eq!(
+        (&v["deadlines"][0]["form"], &v["deadlines"][0]["filed_by"]),
+        (&json!("1702Q"), &json!("fake"))
+    );
+    let v = structured(
+        &tools,
+        "filing_status",
+        &call(&server, "filing_status", json!({})).await,
+    );
+    assert_eq!(v["profiles"][0]["counts"]["filed"], 1);
+
+    // Again: already filed, nothing sent.
+    fake.clear_request_log();
+    let v = structured(
+        &tools,
+        "mark_filed",
+        &call(
+            &server,
+            "mark_filed",
+            json!({"form": "1702Q", "period": "2027-Q1"}),
+        )
+        .await,
+    );
+    assert_eq!(
+        (&v["moved"], &v["filing_status"]),
+        (&json!(false), &json!("filed"))
+    );
+    assert!(
+        v["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("already filed by fake")),
+        "{v}"
+    );
+    assert_eq!(fake.request_count(), 0, "{:?}", fake.request_log());
+    // A deadline past the window has no work item yet: said, and nothing sent.
+    let e = error_text(
+        &call(
+            &server,
+            "mark_filed",
+            json!({"form": "1702Q", "period": "2028-Q2"}),
+        )
+        .await,
+    );
+    assert!(
+        e.contains("1702Q 2028-Q2") && e.contains("no work item in Plane yet"),
+        "{e}"
+    );
+    assert_eq!(fake.request_count(), 0);
+
+    server.cancel().await.expect("close");
+    l.running.shutdown().await.expect("shutdown");
 }
