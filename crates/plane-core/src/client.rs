@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::ratelimit::Observation;
 use crate::{
     BaseUrl, Budget, Credentials, Error, ExposeSecret, RateLimitStatus, RateLimiter, RetryPolicy,
+    SharedBudget,
     SecretString, TokenSource, retry,
 };
 
@@ -119,6 +120,7 @@ pub struct PlaneClientBuilder {
     http: HttpSettings,
     budget: Budget,
     threshold: u32,
+    shared_budget: Option<Arc<dyn SharedBudget>>,
     retry: RetryPolicy,
     per_page: u32,
     jitter_seed: Option<u64>,
@@ -135,6 +137,7 @@ impl Default for PlaneClientBuilder {
             http: HttpSettings::default(),
             budget: Budget::default(),
             threshold: DEFAULT_RATE_LIMIT_THRESHOLD,
+            shared_budget: None,
             retry: RetryPolicy::default(),
             per_page: DEFAULT_PER_PAGE,
             jitter_seed: None,
@@ -189,6 +192,13 @@ impl PlaneClientBuilder {
     /// The request budget of the key (default 60 per minute; 300 for service tokens).
     pub fn budget(mut self, budget: Budget) -> Self {
         self.budget = budget;
+        self
+    }
+
+    /// Shares the key's budget with other processes (replicas spending the same key):
+    /// every request also takes a slot in `shared`. See [`SharedBudget`].
+    pub fn shared_budget(mut self, shared: Arc<dyn SharedBudget>) -> Self {
+        self.shared_budget = Some(shared);
         self
     }
 
@@ -283,7 +293,10 @@ impl PlaneClientBuilder {
                 base,
                 workspace_slug: slug,
                 credentials,
-                limiter: RateLimiter::new(self.budget, self.threshold),
+                limiter: match self.shared_budget {
+                    Some(shared) => RateLimiter::with_shared(self.budget, self.threshold, shared),
+                    None => RateLimiter::new(self.budget, self.threshold),
+                },
                 rng: Arc::new(Mutex::new(retry.rng(self.jitter_seed))),
                 retry,
                 request_timeout: self.http.request_timeout,

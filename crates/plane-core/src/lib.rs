@@ -68,7 +68,7 @@ pub use models::{
     WorkItemLite,
 };
 pub use pagination::{Identified, ItemStream, ListParams, Page};
-pub use ratelimit::{Budget, Permit, RateLimitStatus, RateLimiter};
+pub use ratelimit::{Budget, Permit, RateLimitStatus, RateLimiter, SharedBudget};
 pub use resources::Membership;
 pub use resources::activities::{ActivitiesHandler, Activity};
 pub use resources::comments::{Comment, CommentFields, CommentsHandler};

@@ -13,6 +13,11 @@
 //! * a 429 holds everyone for `Retry-After`.
 //!
 //! One limiter is shared by all clones of a client, so concurrent tasks share it.
+//!
+//! Several processes spending one key (replicas) cannot see each other's requests in
+//! their own log: each sees only its own answers' `X-RateLimit-*`. Give their clients one
+//! [`SharedBudget`] (plane-server keeps one in PostgreSQL) and every request also takes a
+//! slot in it, counted, like the local log, until one window after its response.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -21,6 +26,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::BoxFuture;
+
+/// A request budget several processes spend together: each request takes a slot in it
+/// (besides the process's own [`RateLimiter`]), and the slot counts until one window
+/// after the request's response, as the local log does.
+///
+/// An error (the shared store is down) is logged and the request goes on under the local
+/// limiter alone: a 429 is then retried as usual, which beats stopping all work.
+pub trait SharedBudget: Send + Sync + fmt::Debug {
+    /// Takes a slot for one request now: `Ok(Ok(slot))`; or `Ok(Err(wait))` when the
+    /// budget is spent, `wait` being when to ask again.
+    fn try_take(&self, budget: Budget) -> BoxFuture<'_, Result<Result<u64, Duration>, String>>;
+
+    /// The request holding `slot` got its answer (or was cancelled): the slot counts
+    /// from now until one window later.
+    fn finished(&self, slot: u64) -> BoxFuture<'_, ()>;
+}
 
 /// How many requests a key may make per window.
 ///
@@ -143,6 +166,7 @@ struct Shared {
     threshold: u32,
     state: Mutex<State>,
     released: Notify,
+    across: Option<Arc<dyn SharedBudget>>,
 }
 
 #[derive(Default)]
@@ -221,6 +245,21 @@ impl RateLimiter {
                 threshold,
                 state: Mutex::new(State::default()),
                 released: Notify::new(),
+                across: None,
+            }),
+        }
+    }
+
+    /// As [`new`](Self::new), every request also taking a slot in `shared`, the budget
+    /// the other processes spending the key share.
+    pub fn with_shared(budget: Budget, threshold: u32, shared: Arc<dyn SharedBudget>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                budget,
+                threshold,
+                state: Mutex::new(State::default()),
+                released: Notify::new(),
+                across: Some(shared),
             }),
         }
     }
@@ -285,19 +324,19 @@ impl RateLimiter {
                 while state.finished.front().is_some_and(|&t| t + window <= now) {
                     state.finished.pop_front();
                 }
+                // `None`: a local slot was taken. `Some(until)`: wait (for a release when
+                // `until` is `None`).
                 let until = if let Some(hold) = state.hold_until.filter(|&h| h > now) {
-                    Some(hold)
+                    Some(Some(hold))
                 } else if state.in_flight + (state.finished.len() as u32) < capacity {
                     state.in_flight += 1;
-                    wait.end(&mut state, now);
-                    return Permit {
-                        limiter: self.clone(),
-                        observation: None,
-                    };
+                    None
                 } else {
-                    state.finished.front().map(|&t| t + window)
+                    Some(state.finished.front().map(|&t| t + window))
                 };
-                if wait.since.is_none() {
+                if let Some(until) = until
+                    && wait.since.is_none()
+                {
                     wait.begin(&mut state, now);
                     tracing::debug!(
                         wait_ms = until.map(|t| (t - now).as_millis() as u64),
@@ -305,6 +344,19 @@ impl RateLimiter {
                     );
                 }
                 until
+            };
+            let Some(wait_until) = wait_until else {
+                // A local slot is ours; with a shared budget, a slot there too.
+                let mut permit = Permit {
+                    limiter: self.clone(),
+                    observation: None,
+                    slot: None,
+                };
+                if let Some(across) = &self.shared.across {
+                    permit.slot = self.take_shared(across.as_ref(), &mut wait).await;
+                }
+                wait.end(&mut self.lock(), Instant::now());
+                return permit;
             };
             match wait_until {
                 Some(t) => {
@@ -314,6 +366,38 @@ impl RateLimiter {
                     }
                 }
                 None => released.await,
+            }
+        }
+    }
+
+    /// Waits for a slot in the shared budget (counted as a wait for budget); `None` when
+    /// the shared store failed and the request goes on under the local limiter alone.
+    async fn take_shared(
+        &self,
+        across: &dyn SharedBudget,
+        wait: &mut RunningWait<'_>,
+    ) -> Option<u64> {
+        let window = self.shared.budget.window;
+        loop {
+            match across.try_take(self.shared.budget).await {
+                Ok(Ok(slot)) => return Some(slot),
+                Ok(Err(delay)) => {
+                    wait.begin(&mut self.lock(), Instant::now());
+                    tracing::debug!(
+                        wait_ms = delay.as_millis() as u64,
+                        "plane rate limit: the shared budget is spent; waiting"
+                    );
+                    // Never longer than a window: a slot of a dead process frees by then.
+                    tokio::time::sleep(delay.clamp(Duration::from_millis(10), window)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        "plane rate limit: the shared budget cannot be read; pacing by this \
+                         process alone for this request"
+                    );
+                    return None;
+                }
             }
         }
     }
@@ -373,6 +457,8 @@ impl RateLimiter {
 pub struct Permit {
     limiter: RateLimiter,
     observation: Option<Observation>,
+    /// The slot taken in the shared budget, if any.
+    slot: Option<u64>,
 }
 
 impl Permit {
@@ -384,6 +470,14 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         self.limiter.release(self.observation.take());
+        if let (Some(slot), Some(across)) = (self.slot.take(), &self.limiter.shared.across) {
+            // Drop cannot wait: tell the shared budget from a task. If it never runs, the
+            // slot still ends (the store counts it from when it was taken, plus slack).
+            let across = across.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { across.finished(slot).await });
+            }
+        }
     }
 }
 
@@ -397,6 +491,98 @@ mod tests {
             reset: Some(SystemTime::now() + Duration::from_secs(reset_in)),
             retry_after: None,
         }
+    }
+
+    /// A shared budget in memory: what PostgreSQL keeps for plane-server's replicas.
+    #[derive(Debug, Default)]
+    struct SharedLog {
+        /// (slot, taken at, answered at).
+        slots: Mutex<Vec<(u64, Instant, Option<Instant>)>>,
+        taken: Mutex<Vec<Instant>>,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl SharedBudget for SharedLog {
+        fn try_take(
+            &self,
+            budget: Budget,
+        ) -> BoxFuture<'_, Result<Result<u64, Duration>, String>> {
+            Box::pin(async move {
+                if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err("the shared store is down".into());
+                }
+                let now = Instant::now();
+                let mut slots = self.slots.lock().unwrap();
+                slots.retain(|(_, _, done)| done.is_none_or(|d| d + budget.window > now));
+                if slots.len() < budget.requests as usize {
+                    let id = slots.iter().map(|s| s.0).max().unwrap_or(0) + 1;
+                    slots.push((id, now, None));
+                    self.taken.lock().unwrap().push(now);
+                    return Ok(Ok(id));
+                }
+                let next = slots
+                    .iter()
+                    .filter_map(|(_, _, done)| done.map(|d| d + budget.window - now))
+                    .min()
+                    .unwrap_or(Duration::from_millis(100));
+                Ok(Err(next))
+            })
+        }
+
+        fn finished(&self, slot: u64) -> BoxFuture<'_, ()> {
+            Box::pin(async move {
+                for s in self.slots.lock().unwrap().iter_mut() {
+                    if s.0 == slot {
+                        s.2 = Some(Instant::now());
+                    }
+                }
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_processes_on_one_shared_budget_stay_under_it_together() {
+        let shared = Arc::new(SharedLog::default());
+        let budget = Budget::new(3, Duration::from_secs(10));
+        let one = RateLimiter::with_shared(budget, 0, shared.clone());
+        let two = RateLimiter::with_shared(budget, 0, shared.clone());
+        let run = |limiter: RateLimiter| async move {
+            for _ in 0..4 {
+                let permit = limiter.acquire().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                drop(permit);
+                tokio::task::yield_now().await;
+            }
+            limiter.status()
+        };
+        let (a, b) = tokio::join!(tokio::spawn(run(one)), tokio::spawn(run(two)));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let taken = shared.taken.lock().unwrap().clone();
+        assert_eq!(taken.len(), 8);
+        // Each process alone would send 3 at once; together they never exceed 3 in any
+        // window (each slot counts from its answer, 50 ms after it was taken).
+        for (i, &t) in taken.iter().enumerate() {
+            let in_window = taken[i..]
+                .iter()
+                .filter(|&&u| u < t + budget.window)
+                .count();
+            assert!(in_window <= 3, "{in_window} requests in the window from {i}");
+        }
+        assert!(a.waits + b.waits >= 2, "someone waited: {a:?} {b:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_budget_that_fails_leaves_the_local_limiter_in_charge() {
+        let shared = Arc::new(SharedLog::default());
+        shared
+            .failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let limiter = RateLimiter::with_shared(Budget::new(2, Duration::from_secs(10)), 0, shared);
+        let start = Instant::now();
+        for _ in 0..3 {
+            drop(limiter.acquire().await);
+        }
+        assert_eq!(start.elapsed().as_secs(), 10, "the local budget still paces");
     }
 
     #[tokio::test(start_paused = true)]

@@ -137,3 +137,148 @@ pub async fn database(name: &str) -> Option<TestDatabase> {
         .unwrap_or_else(|e| panic!("the test database cannot be used: {e}"));
     Some(TestDatabase { db, options, url })
 }
+
+/// A PostgreSQL cluster of one test's own, for tests that stop and start the database
+/// (which would disturb every other test on the shared one). Started like
+/// `scripts/with-postgres.sh` does: `initdb` in a temporary folder, as the `postgres`
+/// user when run as root, on a free loopback port. Stopped and deleted on drop.
+#[derive(Debug)]
+pub struct Cluster {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    /// Starts a cluster, or `None` (skipped, with a message) when the shared test database
+    /// is not configured: the same switch as [`database`], so CI always runs these.
+    ///
+    /// # Panics
+    /// When the binaries are missing or the cluster does not start.
+    pub fn start() -> Option<Self> {
+        url()?;
+        let bin = std::env::var("PLANE_TEST_PG_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+        let dir = std::env::temp_dir().join(format!("plane-pg-own.{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {dir:?}: {e}"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("find a free port: {e}"));
+        let cluster = Self { bin, dir, port };
+        if is_root() {
+            cluster.run_plain("chown", &["postgres:", &cluster.dir.display().to_string()]);
+        }
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &cluster.data(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+        );
+        cluster.start_server();
+        Some(cluster)
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server at once (`-m immediate`: as a crash would, open connections
+    /// cut).
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// Starts it again on the same port.
+    pub fn start_server(&self) {
+        let options = format!("-h 127.0.0.1 -p {} -k {}", self.port, self.dir.display());
+        let log = self.dir.join("postgres.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &options,
+                "start",
+            ],
+        );
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let program = self.bin.join(tool);
+        let mut command = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        let out = command
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {program:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn run_plain(&self, program: &str, args: &[&str]) {
+        let status = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"));
+        assert!(status.success(), "{program} {args:?} failed");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let program = self.bin.join("pg_ctl");
+        let data = self.data();
+        let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
+        let _ = if is_root() {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&program)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&program).args(args).output()
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    // Without libc: root's home is /root, and `id -u` says 0.
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
+}

@@ -130,3 +130,30 @@ async fn a_database_that_is_not_there_is_unavailable() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_restarted_database_is_unavailable_while_down_and_usable_again_after() {
+    let Some(cluster) = testing::Cluster::start() else {
+        return;
+    };
+    let db = plane_postgres::Options::from_url(&cluster.url(), None)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    db.ping().await.unwrap();
+    cluster.stop();
+    let down = db.ping().await.unwrap_err();
+    assert!(down.is_unavailable(), "{down}");
+    cluster.start_server();
+    // The pool drops the dead connections and makes new ones by itself.
+    let mut again = db.ping().await;
+    for _ in 0..20 {
+        if again.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        again = db.ping().await;
+    }
+    again.unwrap();
+}
