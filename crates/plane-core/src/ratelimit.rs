@@ -482,6 +482,7 @@ impl Drop for Permit {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
