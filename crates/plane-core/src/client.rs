@@ -14,8 +14,7 @@ use uuid::Uuid;
 use crate::ratelimit::Observation;
 use crate::{
     BaseUrl, Budget, Credentials, Error, ExposeSecret, RateLimitStatus, RateLimiter, RetryPolicy,
-    SharedBudget,
-    SecretString, TokenSource, retry,
+    SecretString, SharedBudget, TokenSource, retry,
 };
 
 /// Plane Cloud's API origin, the default base URL.

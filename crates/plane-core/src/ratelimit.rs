@@ -504,10 +504,7 @@ mod tests {
     }
 
     impl SharedBudget for SharedLog {
-        fn try_take(
-            &self,
-            budget: Budget,
-        ) -> BoxFuture<'_, Result<Result<u64, Duration>, String>> {
+        fn try_take(&self, budget: Budget) -> BoxFuture<'_, Result<Result<u64, Duration>, String>> {
             Box::pin(async move {
                 if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
                     return Err("the shared store is down".into());
@@ -567,7 +564,10 @@ mod tests {
                 .iter()
                 .filter(|&&u| u < t + budget.window)
                 .count();
-            assert!(in_window <= 3, "{in_window} requests in the window from {i}");
+            assert!(
+                in_window <= 3,
+                "{in_window} requests in the window from {i}"
+            );
         }
         assert!(a.waits + b.waits >= 2, "someone waited: {a:?} {b:?}");
     }
@@ -583,7 +583,11 @@ mod tests {
         for _ in 0..3 {
             drop(limiter.acquire().await);
         }
-        assert_eq!(start.elapsed().as_secs(), 10, "the local budget still paces");
+        assert_eq!(
+            start.elapsed().as_secs(),
+            10,
+            "the local budget still paces"
+        );
     }
 
     #[tokio::test(start_paused = true)]

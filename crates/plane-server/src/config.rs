@@ -850,7 +850,10 @@ mod tests {
         let c = Config::load(
             &Overrides::default(),
             &env_of(&[
-                ("PLANE_DATABASE_URL", "postgres://plane@db.internal:5433/odoo"),
+                (
+                    "PLANE_DATABASE_URL",
+                    "postgres://plane@db.internal:5433/odoo",
+                ),
                 ("PGPASSWORD", "pw-from-env"),
                 ("PLANE_DATABASE_SCHEMA", "connector"),
             ]),
@@ -877,8 +880,11 @@ mod tests {
         );
         assert!(!format!("{c:?}").contains("pw-in-url"));
         // A plain path stays SQLite.
-        let c = Config::load(&Overrides::default(), &env_of(&[("PLANE_DATABASE_URL", "x.db")]))
-            .unwrap();
+        let c = Config::load(
+            &Overrides::default(),
+            &env_of(&[("PLANE_DATABASE_URL", "x.db")]),
+        )
+        .unwrap();
         assert!(c.postgres.is_none());
     }
 
