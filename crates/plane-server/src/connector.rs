@@ -9,15 +9,17 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use plane_core::oauth::OAuthApp;
-use plane_core::{Budget, ExposeSecret, PlaneClient, TokenSource};
+use plane_core::oauth::{OAuthApp, TokenSet};
+use plane_core::{BoxFuture, Budget, ExposeSecret, PlaneClient, SecretString, TokenSource};
 use plane_webhook::{
     DeliveryHeaders, DeliveryStore, EventHead, NewDelivery, NoSecret, RecordOutcome,
     SignatureError, Verifier,
 };
 
 use crate::config::{Config, OAuthConfig};
-use crate::token_store::{SqliteTokenStore, StoreSink, TokenOwner, TokenStore, TokenStoreError};
+use crate::token_store::{
+    self, SqliteTokenStore, StoreSink, TokenOwner, TokenStore, TokenStoreError,
+};
 
 /// Where the webhook secret is registered; named in KEY_MISSING answers and logs.
 pub const WEBHOOK_SECRET_REF: &str = "ssot/secrets/registry.yaml#plane_webhook_secret";
@@ -59,37 +61,63 @@ pub enum Unavailable {
 ///
 /// `serve`, `check` and `bir sync` all get their client here. No request is made:
 /// an OAuth token is fetched or renewed on first use, and every renewed token is
-/// stored (encrypted) before it is used.
+/// stored (encrypted) before it is used. With SQLite the stored token is read now; with
+/// PostgreSQL (a `postgres://` database) the store is connected and the token read at
+/// the first use, and again at the next one if that failed (the database may be down).
 pub fn plane_client(config: &Config) -> Result<Option<PlaneClient>, plane_core::Error> {
-    client_with(config, |oauth| {
-        SqliteTokenStore::open(&config.database, oauth.key.clone()).map(Some)
-    })
+    client_with(config, Opening::Migrate)
 }
 
 /// [`plane_client`] for `check`: the token store is used only if its tables
 /// already exist (nothing is created or migrated). Without them a bot token is
 /// fetched and kept in memory; a user token is a configuration error (none stored).
 pub fn plane_client_for_check(config: &Config) -> Result<Option<PlaneClient>, plane_core::Error> {
-    client_with(config, |oauth| {
-        SqliteTokenStore::open_existing(&config.database, oauth.key.clone())
-    })
+    client_with(config, Opening::ExistingOnly)
+}
+
+/// How a command opens the token store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// Created and migrated if needed (`serve`, `bir sync`).
+    Migrate,
+    /// Only where its tables exist at the current version (`check`).
+    ExistingOnly,
 }
 
 fn client_with(
     config: &Config,
-    open: impl FnOnce(&OAuthConfig) -> Result<Option<SqliteTokenStore>, TokenStoreError>,
+    opening: Opening,
 ) -> Result<Option<PlaneClient>, plane_core::Error> {
     let builder = PlaneClient::builder()
         .base_url(&config.base_url)
         .workspace_slug(&config.workspace_slug)
         .budget(Budget::per_minute(config.rate_limit_per_minute));
     if let Some(oauth) = &config.oauth {
-        let store = open(oauth).map_err(store_error)?;
-        let source = oauth_source(
-            config,
-            oauth,
-            store.map(|s| Arc::new(s) as Arc<dyn TokenStore>),
-        )?;
+        let source = match &config.postgres {
+            Some(_) => Arc::new(Deferred {
+                config: config.clone(),
+                opening,
+                source: tokio::sync::OnceCell::new(),
+            }),
+            None => {
+                let store = match opening {
+                    Opening::Migrate => {
+                        SqliteTokenStore::open(&config.database, oauth.key.clone()).map(Some)
+                    }
+                    Opening::ExistingOnly => {
+                        SqliteTokenStore::open_existing(&config.database, oauth.key.clone())
+                    }
+                }
+                .map_err(store_error)?;
+                // Blocking, once, at start-up (the store's inherent load).
+                let stored = match &store {
+                    Some(store) => store.load(&oauth.owner).map_err(store_error)?,
+                    None => None,
+                };
+                let store = store.map(|s| Arc::new(s) as Arc<dyn TokenStore>);
+                oauth_source(config, oauth, store, stored)?
+            }
+        };
         return builder.bearer(source).build().map(Some);
     }
     config
@@ -106,16 +134,77 @@ fn store_error(e: TokenStoreError) -> plane_core::Error {
     }
 }
 
+/// The OAuth token source of a PostgreSQL configuration: the store is connected (and
+/// migrated, or only opened for `check`) and the stored token read at the first use,
+/// since `plane_client` is not async. A failed first use is tried again at the next.
+struct Deferred {
+    config: Config,
+    opening: Opening,
+    source: tokio::sync::OnceCell<Arc<dyn TokenSource>>,
+}
+
+impl fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deferred")
+            .field("store", &token_store::location_of(&self.config))
+            .field("opening", &self.opening)
+            .field("source", &self.source.get())
+            .finish()
+    }
+}
+
+impl Deferred {
+    async fn source(&self) -> Result<&Arc<dyn TokenSource>, plane_core::Error> {
+        self.source
+            .get_or_try_init(|| async {
+                let config = &self.config;
+                let Some(oauth) = &config.oauth else {
+                    return Err(plane_core::Error::InvalidConfig {
+                        key: "plane.oauth",
+                        message: "OAuth is not configured".into(),
+                    });
+                };
+                let store = match self.opening {
+                    Opening::Migrate => token_store::open_for(config, oauth.key.clone())
+                        .await
+                        .map(Some),
+                    Opening::ExistingOnly => {
+                        token_store::open_existing_for(config, oauth.key.clone()).await
+                    }
+                }
+                .map_err(store_error)?;
+                let stored = match &store {
+                    Some(store) => store.load(&oauth.owner).await.map_err(store_error)?,
+                    None => None,
+                };
+                oauth_source(config, oauth, store, stored)
+            })
+            .await
+    }
+}
+
+impl TokenSource for Deferred {
+    fn token(&self) -> BoxFuture<'_, Result<SecretString, plane_core::Error>> {
+        Box::pin(async move { self.source().await?.token().await })
+    }
+
+    fn invalidate<'a>(&'a self, refused: &'a SecretString) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some(source) = self.source.get() {
+                source.invalidate(refused).await;
+            }
+        })
+    }
+}
+
+/// The token source of `[plane.oauth]`, from the token `stored` in `store`.
 fn oauth_source(
     config: &Config,
     oauth: &OAuthConfig,
     store: Option<Arc<dyn TokenStore>>,
+    stored: Option<TokenSet>,
 ) -> Result<Arc<dyn TokenSource>, plane_core::Error> {
     let app = oauth_app(config, oauth)?;
-    let stored = match &store {
-        Some(store) => store.load(&oauth.owner).map_err(store_error)?,
-        None => None,
-    };
     let sink = store.map(|store| Arc::new(StoreSink::new(store, oauth.owner.clone())));
     Ok(match (&oauth.owner, stored, sink) {
         (TokenOwner::Installation(id), stored, sink) => {
@@ -137,7 +226,7 @@ fn oauth_source(
                 message: format!(
                     "no token is stored for {owner} in {}: run `plane-server oauth authorize-url`, \
                      open the URL, then `plane-server oauth exchange --code CODE --state STATE`",
-                    config.database.display()
+                    token_store::location_of(config)
                 ),
             });
         }

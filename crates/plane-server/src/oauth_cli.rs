@@ -1,9 +1,11 @@
 //! `plane-server oauth …`: authorize a user (URL, then exchange), fetch a bot
 //! token, and list what is stored. Tokens are stored encrypted (see
-//! `plane_server::token_store`); no command prints a token or a secret.
+//! `plane_server::token_store`), in the SQLite file or in PostgreSQL, whichever the
+//! database setting names; no command prints a token or a secret.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use chrono::Utc;
@@ -13,7 +15,7 @@ use plane_core::{ExposeSecret, SecretString};
 use plane_server::config::{Config, OAuthConfig, Overrides};
 use plane_server::connector::oauth_app;
 use plane_server::token_store::{
-    PendingAuthorization, SqliteTokenStore, TokenInfo, TokenKey, TokenOwner, TokenStore,
+    self, PendingAuthorization, SqliteTokenStore, TokenInfo, TokenKey, TokenOwner, TokenStore,
 };
 
 use crate::{Common, OutputFormat};
@@ -69,6 +71,41 @@ fn overrides(common: &Common) -> Overrides {
     }
 }
 
+/// Where `rekey` and `status` look: a `--db` file is used as it is (no configuration
+/// read: `status` needs neither the key nor the client secret); otherwise the configured
+/// database (with `--db postgres://…` too), SQLite or PostgreSQL.
+enum Database {
+    File(PathBuf),
+    Configured(Box<Config>),
+}
+
+impl Database {
+    fn of(common: &Common) -> anyhow::Result<Self> {
+        match &common.db {
+            Some(db) if !is_postgres_url(db) => Ok(Self::File(db.clone())),
+            _ => {
+                let config = Config::from_process(&overrides(common))?;
+                Ok(match &config.postgres {
+                    None => Self::File(config.database.clone()),
+                    Some(_) => Self::Configured(Box::new(config)),
+                })
+            }
+        }
+    }
+
+    fn location(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Configured(config) => token_store::location_of(config),
+        }
+    }
+}
+
+fn is_postgres_url(db: &std::path::Path) -> bool {
+    let text = db.to_string_lossy();
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
 fn oauth_of(config: &Config) -> anyhow::Result<&OAuthConfig> {
     config.oauth.as_ref().context(
         "OAuth is not configured: set plane.oauth.client_id (or PLANE_OAUTH_CLIENT_ID), \
@@ -96,21 +133,23 @@ pub(crate) async fn run(command: OAuthCommand) -> anyhow::Result<ExitCode> {
             let redirect_uri = oauth.redirect_uri.clone().context(
                 "plane.oauth.redirect_uri is not set: it must be the app's Redirect URI",
             )?;
-            let store = SqliteTokenStore::open(&config.database, oauth.key.clone())?;
+            let store = token_store::open_for(&config, oauth.key.clone()).await?;
             let pkce = oauth.pkce.then(Pkce::new);
             let state = random_state();
-            store.save_pending(
-                &state,
-                &PendingAuthorization {
-                    owner: owner.clone(),
-                    verifier: pkce.as_ref().map_or_else(
-                        || SecretString::from(String::new()),
-                        |p| p.verifier().clone(),
-                    ),
-                    redirect_uri: redirect_uri.clone(),
-                    created_at: Utc::now(),
-                },
-            )?;
+            store
+                .save_pending(
+                    &state,
+                    &PendingAuthorization {
+                        owner: owner.clone(),
+                        verifier: pkce.as_ref().map_or_else(
+                            || SecretString::from(String::new()),
+                            |p| p.verifier().clone(),
+                        ),
+                        redirect_uri: redirect_uri.clone(),
+                        created_at: Utc::now(),
+                    },
+                )
+                .await?;
             let scopes: Vec<&str> = oauth.scopes.iter().map(String::as_str).collect();
             let url = oauth_app(&config, oauth)?.authorize_url(
                 &redirect_uri,
@@ -133,13 +172,13 @@ pub(crate) async fn run(command: OAuthCommand) -> anyhow::Result<ExitCode> {
         } => {
             let config = Config::from_process(&overrides(&common))?;
             let oauth = oauth_of(&config)?;
-            let store = SqliteTokenStore::open(&config.database, oauth.key.clone())?;
-            let Some(pending) = store.take_pending(&state)? else {
+            let store = token_store::open_for(&config, oauth.key.clone()).await?;
+            let Some(pending) = store.take_pending(&state).await? else {
                 bail!(
                     "the state {state:?} matches no authorization started by `plane-server oauth \
                      authorize-url` in {} (it was used already, or the redirect is not the one that \
                      URL caused): run `plane-server oauth authorize-url` again",
-                    config.database.display()
+                    store.location()
                 );
             };
             let verifier = pending.verifier.expose_secret();
@@ -151,11 +190,11 @@ pub(crate) async fn run(command: OAuthCommand) -> anyhow::Result<ExitCode> {
             let tokens = oauth_app(&config, oauth)?
                 .exchange_code(&code, &pending.redirect_uri, pkce.as_ref())
                 .await?;
-            store.save(&pending.owner, &tokens)?;
+            store.save(&pending.owner, &tokens).await?;
             println!(
                 "stored the token of {} in {} ({}, expires {})",
                 pending.owner,
-                config.database.display(),
+                store.location(),
                 if tokens.refresh_token.is_some() {
                     "with a refresh token"
                 } else {
@@ -180,12 +219,12 @@ pub(crate) async fn run(command: OAuthCommand) -> anyhow::Result<ExitCode> {
             let oauth = oauth_of(&config)?;
             let app = oauth_app(&config, oauth)?;
             let tokens = app.client_credentials(&installation).await?;
-            let store = SqliteTokenStore::open(&config.database, oauth.key.clone())?;
+            let store = token_store::open_for(&config, oauth.key.clone()).await?;
             let owner = TokenOwner::Installation(installation.clone());
-            store.save(&owner, &tokens)?;
+            store.save(&owner, &tokens).await?;
             println!(
                 "stored the bot token of {owner} in {} (expires {})",
-                config.database.display(),
+                store.location(),
                 tokens
                     .expires_at
                     .map_or("unknown".into(), |t| t.to_rfc3339())
@@ -202,10 +241,7 @@ pub(crate) async fn run(command: OAuthCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         OAuthCommand::Rekey { common } => {
-            let db: PathBuf = match common.db.clone() {
-                Some(db) => db,
-                None => Config::from_process(&overrides(&common))?.database,
-            };
+            let db = Database::of(&common)?;
             let env = |name: &str| std::env::var(name).ok();
             let missing = |var: &str| {
                 format!(
@@ -218,41 +254,47 @@ pub(crate) async fn run(command: OAuthCommand) -> anyhow::Result<ExitCode> {
                 TokenKey::from_env(&env)?.with_context(|| missing("PLANE_TOKEN_ENCRYPTION_KEY"))?;
             let old = TokenKey::from_env_var(&env, "PLANE_TOKEN_ENCRYPTION_KEY_OLD")?
                 .with_context(|| missing("PLANE_TOKEN_ENCRYPTION_KEY_OLD"))?;
-            if !db.exists() {
-                bail!("{}: no such database: nothing to re-encrypt", db.display());
-            }
-            let count = SqliteTokenStore::open(&db, new)?.rekey(&old)?;
+            let store: Arc<dyn TokenStore> = match &db {
+                Database::File(path) => {
+                    if !path.exists() {
+                        bail!(
+                            "{}: no such database: nothing to re-encrypt",
+                            path.display()
+                        );
+                    }
+                    Arc::new(SqliteTokenStore::open(path, new)?)
+                }
+                Database::Configured(config) => token_store::open_for(config, new).await?,
+            };
+            let count = store.rekey(&old).await?;
             println!(
                 "{}: re-encrypted {count} records under the new key; the old key is no longer \
                  needed",
-                db.display()
+                db.location()
             );
             Ok(ExitCode::SUCCESS)
         }
         OAuthCommand::Status { common, format } => {
             // Listing needs neither the key nor the client secret.
-            let db: PathBuf = match common.db.clone() {
-                Some(db) => db,
-                None => Config::from_process(&overrides(&common))?.database,
+            let db = Database::of(&common)?;
+            let store: Arc<dyn TokenStore> = match &db {
+                Database::File(path) => Arc::new(SqliteTokenStore::open_for_listing(path)?),
+                Database::Configured(config) => token_store::open_for_listing(config).await?,
             };
-            let tokens = SqliteTokenStore::open_for_listing(&db)?.list()?;
-            print_status(&db, &tokens, format)?;
+            let tokens = store.list().await?;
+            print_status(&db.location(), &tokens, format)?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn print_status(
-    db: &std::path::Path,
-    tokens: &[TokenInfo],
-    format: OutputFormat,
-) -> anyhow::Result<()> {
+fn print_status(db: &str, tokens: &[TokenInfo], format: OutputFormat) -> anyhow::Result<()> {
     if format == OutputFormat::Json {
         println!("{}", serde_json::to_string_pretty(tokens)?);
         return Ok(());
     }
     if tokens.is_empty() {
-        println!("no OAuth tokens stored in {}", db.display());
+        println!("no OAuth tokens stored in {db}");
         return Ok(());
     }
     println!("{:<40} {:<26} {:<8} SCOPE", "OWNER", "EXPIRES", "REFRESH");

@@ -348,3 +348,130 @@ async fn the_oauth_commands_check_and_serve_work_and_print_no_token_or_secret_at
         );
     }
 }
+
+/// The same commands with the tokens in PostgreSQL (`PLANE_DATABASE_URL=postgres://…`, a
+/// schema of the test's own): `oauth bot`, `authorize-url` → `exchange`, `status` with
+/// and without the key, and `check` renewing the user token with its refresh token in one
+/// process, then in the next with the rotated one it stored. Nothing is printed of a
+/// token or a secret. Skipped without `PLANE_TEST_DATABASE_URL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oauth_commands_keep_the_tokens_in_postgresql() {
+    let Some(pg) = plane_postgres::testing::database("oauth_cli").await else {
+        return;
+    };
+    let secret = format!("fake-client-secret-{}", uuid::Uuid::new_v4().simple());
+    let key =
+        base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes().repeat(2));
+    let fake = FakePlane::builder()
+        .no_rate_limit()
+        .oauth_app(CLIENT_ID, secret.clone(), REDIRECT)
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = setup(&fake, dir.path(), &secret, &key);
+    env.vars.retain(|(k, _)| k != "PLANE_DATABASE_URL");
+    env.vars.extend([
+        ("PLANE_DATABASE_URL".to_owned(), pg.url().to_owned()),
+        ("PLANE_DATABASE_SCHEMA".to_owned(), pg.schema().to_owned()),
+    ]);
+    if let Ok(password) = std::env::var("PGPASSWORD") {
+        env.vars.push(("PGPASSWORD".to_owned(), password));
+    }
+    let installation = fake.oauth_installation_id();
+    let location = format!("(schema {})", pg.schema());
+
+    let out = env
+        .run(&["oauth", "bot", "--installation", &installation], &[])
+        .await;
+    assert!(out.status.success(), "{}", all(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "stored the bot token of installation:{installation}"
+        )) && stdout(&out).contains(&location),
+        "{}",
+        all(&out)
+    );
+
+    let user = [
+        ("PLANE_OAUTH_USER", "ops"),
+        ("PLANE_OAUTH_REDIRECT_URI", REDIRECT),
+    ];
+    let out = env.run(&["oauth", "authorize-url"], &user).await;
+    assert!(out.status.success(), "{}", all(&out));
+    let (code, state) = approve(stdout(&out).trim()).await;
+    let out = env
+        .run(
+            &["oauth", "exchange", "--code", &code, "--state", &state],
+            &user,
+        )
+        .await;
+    assert!(out.status.success(), "{}", all(&out));
+    assert!(
+        stdout(&out).contains("stored the token of user:ops") && stdout(&out).contains(&location),
+        "{}",
+        all(&out)
+    );
+
+    let out = env
+        .run(&["oauth", "status", "--format", "json"], &user)
+        .await;
+    assert!(out.status.success(), "{}", all(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let owners: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["owner"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        owners,
+        [format!("installation:{installation}").as_str(), "user:ops"]
+    );
+    // With `--db postgres://…` and no key or client secret.
+    let mut bare = Command::new(BIN);
+    bare.args(["oauth", "status", "--db", pg.url()])
+        .env_clear()
+        .env("RUST_LOG", "trace")
+        .env("PLANE_DATABASE_SCHEMA", pg.schema());
+    let out = tokio::task::spawn_blocking(move || bare.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", all(&out));
+    assert!(stdout(&out).contains("user:ops"), "{}", all(&out));
+    env.outputs.push(all(&out));
+
+    // Revoked access token: check renews through the store in PostgreSQL, and the next
+    // process starts from the rotated pair it stored.
+    for round in 0..2 {
+        fake.revoke_access_tokens();
+        let before = fake.token_requests().len();
+        let out = env.run(&["check"], &user).await;
+        let text = all(&out);
+        assert!(
+            text.contains("authenticated:") && text.contains("token expires:   20"),
+            "round {round}: {text}"
+        );
+        let renewals: Vec<_> = fake.token_requests()[before..]
+            .iter()
+            .map(|r| (r.grant_type.clone(), r.status))
+            .collect();
+        assert_eq!(
+            renewals,
+            [("refresh_token".to_owned(), 200)],
+            "round {round}"
+        );
+    }
+
+    let printed = env.outputs.join("\n");
+    assert!(printed.contains("TRACE"), "trace logging was on");
+    let mut secrets = fake.issued_tokens();
+    assert!(secrets.len() >= 5, "{}", secrets.len());
+    secrets.extend([secret, key]);
+    for s in &secrets {
+        assert!(
+            !printed.contains(s.as_str()),
+            "a secret or token was printed"
+        );
+    }
+}

@@ -1,7 +1,13 @@
-//! One user token shared by several processes (issue 20): the renewal lease, the re-read
-//! under it, the compare-and-swap save, the re-read after `invalid_grant`, and token
-//! responses that cannot be used as they are. Against plane-fake, which rotates refresh
-//! tokens and refuses a spent one; every assertion is on its log of token requests.
+//! One user token shared by several processes (issue 20) or replicas (issue 21): the
+//! renewal lease, the re-read under it, the compare-and-swap save, the re-read after
+//! `invalid_grant`, and token responses that cannot be used as they are. Against
+//! plane-fake, which rotates refresh tokens and refuses a spent one; every assertion is on
+//! its log of token requests.
+//!
+//! The library-level tests run on both token stores by the same bodies (`sqlite::NAME`,
+//! `postgres::NAME`; the latter need `PLANE_TEST_DATABASE_URL`, see
+//! `scripts/with-postgres.sh`, and are skipped without it). The tests that run the
+//! `plane-server` binary use SQLite.
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Output};
@@ -13,7 +19,10 @@ use chrono::Utc;
 use plane_core::oauth::{OAuthApp, Pkce, RefreshingToken, TokenSet, TokenSink, random_state};
 use plane_core::{BoxFuture, ExposeSecret, SecretString, TokenSource};
 use plane_fake::{FakePlane, Fault, RunningFake};
-use plane_server::token_store::{SqliteTokenStore, StoreSink, TokenKey, TokenOwner, TokenStore};
+use plane_postgres::testing::TestDatabase;
+use plane_server::token_store::{
+    PgTokenStore, SqliteTokenStore, StoreSink, TokenKey, TokenOwner, TokenStore,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_plane-server");
 const CLIENT_ID: &str = "client-1";
@@ -24,9 +33,17 @@ struct Env {
     secret: String,
     key: String,
     dir: tempfile::TempDir,
+    /// The PostgreSQL schema the stores share; SQLite's file in `dir` without one.
+    pg: Option<TestDatabase>,
 }
 
+/// A test's environment on SQLite.
 async fn env() -> Env {
+    env_on(None).await
+}
+
+/// A test's environment with its tokens in `pg` (a schema of its own), or in SQLite.
+async fn env_on(pg: Option<TestDatabase>) -> Env {
     let secret = format!("fake-client-secret-{}", uuid::Uuid::new_v4().simple());
     let key =
         base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes().repeat(2));
@@ -41,8 +58,48 @@ async fn env() -> Env {
         secret,
         key,
         dir: tempfile::tempdir().unwrap(),
+        pg,
     }
 }
+
+/// Runs each named test body once per token store: `sqlite::NAME` and `postgres::NAME`,
+/// the latter skipped (with plane-postgres's message) without a test database.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::env_on(None).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(pg) = plane_postgres::testing::database(stringify!($name)).await
+                    else {
+                        return;
+                    };
+                    super::$name(super::env_on(Some(pg)).await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_second_process_takes_the_pair_the_first_renewed_instead_of_spending_r1_again,
+    two_processes_renewing_at_once_spend_the_refresh_token_once,
+    three_replicas_at_expiry_make_one_refresh_grant_and_all_keep_working,
+    a_replica_that_died_holding_the_lease_delays_the_renewal_only_until_it_runs_out,
+    a_running_process_picks_up_a_new_grant_at_its_next_renewal,
+    a_refused_refresh_token_reads_the_store_once_more,
+    odd_token_responses_are_read_clamped_or_refused_without_losing_the_refresh_token,
+    a_pair_whose_save_failed_is_stored_at_the_next_call_not_lost,
+    a_caller_that_gives_up_mid_refresh_does_not_lose_the_new_pair,
+);
 
 fn owner() -> TokenOwner {
     TokenOwner::User("ops".into())
@@ -53,10 +110,19 @@ impl Env {
         OAuthApp::new(&self.fake.base_url(), CLIENT_ID, self.secret.clone()).unwrap()
     }
 
-    /// A connection of its own to the one database file, as another process has.
-    fn store(&self) -> Arc<SqliteTokenStore> {
+    /// A store of its own on the one database, as another process (a connection to the
+    /// file) or another replica (a pool of its own) has.
+    async fn store(&self) -> Arc<dyn TokenStore> {
         let key = TokenKey::from_base64("test", &self.key).unwrap();
-        Arc::new(SqliteTokenStore::open(self.dir.path().join("plane.db"), key).unwrap())
+        match &self.pg {
+            Some(pg) => {
+                let db = pg.options().clone().pool_size(4).connect().await.unwrap();
+                Arc::new(PgTokenStore::open(db, key).await.unwrap())
+            }
+            None => {
+                Arc::new(SqliteTokenStore::open(self.dir.path().join("plane.db"), key).unwrap())
+            }
+        }
     }
 
     /// A user token pair by the authorization-code grant with PKCE, as `oauth exchange`
@@ -85,7 +151,7 @@ impl Env {
     }
 
     /// A process's token source: what it loaded at start, renewing through `store`.
-    fn process(&self, loaded: &TokenSet, store: Arc<SqliteTokenStore>) -> RefreshingToken {
+    fn process(&self, loaded: &TokenSet, store: Arc<dyn TokenStore>) -> RefreshingToken {
         let sink: Arc<dyn TokenSink> = Arc::new(StoreSink::new(store, owner()));
         self.app().refreshing_token(loaded.clone()).persist_to(sink)
     }
@@ -150,17 +216,15 @@ fn expect(grants: &[(&str, u16)]) -> Vec<(String, u16)> {
 /// The review's sequence: `serve` and `bir sync` load {AT1, R1}; the sync renews (R1 is
 /// spent, {AT2, R2} stored); then `serve` renews. It must take {AT2, R2} from the store,
 /// not present R1 again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_process_takes_the_pair_the_first_renewed_instead_of_spending_r1_again() {
-    let env = env().await;
+async fn a_second_process_takes_the_pair_the_first_renewed_instead_of_spending_r1_again(env: Env) {
     let first = env.authorize().await;
-    let (serve_store, sync_store) = (env.store(), env.store());
-    serve_store.save(&owner(), &expired(&first)).unwrap();
+    let (serve_store, sync_store) = (env.store().await, env.store().await);
+    serve_store.save(&owner(), &expired(&first)).await.unwrap();
     let serve = env.process(&expired(&first), serve_store.clone());
     let sync = env.process(&expired(&first), sync_store);
 
     let renewed_by_sync = sync.token().await.unwrap();
-    let stored = serve_store.load(&owner()).unwrap().unwrap();
+    let stored = serve_store.load(&owner()).await.unwrap().unwrap();
     assert_eq!(pair(&stored).0, renewed_by_sync.expose_secret());
     assert_ne!(pair(&stored).1, pair(&first).1, "the refresh token rotated");
 
@@ -182,12 +246,10 @@ async fn a_second_process_takes_the_pair_the_first_renewed_instead_of_spending_r
 
 /// Both processes find the token due at the same moment: exactly one refresh grant, and
 /// both end up with its access token.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_renewing_at_once_spend_the_refresh_token_once() {
-    let env = env().await;
+async fn two_processes_renewing_at_once_spend_the_refresh_token_once(env: Env) {
     let first = env.authorize().await;
-    let (a_store, b_store) = (env.store(), env.store());
-    a_store.save(&owner(), &expired(&first)).unwrap();
+    let (a_store, b_store) = (env.store().await, env.store().await);
+    a_store.save(&owner(), &expired(&first)).await.unwrap();
     // The grant takes a while: the second process certainly arrives during it.
     env.fake.inject(
         Fault::delay(Duration::from_millis(300))
@@ -202,93 +264,125 @@ async fn two_processes_renewing_at_once_spend_the_refresh_token_once() {
     assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
 }
 
+/// Issue 21: three replicas, each with a store (a pool) of its own on one database, find
+/// the shared user token due at the same moment. Exactly one refresh grant among them;
+/// none presents a spent refresh token (plane-fake would answer 400, and does when the
+/// spent one is presented on purpose at the end); all three end with the one new access
+/// token, and it works against the API.
+async fn three_replicas_at_expiry_make_one_refresh_grant_and_all_keep_working(env: Env) {
+    let first = env.authorize().await;
+    env.store()
+        .await
+        .save(&owner(), &expired(&first))
+        .await
+        .unwrap();
+    // The grant takes a while: the other two certainly arrive during it.
+    env.fake.inject(
+        Fault::delay(Duration::from_millis(300))
+            .path_contains("/auth/o/token/")
+            .times(1),
+    );
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(Arc::new(env.process(&expired(&first), env.store().await)));
+    }
+    let tokens = futures::future::join_all(replicas.iter().map(|r| r.token())).await;
+    let tokens: Vec<String> = tokens
+        .into_iter()
+        .map(|t| t.unwrap().expose_secret().to_owned())
+        .collect();
+    assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+    assert!(tokens.iter().all(|t| t == &tokens[0]), "one access token");
+    let stored = env.store().await.load(&owner()).await.unwrap().unwrap();
+    assert_eq!(pair(&stored).0, tokens[0]);
+    assert_ne!(
+        pair(&stored).1,
+        pair(&first).1,
+        "the rotated refresh token is stored"
+    );
+    // Every replica works against the API with it, and none renews again.
+    for replica in &replicas {
+        let client = plane_core::PlaneClient::builder()
+            .base_url(env.fake.base_url())
+            .workspace_slug(env.fake.workspace_slug())
+            .bearer(replica.clone())
+            .build()
+            .unwrap();
+        client.users().me().await.unwrap();
+    }
+    assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+    // plane-fake does refuse a spent refresh token: so no 400 above means none was used.
+    let refused = env
+        .app()
+        .refresh(first.refresh_token.as_ref().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, plane_core::Error::AuthorizationExpired { .. }),
+        "{refused}"
+    );
+    assert_eq!(
+        env.grants(),
+        expect(&[CODE_200, REFRESH_200, ("refresh_token", 400)])
+    );
+}
+
+/// A replica died while it held the renewal lease (taken, never released; its pool is
+/// gone). Another replica whose token is due waits for the lease to run out on the
+/// database's clock, not a moment less, then renews: one grant, and it works.
+async fn a_replica_that_died_holding_the_lease_delays_the_renewal_only_until_it_runs_out(env: Env) {
+    let first = env.authorize().await;
+    let dead = env.store().await;
+    dead.save(&owner(), &expired(&first)).await.unwrap();
+    let lasting = Duration::from_secs(2);
+    let leased_at = std::time::Instant::now();
+    assert!(
+        dead.try_lease(&owner(), "pid 4242 / a replica that died", lasting)
+            .await
+            .unwrap()
+    );
+    drop(dead);
+    let alive = env.process(&expired(&first), env.store().await);
+    let token = tokio::time::timeout(Duration::from_secs(30), alive.token())
+        .await
+        .expect("the dead replica's lease was never taken over")
+        .unwrap();
+    let waited = leased_at.elapsed();
+    assert!(
+        waited >= lasting - Duration::from_millis(100),
+        "renewed after {waited:?}, inside the dead replica's lease"
+    );
+    assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+    let stored = env.store().await.load(&owner()).await.unwrap().unwrap();
+    assert_eq!(pair(&stored).0, token.expose_secret());
+}
+
 /// `oauth exchange` stores a new grant while `serve` runs on the old one: at its next
 /// renewal `serve` takes the new grant, and spends nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_running_process_picks_up_a_new_grant_at_its_next_renewal() {
-    let env = env().await;
+async fn a_running_process_picks_up_a_new_grant_at_its_next_renewal(env: Env) {
     let old = env.authorize().await;
-    let store = env.store();
-    store.save(&owner(), &old).unwrap();
+    let store = env.store().await;
+    store.save(&owner(), &old).await.unwrap();
     let serve = env.process(&expired(&old), store.clone());
     let new = env.authorize().await;
-    env.store().save(&owner(), &new).unwrap(); // what `oauth exchange` does
+    env.store().await.save(&owner(), &new).await.unwrap(); // what `oauth exchange` does
     let token = serve.token().await.unwrap();
     assert_eq!(token.expose_secret(), pair(&new).0);
     assert_eq!(env.grants(), expect(&[CODE_200, CODE_200]));
     // The stored grant is the new one still: the old pair never overwrote it.
-    assert_eq!(pair(&store.load(&owner()).unwrap().unwrap()), pair(&new));
-}
-
-/// The compare and swap itself: a renewal whose spent refresh token is no longer the
-/// stored one keeps the stored pair, and says which.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_renewal_that_lost_the_race_keeps_the_stored_pair() {
-    let env = env().await;
-    let store = env.store();
-    let set = |n: u32| TokenSet {
-        access_token: SecretString::from(format!("fake-access-{n}")),
-        refresh_token: Some(SecretString::from(format!("fake-refresh-{n}"))),
-        expires_at: None,
-        scope: None,
-    };
-    store.save(&owner(), &set(2)).unwrap();
-    assert!(
-        store
-            .try_lease(&owner(), "me", Duration::from_secs(60))
-            .unwrap()
-    );
-    assert!(
-        !store
-            .try_lease(&owner(), "another", Duration::from_secs(60))
-            .unwrap(),
-        "a lease is held by one at a time"
-    );
-    let spent = set(1).refresh_token.unwrap();
-    let kept = store
-        .compare_and_save(&owner(), &spent, &set(3), "me")
-        .unwrap();
-    assert_eq!(pair(&kept.unwrap()), pair(&set(2)));
-    assert_eq!(pair(&store.load(&owner()).unwrap().unwrap()), pair(&set(2)));
-    // The lease ended with it.
-    assert!(
-        store
-            .try_lease(&owner(), "another", Duration::from_secs(60))
-            .unwrap()
-    );
-    store.release(&owner(), "another").unwrap();
-    // With the stored refresh token spent, the new pair is stored.
-    let spent = set(2).refresh_token.unwrap();
-    assert!(
-        store
-            .compare_and_save(&owner(), &spent, &set(3), "me")
-            .unwrap()
-            .is_none()
-    );
-    assert_eq!(pair(&store.load(&owner()).unwrap().unwrap()), pair(&set(3)));
-    // A lease whose holder died runs out.
-    assert!(
-        store
-            .try_lease(&owner(), "dead", Duration::from_millis(1))
-            .unwrap()
-    );
-    std::thread::sleep(Duration::from_millis(5));
-    assert!(
-        store
-            .try_lease(&owner(), "me", Duration::from_secs(60))
-            .unwrap()
+    assert_eq!(
+        pair(&store.load(&owner()).await.unwrap().unwrap()),
+        pair(&new)
     );
 }
 
 /// A process of an older build spends R1 without the lease while this one holds R1 too:
 /// Plane refuses this one's R1, and it reads the store once more and goes on with the
 /// pair the other stored, instead of asking the user to authorize again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_refresh_token_reads_the_store_once_more() {
-    let env = env().await;
+async fn a_refused_refresh_token_reads_the_store_once_more(env: Env) {
     let first = env.authorize().await;
-    let store = env.store();
-    store.save(&owner(), &expired(&first)).unwrap();
+    let store = env.store().await;
+    store.save(&owner(), &expired(&first)).await.unwrap();
     let sink = Arc::new(RacedSink {
         inner: StoreSink::new(store.clone(), owner()),
         app: env.app(),
@@ -300,7 +394,7 @@ async fn a_refused_refresh_token_reads_the_store_once_more() {
         .refreshing_token(expired(&first))
         .persist_to(sink.clone());
     let token = this.token().await.unwrap();
-    let stored = store.load(&owner()).unwrap().unwrap();
+    let stored = store.load(&owner()).await.unwrap().unwrap();
     assert_eq!(token.expose_secret(), pair(&stored).0);
     // The old build's grant, this one's refused R1, and no further grant.
     assert_eq!(
@@ -315,7 +409,7 @@ async fn a_refused_refresh_token_reads_the_store_once_more() {
 struct RacedSink {
     inner: StoreSink,
     app: OAuthApp,
-    store: Arc<SqliteTokenStore>,
+    store: Arc<dyn TokenStore>,
     raced: std::sync::atomic::AtomicBool,
 }
 
@@ -331,7 +425,7 @@ impl TokenSink for RacedSink {
                 && let Some(r) = stored.as_ref().and_then(|s| s.refresh_token.clone())
             {
                 let theirs = self.app.refresh(&r).await.unwrap();
-                self.store.save(&owner(), &theirs).unwrap();
+                self.store.save(&owner(), &theirs).await.unwrap();
             }
             Ok(stored)
         })
@@ -354,12 +448,12 @@ impl TokenSink for RacedSink {
 /// is read; a huge or zero one is clamped (no panic, no renewal on every call); a
 /// `token_type` other than Bearer is refused, and the rotated refresh token it carried
 /// is stored all the same, so the next renewal does not present the spent one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn odd_token_responses_are_read_clamped_or_refused_without_losing_the_refresh_token() {
-    let env = env().await;
+async fn odd_token_responses_are_read_clamped_or_refused_without_losing_the_refresh_token(
+    env: Env,
+) {
     let first = env.authorize().await;
-    let store = env.store();
-    store.save(&owner(), &expired(&first)).unwrap();
+    let store = env.store().await;
+    store.save(&owner(), &expired(&first)).await.unwrap();
     let this = env.process(&expired(&first), store.clone());
     let mut refreshes = 0;
     for (odd, seconds) in [
@@ -370,15 +464,15 @@ async fn odd_token_responses_are_read_clamped_or_refused_without_losing_the_refr
     ] {
         env.fake.override_token_responses(odd.clone());
         // Due again: what the previous round stored has run out.
-        let stored = store.load(&owner()).unwrap().unwrap();
-        store.save(&owner(), &expired(&stored)).unwrap();
+        let stored = store.load(&owner()).await.unwrap().unwrap();
+        store.save(&owner(), &expired(&stored)).await.unwrap();
         let before = pair(&stored);
         env.fake.revoke_access_tokens();
         let this_round = env.process(&expired(&stored), store.clone());
         let token = this_round.token().await.unwrap();
         refreshes += 1;
         assert_ne!(token.expose_secret(), before.0, "{odd}");
-        let stored = store.load(&owner()).unwrap().unwrap();
+        let stored = store.load(&owner()).await.unwrap().unwrap();
         let left = (stored.expires_at.unwrap() - Utc::now()).num_seconds();
         assert!(
             (seconds - 5..=seconds).contains(&left),
@@ -390,15 +484,15 @@ async fn odd_token_responses_are_read_clamped_or_refused_without_losing_the_refr
     // A MAC token: refused by name, and the new refresh token is kept.
     env.fake
         .override_token_responses(serde_json::json!({"token_type": "mac"}));
-    let stored = store.load(&owner()).unwrap().unwrap();
-    store.save(&owner(), &expired(&stored)).unwrap();
+    let stored = store.load(&owner()).await.unwrap().unwrap();
+    store.save(&owner(), &expired(&stored)).await.unwrap();
     let mac = env.process(&expired(&stored), store.clone());
     let err = mac.token().await.unwrap_err().to_string();
     assert!(
         err.contains("token_type \"mac\" is not Bearer (RFC 6749 §7.1)"),
         "{err}"
     );
-    let kept = store.load(&owner()).unwrap().unwrap();
+    let kept = store.load(&owner()).await.unwrap().unwrap();
     assert_ne!(pair(&kept).1, pair(&stored).1, "the rotated refresh token");
     // Back to a sane server: the next renewal spends the kept one, not the spent one.
     env.fake.override_token_responses(serde_json::json!({}));
@@ -418,7 +512,11 @@ async fn odd_token_responses_are_read_clamped_or_refused_without_losing_the_refr
 async fn two_plane_server_processes_renew_the_shared_token_once() {
     let env = env().await;
     let first = env.authorize().await;
-    env.store().save(&owner(), &expired(&first)).unwrap();
+    env.store()
+        .await
+        .save(&owner(), &expired(&first))
+        .await
+        .unwrap();
     env.fake.inject(
         Fault::delay(Duration::from_millis(500))
             .path_contains("/auth/o/token/")
@@ -448,7 +546,7 @@ async fn two_plane_server_processes_renew_the_shared_token_once() {
 async fn serve_picks_up_a_new_grant_stored_while_it_runs() {
     let env = env().await;
     let first = env.authorize().await;
-    env.store().save(&owner(), &first).unwrap();
+    env.store().await.save(&owner(), &first).await.unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -476,7 +574,7 @@ async fn serve_picks_up_a_new_grant_stored_while_it_runs() {
     // The old access token is revoked, and `oauth exchange` stores a new grant.
     env.fake.revoke_access_tokens();
     let new = env.authorize().await;
-    env.store().save(&owner(), &new).unwrap();
+    env.store().await.save(&owner(), &new).await.unwrap();
     env.fake.clear_request_log();
     assert_eq!(get("/readyz").await, 200);
     let issued = env.fake.issued_tokens();
@@ -568,12 +666,10 @@ impl TokenSink for FailingOnce {
 
 /// The save after a refresh fails: the caller gets the error, and the next call stores the
 /// kept pair and uses it, instead of presenting the spent refresh token from the store.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pair_whose_save_failed_is_stored_at_the_next_call_not_lost() {
-    let env = env().await;
+async fn a_pair_whose_save_failed_is_stored_at_the_next_call_not_lost(env: Env) {
     let first = env.authorize().await;
-    let store = env.store();
-    store.save(&owner(), &expired(&first)).unwrap();
+    let store = env.store().await;
+    store.save(&owner(), &expired(&first)).await.unwrap();
     let sink = Arc::new(FailingOnce {
         inner: StoreSink::new(store.clone(), owner()),
         failed: std::sync::atomic::AtomicBool::new(false),
@@ -582,9 +678,12 @@ async fn a_pair_whose_save_failed_is_stored_at_the_next_call_not_lost() {
     let err = this.token().await.unwrap_err().to_string();
     assert!(err.contains("the database stayed busy"), "{err}");
     // The store still holds the spent R1.
-    assert_eq!(pair(&store.load(&owner()).unwrap().unwrap()), pair(&first));
+    assert_eq!(
+        pair(&store.load(&owner()).await.unwrap().unwrap()),
+        pair(&first)
+    );
     let token = this.token().await.unwrap();
-    let stored = store.load(&owner()).unwrap().unwrap();
+    let stored = store.load(&owner()).await.unwrap().unwrap();
     assert_eq!(pair(&stored).0, token.expose_secret());
     assert_ne!(pair(&stored).1, pair(&first).1);
     assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
@@ -592,12 +691,10 @@ async fn a_pair_whose_save_failed_is_stored_at_the_next_call_not_lost() {
 
 /// A caller that gives up during the refresh (a request's timeout) does not cut the
 /// renewal: the new pair is stored all the same, and another process takes it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caller_that_gives_up_mid_refresh_does_not_lose_the_new_pair() {
-    let env = env().await;
+async fn a_caller_that_gives_up_mid_refresh_does_not_lose_the_new_pair(env: Env) {
     let first = env.authorize().await;
-    let store = env.store();
-    store.save(&owner(), &expired(&first)).unwrap();
+    let store = env.store().await;
+    store.save(&owner(), &expired(&first)).await.unwrap();
     env.fake.inject(
         Fault::delay(Duration::from_millis(400))
             .path_contains("/auth/o/token/")
@@ -608,16 +705,16 @@ async fn a_caller_that_gives_up_mid_refresh_does_not_lose_the_new_pair() {
     assert!(gave_up.is_err(), "the caller was meant to give up first");
     // The renewal goes on without it; wait for its save (bounded generously).
     let mut polls = 0;
-    while pair(&store.load(&owner()).unwrap().unwrap()).1 == pair(&first).1 {
+    while pair(&store.load(&owner()).await.unwrap().unwrap()).1 == pair(&first).1 {
         polls += 1;
         assert!(polls < 3000, "the new pair was never stored");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let other = env.process(&expired(&first), env.store());
+    let other = env.process(&expired(&first), env.store().await);
     let token = other.token().await.unwrap();
     assert_eq!(
         token.expose_secret(),
-        pair(&store.load(&owner()).unwrap().unwrap()).0
+        pair(&store.load(&owner()).await.unwrap().unwrap()).0
     );
     assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
 }
