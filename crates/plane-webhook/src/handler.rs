@@ -42,9 +42,9 @@ pub trait EventHandler: Send + Sync + fmt::Debug {
 
     /// Acts on the event; `item` says which inbox item it came in (its id,
     /// lease, delivery id and event key), for a handler that records the
-    /// change with the item through `SqliteStore::complete_with`. An error is
-    /// retried later with backoff, up to the store's `max_attempts`, then
-    /// parked as dead.
+    /// change with the item through `complete_with` (SQLite or PostgreSQL). An
+    /// error is retried later with backoff, up to the store's `max_attempts`,
+    /// then parked as dead.
     fn handle<'a>(
         &'a self,
         item: &'a InboxItem,
@@ -58,8 +58,9 @@ pub enum Handled {
     /// Acted on it: the worker marks the item done.
     Done,
     /// Acted on it and already finished the item in the same transaction as
-    /// its own change (`SqliteStore::complete_with`): the worker does nothing
-    /// more, and handlers registered after this one do not see the item.
+    /// its own change (`SqliteStore::complete_with`, `PgStore::complete_with`):
+    /// the worker does nothing more, and handlers registered after this one do
+    /// not see the item.
     Completed,
     /// About an object this handler does not own (a work item another system
     /// made): the item is done, and counted apart in metrics.

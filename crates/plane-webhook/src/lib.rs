@@ -6,9 +6,12 @@
 //! * [`DeliveryHeaders`] reads `X-Plane-Delivery` / `X-Plane-Event`.
 //! * [`Envelope`] parses v1 (Plane CE) and v2 (Plane Cloud) bodies into typed
 //!   payloads, normalising `create`/`created` and passing unknown events through.
-//! * [`DeliveryStore`] ([`SqliteStore`], [`MemoryStore`]) records each verified
-//!   delivery and queues it in one transaction, deduplicating on the event, and
-//!   serves the inbox to a worker under leases.
+//! * [`DeliveryStore`] records each verified delivery and queues it in one
+//!   transaction, deduplicating on the event, and serves the inbox to a worker under
+//!   leases: [`SqliteStore`] (the embedded default, one machine), [`PgStore`]
+//!   (several replicas sharing one PostgreSQL: a unique constraint for dedupe,
+//!   `FOR UPDATE SKIP LOCKED` claims, deliveries recorded together committed
+//!   together), [`MemoryStore`] (tests). One test suite runs against all three.
 //! * [`EventHandler`] is what a domain crate (plane-bir) implements to act on
 //!   events; its [`Handled`] outcome says whether the worker marks the item
 //!   done, leaves it (the handler completed it), ignores it with a reason, or
@@ -16,6 +19,11 @@
 //!   An event no handler owns is ignored, never silently done.
 //!
 //! # A domain change applied exactly once
+//!
+//! On PostgreSQL the same holds through [`PgStore::complete_with`] (the closure gets
+//! the `tokio_postgres` transaction and may `.await` its statements), and a domain
+//! crate runs its migrations with [`PgStore::database`]`().migrate(...)` in the same
+//! schema. The SQLite side:
 //!
 //! A domain crate keeps its tables in the deliveries' SQLite file, registers
 //! them with [`SqliteStore::migrate`] (versions per component in
@@ -93,8 +101,8 @@ pub use handler::{EventHandler, Handled, HandlerError};
 pub use headers::DeliveryHeaders;
 pub use store::{
     BoxFuture, Clock, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem,
-    InboxSnapshot, InboxStats, ManualClock, MemoryStore, NewDelivery, RecordOutcome, SqliteStore,
-    Status, StoreConfig, SystemClock, prepare_database_file,
+    InboxSnapshot, InboxStats, ManualClock, MemoryStore, NewDelivery, PgStore, RecordOutcome,
+    SqliteStore, Status, StoreConfig, SystemClock, prepare_database_file,
 };
 pub use verify::{NoSecret, SignatureError, Verified, Verifier};
 
@@ -119,11 +127,28 @@ pub enum Error {
     /// The store could not do what was asked; nothing was acknowledged.
     #[error("delivery store {path}: could not {operation}: {message}")]
     Store {
-        /// The database file.
+        /// The database file, or the PostgreSQL URL without its password (and the schema).
         path: String,
         /// What the store was doing, as a verb phrase (`record a delivery`).
         operation: &'static str,
-        /// SQLite's message.
+        /// The database's message.
+        message: String,
+    },
+    /// The database could not be reached ([`PgStore`]): no connection could be made, or
+    /// the one in use was lost (a restart, a network cut). Nothing was acknowledged; the
+    /// same call may work once the database is back, and the pool reconnects by itself.
+    /// The receiver closes the connection without an answer, so Plane sends again; a
+    /// health check reports it as a lost connection ([`Error::is_unavailable`]).
+    #[error(
+        "delivery store {target} is unavailable: could not {operation}: {message} (the \
+         connection is retried by itself)"
+    )]
+    Unavailable {
+        /// The PostgreSQL URL without its password.
+        target: String,
+        /// What the store was doing, as a verb phrase (`record a delivery`).
+        operation: &'static str,
+        /// What the driver or the pool said.
         message: String,
     },
     /// The database was written by a newer version of plane-webhook.
@@ -132,7 +157,7 @@ pub enum Error {
          understands; run the newer plane-server, or point --db at another file"
     )]
     SchemaTooNew {
-        /// The database file.
+        /// The database file, or the PostgreSQL URL without its password (and the schema).
         path: String,
         /// The schema version in the file.
         found: i64,
@@ -182,6 +207,15 @@ pub enum Error {
     /// No webhook secret is configured, so no delivery can be verified.
     #[error(transparent)]
     NoSecret(#[from] NoSecret),
+}
+
+impl Error {
+    /// Whether the store's database could not be reached ([`Error::Unavailable`]): a
+    /// lost connection, as opposed to a statement it refused. Worth retrying; a health
+    /// check says "connection lost".
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
 }
 
 /// A short printable prefix of untrusted input, for error messages.

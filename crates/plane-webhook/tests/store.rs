@@ -1,13 +1,19 @@
-//! The store rules, run against both stores, plus what only SQLite can show
-//! (durability across a crash, schema versions).
+//! The store rules, run against every store (memory, SQLite, PostgreSQL when
+//! `PLANE_TEST_DATABASE_URL` names a test database), plus what only SQLite can show
+//! (durability across a crash, schema versions) and what only PostgreSQL can
+//! (several replicas on one database, a lost connection).
+//!
+//! `bash scripts/with-postgres.sh cargo test -p plane-webhook --test store` runs the
+//! PostgreSQL side against a throwaway PostgreSQL 15.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use plane_postgres::testing;
 use plane_webhook::{
     DeliveryStore, DuplicateBy, Error, EventHead, FailOutcome, ManualClock, MemoryStore,
-    NewDelivery, RecordOutcome, SqliteStore, Status, StoreConfig,
+    NewDelivery, PgStore, RecordOutcome, SqliteStore, Status, StoreConfig,
 };
 use uuid::Uuid;
 
@@ -34,23 +40,39 @@ fn config(clock: &Arc<ManualClock>) -> StoreConfig {
     }
 }
 
-/// Runs `check` against a memory store and a SQLite store.
-async fn both<F, Fut>(check: F)
+/// Runs `check` against a memory store, a SQLite store and, when there is a test
+/// database (`PLANE_TEST_DATABASE_URL`, see `plane_postgres::testing`), a PostgreSQL
+/// store in a schema of its own, named after the test. Without the URL the PostgreSQL
+/// run is skipped with a message.
+async fn each_store<F, Fut>(check: F)
 where
     F: Fn(Box<dyn DeliveryStore>, Arc<ManualClock>) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    // The test harness names each test's thread after the test.
+    let name = std::thread::current().name().unwrap_or("store").to_owned();
+    let name = name.as_str();
+    eprintln!("{name}: memory");
     let clock = Arc::new(ManualClock::new(T0));
     check(Box::new(MemoryStore::new(config(&clock))), clock).await;
+    eprintln!("{name}: sqlite");
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let store = SqliteStore::open(dir.path().join("deliveries.db"), config(&clock)).unwrap();
     check(Box::new(store), clock).await;
+    if let Some(pg) = testing::database(name).await {
+        eprintln!("{name}: postgres, schema {}", pg.schema());
+        let clock = Arc::new(ManualClock::new(T0));
+        let store = PgStore::open(pg.db().clone(), config(&clock))
+            .await
+            .unwrap();
+        check(Box::new(store), clock).await;
+    }
 }
 
 #[tokio::test]
 async fn new_then_duplicate_by_delivery_id_and_by_a_resent_event() {
-    both(|store, _| async move {
+    each_store(|store, _| async move {
         let first = delivery(1);
         let RecordOutcome::New { id } = store.record(first.clone()).await.unwrap() else {
             panic!()
@@ -85,7 +107,7 @@ async fn new_then_duplicate_by_delivery_id_and_by_a_resent_event() {
 
 #[tokio::test]
 async fn a_stable_v2_event_id_dedupes_even_when_the_body_differs() {
-    both(|store, _| async move {
+    each_store(|store, _| async move {
         let v2 = |attempt: u32| {
             let body = format!(
                 r#"{{"version": "v2", "event": "workitem.updated", "event_id": "evt-1", "delivery_id": "d-{attempt}", "data": {{"id": "10726b93-2516-4e16-91f4-d6804b6c9979", "name": "x", "updated_at": "{attempt}"}}}}"#
@@ -103,7 +125,7 @@ async fn a_stable_v2_event_id_dedupes_even_when_the_body_differs() {
 
 #[tokio::test]
 async fn two_workers_never_hold_the_same_item_and_an_expired_lease_comes_back() {
-    both(|store, clock| async move {
+    each_store(|store, clock| async move {
         for n in 0..3 {
             store.record(delivery(n)).await.unwrap();
         }
@@ -146,7 +168,7 @@ async fn two_workers_never_hold_the_same_item_and_an_expired_lease_comes_back() 
 
 #[tokio::test]
 async fn failures_back_off_exponentially_then_park_as_dead_and_replay_revives() {
-    both(|store, clock| async move {
+    each_store(|store, clock| async move {
         store.record(delivery(1)).await.unwrap();
         let lease = Duration::from_secs(5);
         let item = store.claim("w", 1, lease).await.unwrap().remove(0);
@@ -202,7 +224,7 @@ async fn failures_back_off_exponentially_then_park_as_dead_and_replay_revives() 
 
 #[tokio::test]
 async fn a_stale_claim_cannot_finish_an_item_handed_out_again_even_to_the_same_worker() {
-    both(|store, clock| async move {
+    each_store(|store, clock| async move {
         store.record(delivery(1)).await.unwrap();
         let lease = Duration::from_secs(10);
         let slow = store.claim("w", 1, lease).await.unwrap().remove(0);
@@ -224,7 +246,7 @@ async fn a_stale_claim_cannot_finish_an_item_handed_out_again_even_to_the_same_w
 
 #[tokio::test]
 async fn a_worker_that_dies_every_time_does_not_get_the_item_forever() {
-    both(|store, clock| async move {
+    each_store(|store, clock| async move {
         store.record(delivery(1)).await.unwrap();
         let lease = Duration::from_secs(1);
         for _ in 0..3 {
@@ -246,7 +268,7 @@ async fn a_worker_that_dies_every_time_does_not_get_the_item_forever() {
 
 #[tokio::test]
 async fn release_gives_the_item_back_without_counting_the_attempt() {
-    both(|store, _| async move {
+    each_store(|store, _| async move {
         store.record(delivery(1)).await.unwrap();
         let item = store
             .claim("w", 1, Duration::from_secs(60))
@@ -266,7 +288,7 @@ async fn release_gives_the_item_back_without_counting_the_attempt() {
 
 #[tokio::test]
 async fn purge_removes_only_old_finished_rows_and_frees_their_keys() {
-    both(|store, clock| async move {
+    each_store(|store, clock| async move {
         let lease = Duration::from_secs(60);
         let old_done = delivery(1);
         store.record(old_done.clone()).await.unwrap();
@@ -424,7 +446,7 @@ async fn concurrent_writers_each_get_an_answer_and_every_delivery_is_stored() {
 
 #[tokio::test]
 async fn replay_refuses_an_item_a_worker_holds_until_its_lease_ends() {
-    both(|store, clock| async move {
+    each_store(|store, clock| async move {
         store.record(delivery(1)).await.unwrap();
         let lease = Duration::from_secs(30);
         let item = store.claim("a", 1, lease).await.unwrap().remove(0);
@@ -445,7 +467,7 @@ async fn replay_refuses_an_item_a_worker_holds_until_its_lease_ends() {
 
 #[tokio::test]
 async fn a_held_lease_can_be_extended_and_a_lost_one_cannot() {
-    both(|store, clock| async move {
+    each_store(|store, clock| async move {
         store.record(delivery(1)).await.unwrap();
         let lease = Duration::from_secs(10);
         let item = store.claim("a", 1, lease).await.unwrap().remove(0);
@@ -516,7 +538,7 @@ async fn a_claim_that_fails_half_way_leases_nothing() {
 
 #[tokio::test]
 async fn an_ignored_item_keeps_its_reason_is_purged_like_done_and_replays() {
-    both(|store, clock| async move {
+    each_store(|store, clock| async move {
         let RecordOutcome::New { id } = store.record(delivery(1)).await.unwrap() else {
             panic!("not new")
         };
@@ -581,9 +603,40 @@ async fn an_ignored_item_keeps_its_reason_is_purged_like_done_and_replays() {
     .await;
 }
 
+/// JSON strings may hold NUL (`"\u0000"`), which a PostgreSQL text value cannot: such a
+/// delivery is still stored (what is shown of it may differ) and deduplicated.
+#[tokio::test]
+async fn a_delivery_whose_event_name_holds_a_nul_is_stored_and_deduplicated() {
+    each_store(|store, _| async move {
+            let body = br#"{"event": "issue\u0000x", "action": "updated\u0000", "data": {"id": "10726b93-2516-4e16-91f4-d6804b6c9979"}}"#;
+            let head = EventHead::parse(body).unwrap();
+            assert!(head.event.contains('\0'));
+            let d = NewDelivery::new(Uuid::new_v4(), &head, body.to_vec());
+            let RecordOutcome::New { id } = store.record(d.clone()).await.unwrap() else {
+                panic!("not new")
+            };
+            assert_eq!(
+                store.record(d.clone()).await.unwrap(),
+                RecordOutcome::Duplicate {
+                    id,
+                    by: DuplicateBy::DeliveryId
+                }
+            );
+            let item = store
+                .claim("w", 1, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .remove(0);
+            assert_eq!(item.body, d.body, "the body is kept as it arrived");
+            assert!(item.event.starts_with("issue"), "{:?}", item.event);
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_noted_completion_is_done_with_its_note_and_replay_clears_it() {
-    both(|store, _clock| async move {
+    each_store(|store, _clock| async move {
         let RecordOutcome::New { id } = store.record(delivery(1)).await.unwrap() else {
             panic!("not new")
         };
@@ -612,4 +665,445 @@ async fn a_noted_completion_is_done_with_its_note_and_replay_clears_it() {
         assert_eq!((row.status, row.note), (Status::Pending, None));
     })
     .await;
+}
+
+// What only PostgreSQL can show: several replicas (pools) on one schema, and a lost
+// connection. Each is skipped, with plane_postgres::testing's message, without a URL.
+
+/// A second "replica": a pool of its own on the same schema.
+async fn replica(pg: &testing::TestDatabase, clock: &Arc<ManualClock>) -> Arc<PgStore> {
+    let db = pg.options().connect().await.unwrap();
+    Arc::new(PgStore::open(db, config(clock)).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_claiming_together_never_get_the_same_item() {
+    let Some(pg) = testing::database("claim_together").await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let replicas = [replica(&pg, &clock).await, replica(&pg, &clock).await];
+    const N: u32 = 240;
+    let recorded: Vec<_> = (0..N)
+        .map(|n| {
+            let store = replicas[n as usize % 2].clone();
+            tokio::spawn(async move { store.record(delivery(n)).await.unwrap() })
+        })
+        .collect();
+    for r in recorded {
+        assert!(matches!(r.await.unwrap(), RecordOutcome::New { .. }));
+    }
+    // Eight workers, four per replica, claim small batches as fast as they can.
+    let start = Arc::new(tokio::sync::Barrier::new(8));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = replicas[w % 2].clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut ids = Vec::new();
+                loop {
+                    let items = store
+                        .claim(&format!("w{w}"), 3, Duration::from_secs(60))
+                        .await
+                        .unwrap();
+                    if items.is_empty() {
+                        return ids;
+                    }
+                    ids.extend(items.iter().map(|i| i.id));
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    let mut busy = 0;
+    for w in workers {
+        let ids = w.await.unwrap();
+        busy += usize::from(!ids.is_empty());
+        claimed.extend(ids);
+    }
+    let total = claimed.len();
+    claimed.sort_unstable();
+    claimed.dedup();
+    assert_eq!(total, claimed.len(), "an item was handed to two workers");
+    assert_eq!(claimed.len(), N as usize, "every item was claimed");
+    assert!(busy > 1, "the claims did not overlap");
+    assert_eq!(replicas[0].stats().await.unwrap().processing, u64::from(N));
+}
+
+#[tokio::test]
+async fn a_claim_skips_rows_another_replica_has_locked_instead_of_waiting() {
+    let Some(pg) = testing::database("skip_locked").await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = replica(&pg, &clock).await;
+    for n in 0..3 {
+        store.record(delivery(n)).await.unwrap();
+    }
+    // Another replica's claim, caught in the middle of its transaction.
+    let mut other = pg.db().client().await.unwrap();
+    let tx = other.transaction().await.unwrap();
+    let locked: i64 = tx
+        .query_one("SELECT id FROM inbox ORDER BY id LIMIT 1 FOR UPDATE", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let lease = Duration::from_secs(30);
+    let items = tokio::time::timeout(Duration::from_secs(5), store.claim("w", 10, lease))
+        .await
+        .expect("the claim waited for a row another transaction holds")
+        .unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|i| i.id != locked));
+    tx.rollback().await.unwrap();
+    let rest = store.claim("w", 10, lease).await.unwrap();
+    assert_eq!(rest.iter().map(|i| i.id).collect::<Vec<_>>(), [locked]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_recording_one_event_together_store_it_once() {
+    let Some(pg) = testing::database("dedupe_together").await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let replicas = [replica(&pg, &clock).await, replica(&pg, &clock).await];
+    let first = delivery(7);
+    // Plane's retries: new delivery ids, the same body; and one delivery sent twice.
+    let mut sends: Vec<NewDelivery> = (0..15)
+        .map(|_| NewDelivery {
+            delivery_id: Uuid::new_v4(),
+            ..first.clone()
+        })
+        .collect();
+    sends.push(first.clone());
+    let start = Arc::new(tokio::sync::Barrier::new(sends.len()));
+    let tasks: Vec<_> = sends
+        .into_iter()
+        .enumerate()
+        .map(|(n, d)| {
+            let store = replicas[n % 2].clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let delivery_id = d.delivery_id;
+                (delivery_id, store.record(d).await.unwrap())
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let new: Vec<_> = outcomes
+        .iter()
+        .filter_map(|(d, o)| match o {
+            RecordOutcome::New { id } => Some((*d, *id)),
+            RecordOutcome::Duplicate { .. } => None,
+        })
+        .collect();
+    assert_eq!(new.len(), 1, "stored more than once: {outcomes:?}");
+    let (stored_as, id) = new[0];
+    for (delivery_id, outcome) in &outcomes {
+        if let RecordOutcome::Duplicate { id: dup, by } = outcome {
+            assert_eq!(*dup, id);
+            let expected = if *delivery_id == stored_as {
+                DuplicateBy::DeliveryId
+            } else {
+                DuplicateBy::SameEvent
+            };
+            assert_eq!(*by, expected, "{delivery_id}");
+        }
+    }
+    assert_eq!(replicas[1].list(None, 10).await.unwrap().len(), 1);
+    assert_eq!(replicas[0].stats().await.unwrap().pending, 1);
+}
+
+#[tokio::test]
+async fn a_dead_replicas_leases_come_back_to_another_when_they_end() {
+    let Some(pg) = testing::database("dead_replica").await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let survivor = replica(&pg, &clock).await;
+    let lease = Duration::from_secs(30);
+    let held = {
+        let doomed = replica(&pg, &clock).await;
+        for n in 0..2 {
+            doomed.record(delivery(n)).await.unwrap();
+        }
+        doomed.claim("doomed", 10, lease).await.unwrap()
+        // The replica dies: its pool and connections go.
+    };
+    assert_eq!(held.len(), 2);
+    assert!(
+        survivor
+            .claim("survivor", 10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    clock.advance(lease);
+    let back = survivor.claim("survivor", 10, lease).await.unwrap();
+    assert_eq!(
+        back.iter().map(|i| (i.id, i.attempts)).collect::<Vec<_>>(),
+        held.iter().map(|i| (i.id, 2)).collect::<Vec<_>>()
+    );
+    for item in &held {
+        assert!(matches!(
+            survivor.complete(item).await,
+            Err(Error::LeaseLost { .. })
+        ));
+    }
+    survivor
+        .complete_all(&back)
+        .await
+        .into_iter()
+        .for_each(|r| r.unwrap());
+    assert_eq!(survivor.stats().await.unwrap().done, 2);
+}
+
+#[tokio::test]
+async fn a_waiting_claim_wakes_for_its_own_record_and_finds_another_replicas_soon() {
+    let Some(pg) = testing::database("claim_waiting").await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let (a, b) = (replica(&pg, &clock).await, replica(&pg, &clock).await);
+    let lease = Duration::from_secs(30);
+
+    // Nothing comes: it waits its time (a worker calling it in a loop does not spin),
+    // then answers empty.
+    let started = std::time::Instant::now();
+    assert!(
+        a.claim_waiting("w", 4, lease, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // A delivery comes in through the replica's own store, or another replica's: the
+    // claim has it long before its 10 s are over.
+    for (n, recorder) in [a.clone(), b.clone()].into_iter().enumerate() {
+        let started = std::time::Instant::now();
+        let (items, ()) = tokio::join!(
+            a.claim_waiting("w", 4, lease, Duration::from_secs(10)),
+            async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                recorder.record(delivery(n as u32)).await.unwrap();
+            }
+        );
+        assert_eq!(items.unwrap().len(), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_newer_deliveries_schema_is_refused_clearly() {
+    let Some(pg) = testing::database("newer_schema").await else {
+        return;
+    };
+    drop(
+        PgStore::open(pg.db().clone(), StoreConfig::default())
+            .await
+            .unwrap(),
+    );
+    let newer = PgStore::SCHEMA_VERSION + 1;
+    pg.db()
+        .client()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE schema_migrations SET version = $1 WHERE component = 'deliveries'",
+            &[&newer],
+        )
+        .await
+        .unwrap();
+    let err = PgStore::open(pg.db().clone(), StoreConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::SchemaTooNew { found, supported, .. }
+                if found == newer && supported == PgStore::SCHEMA_VERSION
+        ),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(message.contains(pg.db().target()), "{message}");
+    assert!(message.contains(pg.schema()), "{message}");
+    assert!(message.contains("newer"), "{message}");
+    assert!(matches!(
+        PgStore::inspect_schema_version(pg.db()).await,
+        Err(Error::SchemaTooNew { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_lost_connection_is_unavailable_and_the_store_carries_on() {
+    let Some(pg) = testing::database("lost_connection").await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = replica(&pg, &clock).await;
+    store.record(delivery(1)).await.unwrap();
+    let item = store
+        .claim("w", 1, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .remove(0);
+    // The server ends the transaction's connection, as a restart would.
+    let answer = store
+        .complete_with(&item, |tx| {
+            Box::pin(async move {
+                let _ = tx
+                    .execute("SELECT pg_terminate_backend(pg_backend_pid())", &[])
+                    .await;
+                Ok::<_, ()>(())
+            })
+        })
+        .await;
+    let err = answer.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(pg.db().target()), "{message}");
+    assert!(message.contains("complete a delivery"), "{message}");
+    // Nothing was kept, and the pool connects again by itself.
+    store.ping().await.unwrap();
+    assert_eq!(
+        store.list(None, 1).await.unwrap()[0].status,
+        Status::Processing
+    );
+    store.complete(&item).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_sent_together_share_commits_and_each_gets_its_own_answer() {
+    let Some(pg) = testing::database("records_together").await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = replica(&pg, &clock).await;
+    // The database refuses some deliveries: they must fail alone, not their batch.
+    pg.db()
+        .client()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.event = 'poison' THEN RAISE EXCEPTION 'poisoned delivery refused'; END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER poison BEFORE INSERT ON deliveries
+                 FOR EACH ROW EXECUTE FUNCTION poison();",
+        )
+        .await
+        .unwrap();
+    // 16 events, each sent three times (twice by Plane's retries, once repeated as
+    // is), and 8 poisoned deliveries, all at once.
+    let mut sends = Vec::new();
+    for n in 0..16 {
+        let first = delivery(n);
+        sends.push(first.clone());
+        sends.push(first.clone());
+        sends.push(NewDelivery {
+            delivery_id: Uuid::new_v4(),
+            ..first
+        });
+    }
+    for n in 100..108 {
+        sends.push(NewDelivery {
+            event: "poison".into(),
+            ..delivery(n)
+        });
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(sends.len()));
+    let tasks: Vec<_> = sends
+        .into_iter()
+        .map(|d| {
+            let (store, start) = (store.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let answer = store.record(d.clone()).await;
+                (d, answer)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    let mut stored = std::collections::HashMap::new();
+    for (d, answer) in &answers {
+        if d.event == "poison" {
+            let err = answer.as_ref().unwrap_err().to_string();
+            assert!(err.contains("poisoned delivery refused"), "{err}");
+            assert!(err.contains(pg.db().target()), "{err}");
+        } else if let Ok(RecordOutcome::New { id }) = answer {
+            assert!(
+                stored
+                    .insert(d.event_key.clone(), (*id, d.delivery_id))
+                    .is_none(),
+                "{} stored twice",
+                d.event_key
+            );
+        }
+    }
+    assert_eq!(stored.len(), 16);
+    for (d, answer) in answers.iter().filter(|(d, _)| d.event != "poison") {
+        let (id, first) = stored[&d.event_key];
+        match answer.as_ref().unwrap() {
+            RecordOutcome::New { id: new } => assert_eq!(*new, id),
+            RecordOutcome::Duplicate { id: dup, by } => {
+                assert_eq!(*dup, id);
+                let expected = if d.delivery_id == first {
+                    DuplicateBy::DeliveryId
+                } else {
+                    DuplicateBy::SameEvent
+                };
+                assert_eq!(*by, expected);
+            }
+        }
+    }
+    assert_eq!(store.stats().await.unwrap().pending, 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_recording_many_events_in_opposite_orders_store_each_once() {
+    let Some(pg) = testing::database("opposite_orders").await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let replicas = [replica(&pg, &clock).await, replica(&pg, &clock).await];
+    // Every event goes to both replicas, in opposite orders, all at once: their
+    // batches share keys and must neither store one twice nor wait on each other.
+    const EVENTS: u32 = 48;
+    let start = Arc::new(tokio::sync::Barrier::new(2 * EVENTS as usize));
+    let mut tasks = Vec::new();
+    for (r, store) in replicas.iter().enumerate() {
+        for n in 0..EVENTS {
+            let n = if r == 0 { n } else { EVENTS - 1 - n };
+            let (store, start) = (store.clone(), start.clone());
+            tasks.push(tokio::spawn(async move {
+                start.wait().await;
+                store.record(delivery(n)).await.unwrap()
+            }));
+        }
+    }
+    let mut new = 0;
+    for t in tasks {
+        new += usize::from(matches!(t.await.unwrap(), RecordOutcome::New { .. }));
+    }
+    assert_eq!(new, EVENTS as usize);
+    assert_eq!(
+        replicas[0].stats().await.unwrap().pending,
+        u64::from(EVENTS)
+    );
 }

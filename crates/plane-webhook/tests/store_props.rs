@@ -1,6 +1,8 @@
 //! Property: whatever the interleaving of records (including re-sends),
 //! claims, completions, failures, crashes (expired leases) and time, every
 //! distinct event is queued once and, once drained, handled exactly once.
+//! Run against every store: memory, SQLite, and PostgreSQL when
+//! `PLANE_TEST_DATABASE_URL` names a test database.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -8,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plane_webhook::{
-    DeliveryStore, Error, EventHead, ManualClock, MemoryStore, NewDelivery, RecordOutcome,
+    DeliveryStore, Error, EventHead, ManualClock, MemoryStore, NewDelivery, PgStore, RecordOutcome,
     SqliteStore, StoreConfig,
 };
 use proptest::prelude::*;
@@ -164,5 +166,21 @@ proptest! {
         let clock = Arc::new(ManualClock::new(0));
         let store = SqliteStore::open(dir.path().join("p.db"), config(&clock)).unwrap();
         runtime().block_on(run(&store, &clock, &ops))?;
+    }
+}
+
+proptest! {
+    // Each case is a schema of its own: fewer cases than SQLite's, same operations.
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn postgres_store_handles_every_event_exactly_once(ops in prop::collection::vec(op(), 1..60)) {
+        let runtime = runtime();
+        // Skipped (with plane_postgres::testing's message) without a test database.
+        let Some(pg) = runtime.block_on(plane_postgres::testing::database("props")) else {
+            return Ok(());
+        };
+        let clock = Arc::new(ManualClock::new(0));
+        let store = runtime.block_on(PgStore::open(pg.db().clone(), config(&clock))).unwrap();
+        runtime.block_on(run(&store, &clock, &ops))?;
     }
 }

@@ -13,6 +13,7 @@
 //! lease ends.
 
 mod memory;
+mod postgres;
 mod private_file;
 mod sqlite;
 
@@ -25,8 +26,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use memory::MemoryStore;
+pub use postgres::PgStore;
 pub use private_file::prepare_database_file;
-pub use sqlite::{InboxSnapshot, SqliteStore};
+pub use sqlite::SqliteStore;
 
 use bytes::Bytes;
 
@@ -266,6 +268,26 @@ pub struct InboxStats {
     pub oldest_unfinished: Option<i64>,
 }
 
+/// What [`SqliteStore::inspect_inbox`] and [`PgStore::inspect_inbox`] read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboxSnapshot {
+    /// Counts by status.
+    pub stats: InboxStats,
+    /// Pending, processing and failed deliveries, oldest first.
+    pub waiting: Vec<DeliveryRecord>,
+    /// Dead deliveries, newest first.
+    pub dead: Vec<DeliveryRecord>,
+}
+
+/// What a panic carried, for the error that replaces it (`complete_with`).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 /// A source of the current time, so tests can move it.
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Milliseconds since the Unix epoch.
@@ -307,7 +329,7 @@ impl Clock for ManualClock {
     }
 }
 
-/// Retry and retention settings shared by both stores.
+/// Retry and retention settings shared by every store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// After this many failed attempts an item is dead (default 8).
@@ -358,7 +380,8 @@ pub(crate) fn duration_ms(d: Duration) -> i64 {
 }
 
 /// Durable de-duplication and the inbox. Implemented by [`SqliteStore`] (the
-/// default, durable) and [`MemoryStore`] (tests).
+/// default, durable), [`PgStore`] (several replicas on one PostgreSQL) and
+/// [`MemoryStore`] (tests).
 pub trait DeliveryStore: Send + Sync + fmt::Debug {
     /// Stores a verified delivery and queues it, in one transaction; when this
     /// returns `New`, the delivery is on disk.

@@ -39,7 +39,8 @@ use uuid::Uuid;
 
 use super::{
     BoxFuture, Clock, DeliveryRecord, DeliveryStore, DuplicateBy, FailOutcome, InboxItem,
-    InboxStats, NewDelivery, RecordOutcome, Status, StoreConfig, duration_ms, lease_token,
+    InboxSnapshot, InboxStats, NewDelivery, RecordOutcome, Status, StoreConfig, duration_ms,
+    lease_token,
 };
 use crate::Error;
 
@@ -1154,7 +1155,7 @@ fn key_digest(key: &str) -> [u8; 32] {
 /// The dedupe index's key: the order (big-endian, so bytes sort as numbers),
 /// then the digest. Deliveries arriving together have close orders, so their
 /// keys share index pages; the same event always gets the same key.
-fn index_key(order: u64, key: &str) -> [u8; 40] {
+pub(super) fn index_key(order: u64, key: &str) -> [u8; 40] {
     let mut out = [0; 40];
     out[..8].copy_from_slice(&order.to_be_bytes());
     out[8..].copy_from_slice(&key_digest(key));
@@ -1413,17 +1414,6 @@ impl SqliteStore {
             .map(Some)
             .map_err(store_error(path, "read the inbox"))
     }
-}
-
-/// What [`SqliteStore::inspect_inbox`] read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InboxSnapshot {
-    /// Counts by status.
-    pub stats: InboxStats,
-    /// Pending, processing and failed deliveries, oldest first.
-    pub waiting: Vec<DeliveryRecord>,
-    /// Dead deliveries, newest first.
-    pub dead: Vec<DeliveryRecord>,
 }
 
 fn oldest_waiting(tx: &Transaction<'_>, limit: usize) -> rusqlite::Result<Vec<DeliveryRecord>> {

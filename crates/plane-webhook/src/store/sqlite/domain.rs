@@ -40,17 +40,15 @@ where
         // whole store) down: it fails its own command, which is rolled back.
         let (ok, result) =
             catch_unwind(AssertUnwindSafe(|| f(tx, now, path))).unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "(no message)".into());
                 (
                     false,
                     Err(Error::Store {
                         path: path.display().to_string(),
                         operation: "run a domain change",
-                        message: format!("the closure panicked: {message}"),
+                        message: format!(
+                            "the closure panicked: {}",
+                            crate::store::panic_message(&*panic)
+                        ),
                     }),
                 )
             });
