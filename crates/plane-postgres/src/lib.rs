@@ -321,7 +321,7 @@ impl Database {
 
     /// As [`query`](Self::query), for one error.
     pub fn error(&self, operation: &'static str, e: &tokio_postgres::Error) -> Error {
-        if e.is_closed() || e.as_db_error().is_none() && is_io(e) {
+        if is_lost(e) {
             return Error::Unavailable {
                 target: self.target.clone(),
                 message: format!("the connection was lost while trying to {operation}"),
@@ -642,6 +642,23 @@ fn redact(url: &str) -> String {
     };
     let path = path.split('?').next().unwrap_or_default();
     format!("{scheme}://{authority}{path}")
+}
+
+/// Whether `e` means the database went away rather than refused the statement: a closed
+/// connection, an I/O error, a connection-class SQL state (`08…`), or the server shutting
+/// sessions down (`57P01` admin shutdown, `57P02` crash shutdown, `57P03` cannot connect
+/// now), as a restart does.
+pub fn is_lost(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+        }
+        None => e.as_db_error().is_none() && is_io(e),
+    }
 }
 
 fn is_io(e: &tokio_postgres::Error) -> bool {

@@ -102,7 +102,11 @@ pub fn url() -> Option<String> {
                 "{REQUIRE_VAR}=1 but {URL_VAR} is not set: the PostgreSQL tests cannot run"
             );
             SKIP.call_once(|| {
-                eprintln!(
+                // Straight to the process's stderr: the test harness captures `eprintln!`,
+                // and a skip nobody sees would look like a pass.
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
                     "note: PostgreSQL tests skipped: {URL_VAR} is not set. Run them with \
                      `bash scripts/with-postgres.sh cargo test --workspace` (starts a \
                      throwaway PostgreSQL 15), or set {URL_VAR}=postgres://..."
