@@ -130,7 +130,7 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// The deadline store (a SQLite file) could not do something.
+    /// The SQLite deadline store could not do something.
     #[error("deadline store {path}: cannot {operation}: {message}")]
     Store {
         /// The database file.
@@ -153,6 +153,11 @@ pub enum Error {
         /// The newest version this build knows.
         supported: i64,
     },
+    /// The PostgreSQL deadline store could not do something, or found its tables migrated
+    /// by a newer build ([`plane_postgres::Error::SchemaTooNew`]). The message names the
+    /// database (never its password), what was being done, and what to do.
+    #[error("deadline store: {0}")]
+    Postgres(#[from] plane_postgres::Error),
     /// A Plane request of the sync failed (plane-core's error says which request and why).
     #[error("{during}: {source}")]
     Plane {

@@ -12,8 +12,9 @@
 //! | `started`              | `in_progress` |
 //! | `backlog`, `unstarted`, `triage` | `pending` (a reopen after filed or void) |
 //!
-//! The change is applied with [`apply_status_change`] inside
-//! [`SqliteStore::complete_with`]: the lease is checked, the status changes and the inbox
+//! The change is applied inside the delivery store's own `complete_with`, on SQLite
+//! ([`SqliteStore`], one machine) or PostgreSQL ([`PgStore`], several `plane-server`
+//! replicas sharing one database): the lease is checked, the status changes and the inbox
 //! item is marked done in **one transaction**. So:
 //!
 //! - **who and when**: the status records the actor (`activity.actor`'s display name, or
@@ -22,7 +23,13 @@
 //!   ([`StatusApplied::Stale`]);
 //! - **exactly once**: the change is recorded under the inbox item's event key (unique),
 //!   so a `deliveries replay` is a no-op; a worker that lost its lease halfway has its
-//!   change rolled back, and the worker that took the item over applies it once.
+//!   change rolled back, and the worker that took the item over applies it once;
+//! - **across replicas** (PostgreSQL): Plane's retry of an event reaching another replica
+//!   is a duplicate of the inbox, not a second item; a replica whose lease ended and the
+//!   one that took the item over run one after the other (the item's row is locked while
+//!   its lease is checked, and the loser is refused); and two changes of one deadline take
+//!   turns on its row ([`crate::store::postgres::apply_status_change`] locks it), so the
+//!   newer always wins, from the handler or from `bir sync`.
 //!
 //! What is *ours*: `external_source = "plane-bir"` and a work item whose id and
 //! `external_id` the deadline store knows (a `created` event needs less: see the create
@@ -73,6 +80,20 @@
 //! since nothing is written either way and the next sync finds no drift. Cloud's v2
 //! deliveries carry no `activity.field` and are read as status events, as before.
 //!
+//! # One decision, either backend
+//!
+//! The handler never asks which store it runs on. What an event means is decided once,
+//! here: from the payload alone (`plan`: not ours, ignored, a create, an owned field, a
+//! status), then against the deadline's row (`Plan::decide`: the ownership check,
+//! `judge_created`, `judge_owned`). A backend only supplies the transaction (the crate's
+//! `Settle` trait, implemented by `SqliteStore` and `PgStore` through their
+//! `complete_with`): look up the row the plan names (by work item, or for a create by
+//! external id), hand it to the decision, apply the status change it lets through with
+//! its own `apply_status_change` ([`crate::store::apply_status_change`] or
+//! [`crate::store::postgres::apply_status_change`]), and complete the item; anything the
+//! decision skips is rolled back. The same tests (`tests/handler_exactly_once.rs`) run on
+//! both.
+//!
 //! # It never writes to Plane
 //!
 //! The handler holds the delivery store and nothing else: it has no `PlaneClient`, so no
@@ -88,21 +109,36 @@
 //! let handlers: Vec<Arc<dyn EventHandler>> = vec![Arc::new(BirHandler::new(store.clone())?)];
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! On PostgreSQL, each replica the same way, with the deadline tables in the store's
+//! schema (component `bir`, migrated by one replica at a time):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use plane_bir::handler::BirHandler;
+//! use plane_webhook::{EventHandler, PgStore, StoreConfig};
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let db = plane_postgres::Options::from_url("postgres://plane@db/odoo", None)?
+//!     .connect()
+//!     .await?;
+//! let store = Arc::new(PgStore::open(db, StoreConfig::default()).await?);
+//! let handler = BirHandler::postgres(store.clone()).await?;
+//! let handlers: Vec<Arc<dyn EventHandler>> = vec![Arc::new(handler)];
+//! # Ok(()) }
+//! ```
 
+use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use plane_webhook::{
     Action, BoxFuture, Envelope, EventHandler, EventKind, Handled, HandlerError, InboxItem,
-    SqliteStore, WorkItemData,
+    PgStore, SqliteStore, WorkItemData,
 };
-use rusqlite::OptionalExtension;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::store::{
-    DeadlineStatus, SqliteDeadlineStore, StatusApplied, StatusChange, apply_status_change,
-};
+use crate::store::{DeadlineStatus, SqliteDeadlineStore, StatusApplied, StatusChange};
 use crate::sync::{EXTERNAL_SOURCE, fingerprint};
 
 /// Work item fields the sync owns: a change to one is drift, restored by the next sync,
@@ -125,25 +161,131 @@ const FINGERPRINTED: &[&str] = &["name", "description", "description_html", "tar
 /// echo of the sync's own writes from a person's edits. See the [module docs](self).
 #[derive(Debug)]
 pub struct BirHandler {
-    store: Arc<SqliteStore>,
+    /// The delivery store, SQLite or PostgreSQL: the handler never asks which.
+    inbox: Arc<dyn Settle>,
 }
 
 impl BirHandler {
-    /// A handler applying status changes through `store`, after creating (or migrating)
-    /// the deadline tables in the store's file, so they exist before the first event.
+    /// A handler applying status changes through the SQLite `store`, after creating (or
+    /// migrating) the deadline tables in the store's file, so they exist before the first
+    /// event.
     ///
     /// # Errors
     /// The deadline schema could not be opened or migrated ([`crate::Error::Store`],
     /// [`crate::Error::SchemaTooNew`]).
     pub fn new(store: Arc<SqliteStore>) -> Result<Self> {
         SqliteDeadlineStore::open(store.path())?;
-        Ok(Self { store })
+        Ok(Self { inbox: store })
+    }
+
+    /// A handler applying status changes through the PostgreSQL `store` (several
+    /// replicas may share it), after creating (or migrating) the deadline tables in the
+    /// store's schema (component `bir`, [`crate::store::postgres::migrate`]), so they
+    /// exist before the first event.
+    ///
+    /// # Errors
+    /// The database is unavailable, or the deadline tables could not be migrated or are
+    /// newer than this build ([`crate::Error::Postgres`]).
+    pub async fn postgres(store: Arc<PgStore>) -> Result<Self> {
+        crate::store::postgres::migrate(store.database()).await?;
+        Ok(Self { inbox: store })
+    }
+}
+
+/// A delivery store the handler settles an inbox item in. In **one transaction** it
+/// looks up the deadline's row that [`Plan::lookup`] names, lets [`Plan::decide`] (the
+/// one decision, shared by every backend) judge the event against it, applies the status
+/// change the decision lets through with its backend's `apply_status_change`, and
+/// completes the item; on a [`Skip`] it rolls everything back and leaves the item leased
+/// for the worker to finish. The lease is checked first: a claim that lost it writes
+/// nothing ([`plane_webhook::Error::LeaseLost`]).
+///
+/// Implemented by the delivery stores themselves (`SqliteStore` here, `PgStore` with
+/// PostgreSQL), through their `complete_with`.
+pub(crate) trait Settle: Send + Sync + fmt::Debug {
+    fn settle<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        plan: Plan,
+    ) -> BoxFuture<'a, std::result::Result<Settled, plane_webhook::Error>>;
+}
+
+/// What a settlement ended with: the change applied (the item is done, in the same
+/// commit), or why nothing was written (rolled back, the item still leased).
+pub(crate) type Settled = std::result::Result<Applied, Skip>;
+
+/// A status change applied, and what the store made of it.
+#[derive(Debug)]
+pub(crate) struct Applied {
+    external_id: String,
+    change: StatusChange,
+    applied: StatusApplied,
+}
+
+impl Settle for SqliteStore {
+    fn settle<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        plan: Plan,
+    ) -> BoxFuture<'a, std::result::Result<Settled, plane_webhook::Error>> {
+        // One command of the writer's group commit, in its own savepoint.
+        self.complete_with(item, move |tx| {
+            let row = match plan.lookup() {
+                Some(by) => crate::store::stored_by(tx, by).map_err(Skip::store)?,
+                None => None,
+            };
+            let StatusToApply {
+                external_id,
+                change,
+            } = plan.decide(row)?;
+            let applied = crate::store::apply_status_change(tx, &change).map_err(Skip::store)?;
+            Ok(Applied {
+                external_id,
+                change,
+                applied,
+            })
+        })
+    }
+}
+
+impl Settle for PgStore {
+    fn settle<'a>(
+        &'a self,
+        item: &'a InboxItem,
+        plan: Plan,
+    ) -> BoxFuture<'a, std::result::Result<Settled, plane_webhook::Error>> {
+        use crate::store::postgres::{apply_status_change, stored_by};
+        // For the errors' messages (the pool is shared, the clone cheap).
+        let db = self.database().clone();
+        // One transaction: the item's row locked and its lease checked, then this.
+        Box::pin(self.complete_with(item, move |tx| {
+            Box::pin(async move {
+                let row = match plan.lookup() {
+                    Some(by) => stored_by(tx, by)
+                        .await
+                        .map_err(|e| Skip::store(db.error("look up a deadline", &e)))?,
+                    None => None,
+                };
+                let StatusToApply {
+                    external_id,
+                    change,
+                } = plan.decide(row)?;
+                let applied = apply_status_change(tx, &change)
+                    .await
+                    .map_err(|e| Skip::store(db.error("apply a status change", &e)))?;
+                Ok(Applied {
+                    external_id,
+                    change,
+                    applied,
+                })
+            })
+        }))
     }
 }
 
 /// What an event asks of the store, decided from the payload alone.
 #[derive(Debug, Clone, PartialEq)]
-enum Plan {
+pub(crate) enum Plan {
     /// Not a work item of ours, whatever the store holds.
     NotOurs,
     /// Ours if the store knows it; then the reason it changes no status.
@@ -175,7 +317,7 @@ enum Plan {
 
 /// What of an owned-field event can be held against what the sync wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Written {
+pub(crate) enum Written {
     /// The fingerprint of the data's name, `description_html` and `target_date`, made as
     /// the sync makes the store's.
     Content(String),
@@ -209,11 +351,27 @@ impl Written {
 
 /// The store's row, as far as the handler reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stored {
+pub(crate) struct Stored {
+    pub(crate) external_id: String,
+    pub(crate) work_item_id: Option<Uuid>,
+    pub(crate) fingerprint: Option<String>,
+    pub(crate) pushed: Option<String>,
+}
+
+/// The row a decision needs, by one of the two unique columns of `bir_deadlines`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// By `work_item_id`: is this work item one of ours?
+    WorkItem(Uuid),
+    /// By `external_id`: which work item holds this deadline?
+    ExternalId(String),
+}
+
+/// The status change a decision lets through, for the backend to apply.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StatusToApply {
     external_id: String,
-    work_item_id: Option<String>,
-    fingerprint: Option<String>,
-    pushed: Option<String>,
+    change: StatusChange,
 }
 
 impl Stored {
@@ -223,14 +381,89 @@ impl Stored {
     }
 }
 
-/// Why the closure in `complete_with` wrote nothing (its savepoint is rolled back and the
+/// Why a settlement wrote nothing (its transaction, or savepoint, is rolled back and the
 /// worker finishes the item with the matching outcome).
 #[derive(Debug)]
-enum Skip {
+pub(crate) enum Skip {
     NotOurs,
     Ignored(String),
     Echo(String),
-    Store(rusqlite::Error),
+    /// The backend failed to read or write (its message).
+    Store(String),
+}
+
+impl Skip {
+    fn store(e: impl fmt::Display) -> Self {
+        Skip::Store(e.to_string())
+    }
+}
+
+impl Plan {
+    /// The row [`decide`](Self::decide) needs: a create is judged by the deadline's row
+    /// (which work item holds it), anything else by the work item's row (is it ours).
+    pub(crate) fn lookup(&self) -> Option<Lookup> {
+        match self {
+            Plan::NotOurs => None,
+            Plan::Created { external_id, .. } => Some(Lookup::ExternalId(external_id.clone())),
+            Plan::Ignore { work_item, .. } | Plan::Owned { work_item, .. } => {
+                Some(Lookup::WorkItem(*work_item))
+            }
+            Plan::Apply { change, .. } => Some(Lookup::WorkItem(change.work_item_id)),
+        }
+    }
+
+    /// The decision, given the row [`lookup`](Self::lookup) named (`None`: no such row):
+    /// the status change to apply, or why nothing is written. The same for every backend.
+    pub(crate) fn decide(self, row: Option<Stored>) -> std::result::Result<StatusToApply, Skip> {
+        match self {
+            Plan::NotOurs => Err(Skip::NotOurs),
+            Plan::Ignore {
+                work_item,
+                external_id,
+                reason,
+            } => {
+                ours(row, work_item, &external_id)?;
+                Err(Skip::Ignored(reason))
+            }
+            Plan::Created {
+                work_item,
+                external_id,
+            } => Err(judge_created(work_item, &external_id, row.as_ref())),
+            Plan::Owned {
+                work_item,
+                external_id,
+                field,
+                data,
+            } => {
+                let row = ours(row, work_item, &external_id)?;
+                Err(judge_owned(&external_id, &field, &data, &row))
+            }
+            Plan::Apply {
+                external_id,
+                change,
+            } => {
+                ours(row, change.work_item_id, &external_id)?;
+                Ok(StatusToApply {
+                    external_id,
+                    change,
+                })
+            }
+        }
+    }
+}
+
+/// The ownership check: the store holds this work item, under this external id.
+fn ours(
+    row: Option<Stored>,
+    work_item: Uuid,
+    external_id: &str,
+) -> std::result::Result<Stored, Skip> {
+    match row {
+        Some(row) if row.work_item_id == Some(work_item) && row.external_id == external_id => {
+            Ok(row)
+        }
+        _ => Err(Skip::NotOurs),
+    }
 }
 
 fn plan(envelope: &Envelope, event_key: &str) -> Plan {
@@ -322,8 +555,8 @@ fn plan(envelope: &Envelope, event_key: &str) -> Plan {
 
 /// A `created` event of ours against the deadline's row (by external id), if any.
 fn judge_created(work_item: Uuid, external_id: &str, row: Option<&Stored>) -> Skip {
-    match row.and_then(|r| r.work_item_id.as_deref()) {
-        Some(id) if id == work_item.to_string() => Skip::Echo(format!(
+    match row.and_then(|r| r.work_item_id) {
+        Some(id) if id == work_item => Skip::Echo(format!(
             "echo of `bir sync` creating {external_id}'s work item"
         )),
         // Another work item holds the deadline: this one is not the sync's.
@@ -384,53 +617,6 @@ fn actor(envelope: &Envelope, data: &WorkItemData) -> Option<String> {
         .or_else(|| data.updated_by.map(|id| id.to_string()))
 }
 
-/// The row with this value in `column` (`work_item_id` or `external_id`: both unique).
-fn row_by(
-    tx: &rusqlite::Transaction<'_>,
-    column: Column,
-    value: &str,
-) -> std::result::Result<Option<Stored>, Skip> {
-    let sql = match column {
-        Column::WorkItem => {
-            "SELECT external_id, work_item_id, fingerprint, pushed FROM bir_deadlines \
-             WHERE work_item_id = ?1"
-        }
-        Column::ExternalId => {
-            "SELECT external_id, work_item_id, fingerprint, pushed FROM bir_deadlines \
-             WHERE external_id = ?1"
-        }
-    };
-    tx.query_row(sql, [value], |row| {
-        Ok(Stored {
-            external_id: row.get(0)?,
-            work_item_id: row.get(1)?,
-            fingerprint: row.get(2)?,
-            pushed: row.get(3)?,
-        })
-    })
-    .optional()
-    .map_err(Skip::Store)
-}
-
-/// The unique column [`row_by`] looks a row up by.
-#[derive(Debug, Clone, Copy)]
-enum Column {
-    WorkItem,
-    ExternalId,
-}
-
-/// The store's row of this work item, if it holds it under this external id.
-fn known(
-    tx: &rusqlite::Transaction<'_>,
-    work_item: Uuid,
-    external_id: &str,
-) -> std::result::Result<Stored, Skip> {
-    match row_by(tx, Column::WorkItem, &work_item.to_string())? {
-        Some(row) if row.external_id == external_id => Ok(row),
-        _ => Err(Skip::NotOurs),
-    }
-}
-
 impl EventHandler for BirHandler {
     fn name(&self) -> &str {
         "bir"
@@ -450,54 +636,23 @@ impl EventHandler for BirHandler {
             if plan == Plan::NotOurs {
                 return Ok(Handled::NotOurs);
             }
-            // One writer command: the ownership check, then (for a status) the change and
-            // the completion of the item, in one savepoint. A skip writes nothing.
-            let outcome = self
-                .store
-                .complete_with(item, move |tx| match plan {
-                    Plan::NotOurs => Err(Skip::NotOurs),
-                    Plan::Ignore {
-                        work_item,
-                        external_id,
-                        reason,
-                    } => {
-                        known(tx, work_item, &external_id)?;
-                        Err(Skip::Ignored(reason))
-                    }
-                    Plan::Created {
-                        work_item,
-                        external_id,
-                    } => {
-                        let row = row_by(tx, Column::ExternalId, &external_id)?;
-                        Err(judge_created(work_item, &external_id, row.as_ref()))
-                    }
-                    Plan::Owned {
-                        work_item,
-                        external_id,
-                        field,
-                        data,
-                    } => {
-                        let row = known(tx, work_item, &external_id)?;
-                        Err(judge_owned(&external_id, &field, &data, &row))
-                    }
-                    Plan::Apply {
-                        external_id,
-                        change,
-                    } => {
-                        known(tx, change.work_item_id, &external_id)?;
-                        let applied = apply_status_change(tx, &change).map_err(Skip::Store)?;
-                        Ok((external_id, change, applied))
-                    }
-                })
+            let could_not = |e: &dyn fmt::Display| {
+                HandlerError::new(format!(
+                    "could not apply the status change of inbox item {}: {e}",
+                    item.id
+                ))
+            };
+            match self
+                .inbox
+                .settle(item, plan)
                 .await
-                .map_err(|e| {
-                    HandlerError::new(format!(
-                        "could not apply the status change of inbox item {}: {e}",
-                        item.id
-                    ))
-                })?;
-            match outcome {
-                Ok((external_id, change, applied)) => {
+                .map_err(|e| could_not(&e))?
+            {
+                Ok(Applied {
+                    external_id,
+                    change,
+                    applied,
+                }) => {
                     if !matches!(applied, StatusApplied::Changed { .. }) {
                         tracing::debug!(id = item.id, deadline = %external_id, outcome = ?applied, "no status change");
                         return Ok(Handled::Completed);
@@ -515,10 +670,7 @@ impl EventHandler for BirHandler {
                 Err(Skip::NotOurs) => Ok(Handled::NotOurs),
                 Err(Skip::Ignored(reason)) => Ok(Handled::Ignored { reason }),
                 Err(Skip::Echo(note)) => Ok(Handled::Echo { note }),
-                Err(Skip::Store(e)) => Err(HandlerError::new(format!(
-                    "could not apply the status change of inbox item {}: {e}",
-                    item.id
-                ))),
+                Err(Skip::Store(e)) => Err(could_not(&e)),
             }
         })
     }
@@ -528,6 +680,7 @@ impl EventHandler for BirHandler {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use plane_webhook::StoreConfig;
 
     fn body(action: &str, data: serde_json::Value, activity: serde_json::Value) -> String {
         serde_json::json!({"event": "issue", "action": action, "data": data, "activity": activity})
@@ -608,7 +761,7 @@ mod tests {
     fn synced() -> Stored {
         Stored {
             external_id: "bir:acme:1601-C:2026-01".into(),
-            work_item_id: Some("10726b93-2516-4e16-91f4-d6804b6c9979".into()),
+            work_item_id: Some("10726b93-2516-4e16-91f4-d6804b6c9979".parse().unwrap()),
             fingerprint: Some(fingerprint(
                 Some("1601-C 2026-01 · due 2026-02-10"),
                 Some("<p>BIR Form 1601-C</p>"),
@@ -733,7 +886,7 @@ mod tests {
         ));
         // The deadline's row holds another work item: not this sync's.
         let other = Stored {
-            work_item_id: Some(Uuid::new_v4().to_string()),
+            work_item_id: Some(Uuid::new_v4()),
             ..synced()
         };
         assert!(matches!(
@@ -759,19 +912,43 @@ mod tests {
         assert!(matches!(plan(&e, "k"), Plan::Created { .. }));
     }
 
-    /// Through the handler and the real delivery store: echo, drift and the race.
+    /// Through the handler and the real SQLite delivery store: echo, drift and the race.
     #[tokio::test]
-    async fn the_handler_records_echo_and_drift_against_the_deadline_store() {
-        use crate::store::{DeadlineRecord, DeadlineStore};
-        use plane_webhook::{DeliveryStore, NewDelivery, StoreConfig};
-
+    async fn the_handler_records_echo_and_drift_against_the_sqlite_store() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("plane.db");
         let store = Arc::new(SqliteStore::open(&db, StoreConfig::default()).unwrap());
         let handler = BirHandler::new(store.clone()).unwrap();
+        let deadlines = Arc::new(SqliteDeadlineStore::open(&db).unwrap());
+        echo_and_drift(store, handler, deadlines).await;
+    }
+
+    /// The same through the PostgreSQL delivery store (skipped without a test database).
+    #[tokio::test]
+    async fn the_handler_records_echo_and_drift_against_the_postgres_store() {
+        let Some(pg) = plane_postgres::testing::database("handler_echo").await else {
+            return;
+        };
+        let store = Arc::new(
+            PgStore::open(pg.db().clone(), StoreConfig::default())
+                .await
+                .unwrap(),
+        );
+        let handler = BirHandler::postgres(store.clone()).await.unwrap();
+        let deadlines = Arc::new(crate::PgDeadlineStore::open(pg.db().clone()).await.unwrap());
+        echo_and_drift(store, handler, deadlines).await;
+    }
+
+    async fn echo_and_drift(
+        store: Arc<dyn plane_webhook::DeliveryStore>,
+        handler: BirHandler,
+        deadlines: Arc<dyn crate::store::DeadlineStore>,
+    ) {
+        use crate::store::DeadlineRecord;
+        use plane_webhook::NewDelivery;
+
         let row = synced();
-        SqliteDeadlineStore::open(&db)
-            .unwrap()
+        deadlines
             .record(&DeadlineRecord {
                 external_id: row.external_id.clone(),
                 profile: "acme".into(),
@@ -780,13 +957,14 @@ mod tests {
                 due_date: NaiveDate::from_ymd_opt(2026, 2, 10).unwrap(),
                 payment_date: None,
                 project_id: Uuid::new_v4(),
-                work_item_id: row.work_item_id.as_deref().map(|id| id.parse().unwrap()),
+                work_item_id: row.work_item_id,
                 pushed: row.pushed.clone(),
                 fingerprint: row.fingerprint.clone(),
                 status: DeadlineStatus::Pending,
                 status_by: None,
                 status_at: None,
             })
+            .await
             .unwrap();
         // As the worker runs it: recorded, claimed, handled, then finished.
         let handle = |body: String| {
@@ -823,6 +1001,18 @@ mod tests {
             handle(edited_body("priority", "2026-02-10", "high")).await,
             Handled::Echo { .. }
         ));
+        // A create of the deadline's own work item, recorded first.
+        assert!(matches!(
+            handle(body("created", ours("unstarted"), serde_json::json!({}))).await,
+            Handled::Echo { note } if !note.contains("before the sync recorded it")
+        ));
+        // A create of another work item for a deadline the store holds: not the sync's.
+        let mut twin = ours("unstarted");
+        twin["id"] = Uuid::new_v4().to_string().into();
+        assert_eq!(
+            handle(body("created", twin, serde_json::json!({}))).await,
+            Handled::NotOurs
+        );
         // A create of a deadline the store does not know yet (the race).
         let mut fresh = ours("unstarted");
         fresh["id"] = Uuid::new_v4().to_string().into();
@@ -843,6 +1033,10 @@ mod tests {
             .await,
             Handled::NotOurs
         );
+        // Nothing of it changed a status.
+        let all = deadlines.all().await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].status, DeadlineStatus::Pending);
     }
 
     #[test]

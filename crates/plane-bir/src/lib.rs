@@ -33,10 +33,13 @@
 //! - Exports: [`to_ics`] (RFC 5545, stable UIDs per form and period), [`to_csv`]; a
 //!   `Deadline` serialises to the JSON `plane-server bir calendar --format json` prints.
 //!
-//! - [`DeadlineStore`] / [`SqliteDeadlineStore`]: each deadline's Plane work item, the
-//!   fingerprints of what was pushed and what Plane returned, and its filing status
-//!   (`pending | in_progress | filed | void`, by whom, when), in the deliveries' SQLite file
-//!   under a migrations table of its own.
+//! - [`DeadlineStore`] (async): each deadline's Plane work item, the fingerprints of what
+//!   was pushed and what Plane returned, and its filing status (`pending | in_progress |
+//!   filed | void`, by whom, when). [`SqliteDeadlineStore`] keeps it in the deliveries'
+//!   SQLite file under a migrations table of its own; [`PgDeadlineStore`] keeps the same
+//!   tables in PostgreSQL (typed columns, the schema of the deliveries' tables, migrations
+//!   as component `bir`), for several `plane-server` replicas sharing one database. One
+//!   test suite runs against both ([`store`], [`store::postgres`]).
 //! - [`sync()`]: one listing of the project (states, labels, work items at `per_page=1000`),
 //!   then a create or PATCH only for what changed, keyed by `external_source = "plane-bir"`
 //!   and [`external_id`](sync::external_id); drift in the owned fields (name, dates,
@@ -45,7 +48,10 @@
 //!   ours moved to a completed, cancelled, started or backlog/unstarted state makes its
 //!   deadline `filed`, `void`, `in_progress` or `pending`, with the actor and Plane's time,
 //!   in the same transaction that finishes the inbox item; an event is applied once, an
-//!   older one changes nothing. It holds no Plane client. See [`handler`] for the rules.
+//!   older one changes nothing. It runs on SQLite's delivery store or PostgreSQL's
+//!   ([`BirHandler::new`], [`BirHandler::postgres`]) without knowing which: the decision
+//!   is written once, each backend only supplies the transaction, and across replicas an
+//!   event is still applied once. It holds no Plane client. See [`handler`] for the rules.
 //!
 //! `plane-server bir calendar | holidays | override | forms | sync | status` is the command
 //! line on top.
@@ -204,7 +210,7 @@ pub use overrides::{Override, Overrides, save_override};
 pub use period::Period;
 pub use profile::{BusinessTax, EfpsGroup, Filing, Profile, TaxpayerKind, Tin};
 pub use store::{
-    DeadlineRecord, DeadlineStatus, DeadlineStore, SqliteDeadlineStore, StatusApplied,
-    StatusChange, SyncRun, apply_status_change,
+    DeadlineRecord, DeadlineStatus, DeadlineStore, PgDeadlineStore, SqliteDeadlineStore,
+    StatusApplied, StatusChange, SyncRun, apply_status_change,
 };
 pub use sync::{SyncReport, SyncRequest, sync};

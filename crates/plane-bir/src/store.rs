@@ -1,8 +1,19 @@
 //! The deadline store: what the sync pushed to Plane, and each deadline's filing status.
 //!
-//! [`DeadlineStore`] is the seam (a PostgreSQL store will follow); [`SqliteDeadlineStore`]
-//! keeps the rows in the same SQLite file as plane-webhook's deliveries (`plane.db` by
-//! default), through a connection of its own (WAL, `busy_timeout` 5 s, `synchronous=FULL`).
+//! [`DeadlineStore`] is the seam, an async trait (boxed futures, as plane-webhook's
+//! `DeliveryStore`) with two implementations:
+//!
+//! - [`SqliteDeadlineStore`] keeps the rows in the same SQLite file as plane-webhook's
+//!   deliveries (`plane.db` by default), through a connection of its own (WAL,
+//!   `busy_timeout` 5 s, `synchronous=FULL`). Its SQL blocks, so inside a Tokio runtime
+//!   it runs on the blocking pool (`spawn_blocking`); outside one (a command line that has
+//!   not started its runtime yet, driving the future with `futures::executor::block_on`)
+//!   it runs where it is polled.
+//! - [`PgDeadlineStore`] keeps the same tables in PostgreSQL, for several `plane-server`
+//!   replicas sharing one database: see [`postgres`].
+//!
+//! Both hold the same rows and answer alike: the one test suite in
+//! `tests/deadline_store.rs` runs against each.
 //!
 //! # Schema
 //!
@@ -36,19 +47,25 @@
 //! [`apply_status_change`] is plain SQL on a [`rusqlite::Transaction`], so the webhook
 //! handler can run it inside the delivery store's own writer transaction: the status
 //! change and the inbox item that caused it then commit together.
+//! [`postgres::apply_status_change`] is its twin on a PostgreSQL transaction.
+
+pub mod postgres;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use plane_webhook::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+
+pub use postgres::PgDeadlineStore;
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = 2;
@@ -302,38 +319,53 @@ pub struct SyncRun {
     pub waited: Duration,
 }
 
-/// Where deadlines and their sync state are kept.
+/// Where deadlines and their sync state are kept: [`SqliteDeadlineStore`] or
+/// [`PgDeadlineStore`].
 ///
-/// The methods block (SQLite, or a database client); the sync calls them through
-/// `tokio::task::spawn_blocking`.
+/// Every method returns a boxed future (as plane-webhook's `DeliveryStore` does), so the
+/// sync, the metrics and the command line hold an `Arc<dyn DeadlineStore>` and never know
+/// the backend. A store that blocks does its work off the async threads.
 pub trait DeadlineStore: Send + Sync {
-    /// Every deadline of a profile (by [`crate::sync::profile_key`]), by due date.
-    fn deadlines_of(&self, profile: &str) -> Result<Vec<DeadlineRecord>>;
+    /// Every deadline of a profile (by [`crate::sync::profile_key`]), by due date, then
+    /// form and period.
+    fn deadlines_of<'a>(&'a self, profile: &'a str) -> BoxFuture<'a, Result<Vec<DeadlineRecord>>>;
     /// Every deadline, by due date, then form and period.
-    fn all(&self) -> Result<Vec<DeadlineRecord>>;
+    fn all(&self) -> BoxFuture<'_, Result<Vec<DeadlineRecord>>>;
     /// Inserts or updates a deadline's sync columns (everything but the status, which
     /// only [`apply_status`](Self::apply_status) changes; a new row starts `pending`).
-    fn record(&self, record: &DeadlineRecord) -> Result<()>;
+    fn record<'a>(&'a self, record: &'a DeadlineRecord) -> BoxFuture<'a, Result<()>>;
     /// Applies a status change in a transaction of its own (see [`apply_status_change`]).
-    fn apply_status(&self, change: &StatusChange) -> Result<StatusApplied>;
+    fn apply_status<'a>(&'a self, change: &'a StatusChange)
+    -> BoxFuture<'a, Result<StatusApplied>>;
     /// Records a profile's successful sync, replacing the one before (the sync calls it
     /// last, so a failed or dry run leaves the previous one).
-    fn record_sync_run(&self, run: &SyncRun) -> Result<()>;
+    fn record_sync_run<'a>(&'a self, run: &'a SyncRun) -> BoxFuture<'a, Result<()>>;
     /// The last successful sync of each profile, by profile key; none before the first
-    /// (or in a file of schema version 1, read-only).
-    fn sync_runs(&self) -> Result<Vec<SyncRun>>;
+    /// (or in a store of schema version 1, read-only).
+    fn sync_runs(&self) -> BoxFuture<'_, Result<Vec<SyncRun>>>;
 }
 
 /// The SQLite deadline store. See the [module docs](self).
 ///
 /// ```
 /// use plane_bir::{DeadlineStore, SqliteDeadlineStore};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), plane_bir::Error> {
 /// let dir = tempfile::tempdir().unwrap();
 /// let store = SqliteDeadlineStore::open(dir.path().join("plane.db"))?;
-/// assert!(store.all()?.is_empty());
-/// # Ok::<(), plane_bir::Error>(())
+/// assert!(store.all().await?.is_empty());
+/// # Ok(()) }
 /// ```
+///
+/// Opening (and migrating) blocks: call [`open`](Self::open) off the async threads where
+/// that matters. Cloning shares the connection.
+#[derive(Clone)]
 pub struct SqliteDeadlineStore {
+    inner: Arc<Sqlite>,
+}
+
+/// The connection and its file: what a call runs on, on the blocking pool.
+struct Sqlite {
     path: PathBuf,
     connection: Mutex<Connection>,
 }
@@ -341,7 +373,7 @@ pub struct SqliteDeadlineStore {
 impl fmt::Debug for SqliteDeadlineStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteDeadlineStore")
-            .field("path", &self.path)
+            .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
 }
@@ -372,10 +404,7 @@ impl SqliteDeadlineStore {
             )
             .map_err(store_error(path, "configure the database"))?;
         migrate(&mut connection, path)?;
-        Ok(SqliteDeadlineStore {
-            path: path.to_path_buf(),
-            connection: Mutex::new(connection),
-        })
+        Ok(SqliteDeadlineStore::with(path, connection))
     }
 
     /// Opens an existing database read-only, creating and migrating nothing (for
@@ -401,22 +430,53 @@ impl SqliteDeadlineStore {
         if version > SCHEMA_VERSION {
             return Err(too_new(path, version));
         }
-        Ok(SqliteDeadlineStore {
-            path: path.to_path_buf(),
-            connection: Mutex::new(connection),
-        })
+        Ok(SqliteDeadlineStore::with(path, connection))
+    }
+
+    fn with(path: &Path, connection: Connection) -> Self {
+        SqliteDeadlineStore {
+            inner: Arc::new(Sqlite {
+                path: path.to_path_buf(),
+                connection: Mutex::new(connection),
+            }),
+        }
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
-    /// The schema version of the file (0 before the first migration).
+    /// The schema version of the file (0 before the first migration). Blocks (one quick
+    /// read).
     pub fn schema_version(&self) -> Result<i64> {
-        schema_version(&self.lock(), &self.path)
+        schema_version(&self.inner.lock(), &self.inner.path)
     }
 
+    /// Runs `f` on the connection: on the blocking pool inside a Tokio runtime, where it
+    /// is polled otherwise (nothing async to block there).
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Sqlite) -> Result<T> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return f(&inner);
+            }
+            let path = inner.path.display().to_string();
+            tokio::task::spawn_blocking(move || f(&inner))
+                .await
+                .map_err(|e| Error::Store {
+                    path,
+                    operation: "run a deadline store call",
+                    message: e.to_string(),
+                })?
+        })
+    }
+}
+
+impl Sqlite {
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite half-written (transactions
         // roll back on drop), so a poisoned lock is still usable.
@@ -501,16 +561,6 @@ impl SqliteDeadlineStore {
             });
         }
         Ok(out)
-    }
-}
-
-impl DeadlineStore for SqliteDeadlineStore {
-    fn deadlines_of(&self, profile: &str) -> Result<Vec<DeadlineRecord>> {
-        self.select("WHERE profile = ?1", &[&profile])
-    }
-
-    fn all(&self) -> Result<Vec<DeadlineRecord>> {
-        self.select("", &[])
     }
 
     fn record(&self, r: &DeadlineRecord) -> Result<()> {
@@ -627,6 +677,39 @@ impl DeadlineStore for SqliteDeadlineStore {
     }
 }
 
+impl DeadlineStore for SqliteDeadlineStore {
+    fn deadlines_of<'a>(&'a self, profile: &'a str) -> BoxFuture<'a, Result<Vec<DeadlineRecord>>> {
+        let profile = profile.to_owned();
+        self.run(move |s| s.select("WHERE profile = ?1", &[&profile]))
+    }
+
+    fn all(&self) -> BoxFuture<'_, Result<Vec<DeadlineRecord>>> {
+        self.run(|s| s.select("", &[]))
+    }
+
+    fn record<'a>(&'a self, record: &'a DeadlineRecord) -> BoxFuture<'a, Result<()>> {
+        let record = record.clone();
+        self.run(move |s| s.record(&record))
+    }
+
+    fn apply_status<'a>(
+        &'a self,
+        change: &'a StatusChange,
+    ) -> BoxFuture<'a, Result<StatusApplied>> {
+        let change = change.clone();
+        self.run(move |s| s.apply_status(&change))
+    }
+
+    fn record_sync_run<'a>(&'a self, run: &'a SyncRun) -> BoxFuture<'a, Result<()>> {
+        let run = run.clone();
+        self.run(move |s| s.record_sync_run(&run))
+    }
+
+    fn sync_runs(&self) -> BoxFuture<'_, Result<Vec<SyncRun>>> {
+        self.run(Sqlite::sync_runs)
+    }
+}
+
 /// Applies a status change inside `tx`, which the caller commits (for the webhook
 /// handler: the delivery store's writer transaction, so the change and its inbox item
 /// commit together).
@@ -699,6 +782,40 @@ pub fn apply_status_change(
         from,
         to: change.status,
     })
+}
+
+/// The handler's view of a deadline's row: by `work_item_id` or by `external_id` (both
+/// unique), inside the handler's transaction.
+pub(crate) fn stored_by(
+    tx: &Transaction<'_>,
+    by: crate::handler::Lookup,
+) -> rusqlite::Result<Option<crate::handler::Stored>> {
+    use crate::handler::Lookup;
+    let select = "SELECT external_id, work_item_id, fingerprint, pushed FROM bir_deadlines";
+    let (sql, value) = match by {
+        Lookup::WorkItem(id) => (format!("{select} WHERE work_item_id = ?1"), id.to_string()),
+        Lookup::ExternalId(ext) => (format!("{select} WHERE external_id = ?1"), ext),
+    };
+    tx.query_row(&sql, [value], |row| {
+        let work_item: Option<String> = row.get(1)?;
+        Ok(crate::handler::Stored {
+            external_id: row.get(0)?,
+            work_item_id: work_item
+                .map(|id| {
+                    id.parse::<Uuid>().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            1,
+                            rusqlite::types::Type::Text,
+                            e.into(),
+                        )
+                    })
+                })
+                .transpose()?,
+            fingerprint: row.get(2)?,
+            pushed: row.get(3)?,
+        })
+    })
+    .optional()
 }
 
 fn now() -> String {

@@ -475,14 +475,12 @@ pub async fn sync(
     let limit_before = client.rate_limit();
     let key = profile_key(request.profile);
     let listing = list(client, request.project).await?;
-    let records: HashMap<String, DeadlineRecord> = {
-        let key = key.clone();
-        blocking(&store, move |s| s.deadlines_of(&key))
-            .await?
-            .into_iter()
-            .map(|r| (r.external_id.clone(), r))
-            .collect()
-    };
+    let records: HashMap<String, DeadlineRecord> = store
+        .deadlines_of(&key)
+        .await?
+        .into_iter()
+        .map(|r| (r.external_id.clone(), r))
+        .collect();
 
     let mut report = SyncReport {
         project: request.project,
@@ -516,7 +514,7 @@ pub async fn sync(
             writes: report.writes,
             waited: report.waited,
         };
-        blocking(&store, move |s| s.record_sync_run(&run)).await?;
+        store.record_sync_run(&run).await?;
     }
     Ok(report)
 }
@@ -839,13 +837,12 @@ async fn apply(
     if !quiet.is_empty() || !statuses.is_empty() {
         // Plane owns the state: a status changed there (the webhook may not have reached
         // us) is taken from the listing, unless the store knows a newer change.
-        blocking(store, move |s| {
-            quiet.iter().try_for_each(|r| s.record(r))?;
-            statuses
-                .iter()
-                .try_for_each(|c| s.apply_status(c).map(drop))
-        })
-        .await?;
+        for r in &quiet {
+            store.record(r).await?;
+        }
+        for c in &statuses {
+            store.apply_status(c).await?;
+        }
     }
     for label in label_steps {
         let mut fields = LabelFields::new(label.clone());
@@ -925,14 +922,10 @@ async fn apply(
         };
         let change =
             listed_status(&returned, &group_of).map(|status| status_change(&returned, status));
-        blocking(store, move |s| {
-            s.record(&row)?;
-            if let Some(change) = change {
-                s.apply_status(&change)?;
-            }
-            Ok(())
-        })
-        .await?;
+        store.record(&row).await?;
+        if let Some(change) = change {
+            store.apply_status(&change).await?;
+        }
         if step.change.writes {
             done += 1;
             progress(Progress { done, planned });
@@ -1035,18 +1028,4 @@ fn finish(
     report.waited = now_limit.waited.saturating_sub(limit.waited);
     report.throttled = now_limit.throttled.saturating_sub(limit.throttled);
     report
-}
-
-async fn blocking<T: Send + 'static>(
-    store: &Arc<dyn DeadlineStore>,
-    f: impl FnOnce(&dyn DeadlineStore) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || f(&*store))
-        .await
-        .map_err(|e| Error::Store {
-            path: "(deadline store)".into(),
-            operation: "run a store call",
-            message: e.to_string(),
-        })?
 }

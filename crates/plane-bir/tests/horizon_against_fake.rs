@@ -91,10 +91,16 @@ impl Env {
     }
 
     /// What `bir sync` without `--year` syncs on `today`.
-    fn window(&self, profile: &Profile, today: NaiveDate, holidays: &Holidays) -> Vec<Deadline> {
+    async fn window(
+        &self,
+        profile: &Profile,
+        today: NaiveDate,
+        holidays: &Holidays,
+    ) -> Vec<Deadline> {
         let records = self
             .store
             .deadlines_of(&plane_bir::sync::profile_key(profile))
+            .await
             .unwrap();
         horizon::deadlines(
             profile,
@@ -209,7 +215,7 @@ async fn the_rolling_window_crosses_year_and_fiscal_year_ends_without_a_duplicat
     let h = Holidays::builtin();
 
     // 2026-12-05: the window is 2026-12-01 to 2027-12-31.
-    let dec = env.window(&profile, day("2026-12-05"), &h);
+    let dec = env.window(&profile, day("2026-12-05"), &h).await;
     let listed: Vec<String> = dec
         .iter()
         .map(|d| {
@@ -244,7 +250,7 @@ async fn the_rolling_window_crosses_year_and_fiscal_year_ends_without_a_duplicat
     // A month later, across the year end: the open overdue 1702Q stays, January 2028's
     // returns come in, nothing is created twice.
     env.fake.clear_request_log();
-    let jan = env.window(&profile, day("2027-01-04"), &h);
+    let jan = env.window(&profile, day("2027-01-04"), &h).await;
     assert!(
         jan.iter()
             .any(|d| d.form == "1702Q" && d.period.to_string() == "2027-Q1")
@@ -281,7 +287,7 @@ async fn the_rolling_window_crosses_year_and_fiscal_year_ends_without_a_duplicat
 
     // Overdue and still open on 2027-01-27: the January VAT return turns urgent.
     env.fake.clear_request_log();
-    let late = env.window(&profile, day("2027-01-27"), &h);
+    let late = env.window(&profile, day("2027-01-27"), &h).await;
     env.sync(&profile, &late, day("2027-01-27")).await;
     let items = env.items().await;
     assert_eq!(
@@ -304,12 +310,13 @@ async fn the_rolling_window_crosses_year_and_fiscal_year_ends_without_a_duplicat
     let row = env
         .store
         .all()
+        .await
         .unwrap()
         .into_iter()
         .find(|r| r.work_item_id == Some(q1_id))
         .unwrap();
     assert_eq!(row.status, DeadlineStatus::Filed);
-    let feb = env.window(&profile, day("2027-02-02"), &h);
+    let feb = env.window(&profile, day("2027-02-02"), &h).await;
     assert!(
         !feb.iter()
             .any(|d| d.form == "1702Q" && d.period.to_string() == "2027-Q1")
@@ -429,6 +436,7 @@ async fn a_provisional_date_moves_with_one_write_when_the_year_is_proclaimed() {
     let stored = env
         .store
         .all()
+        .await
         .unwrap()
         .into_iter()
         .find(|r| r.work_item_id == Some(q1.id))

@@ -222,7 +222,7 @@ async fn first_sync_creates_everything_and_second_costs_only_listings(limit: Lim
         assert_eq!(item.labels.len(), 1);
     }
     // Every deadline is in the store, with its work item.
-    let rows = env.store.all().unwrap();
+    let rows = env.store.all().await.unwrap();
     assert_eq!(rows.len(), list.len());
     assert!(
         rows.iter()
@@ -304,6 +304,7 @@ async fn one_override_costs_exactly_one_write(limit: Limit) {
     let row = env
         .store
         .all()
+        .await
         .unwrap()
         .into_iter()
         .find(|r| r.form == "2550Q" && r.period == target.period.to_string())
@@ -360,7 +361,7 @@ async fn a_run_that_dies_after_plane_created_an_item_leaves_no_duplicate(limit: 
     assert!(failed.is_err(), "the run should have died: {failed:?}");
     assert_eq!(env.fake.work_item_count(project), 5);
     assert_eq!(
-        env.store.all().unwrap().len(),
+        env.store.all().await.unwrap().len(),
         4,
         "the 5th was never recorded"
     );
@@ -480,7 +481,7 @@ async fn an_empty_database_adopts_what_plane_has(limit: Limit) {
     assert_eq!(report.unchanged, list.len());
     assert_eq!(env.writes(), Vec::<(String, String)>::new());
     assert_eq!(report.requests, 3);
-    assert_eq!(other.all().unwrap().len(), list.len());
+    assert_eq!(other.all().await.unwrap().len(), list.len());
     assert_no_duplicates(&plane_items(&env, project).await, list.len());
 
     // And from then on it is a normal store: no writes.
@@ -508,7 +509,7 @@ async fn drift_made_by_a_person_is_reported_and_restored(limit: Limit) {
     let project = env.fake.project_id();
     let list = deadlines(&profile, &Overrides::none());
     env.sync(&profile, &list, project, today()).await;
-    let rows = env.store.all().unwrap();
+    let rows = env.store.all().await.unwrap();
     let (a, b) = (&rows[0], &rows[1]);
     let (a_id, b_id) = (a.work_item_id.unwrap(), b.work_item_id.unwrap());
     let a_before = env.fake.work_item_json(project, a_id).unwrap();
@@ -588,7 +589,7 @@ async fn a_second_profile_syncs_to_a_second_project(limit: Limit) {
     assert_eq!(report.created, maria_list.len());
     assert_no_duplicates(&plane_items(&env, first_project).await, corp_list.len());
     assert_no_duplicates(&plane_items(&env, second_project).await, maria_list.len());
-    let rows = env.store.all().unwrap();
+    let rows = env.store.all().await.unwrap();
     assert_eq!(rows.len(), corp_list.len() + maria_list.len());
     assert!(
         rows.iter()
@@ -620,7 +621,7 @@ async fn priority_follows_days_left_but_filed_items_are_left_alone() {
     let project = env.fake.project_id();
     let list = deadlines(&profile, &Overrides::none());
     env.sync(&profile, &list, project, today()).await;
-    let rows = env.store.all().unwrap();
+    let rows = env.store.all().await.unwrap();
     let closed = rows[2].work_item_id.unwrap();
     let ana = env.fake.add_user(json!({"display_name": "ana"}));
     let done = env.fake.state_id(project, "completed").unwrap();
@@ -648,6 +649,7 @@ async fn priority_follows_days_left_but_filed_items_are_left_alone() {
     let row = env
         .store
         .all()
+        .await
         .unwrap()
         .into_iter()
         .find(|r| r.work_item_id == Some(closed))
@@ -679,7 +681,7 @@ async fn a_dry_run_writes_nothing_anywhere() {
     assert_eq!(report.created, list.len());
     assert_eq!(report.writes, 0);
     assert!(env.writes().is_empty());
-    assert!(env.store.all().unwrap().is_empty());
+    assert!(env.store.all().await.unwrap().is_empty());
     assert_eq!(
         report
             .plan
@@ -723,7 +725,7 @@ async fn a_priority_set_by_a_person_stays_until_the_bucket_moves() {
     let project = env.fake.project_id();
     let list = deadlines(&profile, &Overrides::none());
     env.sync(&profile, &list, project, today()).await;
-    let rows = env.store.all().unwrap();
+    let rows = env.store.all().await.unwrap();
     let (a_id, b_id) = (rows[0].work_item_id.unwrap(), rows[1].work_item_id.unwrap());
     let ana = env.fake.add_user(json!({"display_name": "ana"}));
     let person = env.fake.as_user(ana);
@@ -789,7 +791,7 @@ async fn a_successful_run_records_itself_and_a_dry_or_failed_run_does_not() {
         .unwrap();
     assert_eq!(planned.created, list.len());
     assert_eq!(
-        env.store.sync_runs().unwrap(),
+        env.store.sync_runs().await.unwrap(),
         [],
         "a dry run is not a sync"
     );
@@ -814,12 +816,12 @@ async fn a_successful_run_records_itself_and_a_dry_or_failed_run_does_not() {
         .await
         .unwrap_err();
     assert!(failed.to_string().contains("states"), "{failed}");
-    assert_eq!(env.store.sync_runs().unwrap(), []);
+    assert_eq!(env.store.sync_runs().await.unwrap(), []);
 
     let before = chrono::Utc::now();
     let first = env.sync(&profile, &list, project, today()).await;
     let after = chrono::Utc::now();
-    let runs = env.store.sync_runs().unwrap();
+    let runs = env.store.sync_runs().await.unwrap();
     assert_eq!(runs.len(), 1, "{runs:?}");
     let run = &runs[0];
     assert_eq!(
@@ -845,7 +847,7 @@ async fn a_successful_run_records_itself_and_a_dry_or_failed_run_does_not() {
 
     // The next run replaces it: three listings, no write.
     let second = env.sync(&profile, &list, project, today()).await;
-    let runs = env.store.sync_runs().unwrap();
+    let runs = env.store.sync_runs().await.unwrap();
     assert_eq!(runs.len(), 1, "one row per profile: {runs:?}");
     assert_eq!((runs[0].requests, runs[0].writes), (second.requests, 0));
     assert_eq!(second.requests, 3);
@@ -863,5 +865,5 @@ async fn a_successful_run_records_itself_and_a_dry_or_failed_run_does_not() {
     )
     .await
     .unwrap_err();
-    assert_eq!(env.store.sync_runs().unwrap(), runs);
+    assert_eq!(env.store.sync_runs().await.unwrap(), runs);
 }

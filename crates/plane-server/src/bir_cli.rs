@@ -149,6 +149,7 @@ impl From<plane_bir::Error> for Failure {
             plane_bir::Error::Write { .. }
             | plane_bir::Error::Store { .. }
             | plane_bir::Error::SchemaTooNew { .. }
+            | plane_bir::Error::Postgres(_)
             | plane_bir::Error::Plane { .. }
             | plane_bir::Error::NoUnstartedState { .. } => Failure::Other(e.to_string()),
             other => Failure::BadInput(other.to_string()),

@@ -174,8 +174,8 @@ pub(crate) fn deadlines(
     Ok(match scope {
         Scope::Year(year) => plane_bir::calendar(profile, year, holidays, overrides)?,
         Scope::Window(window) => {
-            let records = store
-                .deadlines_of(&profile_key(profile))
+            // Called off the async threads (or before a runtime starts): wait here.
+            let records = futures::executor::block_on(store.deadlines_of(&profile_key(profile)))
                 .map_err(|e| Failure::Other(e.to_string()))?;
             plane_bir::horizon::deadlines(profile, project, window, &records, holidays, overrides)?
         }

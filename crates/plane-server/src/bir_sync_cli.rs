@@ -237,8 +237,7 @@ pub fn status(args: StatusArgs) -> Result<String, Failure> {
     let today = args.today.unwrap_or_else(manila_today);
     let store = SqliteDeadlineStore::open_read_only(&config.database)
         .map_err(|e| Failure::Other(e.to_string()))?;
-    let rows: Vec<_> = store
-        .all()
+    let rows: Vec<_> = futures::executor::block_on(store.all())
         .map_err(|e| Failure::Other(e.to_string()))?
         .into_iter()
         .map(|r| (ShownStatus::of(r.status, r.due_date, today), r))

@@ -80,9 +80,10 @@ impl Demo {
         bail!("the inbox did not drain: {:?}", self.store.stats().await?)
     }
 
-    fn deadline(&self, work_item: Uuid) -> anyhow::Result<DeadlineRecord> {
+    async fn deadline(&self, work_item: Uuid) -> anyhow::Result<DeadlineRecord> {
         self.deadlines
-            .all()?
+            .all()
+            .await?
             .into_iter()
             .find(|d| d.work_item_id == Some(work_item))
             .with_context(|| format!("no deadline has work item {work_item}"))
@@ -201,7 +202,7 @@ async fn steps(d: &Demo) -> anyhow::Result<String> {
     ensure!(second.writes == 0 && second.created == 0, "{out}");
 
     // 3. A person closes a work item in Plane's web app.
-    let all = d.deadlines.all()?;
+    let all = d.deadlines.all().await?;
     let closed = all
         .first()
         .and_then(|r| r.work_item_id)
@@ -233,7 +234,7 @@ async fn steps(d: &Demo) -> anyhow::Result<String> {
         .skip(webhooks)
         .find(|w| w.json()["activity"]["field"] == "state")
         .context("no webhook for the close")?;
-    let filed = d.deadline(closed)?;
+    let filed = d.deadline(closed).await?;
     let back = d.fake.request_count() - requests;
     writeln!(
         out,
@@ -323,7 +324,8 @@ async fn steps(d: &Demo) -> anyhow::Result<String> {
         inbox.done,
         inbox.ignored,
         d.deadlines
-            .all()?
+            .all()
+            .await?
             .iter()
             .filter(|r| r.status == DeadlineStatus::Filed)
             .count(),

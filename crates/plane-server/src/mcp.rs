@@ -373,7 +373,8 @@ impl BirServer {
         }
         let store =
             SqliteDeadlineStore::open_read_only(&self.database).map_err(|e| e.to_string())?;
-        let records = store.all().map_err(|e| e.to_string())?;
+        // Called on the blocking pool: wait here.
+        let records = futures::executor::block_on(store.all()).map_err(|e| e.to_string())?;
         Ok((records, self.database.display().to_string()))
     }
 

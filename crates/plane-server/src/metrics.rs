@@ -621,23 +621,9 @@ pub async fn refresh_deadlines(
             }
         }
         let now = DateTime::<Utc>::from_timestamp_millis(clock.now_ms()).unwrap_or_default();
-        reader = match tokio::task::spawn_blocking(move || {
-            let figures = reader.read(now);
-            (reader, figures)
-        })
-        .await
-        {
-            Ok((reader, figures)) => {
-                if let Some(figures) = figures {
-                    metrics.set_deadline_figures(figures);
-                }
-                reader
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "deadline gauges: the store read panicked");
-                return;
-            }
-        };
+        if let Some(figures) = reader.read(now).await {
+            metrics.set_deadline_figures(figures);
+        }
     }
 }
 
@@ -652,18 +638,29 @@ struct DeadlineReader {
 
 impl DeadlineReader {
     /// Reads the store; a connection that failed is dropped and opened again next time.
-    fn try_read(&mut self, now: DateTime<Utc>) -> Result<DeadlineFigures, plane_bir::Error> {
+    /// Opening blocks (a file), so it runs on the blocking pool; the store's reads take
+    /// themselves there.
+    async fn try_read(&mut self, now: DateTime<Utc>) -> Result<DeadlineFigures, plane_bir::Error> {
         let store = match self.store.take() {
             Some(store) => store,
-            None => SqliteDeadlineStore::open_read_only(&self.database)?,
+            None => {
+                let path = self.database.clone();
+                tokio::task::spawn_blocking(move || SqliteDeadlineStore::open_read_only(&path))
+                    .await
+                    .map_err(|e| plane_bir::Error::Store {
+                        path: self.database.display().to_string(),
+                        operation: "open the database read-only",
+                        message: e.to_string(),
+                    })??
+            }
         };
-        let figures = DeadlineFigures::compute(&store.all()?, &store.sync_runs()?, now);
+        let figures = DeadlineFigures::compute(&store.all().await?, &store.sync_runs().await?, now);
         self.store = Some(store);
         Ok(figures)
     }
 
-    fn read(&mut self, now: DateTime<Utc>) -> Option<DeadlineFigures> {
-        match self.try_read(now) {
+    async fn read(&mut self, now: DateTime<Utc>) -> Option<DeadlineFigures> {
+        match self.try_read(now).await {
             Ok(figures) => {
                 self.failing = false;
                 Some(figures)

@@ -24,9 +24,10 @@ fn today() -> NaiveDate {
 }
 
 impl Loop {
-    fn deadline(&self, work_item: Uuid) -> DeadlineRecord {
+    async fn deadline(&self, work_item: Uuid) -> DeadlineRecord {
         self.deadlines
             .all()
+            .await
             .unwrap()
             .into_iter()
             .find(|d| d.work_item_id == Some(work_item))
@@ -77,7 +78,7 @@ async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_writte
     l.settle().await;
     // From here on, every request to Plane's API would be the connector's.
     l.fake.clear_request_log();
-    let all = l.deadlines.all().unwrap();
+    let all = l.deadlines.all().await.unwrap();
     let item = all[0].work_item_id.unwrap();
     let other = all[1].work_item_id.unwrap();
     let ana = l.fake.add_user(json!({"display_name": "ana"}));
@@ -85,22 +86,22 @@ async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_writte
     let done_before = l.processed("done");
 
     let at = l.move_to(ana, item, "completed").await;
-    let d = l.deadline(item);
+    let d = l.deadline(item).await;
     assert_eq!(d.status, DeadlineStatus::Filed);
     assert_eq!(d.status_by.as_deref(), Some("ana"));
     assert_eq!(d.status_at, Some(at));
 
     l.move_to(bob, item, "cancelled").await;
-    let d = l.deadline(item);
+    let d = l.deadline(item).await;
     assert_eq!(
         (d.status, d.status_by.as_deref()),
         (DeadlineStatus::Void, Some("bob"))
     );
 
     l.move_to(ana, item, "started").await;
-    assert_eq!(l.deadline(item).status, DeadlineStatus::InProgress);
+    assert_eq!(l.deadline(item).await.status, DeadlineStatus::InProgress);
     let at = l.move_to(ana, item, "unstarted").await;
-    let d = l.deadline(item);
+    let d = l.deadline(item).await;
     assert_eq!(d.status, DeadlineStatus::Pending, "reopened");
     assert_eq!(d.status_at, Some(at));
     assert_eq!(l.processed("done") - done_before, 4);
@@ -121,7 +122,7 @@ async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_writte
             .delivery_count("duplicate", "same_event"),
         1
     );
-    assert_eq!(l.deadline(item).status, DeadlineStatus::Pending);
+    assert_eq!(l.deadline(item).await.status, DeadlineStatus::Pending);
     assert_eq!(l.processed("done") - done_before, 4);
 
     // Someone else's work item: completed as not ours, counted apart.
@@ -137,7 +138,7 @@ async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_writte
     // A rename or a new due date of ours is drift: no status change and no date change
     // here (C-18: Plane never changes a date), each delivery ignored with the reason.
     let ignored = l.processed("ignored");
-    let before = l.deadline(other);
+    let before = l.deadline(other).await;
     l.fake
         .as_user(bob)
         .patch_work_item(
@@ -148,7 +149,7 @@ async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_writte
         .unwrap();
     l.settle().await;
     assert_eq!(l.processed("ignored") - ignored, 2);
-    let after = l.deadline(other);
+    let after = l.deadline(other).await;
     assert_eq!(after.status, DeadlineStatus::Pending);
     assert_eq!(
         (after.form, after.period, after.due_date, after.payment_date),
@@ -178,7 +179,7 @@ async fn people_close_cancel_and_reopen_deadlines_in_plane_and_nothing_is_writte
     // very user the sync writes as. The close still applies, and nothing is written back.
     let shared = all[2].work_item_id.unwrap();
     l.move_to(l.fake.user_id(), shared, "completed").await;
-    assert_eq!(l.deadline(shared).status, DeadlineStatus::Filed);
+    assert_eq!(l.deadline(shared).await.status, DeadlineStatus::Filed);
 
     // `bir status` shows what the handler recorded.
     l.move_to(bob, other, "completed").await;
@@ -256,7 +257,7 @@ async fn the_syncs_own_writes_come_back_as_echo_and_a_persons_edit_as_drift() {
     );
 
     // A person moves a due date in Plane: one delivery, drift, not an echo.
-    let item = l.deadlines.all().unwrap()[0].work_item_id.unwrap();
+    let item = l.deadlines.all().await.unwrap()[0].work_item_id.unwrap();
     let due = l.fake.work_item_json(l.fake.project_id(), item).unwrap()["target_date"]
         .as_str()
         .unwrap()

@@ -345,7 +345,7 @@ async fn a_kill_9_mid_sync_then_a_rerun_leaves_no_duplicate() {
     // And the database knows every one of them.
     let rows = plane_bir::SqliteDeadlineStore::open_read_only(env.db()).unwrap();
     use plane_bir::DeadlineStore as _;
-    assert_eq!(rows.all().unwrap().len(), total);
+    assert_eq!(rows.all().await.unwrap().len(), total);
 }
 
 async fn assert_external_ids_unique(env: &Env, project: uuid::Uuid, expected: usize) {
@@ -429,7 +429,7 @@ async fn on_a_terminal_sync_shows_writes_against_planned_and_the_rate_limit_wait
 async fn sync_in_oauth_mode_sends_the_bearer_token_plane_issued_and_no_api_key() {
     use base64::Engine as _;
     use plane_fake::Bearer;
-    use plane_server::token_store::{SqliteTokenStore, TokenStore as _};
+    use plane_server::token_store::SqliteTokenStore;
 
     let secret = format!("fake-client-secret-{}", uuid::Uuid::new_v4().simple());
     let env = Env::with(FakePlane::builder().no_rate_limit().oauth_app(

@@ -100,9 +100,10 @@ impl Service {
         );
     }
 
-    fn deadline(&self, form: &str, period: &str) -> DeadlineRecord {
+    async fn deadline(&self, form: &str, period: &str) -> DeadlineRecord {
         self.deadlines
             .all()
+            .await
             .unwrap()
             .into_iter()
             .find(|d| d.form == form && d.period == period)
@@ -111,7 +112,7 @@ impl Service {
 
     /// A person moves a deadline's work item to the first state of `group`, in Plane.
     async fn move_to(&self, person: Uuid, form: &str, period: &str, group: &str) {
-        let item = self.deadline(form, period).work_item_id.unwrap();
+        let item = self.deadline(form, period).await.work_item_id.unwrap();
         let project = self.fake.project_id();
         let state = self.fake.state_id(project, group).unwrap();
         self.fake
@@ -159,7 +160,7 @@ async fn deadline_gauges_after_a_sync_and_after_deadlines_are_filed_in_plane() {
     assert_eq!(report.created, 43, "{report:?}");
     s.settle().await;
     // The sync's record, in the store it shares with serve.
-    let runs = s.deadlines.sync_runs().unwrap();
+    let runs = s.deadlines.sync_runs().await.unwrap();
     assert_eq!(runs.len(), 1, "{runs:?}");
     let run: &SyncRun = &runs[0];
     assert_eq!(
@@ -190,7 +191,7 @@ async fn deadline_gauges_after_a_sync_and_after_deadlines_are_filed_in_plane() {
     s.move_to(bob, "2316", "2025", "cancelled").await;
     s.move_to(ana, "1601-C", "2026-02", "started").await;
     assert_eq!(
-        s.deadline("1604-E", "2025").status,
+        s.deadline("1604-E", "2025").await.status,
         DeadlineStatus::Filed,
         "the handler marked it filed"
     );
@@ -284,7 +285,7 @@ async fn the_store_is_read_at_start_every_minute_and_soon_after_a_handled_event(
     let db = dir.path().join("plane.db");
     let store = SqliteDeadlineStore::open(&db).unwrap();
     let (r, item) = record("1601-C", "2026-03-16", DeadlineStatus::Pending);
-    store.record(&r).unwrap();
+    store.record(&r).await.unwrap();
     let metrics = Arc::new(Metrics::default());
     let clock = Arc::new(ManualClock::new(now().timestamp_millis()));
     let (stop, stopped) = watch::channel(false);
@@ -311,6 +312,7 @@ async fn the_store_is_read_at_start_every_minute_and_soon_after_a_handled_event(
     };
     store
         .apply_status(&change(DeadlineStatus::Filed, "2026-03-01T09:00:00Z"))
+        .await
         .unwrap();
     clock.advance(Duration::from_secs(3600));
     let second = wait_for_figures(&metrics, |f| filed(f) == 1).await;
@@ -324,6 +326,7 @@ async fn the_store_is_read_at_start_every_minute_and_soon_after_a_handled_event(
     // What the worker does when a handler acted: a read DEADLINE_SETTLE later.
     store
         .apply_status(&change(DeadlineStatus::Pending, "2026-03-01T09:30:00Z"))
+        .await
         .unwrap();
     let asked = tokio::time::Instant::now();
     metrics.started();
@@ -366,6 +369,7 @@ async fn a_store_that_does_not_exist_yet_is_read_once_it_does() {
     let store = SqliteDeadlineStore::open(&db).unwrap();
     store
         .record(&record("0619-E", "2026-03-16", DeadlineStatus::Pending).0)
+        .await
         .unwrap();
     let figures = wait_for_figures(&metrics, |_| true).await;
     assert_eq!(figures.profiles[PROFILE].deadlines, [1, 0, 0, 0, 0]);

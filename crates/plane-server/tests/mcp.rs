@@ -65,17 +65,16 @@ fn database(dir: &Path) -> PathBuf {
         record("2550Q", "2027-Q1", "2026-10-26", filed_item),
         record("1702Q", "2027-Q1", "2026-12-01", uuid::Uuid::new_v4()),
     ] {
-        store.record(&r).expect("record a deadline");
+        futures::executor::block_on(store.record(&r)).expect("record a deadline");
     }
-    store
-        .apply_status(&StatusChange {
-            work_item_id: filed_item,
-            status: DeadlineStatus::Filed,
-            by: Some("ana@example.com".into()),
-            at: Utc.with_ymd_and_hms(2026, 10, 23, 2, 0, 0).unwrap(),
-            event: Some("test-event".into()),
-        })
-        .expect("mark it filed");
+    futures::executor::block_on(store.apply_status(&StatusChange {
+        work_item_id: filed_item,
+        status: DeadlineStatus::Filed,
+        by: Some("ana@example.com".into()),
+        at: Utc.with_ymd_and_hms(2026, 10, 23, 2, 0, 0).unwrap(),
+        event: Some("test-event".into()),
+    }))
+    .expect("mark it filed");
     path
 }
 
@@ -931,7 +930,7 @@ async fn mcp_tools_against_a_real_sync_to_plane_fake_and_mark_filed_through_the_
         items_before,
         "a plan writes nothing"
     );
-    assert!(l.deadlines.all().expect("read").is_empty());
+    assert!(l.deadlines.all().await.expect("read").is_empty());
 
     // The same plan as `bir sync --dry-run --format json`: one code for both.
     let cli = plane_command(Some(fake), &[], &l.db)
@@ -991,7 +990,7 @@ async fn mcp_tools_against_a_real_sync_to_plane_fake_and_mark_filed_through_the_
             .contains_key("plan")
     );
     l.settle().await;
-    let records = l.deadlines.all().expect("read");
+    let records = l.deadlines.all().await.expect("read");
     assert_eq!(records.len() as u64, to_create);
     assert_eq!(
         fake.work_item_count(project),
@@ -1140,6 +1139,7 @@ async fn mcp_tools_against_a_real_sync_to_plane_fake_and_mark_filed_through_the_
     let filed = l
         .deadlines
         .all()
+        .await
         .expect("read")
         .into_iter()
         .find(|r| r.work_item_id == Some(item))
