@@ -243,6 +243,18 @@ impl Options {
     /// Builds the pool and makes one connection, so a wrong URL or a database that is
     /// down is known now, then creates the schema if it is missing.
     pub async fn connect(&self) -> Result<Database, Error> {
+        let db = self.connect_existing().await?;
+        let client = db.client().await?;
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", db.schema))
+            .await
+            .map_err(db.query("create the schema"))?;
+        Ok(db)
+    }
+
+    /// As [`connect`](Self::connect), creating nothing (for `check` and other readers): a
+    /// missing schema reads as one with no tables.
+    pub async fn connect_existing(&self) -> Result<Database, Error> {
         let manager = Manager::from_config(
             self.config.clone(),
             NoTls,
@@ -267,11 +279,7 @@ impl Options {
             schema: self.schema.clone(),
             config: self.config.clone(),
         };
-        let client = db.client().await?;
-        client
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", db.schema))
-            .await
-            .map_err(db.query("create the schema"))?;
+        db.ping().await?;
         Ok(db)
     }
 }

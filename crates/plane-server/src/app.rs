@@ -64,6 +64,9 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// Webhook requests being read or stored at once (`server.max_in_flight`).
     pub in_flight: InFlightLimit,
+    /// `sqlite` or `postgres`, and the delivery schema version the store was opened at,
+    /// for `/readyz`.
+    pub backend: (&'static str, i64),
     ready_cache: ReadyCache,
     key_missing_logged: Arc<Once>,
 }
@@ -79,6 +82,10 @@ impl AppState {
             body_limit: config.body_limit,
             body_timeout: Duration::from_secs(30),
             in_flight: InFlightLimit::with_gauges(config.max_in_flight, current, waiting, limit),
+            backend: match config.postgres {
+                Some(_) => ("postgres", plane_webhook::PgStore::SCHEMA_VERSION),
+                None => ("sqlite", plane_webhook::SqliteStore::SCHEMA_VERSION),
+            },
             metrics,
             ready_cache: Arc::default(),
             key_missing_logged: Arc::new(Once::new()),
@@ -179,14 +186,21 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Plane's own deliveries fail, and Plane CE turns a webhook off after 6
 /// failed attempts. Plane's state is reported as a fixed word.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    // The store's error names files; it goes to the log, not to the caller.
-    let store_ok = match state.connector.store().ping().await {
-        Ok(()) => true,
+    // The store's error names files; it goes to the log, not to the caller, who gets a
+    // fixed word: `unavailable` for a store that refuses, `connection_lost` for a
+    // database that cannot be reached (the pool reconnects by itself).
+    let store = match state.connector.store().ping().await {
+        Ok(()) => "ok",
         Err(e) => {
             tracing::error!(error = %e, "readiness: the delivery store does not answer");
-            false
+            if e.is_unavailable() {
+                "connection_lost"
+            } else {
+                "unavailable"
+            }
         }
     };
+    let store_ok = store == "ok";
     let plane = plane_readiness(&state).await;
     let status = match (store_ok, plane) {
         (false, _) => "not_ready",
@@ -195,7 +209,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     };
     let body = json!({
         "status": status,
-        "store": if store_ok { "ok" } else { "unavailable" },
+        "store": store,
+        "backend": state.backend.0,
+        "schema_version": state.backend.1,
         "plane": plane,
         "connector": if state.connector.enabled() { "on" } else { "off" },
     });

@@ -17,6 +17,7 @@ use plane_webhook::{
 };
 
 use crate::config::{Config, OAuthConfig};
+use crate::shared_budget::PgBudget;
 use crate::token_store::{
     self, SqliteTokenStore, StoreSink, TokenOwner, TokenStore, TokenStoreError,
 };
@@ -88,10 +89,15 @@ fn client_with(
     config: &Config,
     opening: Opening,
 ) -> Result<Option<PlaneClient>, plane_core::Error> {
-    let builder = PlaneClient::builder()
+    let mut builder = PlaneClient::builder()
         .base_url(&config.base_url)
         .workspace_slug(&config.workspace_slug)
         .budget(Budget::per_minute(config.rate_limit_per_minute));
+    if let Some(pg) = &config.postgres {
+        // Replicas spend one key: they share its budget (`check` too: one request).
+        let name = format!("{} {}", config.base_url, config.workspace_slug);
+        builder = builder.shared_budget(PgBudget::new(pg.options().clone(), name).shared());
+    }
     if let Some(oauth) = &config.oauth {
         let source = match &config.postgres {
             Some(_) => Arc::new(Deferred {

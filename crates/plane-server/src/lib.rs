@@ -46,6 +46,7 @@ pub mod in_flight;
 pub mod mcp_http;
 pub mod metrics;
 pub mod serve;
+pub mod shared_budget;
 pub mod systemd;
 pub mod token_store;
 pub mod verified_delivery;
@@ -56,7 +57,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plane_bir::BirHandler;
-use plane_webhook::{Clock, DeliveryStore, EventHandler, SqliteStore, StoreConfig};
+use plane_webhook::{Clock, DeliveryStore, EventHandler, PgStore, SqliteStore, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -106,15 +107,89 @@ pub fn open_store(
     config: &Config,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<SqliteStore>, plane_webhook::Error> {
-    let store = SqliteStore::open(
-        &config.database,
-        StoreConfig {
-            max_attempts: config.max_attempts,
-            clock,
-            ..StoreConfig::default()
-        },
-    )?;
+    let store = SqliteStore::open(&config.database, store_config(config, clock))?;
     Ok(Arc::new(store))
+}
+
+/// The database `serve` runs on: the SQLite file (the default, one machine), or
+/// PostgreSQL (`--db postgres://…`: several replicas share it). Everything past opening
+/// it is backend-neutral: [`Backend::deliveries`] is a `dyn DeliveryStore`, and the BIR
+/// handler applies its change and completes its item in one transaction on either.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// One SQLite file.
+    Sqlite(Arc<SqliteStore>),
+    /// PostgreSQL, in its own schema.
+    Postgres(Arc<PgStore>),
+}
+
+impl Backend {
+    /// Opens (and migrates) the delivery store the configuration names. PostgreSQL that
+    /// cannot be reached at start is an error: systemd restarts the unit, and a replica
+    /// never runs without its database.
+    pub async fn open(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, plane_webhook::Error> {
+        let Some(pg) = &config.postgres else {
+            return open_store(config, clock).map(Backend::Sqlite);
+        };
+        let db = pg.options().connect().await.map_err(postgres_error)?;
+        let store = PgStore::open(db, store_config(config, clock)).await?;
+        Ok(Backend::Postgres(Arc::new(store)))
+    }
+
+    /// The delivery store, for the receiver and the worker.
+    pub fn deliveries(&self) -> Arc<dyn DeliveryStore> {
+        match self {
+            Backend::Sqlite(store) => store.clone(),
+            Backend::Postgres(store) => store.clone(),
+        }
+    }
+
+    /// The domain handlers `serve` runs on this backend (see [`handlers`]).
+    pub async fn handlers(&self) -> Result<Vec<Arc<dyn EventHandler>>, plane_bir::Error> {
+        match self {
+            Backend::Sqlite(store) => handlers(store),
+            Backend::Postgres(store) => {
+                Ok(vec![Arc::new(BirHandler::postgres(store.clone()).await?)])
+            }
+        }
+    }
+
+    /// The PostgreSQL database, when that is the backend.
+    pub fn postgres(&self) -> Option<&plane_postgres::Database> {
+        match self {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(store) => Some(store.database()),
+        }
+    }
+}
+
+/// A PostgreSQL connection error as the delivery store reports one.
+pub fn postgres_error(e: plane_postgres::Error) -> plane_webhook::Error {
+    let message = e.to_string();
+    if e.is_unavailable() {
+        plane_webhook::Error::Unavailable {
+            target: "PostgreSQL".into(),
+            operation: "connect",
+            message,
+        }
+    } else {
+        plane_webhook::Error::Store {
+            path: "PostgreSQL".into(),
+            operation: "connect",
+            message,
+        }
+    }
+}
+
+fn store_config(config: &Config, clock: Arc<dyn Clock>) -> StoreConfig {
+    StoreConfig {
+        max_attempts: config.max_attempts,
+        clock,
+        ..StoreConfig::default()
+    }
 }
 
 /// The domain handlers `serve` runs on the inbox: plane-bir's [`BirHandler`]

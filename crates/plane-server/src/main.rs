@@ -212,11 +212,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 },
                 _ => axum::Router::new(),
             };
-            let store = plane_server::open_store(&config, Arc::new(SystemClock))?;
+            let backend = plane_server::Backend::open(&config, Arc::new(SystemClock)).await?;
+            if let Some(pg) = &config.postgres {
+                tracing::info!(database = %pg.describe(), "stores in PostgreSQL");
+            }
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-            let handlers = plane_server::handlers(&store)?;
+            let handlers = backend.handlers().await?;
+            let store = backend.deliveries();
             let shutdown = async {
                 shutdown_signal().await;
                 // In-flight requests drain from here; systemd waits for the exit.
@@ -285,7 +289,10 @@ async fn check(config: &Config) -> anyhow::Result<ExitCode> {
             (None, None) => "none".into(),
         }
     );
-    let store = check_store(config);
+    let store = match &config.postgres {
+        Some(pg) => check_postgres(pg).await,
+        None => check_store(config),
+    };
     let plane = check_plane(config).await;
     Ok(match [plane, store].into_iter().flatten().min() {
         Some(code) => ExitCode::from(code),
@@ -317,6 +324,42 @@ fn check_store(config: &Config) -> Option<u8> {
             Some(CHECK_STORE)
         }
     }
+}
+
+/// Connects to PostgreSQL and reads the delivery schema's version, creating nothing.
+/// The outcome is said in fixed words: `connection lost` (unreachable), `empty`, the
+/// version (`current`, or `serve will migrate`), or `newer than this build`.
+async fn check_postgres(pg: &plane_server::config::PostgresConfig) -> Option<u8> {
+    let target = pg.describe();
+    let db = match pg.options().connect_existing().await {
+        Ok(db) => db,
+        Err(e) => {
+            println!("delivery store:  PostgreSQL {target}: connection lost");
+            eprintln!("plane-server: {e}");
+            return Some(CHECK_STORE);
+        }
+    };
+    let current = plane_webhook::PgStore::SCHEMA_VERSION;
+    match plane_webhook::PgStore::inspect_schema_version(&db).await {
+        Ok(0) => println!("delivery store:  PostgreSQL {target}: empty; serve will set it up"),
+        Ok(version) if version < current => println!(
+            "delivery store:  PostgreSQL {target}: schema version {version}; serve will migrate it to {current}"
+        ),
+        Ok(version) => {
+            println!("delivery store:  PostgreSQL {target}: schema version {version} (current)");
+        }
+        Err(e) => {
+            let words = if e.is_unavailable() {
+                "connection lost"
+            } else {
+                "unusable"
+            };
+            println!("delivery store:  PostgreSQL {target}: {words}");
+            eprintln!("plane-server: {e}");
+            return Some(CHECK_STORE);
+        }
+    }
+    None
 }
 
 async fn check_plane(config: &Config) -> Option<u8> {
@@ -354,13 +397,12 @@ async fn check_plane(config: &Config) -> Option<u8> {
             }
             if let Some(oauth) = &config.oauth {
                 let owner = oauth.owner.to_string();
-                let expiry =
-                    plane_server::token_store::SqliteTokenStore::open_for_listing(&config.database)
-                        .and_then(|store| {
-                            use plane_server::token_store::TokenStore as _;
-                            store.list()
-                        })
-                        .map(|list| list.into_iter().find(|t| t.owner == owner));
+                // The configured store, SQLite or PostgreSQL; listing needs no key.
+                let listed = match plane_server::token_store::open_for_listing(config).await {
+                    Ok(store) => store.list().await,
+                    Err(e) => Err(e),
+                };
+                let expiry = listed.map(|list| list.into_iter().find(|t| t.owner == owner));
                 match expiry {
                     Ok(Some(t)) => println!(
                         "token expires:   {}",

@@ -79,6 +79,8 @@ impl Worker {
         let mut held: Option<Vec<InboxItem>> = None;
         // Whether the last claim was handled within an eighth of the lease.
         let mut fast = false;
+        // Claims that failed in a row (a lost database): the pause before the next grows.
+        let mut failures: u32 = 0;
         loop {
             if *shutdown.borrow() {
                 // What the claim sent ahead holds is given back untouched.
@@ -104,7 +106,31 @@ impl Worker {
             // second write and no read.
             let items = match held.take() {
                 Some(items) => items,
-                None => self.claimed(self.claim(claim_size)).await,
+                None => match self.claim(claim_size).await {
+                    Ok(items) => {
+                        if failures > 0 {
+                            tracing::info!(failures, "the inbox answers again");
+                            failures = 0;
+                        }
+                        items
+                    }
+                    Err(e) => {
+                        // The database is down or unreachable: try again later, a little
+                        // later each time, and say so once rather than every poll.
+                        failures += 1;
+                        let pause = claim_backoff(self.config.poll, failures);
+                        if failures == 1 {
+                            tracing::error!(error = %e, "could not claim inbox items; retrying with backoff");
+                        } else {
+                            tracing::debug!(error = %e, failures, "the inbox still does not answer");
+                        }
+                        tokio::select! {
+                            () = tokio::time::sleep(pause) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        continue;
+                    }
+                },
             };
             if items.is_empty() {
                 tokio::select! {
@@ -549,5 +575,28 @@ mod tests {
         assert_eq!(size.get(), 1, "a slow handler takes one item at a time");
         size.after(1, Duration::from_secs(10));
         assert_eq!(size.get(), 1, "between an eighth and a quarter: unchanged");
+    }
+}
+
+/// The pause after `failures` failed claims in a row: the poll interval, doubling, at most
+/// 30 s.
+fn claim_backoff(poll: Duration, failures: u32) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(5);
+    poll.saturating_mul(factor).min(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::*;
+
+    #[test]
+    fn failed_claims_back_off_doubling_up_to_30_seconds() {
+        let poll = Duration::from_secs(1);
+        let pauses: Vec<u64> = (1..=8).map(|n| claim_backoff(poll, n).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(
+            claim_backoff(Duration::from_millis(250), 1).as_millis(),
+            250
+        );
     }
 }
