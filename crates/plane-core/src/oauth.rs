@@ -651,6 +651,7 @@ impl OAuthApp {
             installation: app_installation_id.into(),
             cache: Mutex::new(None),
             sink: None,
+            refused: Mutex::new(None),
         }
     }
 
@@ -718,19 +719,14 @@ impl Cached {
     }
 }
 
-async fn save(sink: Option<&Arc<dyn TokenSink>>, tokens: &TokenSet) -> Result<(), Error> {
-    match sink {
-        Some(sink) => sink.save(tokens).await,
-        None => Ok(()),
-    }
-}
-
 /// A Plane app's bot token for one installation (`client_credentials`).
 pub struct BotToken {
     app: OAuthApp,
     installation: String,
     cache: Mutex<Option<Cached>>,
     sink: Option<Arc<dyn TokenSink>>,
+    /// The token Plane last refused: never taken back from the store.
+    refused: Mutex<Option<SecretString>>,
 }
 
 impl fmt::Debug for BotToken {
@@ -768,20 +764,60 @@ impl TokenSource for BotToken {
             if let Some(token) = Cached::fresh(&cache) {
                 return Ok(token);
             }
-            let (tokens, lifetime) = self
-                .app
-                .bot_grant(&self.installation)
-                .await
-                .map_err(|e| e.error)?;
-            save(self.sink.as_ref(), &tokens).await?;
+            let Some(sink) = &self.sink else {
+                let (tokens, lifetime) = self.grant().await?;
+                *cache = Some(Cached::granted(&tokens.access_token, lifetime));
+                return Ok(tokens.access_token);
+            };
+            // Other processes share the token: one grant among them. Under the sink's
+            // lease, a usable token another process stored meanwhile is taken instead
+            // (unless it is the one Plane just refused).
+            let stored = sink.begin_renewal().await?;
+            let refused = self.refused.lock().await.clone();
+            if let Some(stored) =
+                stored.filter(|t| usable(t) && !same(Some(&t.access_token), refused.as_ref()))
+            {
+                sink.end_renewal(&SecretString::from(String::new()), None)
+                    .await?;
+                *cache = Some(Cached::loaded(&stored));
+                tracing::debug!(installation = %self.installation, "took the bot token another process stored");
+                return Ok(stored.access_token);
+            }
+            let granted = self.grant().await;
+            let saved = match &granted {
+                Ok((tokens, _)) => sink.save(tokens).await,
+                Err(_) => Ok(()),
+            };
+            // The lease ends whatever happened (a bot grant spends nothing).
+            let ended = sink
+                .end_renewal(&SecretString::from(String::new()), None)
+                .await;
+            let (tokens, lifetime) = granted?;
+            saved?;
+            ended?;
             *cache = Some(Cached::granted(&tokens.access_token, lifetime));
-            tracing::info!(installation = %self.installation, "renewed the bot token");
             Ok(tokens.access_token)
         })
     }
 
     fn invalidate<'a>(&'a self, refused: &'a SecretString) -> BoxFuture<'a, ()> {
-        Box::pin(async move { Cached::forget_if(&mut *self.cache.lock().await, refused) })
+        Box::pin(async move {
+            Cached::forget_if(&mut *self.cache.lock().await, refused);
+            *self.refused.lock().await = Some(refused.clone());
+        })
+    }
+}
+
+impl BotToken {
+    /// A `client_credentials` grant for the installation.
+    async fn grant(&self) -> Result<(TokenSet, Option<Duration>), Error> {
+        let granted = self
+            .app
+            .bot_grant(&self.installation)
+            .await
+            .map_err(|e| e.error)?;
+        tracing::info!(installation = %self.installation, "renewed the bot token");
+        Ok(granted)
     }
 }
 

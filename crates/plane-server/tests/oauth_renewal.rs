@@ -93,6 +93,7 @@ on_both_backends!(
     a_second_process_takes_the_pair_the_first_renewed_instead_of_spending_r1_again,
     two_processes_renewing_at_once_spend_the_refresh_token_once,
     three_replicas_at_expiry_make_one_refresh_grant_and_all_keep_working,
+    three_replicas_sharing_a_bot_token_make_one_grant,
     a_replica_that_died_holding_the_lease_delays_the_renewal_only_until_it_runs_out,
     a_running_process_picks_up_a_new_grant_at_its_next_renewal,
     a_refused_refresh_token_reads_the_store_once_more,
@@ -262,6 +263,44 @@ async fn two_processes_renewing_at_once_spend_the_refresh_token_once(env: Env) {
     let (ta, tb) = (ta.unwrap(), tb.unwrap());
     assert_eq!(ta.expose_secret(), tb.expose_secret());
     assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+}
+
+/// Issue 21, for a bot token (an app installation): the three replicas renew under the
+/// same lease, so one `client_credentials` grant serves them all, and each takes the token
+/// the first stored.
+async fn three_replicas_sharing_a_bot_token_make_one_grant(env: Env) {
+    let installation = TokenOwner::Installation(env.fake.oauth_installation_id().to_string());
+    // The grant takes a while: the other two certainly arrive during it.
+    env.fake.inject(
+        Fault::delay(Duration::from_millis(300))
+            .path_contains("/auth/o/token/")
+            .times(1),
+    );
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let sink: Arc<dyn TokenSink> =
+            Arc::new(StoreSink::new(env.store().await, installation.clone()));
+        replicas.push(
+            env.app()
+                .bot_token(env.fake.oauth_installation_id().to_string())
+                .persist_to(sink),
+        );
+    }
+    let tokens = futures::future::join_all(replicas.iter().map(|r| r.token())).await;
+    let tokens: Vec<String> = tokens
+        .into_iter()
+        .map(|t| t.unwrap().expose_secret().to_owned())
+        .collect();
+    assert_eq!(env.grants(), expect(&[("client_credentials", 200)]));
+    assert!(tokens.iter().all(|t| t == &tokens[0]), "one bot token");
+    let stored = env
+        .store()
+        .await
+        .load(&installation)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.access_token.expose_secret(), tokens[0]);
 }
 
 /// Issue 21: three replicas, each with a store (a pool) of its own on one database, find
