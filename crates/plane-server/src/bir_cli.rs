@@ -2,7 +2,8 @@
 //!
 //! Bad input (a profile, holiday or override file that does not validate, an unknown
 //! form, a year without holiday data) exits 2, like a configuration error; a failure to
-//! write exits 1.
+//! write exits 1. `bir sync` exits 75 ([`crate::bir_sync_cli::BUSY`]) when, on
+//! PostgreSQL, another sync holds a project it was to sync.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,6 +13,8 @@ use clap::{Subcommand, ValueEnum};
 use plane_bir::{
     Basis, Catalog, Deadline, EfpsRule, Filing, Frequency, Holidays, Override, Overrides, Profile,
 };
+
+use crate::bir_sync_cli::SyncError;
 
 /// The override file used when neither `--overrides` nor `PLANE_BIR_OVERRIDES` names one.
 pub const DEFAULT_OVERRIDES: &str = "bir-overrides.toml";
@@ -87,10 +90,13 @@ pub enum BirCommand {
         overrides: Option<PathBuf>,
     },
     /// Create or update the deadlines as Plane work items (one listing, then only what
-    /// changed); restores drift in the fields it owns. Exit 2 on bad input or a missing
-    /// project, profile or API key; 1 when Plane or the database fails.
+    /// changed); restores drift in the fields it owns. On PostgreSQL one sync at a time
+    /// per project (an advisory lock). Exit 0 done; 2 on bad input or a missing project,
+    /// profile or API key; 1 when Plane or the database fails; 75 when another `bir sync`
+    /// is syncing a project it was to sync (PostgreSQL; it says who; --wait waits instead).
     Sync(crate::bir_sync_cli::SyncArgs),
-    /// Every deadline the database holds, with its filing status (read-only).
+    /// Every deadline the database (SQLite or PostgreSQL) holds, with its filing status
+    /// (read-only: nothing is created or migrated).
     Status(crate::bir_sync_cli::StatusArgs),
     /// The form catalog, with the reason next to each abolished or optional form.
     Forms {
@@ -121,8 +127,20 @@ pub enum ListFormat {
 }
 
 /// Runs a `bir` command and prints its output; errors go to stderr with the exit code.
-pub fn run(command: BirCommand) -> ExitCode {
-    match execute(command) {
+pub async fn run(command: BirCommand) -> ExitCode {
+    let result = match command {
+        BirCommand::Sync(args) => match crate::bir_sync_cli::sync(args).await {
+            Ok(text) => Ok(text),
+            Err(SyncError::Failed(f)) => Err(f),
+            Err(SyncError::Busy(e)) => {
+                eprintln!("plane-server: {e}");
+                return ExitCode::from(crate::bir_sync_cli::BUSY);
+            }
+        },
+        BirCommand::Status(args) => crate::bir_sync_cli::status(args).await,
+        other => execute(other),
+    };
+    match result {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -171,10 +189,12 @@ pub(crate) fn holidays(files: &HolidayFiles) -> Result<Holidays, Failure> {
     Ok(h)
 }
 
+/// The commands that need no database (`sync` and `status` are async: see [`run`]).
 fn execute(command: BirCommand) -> Result<String, Failure> {
     match command {
-        BirCommand::Sync(args) => crate::bir_sync_cli::sync(args),
-        BirCommand::Status(args) => crate::bir_sync_cli::status(args),
+        BirCommand::Sync(_) | BirCommand::Status(_) => Err(Failure::Other(
+            "bir sync and bir status run through bir_cli::run".into(),
+        )),
         BirCommand::Calendar {
             year,
             from,

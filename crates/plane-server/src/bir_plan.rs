@@ -8,6 +8,9 @@
 //!   profile's `[[bir.profiles]]` entry, `bir.project`).
 //! * [`deadlines`] / [`targets`]: each profile's deadlines for the scope, with the open ones
 //!   synced before.
+//! * [`open_store`] / [`open_read_only`]: the deadline store the configuration names (the
+//!   SQLite file, or PostgreSQL), and [`lock_project`]: on PostgreSQL, one sync per project
+//!   at a time (the advisory lock `bir-sync:<project id>`).
 //! * [`run`]: one profile's sync (or dry run) against Plane.
 //! * [`summary`] / [`table`]: the report, as the JSON of `bir sync --format json` (typed, so
 //!   that the MCP tools declare its schema) and as the CLI's table.
@@ -18,11 +21,12 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use plane_bir::sync::{Action, Progress, profile_key};
 use plane_bir::{
-    Ahead, Deadline, DeadlineStore, Holidays, Overrides, Profile, SqliteDeadlineStore, SyncReport,
-    SyncRequest, Window,
+    Ahead, Deadline, DeadlineStore, Holidays, Overrides, PgDeadlineStore, Profile,
+    SqliteDeadlineStore, SyncReport, SyncRequest, Window,
 };
 use plane_core::PlaneClient;
-use plane_server::config::Config;
+use plane_postgres::{AdvisoryLock, Database, Holder};
+use plane_server::config::{Config, PostgresConfig};
 use schemars::JsonSchema;
 use serde::Serialize;
 use uuid::Uuid;
@@ -159,11 +163,35 @@ pub(crate) struct Target {
     pub file: PathBuf,
     pub project: Uuid,
     pub deadlines: Vec<Deadline>,
+    /// Its override file's overrides, to compute the deadlines again ([`Target::refresh`]).
+    pub overrides: Overrides,
+}
+
+impl Target {
+    /// Computes the deadlines again from the store as it is now: what a sync does once it
+    /// holds its project's lock, since the sync it waited for may have recorded deadlines.
+    pub(crate) async fn refresh(
+        &mut self,
+        scope: Scope,
+        store: &dyn DeadlineStore,
+        holidays: &Holidays,
+    ) -> Result<(), Failure> {
+        self.deadlines = deadlines(
+            &self.profile,
+            self.project,
+            scope,
+            store,
+            holidays,
+            &self.overrides,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// A profile's deadlines for `scope`: the labelled year; or every one due in the window,
 /// with the open ones the store holds for `project` wherever their date lies.
-pub(crate) fn deadlines(
+pub(crate) async fn deadlines(
     profile: &Profile,
     project: Uuid,
     scope: Scope,
@@ -174,8 +202,9 @@ pub(crate) fn deadlines(
     Ok(match scope {
         Scope::Year(year) => plane_bir::calendar(profile, year, holidays, overrides)?,
         Scope::Window(window) => {
-            // Called off the async threads (or before a runtime starts): wait here.
-            let records = futures::executor::block_on(store.deadlines_of(&profile_key(profile)))
+            let records = store
+                .deadlines_of(&profile_key(profile))
+                .await
                 .map_err(|e| Failure::Other(e.to_string()))?;
             plane_bir::horizon::deadlines(profile, project, window, &records, holidays, overrides)?
         }
@@ -185,7 +214,7 @@ pub(crate) fn deadlines(
 /// The targets of `wanted`, each profile and override file loaded from disk; a profile
 /// without its own override file takes `default_overrides` (else `bir-overrides.toml` if it
 /// exists), loaded once it is needed.
-pub(crate) fn targets(
+pub(crate) async fn targets(
     wanted: Vec<Wanted>,
     scope: Scope,
     store: &dyn DeadlineStore,
@@ -206,28 +235,141 @@ pub(crate) fn targets(
             Some(path) => Overrides::load(&path)?,
             None => default_overrides()?,
         };
-        let deadlines = deadlines(&profile, project, scope, store, holidays, &overrides)?;
+        let deadlines = deadlines(&profile, project, scope, store, holidays, &overrides).await?;
         out.push(Target {
             profile,
             file: w.file,
             project,
             deadlines,
+            overrides,
         });
     }
     Ok(out)
 }
 
-/// The deadline store for a run: read-only for a dry run (an in-memory one when no file
-/// exists yet, since a dry run creates nothing), else opened (and created) for writing.
-pub(crate) fn open_store(path: &Path, dry_run: bool) -> Result<SqliteDeadlineStore, Failure> {
-    let opened = if dry_run && path.exists() {
-        SqliteDeadlineStore::open_read_only(path)
-    } else if dry_run {
-        SqliteDeadlineStore::open(":memory:")
-    } else {
-        SqliteDeadlineStore::open(path)
-    };
-    opened.map_err(|e| Failure::Other(e.to_string()))
+/// The deadline store a run works on, as the configuration names it.
+#[derive(Clone)]
+pub(crate) struct OpenedStore {
+    pub store: Arc<dyn DeadlineStore>,
+    /// The PostgreSQL database, when that is the backend (for the project locks).
+    pub postgres: Option<Database>,
+}
+
+/// Connections a command line (or the MCP server) keeps to PostgreSQL: a sync makes one
+/// call at a time; a lock takes a connection of its own, outside the pool.
+const POOL: usize = 4;
+
+/// Connects to PostgreSQL without creating anything (not even the schema).
+pub(crate) async fn connect_existing(pg: &PostgresConfig) -> Result<Database, Failure> {
+    pg.options()
+        .clone()
+        .pool_size(POOL)
+        .connect_existing()
+        .await
+        .map_err(|e| Failure::Other(e.to_string()))
+}
+
+/// The deadline store for a run. A dry run writes nothing, so it opens the store read-only:
+/// on SQLite an in-memory one when no file exists yet (a dry run creates nothing), on
+/// PostgreSQL without creating or migrating anything. Otherwise it is opened for writing,
+/// its tables created or migrated.
+pub(crate) async fn open_store(config: &Config, dry_run: bool) -> Result<OpenedStore, Failure> {
+    let fail = |e: plane_bir::Error| Failure::Other(e.to_string());
+    if let Some(pg) = &config.postgres {
+        let (store, db) = if dry_run {
+            let db = connect_existing(pg).await?;
+            (PgDeadlineStore::open_read_only(db.clone()).await, db)
+        } else {
+            let db = pg
+                .options()
+                .clone()
+                .pool_size(POOL)
+                .connect()
+                .await
+                .map_err(|e| Failure::Other(e.to_string()))?;
+            (PgDeadlineStore::open(db.clone()).await, db)
+        };
+        return Ok(OpenedStore {
+            store: Arc::new(store.map_err(fail)?),
+            postgres: Some(db),
+        });
+    }
+    let path = config.database.clone();
+    // Opening a file (and migrating it) blocks: off the async threads.
+    let store = tokio::task::spawn_blocking(move || {
+        if dry_run && path.exists() {
+            SqliteDeadlineStore::open_read_only(&path)
+        } else if dry_run {
+            SqliteDeadlineStore::open(":memory:")
+        } else {
+            SqliteDeadlineStore::open(&path)
+        }
+    })
+    .await
+    .map_err(|e| Failure::Other(format!("opening the deadline store failed: {e}")))?
+    .map_err(fail)?;
+    Ok(OpenedStore {
+        store: Arc::new(store),
+        postgres: None,
+    })
+}
+
+/// The deadline store, read-only (`bir status`): the SQLite file, which must exist; or
+/// PostgreSQL, where nothing is created or migrated and tables no sync has made yet read
+/// as empty.
+pub(crate) async fn open_read_only(config: &Config) -> Result<Arc<dyn DeadlineStore>, Failure> {
+    let fail = |e: plane_bir::Error| Failure::Other(e.to_string());
+    if let Some(pg) = &config.postgres {
+        let db = connect_existing(pg).await?;
+        return Ok(Arc::new(
+            PgDeadlineStore::open_read_only(db).await.map_err(fail)?,
+        ));
+    }
+    let path = config.database.clone();
+    let store = tokio::task::spawn_blocking(move || SqliteDeadlineStore::open_read_only(&path))
+        .await
+        .map_err(|e| Failure::Other(format!("opening the deadline store failed: {e}")))?
+        .map_err(fail)?;
+    Ok(Arc::new(store))
+}
+
+/// The advisory lock a sync of `project` holds on PostgreSQL (scoped to the schema).
+pub(crate) fn lock_name(project: Uuid) -> String {
+    format!("bir-sync:{project}")
+}
+
+/// Takes the lock of `project`'s sync if it is free; else who holds it. A holder that let
+/// go between the two looks is asked about again, a few times.
+pub(crate) async fn lock_project(
+    db: &Database,
+    project: Uuid,
+) -> Result<Result<AdvisoryLock, Holder>, Failure> {
+    let name = lock_name(project);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match db.try_lock(&name).await {
+            Ok(Err(holder)) if holder.backend_pid == 0 && tries < 3 => continue,
+            Ok(outcome) => return Ok(outcome),
+            Err(e) => {
+                return Err(Failure::Other(format!(
+                    "cannot take the lock of project {project}'s sync: {e}"
+                )));
+            }
+        }
+    }
+}
+
+/// Waits for the lock of `project`'s sync.
+pub(crate) async fn wait_for_project(
+    db: &Database,
+    project: Uuid,
+) -> Result<AdvisoryLock, Failure> {
+    db.lock(&lock_name(project)).await.map_err(|e| {
+        Failure::Other(format!(
+            "cannot wait for the lock of project {project}'s sync: {e}"
+        ))
+    })
 }
 
 /// The Plane client of the configuration; without credentials an error naming what `what`

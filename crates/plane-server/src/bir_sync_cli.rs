@@ -1,5 +1,11 @@
 //! `plane-server bir sync` and `plane-server bir status`: the deadlines in Plane, and
 //! their filing status here.
+//!
+//! Both work on the store the configuration names: the SQLite file, or PostgreSQL
+//! (`--db postgres://...`). On PostgreSQL one sync at a time touches a project: `bir
+//! sync` takes the advisory lock `bir-sync:<project id>` before it reads or writes
+//! anything of that project, and holds it until the project is done. A second sync of the
+//! same project says who holds it and exits [`BUSY`], or waits for it with `--wait`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -8,7 +14,8 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
 use plane_bir::sync::Progress;
-use plane_bir::{Ahead, Deadline, DeadlineStatus, DeadlineStore, SqliteDeadlineStore, SyncReport};
+use plane_bir::{Ahead, Deadline, DeadlineStatus, DeadlineStore, SyncReport};
+use plane_postgres::AdvisoryLock;
 use plane_server::config::{Config, Overrides as ConfigOverrides};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -44,12 +51,17 @@ pub struct SyncArgs {
     /// TOML configuration file (never holds secrets).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The SQLite database (shared with the deliveries) [env: PLANE_DATABASE_URL] [default: plane.db].
-    #[arg(long, value_name = "PATH")]
+    /// The database (shared with the deliveries): a SQLite file, or a postgres:// URL
+    /// [env: PLANE_DATABASE_URL] [default: plane.db].
+    #[arg(long, value_name = "PATH|URL")]
     db: Option<PathBuf>,
-    /// Print the plan; write nothing to Plane or the database.
+    /// Print the plan; write nothing to Plane or the database (and take no lock).
     #[arg(long)]
     dry_run: bool,
+    /// On PostgreSQL, when another `bir sync` is syncing a project, wait for it to finish
+    /// instead of exiting 75. (SQLite: no effect.)
+    #[arg(long)]
+    wait: bool,
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     format: ListFormat,
     #[command(flatten)]
@@ -70,8 +82,9 @@ pub struct StatusArgs {
     /// TOML configuration file (for `store.database`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The SQLite database [env: PLANE_DATABASE_URL] [default: plane.db].
-    #[arg(long, value_name = "PATH")]
+    /// The database, read-only: a SQLite file, or a postgres:// URL [env:
+    /// PLANE_DATABASE_URL] [default: plane.db].
+    #[arg(long, value_name = "PATH|URL")]
     db: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     format: ListFormat,
@@ -135,13 +148,43 @@ fn manila_today() -> NaiveDate {
     plane_bir::store::manila_date(Utc::now())
 }
 
+/// The exit code of a `bir sync` that found a project it was to sync being synced by
+/// another one (on PostgreSQL, without `--wait`): 75, `EX_TEMPFAIL` ("try again later").
+pub const BUSY: u8 = 75;
+
+/// Why `bir sync` stopped.
+pub(crate) enum SyncError {
+    /// Bad input (exit 2) or a failure (exit 1).
+    Failed(Failure),
+    /// Another sync holds a project's lock (exit [`BUSY`]); the message names it.
+    Busy(String),
+}
+
+impl From<Failure> for SyncError {
+    fn from(e: Failure) -> Self {
+        SyncError::Failed(e)
+    }
+}
+
+impl From<plane_bir::Error> for SyncError {
+    fn from(e: plane_bir::Error) -> Self {
+        SyncError::Failed(e.into())
+    }
+}
+
+impl From<serde_json::Error> for SyncError {
+    fn from(e: serde_json::Error) -> Self {
+        SyncError::Failed(e.into())
+    }
+}
+
 /// Runs `bir sync`; the text to print.
-pub fn sync(args: SyncArgs) -> Result<String, Failure> {
+pub(crate) async fn sync(args: SyncArgs) -> Result<String, SyncError> {
     let config = config(args.config.clone(), args.db.clone())?;
     let today = args.today.unwrap_or_else(manila_today);
     let scope = Scope::of(&config, args.year, args.from, args.ahead, today)?;
-    let store: Arc<dyn DeadlineStore> =
-        Arc::new(bir_plan::open_store(&config.database, args.dry_run)?);
+    let opened = bir_plan::open_store(&config, args.dry_run).await?;
+    let store = opened.store.clone();
     let holidays = holidays(&args.holidays)?;
     let wanted = bir_plan::wanted(&config, args.profile.as_slice(), args.project)?;
     if wanted.is_empty() {
@@ -149,19 +192,70 @@ pub fn sync(args: SyncArgs) -> Result<String, Failure> {
             "no profile to sync: pass --profile FILE, or list the profiles in the config file \
              given with --config ([[bir.profiles]] file = \"...\", project = \"...\")"
                 .into(),
-        ));
+        )
+        .into());
     }
-    let targets = bir_plan::targets(wanted, scope, &*store, &holidays, args.overrides.as_deref())?;
+    let mut targets =
+        bir_plan::targets(wanted, scope, &*store, &holidays, args.overrides.as_deref()).await?;
     let all: Vec<Deadline> = targets.iter().flat_map(|t| t.deadlines.clone()).collect();
     warn_provisional(&all);
-    let client = bir_plan::plane_client(&config, "bir sync")?;
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
+    // With OAuth on SQLite this reads the stored token from the file: off the async threads.
+    let client = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || bir_plan::plane_client(&config, "bir sync"))
+            .await
+            .map_err(|e| Failure::Other(format!("making the Plane client failed: {e}")))??
+    };
+    // A dry run writes nothing: it takes no lock, and a sync running meanwhile is fine.
+    let locks = opened.postgres.as_ref().filter(|_| !args.dry_run);
+    let mut held: Option<(Uuid, AdvisoryLock)> = None;
+    let total = targets.len();
     let mut reports = Vec::new();
-    for target in &targets {
-        let report =
-            runtime.block_on(run_one(&client, store.clone(), target, today, args.dry_run))?;
+    for (i, target) in targets.iter_mut().enumerate() {
+        if let Some(db) = locks
+            && held.as_ref().map(|(p, _)| *p) != Some(target.project)
+        {
+            if let Some((_, lock)) = held.take() {
+                lock.release().await;
+            }
+            let lock = match bir_plan::lock_project(db, target.project).await? {
+                Ok(lock) => lock,
+                Err(holder) if args.wait => {
+                    eprintln!(
+                        "plane-server: project {} is being synced by {holder}; waiting for that \
+                         sync to finish (--wait)",
+                        target.project
+                    );
+                    let lock = bir_plan::wait_for_project(db, target.project).await?;
+                    eprintln!(
+                        "plane-server: project {} is free; syncing {}",
+                        target.project, target.profile.name
+                    );
+                    lock
+                }
+                Err(holder) => {
+                    let done = match i {
+                        0 => String::new(),
+                        n => format!(" ({n} of {total} profiles were synced before it)"),
+                    };
+                    return Err(SyncError::Busy(format!(
+                        "project {} is being synced by another `bir sync`: {holder}. Nothing \
+                         of it was touched{done}; run again once that sync has finished, or \
+                         pass --wait to wait for it",
+                        target.project
+                    )));
+                }
+            };
+            held = Some((target.project, lock));
+            // What the sync before us recorded counts: the window's open deadlines are
+            // read again under the lock.
+            target.refresh(scope, &*store, &holidays).await?;
+        }
+        let report = run_one(&client, store.clone(), target, today, args.dry_run).await?;
         reports.push(report);
+    }
+    if let Some((_, lock)) = held.take() {
+        lock.release().await;
     }
     Ok(match args.format {
         ListFormat::Json => {
@@ -232,12 +326,13 @@ async fn run_one(
     result
 }
 
-pub fn status(args: StatusArgs) -> Result<String, Failure> {
+pub(crate) async fn status(args: StatusArgs) -> Result<String, Failure> {
     let config = config(args.config, args.db)?;
     let today = args.today.unwrap_or_else(manila_today);
-    let store = SqliteDeadlineStore::open_read_only(&config.database)
-        .map_err(|e| Failure::Other(e.to_string()))?;
-    let rows: Vec<_> = futures::executor::block_on(store.all())
+    let store = bir_plan::open_read_only(&config).await?;
+    let rows: Vec<_> = store
+        .all()
+        .await
         .map_err(|e| Failure::Other(e.to_string()))?
         .into_iter()
         .map(|r| (ShownStatus::of(r.status, r.due_date, today), r))

@@ -3,16 +3,20 @@
 //!
 //! * stdout carries nothing but protocol: logs go to stderr (`init_logging` in main.rs),
 //!   and nothing here prints.
-//! * Read-only by default: the database is opened read-only for each call (so a `bir sync`
-//!   or `serve` running beside it is seen at once, and a missing file is reported, never
-//!   created). `sync_plan` asks Plane what `bir sync` would change (its dry run, through
-//!   [`crate::bir_plan`], the CLI's own code) and writes nothing.
+//! * Read-only by default: the database is read for each call (so a `bir sync` or `serve`
+//!   running beside it is seen at once), never created or migrated. A SQLite file is opened
+//!   read-only each time, and a missing one is reported; PostgreSQL (`--db postgres://...`)
+//!   is read through a small pool made at the first call, and tables no sync (or `serve`)
+//!   has made yet are reported as such. `sync_plan` asks Plane what `bir sync` would change
+//!   (its dry run, through [`crate::bir_plan`], the CLI's own code) and writes nothing.
 //! * Writes are opt-in (`--allow-writes`): only then are `sync` (the run `bir sync` makes)
 //!   and `mark_filed` listed and callable. `mark_filed` moves the deadline's work item to
 //!   the project's first `completed`-group state in Plane and changes nothing here: Plane
 //!   stays where a status changes, and its webhook files the deadline as for a person's
 //!   close (`serve`). Without the flag, calling either is a tool error that says so.
-//!   Calls that talk to Plane run one at a time, so two runs never both create an item.
+//!   Calls that talk to Plane run one at a time, so two runs never both create an item;
+//!   on PostgreSQL `sync` also takes the project's lock, as `bir sync` does, and is a tool
+//!   error naming the holder while another sync runs.
 //! * Links: each synced deadline carries its work item's page in Plane's web app, and
 //!   `explain_deadline` the form's page on bir.gov.ph where the catalog has one.
 //! * Resources: `bir://calendar/{profile}/{year}`, one profile's year as iCalendar and as
@@ -35,10 +39,11 @@ use futures::TryStreamExt;
 use plane_bir::sync::{external_id, first_state, profile_key};
 use plane_bir::{
     Ahead, Catalog, Deadline, DeadlineRecord, DeadlineStatus, DeadlineStore, Holidays, Move,
-    Overrides, Profile, SqliteDeadlineStore,
+    Overrides, PgDeadlineStore, Profile, SqliteDeadlineStore,
 };
 use plane_core::{ListParams, MAX_PER_PAGE, StateGroup, WorkItemFields};
-use plane_server::config::{Config, Overrides as ConfigOverrides};
+use plane_postgres::Database;
+use plane_server::config::{Config, Overrides as ConfigOverrides, PostgresConfig};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     InitializeResult, JsonObject, ListResourceTemplatesResult, ListResourcesResult,
@@ -65,8 +70,9 @@ pub struct McpArgs {
     /// TOML configuration file: `store.database` and the `[[bir.profiles]]` (never secrets).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The SQLite database, read-only [env: PLANE_DATABASE_URL] [default: plane.db].
-    #[arg(long, value_name = "PATH")]
+    /// The database, read-only: a SQLite file, or a postgres:// URL [env:
+    /// PLANE_DATABASE_URL] [default: plane.db].
+    #[arg(long, value_name = "PATH|URL")]
     db: Option<PathBuf>,
     /// A taxpayer profile (TOML; repeatable). Without it, the config's `[[bir.profiles]]`.
     #[arg(long = "profile", value_name = "FILE")]
@@ -116,7 +122,7 @@ pub async fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(
         profiles = server.profiles.len(),
-        database = %server.database.display(),
+        database = %server.describe_database(),
         allow_writes = server.allow_writes,
         "MCP server on stdio"
     );
@@ -259,7 +265,12 @@ struct Loaded {
 pub struct BirServer {
     profiles: Arc<Vec<Loaded>>,
     holidays: Arc<Holidays>,
+    /// The SQLite file (unused when `postgres` is set).
     database: PathBuf,
+    /// PostgreSQL, when the database is a `postgres://` URL.
+    postgres: Option<PostgresConfig>,
+    /// Its pool, made (creating nothing) at the first call that reads it.
+    pool: Arc<tokio::sync::OnceCell<Database>>,
     today: Option<NaiveDate>,
     /// Plane's address, workspace and credentials (for the tools that talk to Plane).
     config: Arc<Config>,
@@ -346,6 +357,8 @@ impl BirServer {
             profiles: Arc::new(profiles),
             holidays: Arc::new(holidays(holiday_files)?),
             database: config.database.clone(),
+            postgres: config.postgres.clone(),
+            pool: Arc::new(tokio::sync::OnceCell::new()),
             today,
             web: Arc::new(WebApp::new(&config.base_url, &config.workspace_slug)),
             config: Arc::new(config.clone()),
@@ -360,8 +373,44 @@ impl BirServer {
             .unwrap_or_else(|| (Utc::now() + chrono::Duration::hours(8)).date_naive())
     }
 
+    /// The database as answers name it: the file, or the URL (never its password) and
+    /// schema.
+    fn describe_database(&self) -> String {
+        match &self.postgres {
+            Some(pg) => pg.describe(),
+            None => self.database.display().to_string(),
+        }
+    }
+
+    /// The PostgreSQL pool, made at the first call (and again after a failed attempt).
+    async fn pool(&self, pg: &PostgresConfig) -> Result<Database, String> {
+        self.pool
+            .get_or_try_init(|| bir_plan::connect_existing(pg))
+            .await
+            .cloned()
+            .map_err(failure)
+    }
+
     /// The stored deadlines; a database no sync has created yet reads as none, and says so.
-    fn records(&self) -> Result<(Vec<DeadlineRecord>, String), String> {
+    /// Read-only on either backend: nothing is created or migrated.
+    async fn records(&self) -> Result<(Vec<DeadlineRecord>, String), String> {
+        if let Some(pg) = &self.postgres {
+            let store = PgDeadlineStore::open_read_only(self.pool(pg).await?)
+                .await
+                .map_err(|e| e.to_string())?;
+            if store.schema_version().await.map_err(|e| e.to_string())? == 0 {
+                return Ok((
+                    Vec::new(),
+                    format!(
+                        "{}: no deadline tables yet (`plane-server bir sync` creates them); no \
+                         filing status known",
+                        pg.describe()
+                    ),
+                ));
+            }
+            let records = store.all().await.map_err(|e| e.to_string())?;
+            return Ok((records, pg.describe()));
+        }
         if !self.database.exists() {
             return Ok((
                 Vec::new(),
@@ -371,10 +420,13 @@ impl BirServer {
                 ),
             ));
         }
-        let store =
-            SqliteDeadlineStore::open_read_only(&self.database).map_err(|e| e.to_string())?;
-        // Called on the blocking pool: wait here.
-        let records = futures::executor::block_on(store.all()).map_err(|e| e.to_string())?;
+        let path = self.database.clone();
+        // Opening a file blocks: off the async threads (the reads take themselves there).
+        let store = tokio::task::spawn_blocking(move || SqliteDeadlineStore::open_read_only(&path))
+            .await
+            .map_err(|e| format!("the tool failed unexpectedly: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let records = store.all().await.map_err(|e| e.to_string())?;
         Ok((records, self.database.display().to_string()))
     }
 
@@ -1210,36 +1262,66 @@ impl BirServer {
                 return Err(failure(bir_plan::no_project(&p.named)));
             }
         }
-        let server = self.clone();
+        // Credentials before the store: a sync that cannot run creates no database. With
+        // OAuth on SQLite this reads the stored token from the file: off the async threads.
+        let config = self.config.clone();
         let what = format!("the `{tool}` tool");
-        // SQLite (the deadline store, an OAuth token) blocks: off the async threads.
-        let (store, targets, client) = tokio::task::spawn_blocking(move || {
-            // Credentials before the store: a sync that cannot run creates no database.
-            let client = bir_plan::plane_client(&server.config, &what)?;
-            let store: Arc<dyn DeadlineStore> =
-                Arc::new(bir_plan::open_store(&server.database, dry_run)?);
-            let mut targets = Vec::new();
-            for p in server.profiles.iter().filter(|p| keys.contains(&p.key)) {
-                let project = p.project.ok_or_else(|| bir_plan::no_project(&p.named))?;
-                targets.push(Target {
-                    deadlines: bir_plan::deadlines(
-                        &p.profile,
-                        project,
-                        scope,
-                        &*store,
-                        &server.holidays,
-                        &p.overrides,
-                    )?,
-                    profile: p.profile.clone(),
-                    file: p.file.clone(),
-                    project,
-                });
+        let client = tokio::task::spawn_blocking(move || bir_plan::plane_client(&config, &what))
+            .await
+            .map_err(|e| format!("the tool failed unexpectedly: {e}"))?
+            .map_err(failure)?;
+        let opened = bir_plan::open_store(&self.config, dry_run)
+            .await
+            .map_err(failure)?;
+        let store = opened.store.clone();
+        // On PostgreSQL a sync holds its projects' locks, as `bir sync` does (a dry run
+        // writes nothing and takes none); all of them before anything is read.
+        let mut locks = Vec::new();
+        if let Some(db) = opened.postgres.as_ref().filter(|_| !dry_run) {
+            let mut projects: Vec<Uuid> = self
+                .profiles
+                .iter()
+                .filter(|p| keys.contains(&p.key))
+                .filter_map(|p| p.project)
+                .collect();
+            projects.sort_unstable();
+            projects.dedup();
+            for project in projects {
+                match bir_plan::lock_project(db, project).await.map_err(failure)? {
+                    Ok(lock) => locks.push(lock),
+                    Err(holder) => {
+                        return Err(format!(
+                            "project {project} is being synced by another `bir sync`: \
+                             {holder}. Nothing was changed; call `sync` again once that sync \
+                             has finished"
+                        ));
+                    }
+                }
             }
-            Ok::<_, Failure>((store, targets, client))
-        })
-        .await
-        .map_err(|e| format!("the tool failed unexpectedly: {e}"))?
-        .map_err(failure)?;
+        }
+        let mut targets = Vec::new();
+        for p in self.profiles.iter().filter(|p| keys.contains(&p.key)) {
+            let project = p
+                .project
+                .ok_or_else(|| bir_plan::no_project(&p.named))
+                .map_err(failure)?;
+            targets.push(Target {
+                deadlines: bir_plan::deadlines(
+                    &p.profile,
+                    project,
+                    scope,
+                    &*store,
+                    &self.holidays,
+                    &p.overrides,
+                )
+                .await
+                .map_err(failure)?,
+                profile: p.profile.clone(),
+                file: p.file.clone(),
+                project,
+                overrides: p.overrides.clone(),
+            });
+        }
         let mut reports = Vec::new();
         for target in &targets {
             reports.push(
@@ -1247,6 +1329,9 @@ impl BirServer {
                     .await
                     .map_err(failure)?,
             );
+        }
+        for lock in locks {
+            lock.release().await;
         }
         let summary = bir_plan::summary(&reports, &targets, scope);
         let text = bir_plan::table(&reports, &targets, scope);
@@ -1262,10 +1347,7 @@ impl BirServer {
         let d = self.compute(p, &code, &a.period)?;
         let period = d.period.to_string();
         let ext = external_id(&p.key, &d.form, &period);
-        let server = self.clone();
-        let (records, _) = tokio::task::spawn_blocking(move || server.records())
-            .await
-            .map_err(|e| format!("the tool failed unexpectedly: {e}"))??;
+        let (records, _) = self.records().await?;
         let not_synced = || {
             format!(
                 "{} {period} of {} has no work item in Plane yet: no sync has created it (run \
@@ -1386,19 +1468,23 @@ impl BirServer {
         answer(&out, summary)
     }
 
-    fn call(&self, name: &str, arguments: Option<JsonObject>) -> Result<CallToolResult, String> {
+    async fn call(
+        &self,
+        name: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<CallToolResult, String> {
         match name {
-            "deadlines" => self.deadlines(args(name, arguments)?),
-            "explain_deadline" => self.explain(args(name, arguments)?),
+            "deadlines" => self.deadlines(args(name, arguments)?).await,
+            "explain_deadline" => self.explain(args(name, arguments)?).await,
             "calendar" => self.calendar(args(name, arguments)?),
             "forms" => forms(args(name, arguments)?),
-            "filing_status" => self.filing_status(args(name, arguments)?),
-            "inbox_health" => self.inbox_health(args(name, arguments)?),
+            "filing_status" => self.filing_status(args(name, arguments)?).await,
+            "inbox_health" => self.inbox_health(args(name, arguments)?).await,
             _ => Err(format!("unknown tool {name:?}")),
         }
     }
 
-    fn deadlines(&self, a: DeadlinesArgs) -> Result<CallToolResult, String> {
+    async fn deadlines(&self, a: DeadlinesArgs) -> Result<CallToolResult, String> {
         let today = self.today();
         let from = a.from.as_deref().map(|v| date("from", v)).transpose()?;
         let to = a.to.as_deref().map(|v| date("to", v)).transpose()?;
@@ -1415,7 +1501,7 @@ impl BirServer {
             .map(|p| self.profile(Some(p)))
             .transpose()?
             .flatten();
-        let (records, database) = self.records()?;
+        let (records, database) = self.records().await?;
         let mut by_id: HashMap<&str, &DeadlineRecord> = records
             .iter()
             .map(|r| (r.external_id.as_str(), r))
@@ -1524,7 +1610,7 @@ impl BirServer {
             .map_err(|e| e.to_string())
     }
 
-    fn explain(&self, a: ExplainArgs) -> Result<CallToolResult, String> {
+    async fn explain(&self, a: ExplainArgs) -> Result<CallToolResult, String> {
         let code = form_code(&a.form)?;
         let chosen = self.profile(a.profile.as_deref())?;
         let whole;
@@ -1562,7 +1648,7 @@ impl BirServer {
             .overridden
             .as_ref()
             .map_or(d.due_date, |o| o.computed_due_date);
-        let status = match self.records() {
+        let status = match self.records().await {
             Ok((records, _)) => {
                 let id = external_id(&key, &d.form, &d.period.to_string());
                 records.iter().find(|r| r.external_id == id).and_then(|r| {
@@ -1693,7 +1779,7 @@ impl BirServer {
         )
     }
 
-    fn filing_status(&self, a: FilingStatusArgs) -> Result<CallToolResult, String> {
+    async fn filing_status(&self, a: FilingStatusArgs) -> Result<CallToolResult, String> {
         let today = self.today();
         let only = a
             .profile
@@ -1701,7 +1787,7 @@ impl BirServer {
             .map(|p| self.profile(Some(p)))
             .transpose()?
             .flatten();
-        let (records, database) = self.records()?;
+        let (records, database) = self.records().await?;
         let mut groups: BTreeMap<&str, Vec<&DeadlineRecord>> = BTreeMap::new();
         for p in self.profiles.iter() {
             groups.entry(p.key.as_str()).or_default();
@@ -1776,14 +1862,33 @@ impl BirServer {
 }
 
 impl BirServer {
-    fn inbox_health(&self, a: InboxHealthArgs) -> Result<CallToolResult, String> {
+    async fn inbox_health(&self, a: InboxHealthArgs) -> Result<CallToolResult, String> {
         let limit = a.limit.unwrap_or(20);
         if limit == 0 || limit > 200 {
             return Err(format!("bad `limit` {limit}: give 1 to 200"));
         }
-        let (snapshot, database) = if self.database.exists() {
-            let snapshot = plane_webhook::SqliteStore::inspect_inbox(&self.database, limit)
+        let (snapshot, database) = if let Some(pg) = &self.postgres {
+            let db = self.pool(pg).await?;
+            let snapshot = plane_webhook::PgStore::inspect_inbox(&db, limit)
+                .await
                 .map_err(|e| e.to_string())?;
+            let database = match snapshot {
+                Some(_) => pg.describe(),
+                None => format!(
+                    "{}: no webhook inbox in it yet (`plane-server serve` creates it)",
+                    pg.describe()
+                ),
+            };
+            (snapshot.unwrap_or_default(), database)
+        } else if self.database.exists() {
+            let path = self.database.clone();
+            // A read-only SQLite snapshot blocks: off the async threads.
+            let snapshot = tokio::task::spawn_blocking(move || {
+                plane_webhook::SqliteStore::inspect_inbox(&path, limit)
+            })
+            .await
+            .map_err(|e| format!("the tool failed unexpectedly: {e}"))?
+            .map_err(|e| e.to_string())?;
             let database = match snapshot {
                 Some(_) => self.database.display().to_string(),
                 None => format!(
@@ -2106,12 +2211,9 @@ impl ServerHandler for BirServer {
         let result = if PLANE_TOOLS.contains(&name.as_str()) {
             self.call_plane(&name, request.arguments).await
         } else {
-            let server = self.clone();
-            let tool = name.clone();
-            // SQLite reads and the date arithmetic block: off the async threads.
-            tokio::task::spawn_blocking(move || server.call(&tool, request.arguments))
-                .await
-                .unwrap_or_else(|e| Err(format!("the tool failed unexpectedly: {e}")))
+            // The store's reads go off the async threads by themselves (SQLite) or are
+            // async (PostgreSQL); the date arithmetic is quick.
+            self.call(&name, request.arguments).await
         };
         Ok(match result {
             Ok(result) => result,

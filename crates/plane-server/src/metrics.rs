@@ -21,8 +21,10 @@
 //! they come from the deadline store, not from memory: [`refresh_deadlines`] reads it
 //! at start, every [`DEADLINE_REFRESH`], and shortly after an inbox item is done (a
 //! deadline filed in Plane shows within seconds), and keeps the figures for the
-//! scrapes. Days are Manila days, as in `bir status`; "now" is the delivery store's
-//! clock, so tests can fix it.
+//! scrapes. The store is the one the configuration names ([`DeadlineSource`]): the SQLite
+//! file, or PostgreSQL, read-only either way (nothing created or migrated). Days are
+//! Manila days, as in `bir status`; "now" is the delivery store's clock, so tests can fix
+//! it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,7 +35,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use plane_bir::store::{manila_date, manila_day_end};
-use plane_bir::{DeadlineRecord, DeadlineStatus, DeadlineStore, SqliteDeadlineStore, SyncRun};
+use plane_bir::{
+    DeadlineRecord, DeadlineStatus, DeadlineStore, PgDeadlineStore, SqliteDeadlineStore, SyncRun,
+};
 use plane_core::PlaneClient;
 use plane_webhook::{Clock, InboxStats};
 use prometheus_client::collector::Collector;
@@ -581,15 +585,78 @@ impl Collector for DeadlineCollector {
     }
 }
 
+/// Where [`refresh_deadlines`] reads the deadlines: the SQLite file, or PostgreSQL.
+#[derive(Debug, Clone)]
+pub enum DeadlineSource {
+    /// The SQLite file (opened read-only).
+    Sqlite(PathBuf),
+    /// PostgreSQL: a pool of its own (two connections), made without creating anything.
+    Postgres(Box<plane_postgres::Options>),
+}
+
+impl From<PathBuf> for DeadlineSource {
+    fn from(path: PathBuf) -> Self {
+        DeadlineSource::Sqlite(path)
+    }
+}
+
+impl From<&crate::config::Config> for DeadlineSource {
+    /// The store the configuration names: PostgreSQL when the database is a `postgres://`
+    /// URL, else the SQLite file.
+    fn from(config: &crate::config::Config) -> Self {
+        match &config.postgres {
+            Some(pg) => DeadlineSource::Postgres(Box::new(pg.options().clone())),
+            None => DeadlineSource::Sqlite(config.database.clone()),
+        }
+    }
+}
+
+impl DeadlineSource {
+    /// Opens the store read-only. A file opens on the blocking pool; PostgreSQL connects.
+    async fn open(&self) -> Result<Arc<dyn DeadlineStore>, plane_bir::Error> {
+        match self {
+            DeadlineSource::Sqlite(path) => {
+                let path = path.clone();
+                let shown = path.display().to_string();
+                let store =
+                    tokio::task::spawn_blocking(move || SqliteDeadlineStore::open_read_only(&path))
+                        .await
+                        .map_err(|e| plane_bir::Error::Store {
+                            path: shown,
+                            operation: "open the database read-only",
+                            message: e.to_string(),
+                        })??;
+                Ok(Arc::new(store))
+            }
+            DeadlineSource::Postgres(options) => {
+                let db = (**options).clone().pool_size(2).connect_existing().await?;
+                Ok(Arc::new(PgDeadlineStore::open_read_only(db).await?))
+            }
+        }
+    }
+}
+
 /// Keeps the `plane_bir_*` gauges current until `stop` turns true: reads the deadline
-/// store at `database` at once, every [`DEADLINE_REFRESH`] of tokio time, and
+/// store of `source` (a SQLite path, a [`Config`](crate::config::Config), or a
+/// [`DeadlineSource`]) at once, every [`DEADLINE_REFRESH`] of tokio time, and
 /// [`DEADLINE_SETTLE`] after [`Metrics::refresh_deadlines_soon`]. "Now" comes from
 /// `clock`. A store it cannot read (not created yet, a newer schema) is logged and
 /// tried again at the next turn; the gauges keep their last figures meanwhile, and
 /// `plane_bir_deadlines_refreshed_timestamp_seconds` shows how old they are.
-pub async fn refresh_deadlines(
+///
+/// The source is taken at once, so the future borrows nothing (`tokio::spawn` it).
+pub fn refresh_deadlines(
     metrics: Arc<Metrics>,
-    database: PathBuf,
+    source: impl Into<DeadlineSource>,
+    clock: Arc<dyn Clock>,
+    stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    refresh_deadlines_from(metrics, source.into(), clock, stop)
+}
+
+async fn refresh_deadlines_from(
+    metrics: Arc<Metrics>,
+    source: DeadlineSource,
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -597,7 +664,7 @@ pub async fn refresh_deadlines(
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let changed = metrics.deadlines_changed.clone();
     let mut reader = DeadlineReader {
-        database,
+        source,
         store: None,
         failing: false,
     };
@@ -627,32 +694,21 @@ pub async fn refresh_deadlines(
     }
 }
 
-/// The read-only connection [`refresh_deadlines`] keeps between reads.
+/// The read-only store [`refresh_deadlines`] keeps between reads.
 struct DeadlineReader {
-    database: PathBuf,
-    store: Option<SqliteDeadlineStore>,
+    source: DeadlineSource,
+    store: Option<Arc<dyn DeadlineStore>>,
     /// Whether the last read failed (a failure is logged as a warning once, until a
     /// read works again, so a missing file does not fill the log every minute).
     failing: bool,
 }
 
 impl DeadlineReader {
-    /// Reads the store; a connection that failed is dropped and opened again next time.
-    /// Opening blocks (a file), so it runs on the blocking pool; the store's reads take
-    /// themselves there.
+    /// Reads the store; a store that failed is dropped and opened again next time.
     async fn try_read(&mut self, now: DateTime<Utc>) -> Result<DeadlineFigures, plane_bir::Error> {
         let store = match self.store.take() {
             Some(store) => store,
-            None => {
-                let path = self.database.clone();
-                tokio::task::spawn_blocking(move || SqliteDeadlineStore::open_read_only(&path))
-                    .await
-                    .map_err(|e| plane_bir::Error::Store {
-                        path: self.database.display().to_string(),
-                        operation: "open the database read-only",
-                        message: e.to_string(),
-                    })??
-            }
+            None => self.source.open().await?,
         };
         let figures = DeadlineFigures::compute(&store.all().await?, &store.sync_runs().await?, now);
         self.store = Some(store);

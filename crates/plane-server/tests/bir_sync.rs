@@ -1,6 +1,8 @@
 //! The real binary: `bir sync` and `bir status` against plane-fake, exit codes, the JSON
 //! summary, --dry-run, profiles from the config file, a kill -9 mid-sync, and OAuth
-//! (`[plane.oauth]`) instead of an API key.
+//! (`[plane.oauth]`) instead of an API key. On PostgreSQL (skipped without
+//! `PLANE_TEST_DATABASE_URL`): the same sync and status, and two syncs of one project at
+//! once (the second exits 75 naming the first, or waits for it with --wait).
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -8,7 +10,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use plane_fake::{FakePlane, RunningFake};
+use plane_postgres::testing::TestDatabase;
 use serde_json::Value;
+use tokio::io::AsyncBufReadExt as _;
 
 const BIN: &str = env!("CARGO_BIN_EXE_plane-server");
 
@@ -22,6 +26,8 @@ fn profile(name: &str) -> String {
 struct Env {
     fake: RunningFake,
     dir: tempfile::TempDir,
+    /// The PostgreSQL schema of the test, when the store is there (`--db URL`).
+    pg: Option<TestDatabase>,
 }
 
 impl Env {
@@ -34,11 +40,56 @@ impl Env {
         Env {
             fake,
             dir: tempfile::tempdir().unwrap(),
+            pg: None,
         }
+    }
+
+    /// An environment whose store is a PostgreSQL schema of its own; `None` (skipped)
+    /// without a test database.
+    async fn postgres(name: &str) -> Option<Env> {
+        let pg = plane_postgres::testing::database(name).await?;
+        Some(Env {
+            pg: Some(pg),
+            ..Env::new().await
+        })
     }
 
     fn db(&self) -> PathBuf {
         self.dir.path().join("plane.db")
+    }
+
+    /// What `--db` names: the SQLite file, or the PostgreSQL URL.
+    fn db_arg(&self) -> String {
+        match &self.pg {
+            Some(pg) => pg.url().to_owned(),
+            None => self.db().display().to_string(),
+        }
+    }
+
+    /// Whether anything created the deadline store: the file, or the `bir` tables.
+    async fn store_exists(&self) -> bool {
+        match &self.pg {
+            Some(pg) => pg.db().schema_version("bir").await.unwrap().is_some(),
+            None => self.db().exists(),
+        }
+    }
+
+    /// The deadline store, as the test reads it.
+    async fn deadlines(&self) -> Vec<plane_bir::DeadlineRecord> {
+        use plane_bir::DeadlineStore as _;
+        match &self.pg {
+            Some(pg) => plane_bir::PgDeadlineStore::open_read_only(pg.db().clone())
+                .await
+                .unwrap()
+                .all()
+                .await
+                .unwrap(),
+            None => plane_bir::SqliteDeadlineStore::open_read_only(self.db())
+                .unwrap()
+                .all()
+                .await
+                .unwrap(),
+        }
     }
 
     fn command(&self, args: &[&str], with_key: bool) -> Command {
@@ -50,6 +101,12 @@ impl Env {
             .env("PLANE_WORKSPACE_SLUG", self.fake.workspace_slug())
             .env("PLANE_RATE_LIMIT_PER_MINUTE", "100000")
             .current_dir(self.dir.path());
+        if let Some(pg) = &self.pg {
+            cmd.env("PLANE_DATABASE_SCHEMA", pg.schema());
+            if let Ok(password) = std::env::var("PGPASSWORD") {
+                cmd.env("PGPASSWORD", password);
+            }
+        }
         if with_key {
             cmd.env("PLANE_API_KEY", self.fake.api_key());
         }
@@ -78,7 +135,7 @@ impl Env {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        args.push(self.db().display().to_string());
+        args.push(self.db_arg());
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
@@ -105,7 +162,24 @@ fn writes(fake: &RunningFake) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_prints_the_summary_and_a_second_run_writes_nothing_and_status_lists_every_deadline() {
-    let env = Env::new().await;
+    sync_then_status(&Env::new().await).await;
+}
+
+/// The same, with the store in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_sync_prints_the_summary_and_a_second_run_writes_nothing_and_status_lists_every_deadline()
+ {
+    let Some(env) = Env::postgres("bir_sync_status").await else {
+        return;
+    };
+    sync_then_status(&env).await;
+    assert_eq!(
+        env.deadlines().await.len(),
+        env.fake.work_item_count(env.fake.project_id())
+    );
+}
+
+async fn sync_then_status(env: &Env) {
     let project = env.fake.project_id().to_string();
     let corp = profile("efps-a-vat-corporation");
 
@@ -116,7 +190,7 @@ async fn sync_prints_the_summary_and_a_second_run_writes_nothing_and_status_list
     assert_eq!(plan["dry_run"], true);
     assert_eq!(plan["writes"], 0);
     assert_eq!(writes(&env.fake), 0);
-    assert!(!env.db().exists(), "a dry run created the database");
+    assert!(!env.store_exists().await, "a dry run created the database");
     let planned = plan["created"].as_u64().unwrap();
     assert!(planned > 20);
     assert!(plan["profiles"][0]["plan"].as_array().unwrap().len() as u64 > planned);
@@ -159,7 +233,7 @@ async fn sync_prints_the_summary_and_a_second_run_writes_nothing_and_status_list
             "--today",
             "2026-01-05",
             "--db",
-            env.db().to_str().unwrap(),
+            &env.db_arg(),
         ])
         .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -182,9 +256,7 @@ async fn sync_prints_the_summary_and_a_second_run_writes_nothing_and_status_list
         assert_eq!(row["status"], "pending");
         assert!(row["work_item_id"].is_string());
     }
-    let table = env
-        .run(&["bir", "status", "--db", env.db().to_str().unwrap()])
-        .await;
+    let table = env.run(&["bir", "status", "--db", &env.db_arg()]).await;
     assert!(text(&table.stdout).starts_with("FORM"));
 }
 
@@ -343,9 +415,7 @@ async fn a_kill_9_mid_sync_then_a_rerun_leaves_no_duplicate() {
     assert_eq!(env.fake.work_item_count(project), total);
     assert_external_ids_unique(&env, project, total).await;
     // And the database knows every one of them.
-    let rows = plane_bir::SqliteDeadlineStore::open_read_only(env.db()).unwrap();
-    use plane_bir::DeadlineStore as _;
-    assert_eq!(rows.all().await.unwrap().len(), total);
+    assert_eq!(env.deadlines().await.len(), total);
 }
 
 async fn assert_external_ids_unique(env: &Env, project: uuid::Uuid, expected: usize) {
@@ -535,4 +605,106 @@ async fn sync_in_oauth_mode_sends_the_bearer_token_plane_issued_and_no_api_key()
         assert_eq!(*s, (Some(Bearer::Issued(1)), false, 200), "{seen:?}");
     }
     assert_eq!(env.fake.work_item_count(project), created);
+}
+
+/// Two `bir sync` processes on one project in one PostgreSQL schema. The first is held up
+/// by a slow create in plane-fake, so it holds the project's lock for a while: a second
+/// sync exits 75 naming the first (its pid, from PostgreSQL's view of the lock), and a
+/// third with --wait says it waits and for whom, runs once the first has finished, and
+/// creates nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_second_sync_of_a_project_exits_75_naming_the_first_or_waits_for_it() {
+    let Some(env) = Env::postgres("bir_sync_lock").await else {
+        return;
+    };
+    let project = env.fake.project_id();
+    let corp = profile("efps-a-vat-corporation");
+    // Three creates go through; the fourth is answered 10 s late: the first sync holds the
+    // lock at least that long, well past the other two starting.
+    env.fake.inject(
+        plane_fake::Fault::delay(Duration::from_secs(10))
+            .method("POST")
+            .path_contains("/work-items/")
+            .skip(3),
+    );
+    let args = env.sync_args(&["--profile", &corp, "--project", &project.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut first = tokio::process::Command::from(env.command(&args, true))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first_pid = first.id().unwrap();
+    let creates = |fake: &RunningFake| {
+        fake.request_log()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.contains("/work-items/"))
+            .count()
+    };
+    // It takes the lock before its first request: once it creates, it holds it.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while creates(&env.fake) < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first sync never reached 3 creates");
+
+    let second = env.run(&args).await;
+    let err = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(75), "{err}");
+    assert!(
+        err.contains(&format!("plane-server bir pid {first_pid}")),
+        "the holder is not named: {err}"
+    );
+    assert!(err.contains(&project.to_string()), "{err}");
+    assert!(err.contains("--wait"), "{err}");
+    assert!(second.stdout.is_empty());
+
+    let mut wait_args = args.clone();
+    wait_args.push("--wait");
+    let mut third = tokio::process::Command::from(env.command(&wait_args, true))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(third.stderr.take().unwrap()).lines();
+    let waiting = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("waiting") {
+                return line;
+            }
+        }
+        panic!("the waiting sync ended without saying it waits");
+    })
+    .await
+    .expect("the waiting sync never said it waits");
+    assert!(
+        waiting.contains(&format!("plane-server bir pid {first_pid}")),
+        "{waiting}"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first sync ended before the third waited"
+    );
+
+    let first = first.wait_with_output().await.unwrap();
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let first: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let created = first["created"].as_u64().unwrap() as usize;
+    assert!(created > 20, "{first}");
+
+    let third = third.wait_with_output().await.unwrap();
+    let mut rest = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        rest += &line;
+        rest.push('\n');
+    }
+    assert!(third.status.success(), "{rest}");
+    let third: Value = serde_json::from_slice(&third.stdout).unwrap();
+    assert_eq!(third["created"], 0, "{third}");
+    assert_eq!(third["writes"], 0, "{third}");
+    assert_eq!(env.fake.work_item_count(project), created);
+    assert_external_ids_unique(&env, project, created).await;
+    assert_eq!(env.deadlines().await.len(), created);
 }

@@ -550,3 +550,84 @@ async fn serve_checks_plane_every_five_minutes_without_a_probe() {
         .expect("the check stops")
         .unwrap();
 }
+
+/// With the store in PostgreSQL (the configuration's `postgres://` URL and schema), the
+/// gauges read it there, creating nothing: an empty schema reads as no deadlines, and what
+/// a sync and a replica's handler record shows at the next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gauges_read_the_deadlines_from_postgres_and_create_nothing() {
+    let Some(pg) = plane_postgres::testing::database("bir_gauges").await else {
+        return;
+    };
+    let mut env = vec![("PLANE_DATABASE_SCHEMA", pg.schema().to_owned())];
+    if let Ok(password) = std::env::var("PGPASSWORD") {
+        env.push(("PGPASSWORD", password));
+    }
+    let config = config_with(PathBuf::from(pg.url()), env);
+    assert!(config.postgres.is_some());
+    let metrics = Arc::new(Metrics::default());
+    let clock = Arc::new(ManualClock::new(now().timestamp_millis()));
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(refresh_deadlines(metrics.clone(), &config, clock, stopped));
+
+    // Real time here (the database is real): a bound well short of wait_for_figures' own.
+    async fn within<T>(figures: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(30), figures)
+            .await
+            .expect("the gauges were not read from PostgreSQL")
+    }
+    let first = within(wait_for_figures(&metrics, |_| true)).await;
+    assert!(first.profiles.is_empty(), "{first:?}");
+    assert_eq!(first.refreshed_at, NOW_UNIX);
+    assert_eq!(pg.db().schema_version("bir").await.unwrap(), None);
+
+    // A sync records a deadline and its run; a replica's handler files it later.
+    let store = plane_bir::PgDeadlineStore::open(pg.db().clone())
+        .await
+        .unwrap();
+    let (r, item) = record("1601-C", "2026-03-16", DeadlineStatus::Pending);
+    store.record(&r).await.unwrap();
+    let finished_at: DateTime<Utc> = "2026-03-01T09:30:00.123456Z".parse().unwrap();
+    store
+        .record_sync_run(&SyncRun {
+            profile: PROFILE.into(),
+            project_id: Uuid::nil(),
+            finished_at,
+            requests: 3,
+            writes: 1,
+            waited: Duration::ZERO,
+        })
+        .await
+        .unwrap();
+    metrics.refresh_deadlines_soon();
+    within(wait_for_figures(&metrics, |f| !f.profiles.is_empty())).await;
+    // Due 2026-03-16, whose Manila day ends 15 days and 6 hours after now.
+    assert_eq!(
+        bir_lines(&metrics.render()),
+        sorted(&expected(
+            [1, 0, 0, 0, 0],
+            15 * 86_400 + 6 * 3600,
+            finished_at.timestamp()
+        ))
+    );
+
+    store
+        .apply_status(&StatusChange {
+            work_item_id: item,
+            status: DeadlineStatus::Filed,
+            by: Some("ana".into()),
+            at: "2026-03-01T09:45:00Z".parse().unwrap(),
+            event: Some("delivery-1".into()),
+        })
+        .await
+        .unwrap();
+    metrics.refresh_deadlines_soon();
+    let figures = within(wait_for_figures(&metrics, |f| filed(f) == 1)).await;
+    assert_eq!(figures.profiles[PROFILE].deadlines, [0, 0, 0, 1, 0]);
+
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the loop stops")
+        .unwrap();
+}

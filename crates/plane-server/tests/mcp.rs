@@ -43,6 +43,12 @@ fn day(s: &str) -> NaiveDate {
 fn database(dir: &Path) -> PathBuf {
     let path = dir.join("plane.db");
     let store = SqliteDeadlineStore::open(&path).expect("open the deadline store");
+    futures::executor::block_on(deadlines_into(&store));
+    path
+}
+
+/// The deadlines of [`database`], into any deadline store.
+async fn deadlines_into(store: &dyn DeadlineStore) {
     let project = uuid::Uuid::new_v4();
     let record = |form: &str, period: &str, due: &str, item: uuid::Uuid| DeadlineRecord {
         external_id: external_id(TIN, form, period),
@@ -65,20 +71,26 @@ fn database(dir: &Path) -> PathBuf {
         record("2550Q", "2027-Q1", "2026-10-26", filed_item),
         record("1702Q", "2027-Q1", "2026-12-01", uuid::Uuid::new_v4()),
     ] {
-        futures::executor::block_on(store.record(&r)).expect("record a deadline");
+        store.record(&r).await.expect("record a deadline");
     }
-    futures::executor::block_on(store.apply_status(&StatusChange {
-        work_item_id: filed_item,
-        status: DeadlineStatus::Filed,
-        by: Some("ana@example.com".into()),
-        at: Utc.with_ymd_and_hms(2026, 10, 23, 2, 0, 0).unwrap(),
-        event: Some("test-event".into()),
-    }))
-    .expect("mark it filed");
-    path
+    store
+        .apply_status(&StatusChange {
+            work_item_id: filed_item,
+            status: DeadlineStatus::Filed,
+            by: Some("ana@example.com".into()),
+            at: Utc.with_ymd_and_hms(2026, 10, 23, 2, 0, 0).unwrap(),
+            event: Some("test-event".into()),
+        })
+        .await
+        .expect("mark it filed");
 }
 
 fn command(args: &[&str], db: &Path) -> tokio::process::Command {
+    command_in(args, db.as_os_str(), db.parent().expect("a directory"))
+}
+
+/// `plane-server mcp ARGS --db DB` in `dir`.
+fn command_in(args: &[&str], db: &std::ffi::OsStr, dir: &Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_plane-server"));
     cmd.arg("mcp")
         .args(args)
@@ -87,15 +99,20 @@ fn command(args: &[&str], db: &Path) -> tokio::process::Command {
         .arg("--today")
         .arg("2026-11-20")
         // The child's own working directory: no stray bir-overrides.toml, no config.
-        .current_dir(db.parent().expect("a directory"))
+        .current_dir(dir)
         .env_remove("PLANE_DATABASE_URL")
+        .env_remove("PLANE_DATABASE_SCHEMA")
         .env_remove("PLANE_BIR_OVERRIDES")
         .env("RUST_LOG", "warn");
     cmd
 }
 
 async fn client(args: &[&str], db: &Path) -> RunningService<RoleClient, ()> {
-    let (transport, _stderr) = TokioChildProcess::builder(command(args, db))
+    spawn(command(args, db)).await
+}
+
+async fn spawn(command: tokio::process::Command) -> RunningService<RoleClient, ()> {
+    let (transport, _stderr) = TokioChildProcess::builder(command)
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start plane-server mcp");
@@ -264,9 +281,15 @@ async fn mcp_tools_answer_with_schema_valid_results_and_known_dates() {
         "{m2551}"
     );
 
+    deadlines_and_filing_status(&client, &tools).await;
+    client.cancel().await.expect("close");
+}
+
+/// `deadlines` and `filing_status` on the database of [`database`] / [`deadlines_into`].
+async fn deadlines_and_filing_status(client: &RunningService<RoleClient, ()>, tools: &[Tool]) {
     // Default range: today (2026-11-20) + 30 days, plus every overdue one.
-    let deadlines = call(&client, "deadlines", json!({})).await;
-    let v = structured(&tools, "deadlines", &deadlines);
+    let deadlines = call(client, "deadlines", json!({})).await;
+    let v = structured(tools, "deadlines", &deadlines);
     assert_eq!(v["from"], "2026-11-20");
     assert_eq!(v["to"], "2026-12-20");
     let rows = v["deadlines"].as_array().expect("rows");
@@ -288,48 +311,60 @@ async fn mcp_tools_answer_with_schema_valid_results_and_known_dates() {
     assert_eq!(v["overdue"], 1);
 
     let filed = call(
-        &client,
+        client,
         "deadlines",
         json!({"from": "2026-10-01", "to": "2026-10-31", "status": ["filed"]}),
     )
     .await;
-    let v = structured(&tools, "deadlines", &filed);
+    let v = structured(tools, "deadlines", &filed);
     assert_eq!(v["count"], 1, "{v}");
     assert_eq!(v["deadlines"][0]["filed_by"], "ana@example.com");
     assert_eq!(v["deadlines"][0]["form"], "2550Q");
 
-    let status = call(&client, "filing_status", json!({})).await;
-    let v = structured(&tools, "filing_status", &status);
+    let status = call(client, "filing_status", json!({})).await;
+    let v = structured(tools, "filing_status", &status);
     let p = &v["profiles"][0];
     assert_eq!(
         p["counts"],
         json!({"pending": 1, "in_progress": 0, "overdue": 1, "filed": 1, "void": 0})
     );
     assert_eq!(p["next"]["form"], "1702Q");
-
-    client.cancel().await.expect("close");
 }
 
 /// Deliveries in the webhook inbox of the same database, as `serve` leaves them: one dead
 /// after its only attempt, one done, two waiting (received a second apart).
 async fn inbox(db: &Path) -> i64 {
-    use plane_webhook::{
-        DeliveryStore, EventHead, ManualClock, NewDelivery, SqliteStore, StoreConfig,
-    };
+    let (config, clock, t0) = inbox_config();
+    let store = plane_webhook::SqliteStore::open(db, config).expect("open the inbox");
+    deliveries_into(&store, &clock).await;
+    t0
+}
+
+/// The inbox's store configuration: one attempt, and a clock at the first delivery's time.
+fn inbox_config() -> (
+    plane_webhook::StoreConfig,
+    std::sync::Arc<plane_webhook::ManualClock>,
+    i64,
+) {
     let t0 = Utc
         .with_ymd_and_hms(2026, 11, 19, 1, 0, 0)
         .unwrap()
         .timestamp_millis();
-    let clock = std::sync::Arc::new(ManualClock::new(t0));
-    let store = SqliteStore::open(
-        db,
-        StoreConfig {
-            max_attempts: 1,
-            clock: clock.clone(),
-            ..StoreConfig::default()
-        },
-    )
-    .expect("open the inbox");
+    let clock = std::sync::Arc::new(plane_webhook::ManualClock::new(t0));
+    let config = plane_webhook::StoreConfig {
+        max_attempts: 1,
+        clock: clock.clone(),
+        ..plane_webhook::StoreConfig::default()
+    };
+    (config, clock, t0)
+}
+
+/// The deliveries of [`inbox`], into a store opened with [`inbox_config`].
+async fn deliveries_into(
+    store: &dyn plane_webhook::DeliveryStore,
+    clock: &plane_webhook::ManualClock,
+) {
+    use plane_webhook::{EventHead, NewDelivery};
     let delivery = |n: u32| {
         let body = format!(
             r#"{{"event": "issue", "action": "updated", "webhook_id": null, "workspace_id": null, "data": {{"id": "10726b93-2516-4e16-91f4-d6804b6c9979", "name": "BODY-SECRET-{n}"}}, "activity": {{"field": "name"}}}}"#
@@ -353,8 +388,6 @@ async fn inbox(db: &Path) -> i64 {
         clock.advance(std::time::Duration::from_secs(1));
         store.record(delivery(n)).await.expect("record");
     }
-    drop(store);
-    t0
 }
 
 #[tokio::test]
@@ -1214,4 +1247,149 @@ async fn mcp_tools_against_a_real_sync_to_plane_fake_and_mark_filed_through_the_
 
     server.cancel().await.expect("close");
     l.running.shutdown().await.expect("shutdown");
+}
+
+/// On PostgreSQL (`--db URL` and `PLANE_DATABASE_SCHEMA`), the same answers from the same
+/// rows, read-only: a schema nothing has written to yet is reported as such and left as it
+/// was (no table created, nothing migrated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_reads_deadlines_and_the_inbox_from_postgres_and_creates_nothing() {
+    let Some(pg) = plane_postgres::testing::database("mcp_reads").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fiscal = fiscal_june();
+    let fiscal = fiscal.to_str().expect("utf-8");
+    let server = || {
+        let mut cmd = command_in(&["--profile", fiscal], pg.url().as_ref(), dir.path());
+        cmd.env("PLANE_DATABASE_SCHEMA", pg.schema());
+        if let Ok(password) = std::env::var("PGPASSWORD") {
+            cmd.env("PGPASSWORD", password);
+        }
+        spawn(cmd)
+    };
+    let versions = || async {
+        (
+            pg.db().schema_version("bir").await.expect("read"),
+            pg.db().schema_version("deliveries").await.expect("read"),
+        )
+    };
+
+    // Nothing there yet: said, and still nothing there after.
+    let client = server().await;
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let v = structured(
+        &tools,
+        "deadlines",
+        &call(&client, "deadlines", json!({})).await,
+    );
+    let database = v["database"].as_str().expect("database");
+    assert!(database.contains("no deadline tables yet"), "{v}");
+    assert!(database.contains(pg.schema()), "{v}");
+    let v = structured(
+        &tools,
+        "inbox_health",
+        &call(&client, "inbox_health", json!({})).await,
+    );
+    assert!(
+        v["database"]
+            .as_str()
+            .is_some_and(|d| d.contains("no webhook inbox")),
+        "{v}"
+    );
+    client.cancel().await.expect("close");
+    assert_eq!(versions().await, (None, None), "the readers created tables");
+
+    // The deadlines and the inbox, as `bir sync` and `serve` leave them on PostgreSQL.
+    let store = plane_bir::PgDeadlineStore::open(pg.db().clone())
+        .await
+        .expect("open the deadline store");
+    deadlines_into(&store).await;
+    let (config, clock, _) = inbox_config();
+    let inbox = plane_webhook::PgStore::open(pg.db().clone(), config)
+        .await
+        .expect("open the inbox");
+    deliveries_into(&inbox, &clock).await;
+    let before = versions().await;
+
+    let client = server().await;
+    deadlines_and_filing_status(&client, &tools).await;
+    let v = structured(
+        &tools,
+        "deadlines",
+        &call(&client, "deadlines", json!({})).await,
+    );
+    assert_eq!(
+        v["database"],
+        format!("{} (schema {})", pg.db().target(), pg.schema())
+    );
+    let v = structured(
+        &tools,
+        "inbox_health",
+        &call(&client, "inbox_health", json!({})).await,
+    );
+    assert_eq!(
+        v["counts"],
+        json!({"pending": 2, "processing": 0, "failed": 0, "dead": 1, "done": 1, "ignored": 0})
+    );
+    assert_eq!(v["dead"][0]["last_error"], "Plane answered 500");
+    assert!(!v.to_string().contains("BODY-SECRET"), "no bodies: {v}");
+    client.cancel().await.expect("close");
+    assert_eq!(versions().await, before);
+}
+
+/// On PostgreSQL the `sync` tool takes the project's lock as `bir sync` does: while another
+/// sync holds it (here the test), the tool is an error naming the holder and nothing is
+/// written; once it is free, the sync runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_sync_on_postgres_waits_its_turn_behind_the_project_lock() {
+    let Some(pg) = plane_postgres::testing::database("mcp_sync_lock").await else {
+        return;
+    };
+    let fake = plane_fake::FakePlane::builder()
+        .no_rate_limit()
+        .start()
+        .await
+        .expect("plane-fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fiscal = fiscal_june();
+    let project = fake.project_id();
+    let args = [
+        "--profile",
+        fiscal.to_str().expect("utf-8"),
+        "--project",
+        &project.to_string(),
+        "--allow-writes",
+    ];
+    let mut cmd = command_in(&args, pg.url().as_ref(), dir.path());
+    cmd.env_clear()
+        .env("RUST_LOG", "warn")
+        .env("PLANE_DATABASE_SCHEMA", pg.schema())
+        .env("PLANE_BASE_URL", fake.base_url())
+        .env("PLANE_WORKSPACE_SLUG", fake.workspace_slug())
+        .env("PLANE_API_KEY", fake.api_key())
+        .env("PLANE_RATE_LIMIT_PER_MINUTE", "100000");
+    if let Ok(password) = std::env::var("PGPASSWORD") {
+        cmd.env("PGPASSWORD", password);
+    }
+    let client = spawn(cmd).await;
+    let tools = client.list_all_tools().await.expect("tools/list");
+
+    let held = pg
+        .db()
+        .try_lock(&format!("bir-sync:{project}"))
+        .await
+        .expect("lock")
+        .expect("the lock is free");
+    let e = error_text(&call(&client, "sync", json!({})).await);
+    assert!(e.contains("being synced by another"), "{e}");
+    assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+    assert_eq!(fake.work_item_count(project), 0);
+
+    held.release().await;
+    let v = structured(&tools, "sync", &call(&client, "sync", json!({})).await);
+    let created = v["created"].as_u64().expect("created") as usize;
+    assert!(created > 20, "{v}");
+    assert_eq!(fake.work_item_count(project), created);
+    client.cancel().await.expect("close");
 }
