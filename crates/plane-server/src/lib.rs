@@ -16,7 +16,9 @@
 //! * [`handlers`]: the domain handlers `serve` runs (plane-bir's, which
 //!   never writes to Plane).
 //! * [`token_store`]: OAuth tokens encrypted at rest (XChaCha20-Poly1305) in the
-//!   same SQLite file.
+//!   same database (the SQLite file, or PostgreSQL).
+//! * [`Backend`]: the SQLite file or PostgreSQL, chosen by the database URL;
+//!   [`shared_budget`]: replicas on PostgreSQL share the key's Plane budget.
 //! * [`start`] wires them together on a listener; [`Running::shutdown`] stops
 //!   them gracefully. [`serve`] is the accept loop. [`systemd`] tells systemd
 //!   (`Type=notify`) when `serve` is ready and when it stops.
@@ -248,7 +250,7 @@ pub async fn start_with_routes(
     // Business gauges and the Plane check, refreshed here so a scrape reads memory only.
     let refresh = metrics::refresh_deadlines(
         metrics.clone(),
-        config.database.clone(),
+        config,
         store.clock(),
         stopped.clone(),
     );
