@@ -18,7 +18,9 @@
 //! ends in `::test` (`#[test]`, `#[tokio::test(...)]`; proptest's `proptest! { #[test] fn
 //! ... }` has one too), with only attributes and comments between them. The module path
 //! inside the file is not checked: the name is looked for anywhere in it, `#[cfg(test)]`
-//! modules included.
+//! modules included. A test a macro makes per backend is named with its module,
+//! `path.rs::module::test` (`deadline_store.rs::a_status_change_is_applied::sqlite`): then
+//! `test` must be a test in the file (the macro's body) and `module` a name the file uses.
 //!
 //! A contract may say **Status**: Active only when none of its invariants is pending: the
 //! index's "Active" means enforced, and an invariant without a test is not.
@@ -292,9 +294,13 @@ fn check_reference(
     line: usize,
     findings: &mut Findings,
 ) {
-    let Some((file, name)) = reference
-        .rsplit_once("::")
-        .filter(|(f, t)| f.ends_with(".rs") && is_identifier(t))
+    let Some((file, modules, name)) = reference
+        .split_once(".rs::")
+        .map(|(f, rest)| {
+            let (modules, name) = rest.rsplit_once("::").unwrap_or(("", rest));
+            (&reference[..f.len() + 3], modules, name)
+        })
+        .filter(|(_, m, t)| is_identifier(t) && (m.is_empty() || m.split("::").all(is_identifier)))
     else {
         findings.push(
             path,
@@ -320,6 +326,20 @@ fn check_reference(
     let Some(source) = repo.read(file, findings) else {
         return;
     };
+    if let Some(module) = modules
+        .split("::")
+        .find(|m| !m.is_empty() && !uses_word(&source, m))
+    {
+        findings.push(
+            path,
+            line,
+            "invariant/test-missing",
+            format!(
+                "invariant {n}: {file} never names `{module}`, the module of `{name}` in the reference; was the test renamed or removed?"
+            ),
+        );
+        return;
+    }
     match find_test(&source, name) {
         Lookup::Test => {}
         Lookup::NotATest(at) => findings.push(
@@ -339,6 +359,13 @@ fn check_reference(
             ),
         ),
     }
+}
+
+/// Whether `word` appears in `text` as a whole identifier.
+fn uses_word(text: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(word)
+        .any(|(at, _)| !text[..at].ends_with(ident) && !text[at + word.len()..].starts_with(ident))
 }
 
 fn is_identifier(s: &str) -> bool {

@@ -220,3 +220,43 @@ fn active_with_every_invariant_tested_is_accepted() {
     none_of(&findings, "invariant/pending-active");
     none_of(&findings, "invariant/untested");
 }
+
+#[test]
+fn a_test_made_per_backend_is_named_with_its_module() {
+    let fx = Fixture::new();
+    let store = "crates/plane-bir/tests/deadline_store.rs";
+    let scenario = "a_status_change_rolls_back_with_the_callers_transaction";
+    // The real contract names `scenario::sqlite` and `scenario::postgres` (no finding, as
+    // the first test shows). A module the file never names is reported.
+    fx.edit(
+        store,
+        &format!("    {scenario},"),
+        &format!("    {scenario}_renamed,"),
+    );
+    fx.edit(
+        store,
+        &format!("async fn {scenario}("),
+        &format!("async fn {scenario}_renamed("),
+    );
+    let f = expect(
+        &fx.validate(),
+        C,
+        fx.line(C, &format!("{scenario}::sqlite")),
+        "invariant/test-missing",
+    );
+    assert!(f.message.contains(scenario), "{}", f.message);
+    // And a module path whose last part is not a test of the file.
+    let fx = Fixture::new();
+    fx.edit(
+        C,
+        &format!("{scenario}::sqlite`"),
+        &format!("{scenario}::mysql`"),
+    );
+    let f = expect(
+        &fx.validate(),
+        C,
+        fx.line(C, &format!("{scenario}::mysql")),
+        "invariant/test-missing",
+    );
+    assert!(f.message.contains("mysql"), "{}", f.message);
+}

@@ -49,6 +49,7 @@
 //! change and the inbox item that caused it then commit together.
 //! [`postgres::apply_status_change`] is its twin on a PostgreSQL transaction.
 
+mod copy;
 pub mod postgres;
 
 use std::fmt;

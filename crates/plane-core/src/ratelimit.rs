@@ -430,7 +430,12 @@ impl RateLimiter {
             state.status.remaining = obs.remaining;
             state.status.reset = obs.reset;
         }
-        if let (Some(remaining), Some(reset)) = (obs.remaining, obs.reset) {
+        // With a shared budget the other spenders are the replicas, already counted there:
+        // a low `X-RateLimit-Remaining` is their doing, not news (a spender outside them is
+        // still caught by a 429, whose Retry-After holds everyone).
+        if let (Some(remaining), Some(reset), None) =
+            (obs.remaining, obs.reset, &self.shared.across)
+        {
             let used_locally = state.in_flight + state.finished.len() as u32;
             let room_locally = self.shared.budget.requests.saturating_sub(used_locally);
             if remaining < self.shared.threshold && remaining < room_locally {

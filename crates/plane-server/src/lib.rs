@@ -248,12 +248,8 @@ pub async fn start_with_routes(
     let state = AppState::new(connector, metrics.clone(), config);
     let (stop, stopped) = watch::channel(false);
     // Business gauges and the Plane check, refreshed here so a scrape reads memory only.
-    let refresh = metrics::refresh_deadlines(
-        metrics.clone(),
-        config,
-        store.clock(),
-        stopped.clone(),
-    );
+    let refresh =
+        metrics::refresh_deadlines(metrics.clone(), config, store.clock(), stopped.clone());
     tokio::spawn(refresh);
     tokio::spawn(app::check_plane(state.clone(), stopped.clone()));
     let worker = Worker {

@@ -74,7 +74,8 @@ enum Command {
     /// Run the whole loop on this machine with a fake Plane and no credentials, and print what happened.
     #[cfg(feature = "demo")]
     Demo,
-    /// The SQLite store: an online backup (db backup --to FILE) and an integrity check (db check).
+    /// The SQLite store: an online backup (db backup --to FILE), an integrity check (db check),
+    /// and the move to PostgreSQL (db migrate --from FILE --to postgres://...).
     Db {
         #[command(subcommand)]
         command: db_cli::DbCommand,
@@ -163,9 +164,6 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, default_log_level(&cli.command));
-    if let Command::Bir { command } = cli.command {
-        return bir_cli::run(command);
-    }
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -248,8 +246,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check { common } => check(&Config::from_process(&overrides(&common, None))?).await,
         Command::Deliveries { command } => deliveries(command).await,
         Command::Oauth { command } => oauth_cli::run(command).await,
-        Command::Db { command } => db_cli::run(command),
-        Command::Bir { command } => Ok(bir_cli::run(command)),
+        Command::Db { command } => db_cli::run(command).await,
+        Command::Bir { command } => Ok(bir_cli::run(command).await),
         Command::Mcp(args) => mcp::run(args).await,
         #[cfg(feature = "demo")]
         Command::Demo => {

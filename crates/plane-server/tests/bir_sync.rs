@@ -47,10 +47,15 @@ impl Env {
     /// An environment whose store is a PostgreSQL schema of its own; `None` (skipped)
     /// without a test database.
     async fn postgres(name: &str) -> Option<Env> {
+        Env::postgres_with(name, FakePlane::builder().no_rate_limit()).await
+    }
+
+    /// As [`Env::postgres`], with plane-fake built by `builder`.
+    async fn postgres_with(name: &str, builder: plane_fake::FakePlaneBuilder) -> Option<Env> {
         let pg = plane_postgres::testing::database(name).await?;
         Some(Env {
             pg: Some(pg),
-            ..Env::new().await
+            ..Env::with(builder).await
         })
     }
 
@@ -707,4 +712,113 @@ async fn on_postgres_a_second_sync_of_a_project_exits_75_naming_the_first_or_wai
     assert_eq!(env.fake.work_item_count(project), created);
     assert_external_ids_unique(&env, project, created).await;
     assert_eq!(env.deadlines().await.len(), created);
+}
+
+/// Issue 21: three replicas sync at once (one profile and project each) with one key that
+/// plane-fake limits to 60 requests a minute, as Plane does. They share the key's budget
+/// through PostgreSQL: Plane never answers 429, no minute holds more than 60 requests,
+/// the busiest minute uses the budget to within 5 %, and nothing waits past the minute
+/// its slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_three_replicas_syncing_with_one_key_stay_under_60_a_minute_together() {
+    let Some(env) = Env::postgres_with("bir_sync_budget", FakePlane::builder()).await else {
+        return;
+    };
+    // The projects exist before the clock starts (made without the API: no budget spent).
+    let projects = [
+        env.fake.project_id(),
+        quiet_project(&env.fake, "Maria", "MARIA"),
+        quiet_project(&env.fake, "Jose", "JOSE"),
+    ];
+    let profiles = [
+        "efps-a-vat-corporation",
+        "manual-individual-percentage-tax",
+        "fiscal-june-corporation",
+    ];
+    let mut runs = Vec::new();
+    for (name, project) in profiles.iter().zip(projects) {
+        let args: Vec<String> = [
+            "bir",
+            "sync",
+            "--ahead",
+            "6m",
+            "--today",
+            "2026-12-05",
+            "--format",
+            "json",
+            "--profile",
+            &profile(name),
+            "--project",
+            &project.to_string(),
+            "--db",
+            &env.db_arg(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = env.command(&args, true);
+        cmd.env("PLANE_RATE_LIMIT_PER_MINUTE", "60");
+        runs.push(tokio::task::spawn_blocking(move || cmd.output().unwrap()));
+    }
+    for run in runs {
+        let out = run.await.unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let log = env.fake.request_log();
+    let refused = log.iter().filter(|r| r.status == 429).count();
+    assert_eq!(refused, 0, "Plane refused {refused} requests");
+    assert!(
+        log.len() > 60,
+        "{} requests: not enough to need a second minute",
+        log.len()
+    );
+    let mut at: Vec<std::time::Instant> = log.iter().map(|r| r.at).collect();
+    at.sort();
+    let minute = Duration::from_secs(60);
+    let busiest = (0..at.len())
+        .map(|i| at[i..].iter().filter(|&&u| u < at[i] + minute).count())
+        .max()
+        .unwrap();
+    assert!(busiest <= 60, "{busiest} requests in one minute");
+    assert!(
+        busiest >= 57,
+        "the busiest minute used only {busiest} of 60"
+    );
+    // Used, not wasted: once the first minute's slots free up, what is left goes out at
+    // once. (Each replica pacing alone, with the others' spending only seen in
+    // `X-RateLimit-Remaining`, holds until Plane's reset and needs a third minute.)
+    let last = at[at.len() - 1] - at[0];
+    assert!(
+        last < Duration::from_secs(90),
+        "the last request went {last:?} after the first"
+    );
+}
+
+/// A project with Plane's five default states, put straight into plane-fake: its rate
+/// limit (what the test measures) counts none of it.
+fn quiet_project(fake: &RunningFake, name: &str, identifier: &str) -> uuid::Uuid {
+    let id = uuid::Uuid::new_v4();
+    fake.insert_project_json(serde_json::json!({"id": id, "name": name, "identifier": identifier}));
+    for (i, (state, group)) in [
+        ("Backlog", "backlog"),
+        ("Todo", "unstarted"),
+        ("In Progress", "started"),
+        ("Done", "completed"),
+        ("Cancelled", "cancelled"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        fake.insert_state_json(
+            id,
+            serde_json::json!({
+                "id": uuid::Uuid::new_v4(),
+                "name": state,
+                "group": group,
+                "sequence": (i + 1) as f64 * 15000.0,
+            }),
+        );
+    }
+    id
 }

@@ -114,6 +114,7 @@
 //! still running with the old key would seal their next renewal with it. Rotate with the
 //! replicas stopped, or restart them with the new key at once.
 
+mod copy;
 mod postgres;
 mod record;
 mod sqlite;

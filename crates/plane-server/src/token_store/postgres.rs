@@ -95,6 +95,12 @@ impl PgTokenStore {
         Ok(Self { db, key: Some(key) })
     }
 
+    /// Creates or migrates the token tables in `db`'s schema without a key (for `db
+    /// migrate`, which copies sealed records and never opens them); the version.
+    pub async fn migrate(db: &Database) -> Result<i64, TokenStoreError> {
+        Ok(db.migrate(COMPONENT, &MIGRATIONS).await?)
+    }
+
     /// Opens the token tables only where they exist at this build's version: `None`
     /// without them (or at an older version); nothing is created or migrated (for
     /// `check`). A store it returns can still save, as a renewal rotates the refresh token.

@@ -12,6 +12,7 @@
 //! dead after `max_attempts`). A crashed worker's items come back when the
 //! lease ends.
 
+mod copy;
 mod memory;
 mod postgres;
 mod private_file;
