@@ -76,7 +76,7 @@ pub enum Error {
     /// unreachable, or refused us.
     #[error(
         "PostgreSQL at {target} is unavailable: {message} (is it running, and does the URL \
-         name it? the connector retries by itself)"
+         name it?)"
     )]
     Unavailable {
         /// The URL with any password left out.
@@ -214,7 +214,10 @@ impl Options {
             return Err(Error::BadSchema(schema.to_owned()));
         }
         // Every connection works in the schema: the stores' SQL names bare tables.
-        self.config.options(format!("-c search_path={schema}"));
+        // Notices (`relation ... already exists, skipping`) would reach the logs at INFO.
+        self.config.options(format!(
+            "-c search_path={schema} -c client_min_messages=warning"
+        ));
         self.schema = schema.to_owned();
         Ok(self)
     }
