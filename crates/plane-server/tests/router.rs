@@ -279,7 +279,11 @@ async fn health_and_readiness_answer_without_credentials() {
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(
         json,
-        serde_json::json!({"status": "ready", "store": "ok", "plane": "not_checked", "connector": "on"})
+        serde_json::json!({
+            "status": "ready", "store": "ok", "backend": "sqlite",
+            "schema_version": plane_webhook::SqliteStore::SCHEMA_VERSION,
+            "plane": "not_checked", "connector": "on"
+        })
     );
 }
 
@@ -303,6 +307,25 @@ async fn readiness_is_503_only_when_the_store_fails_and_never_shows_its_error() 
 }
 
 #[tokio::test]
+async fn readiness_says_connection_lost_for_a_database_that_cannot_be_reached() {
+    let (state, store) = probed(&[("PLANE_WEBHOOK_SECRET", secret())]);
+    store
+        .unreachable
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    store
+        .broken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, text) = get(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    let json: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (json["status"].as_str(), json["store"].as_str()),
+        (Some("not_ready"), Some("connection_lost"))
+    );
+    assert!(!text.contains("secret-db"), "{text}");
+}
+
+#[tokio::test]
 async fn readiness_names_plane_trouble_by_a_fixed_word_and_stays_200() {
     let fake = plane_fake::FakePlane::builder().start().await.unwrap();
     // A key Plane refuses: "unauthorized", with none of Plane's own text.
@@ -317,7 +340,11 @@ async fn readiness_names_plane_trouble_by_a_fixed_word_and_stays_200() {
     let json: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
         json,
-        serde_json::json!({"status": "degraded", "store": "ok", "plane": "unauthorized", "connector": "on"})
+        serde_json::json!({
+            "status": "degraded", "store": "ok", "backend": "sqlite",
+            "schema_version": plane_webhook::SqliteStore::SCHEMA_VERSION,
+            "plane": "unauthorized", "connector": "on"
+        })
     );
     assert!(!text.contains(&wrong_key), "{text}");
     // Plane failing with a body of its own: "unreachable", the body not echoed.

@@ -21,6 +21,8 @@ pub struct ProbeStore {
     pub completed_together: AtomicUsize,
     /// When set, every call fails as a store with a full disk would.
     pub broken: AtomicBool,
+    /// With `broken`: fail as a database that cannot be reached instead.
+    pub unreachable: AtomicBool,
 }
 
 impl ProbeStore {
@@ -32,13 +34,25 @@ impl ProbeStore {
             complete_all_calls: AtomicUsize::new(0),
             completed_together: AtomicUsize::new(0),
             broken: AtomicBool::new(false),
+            unreachable: AtomicBool::new(false),
         }
     }
 
     fn fail<T: Send + 'static>(&self) -> Option<BoxFuture<'static, Result<T, Error>>> {
-        self.broken
-            .load(Ordering::SeqCst)
-            .then(|| Box::pin(async { Err(disk_full()) }) as BoxFuture<'static, Result<T, Error>>)
+        let unreachable = self.unreachable.load(Ordering::SeqCst);
+        self.broken.load(Ordering::SeqCst).then(|| {
+            Box::pin(async move {
+                Err(if unreachable {
+                    Error::Unavailable {
+                        target: "postgres://probe@10.0.0.9/secret-db".into(),
+                        operation: "test",
+                        message: "connection refused".into(),
+                    }
+                } else {
+                    disk_full()
+                })
+            }) as BoxFuture<'static, Result<T, Error>>
+        })
     }
 }
 
