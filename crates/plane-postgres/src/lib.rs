@@ -551,6 +551,15 @@ impl AdvisoryLock {
         !self.client.is_closed()
     }
 
+    /// Resolves once the lock is lost: its connection closed (a database restart, a
+    /// network cut, the server ending the session). Race it against the work the lock
+    /// guards, so that work stops rather than go on unguarded.
+    pub async fn lost(&self) {
+        while !self.client.is_closed() {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
     /// Releases the lock now.
     pub async fn release(self) {
         let _ = self

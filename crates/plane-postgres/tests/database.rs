@@ -142,7 +142,13 @@ async fn a_restarted_database_is_unavailable_while_down_and_usable_again_after()
         .await
         .unwrap();
     db.ping().await.unwrap();
+    let lock = db.try_lock("sync:project").await.unwrap().unwrap();
     cluster.stop();
+    // The lock went with its connection, and says so.
+    tokio::time::timeout(std::time::Duration::from_secs(30), lock.lost())
+        .await
+        .expect("a lock whose connection closed is lost");
+    assert!(!lock.is_held());
     let down = db.ping().await.unwrap_err();
     assert!(down.is_unavailable(), "{down}");
     cluster.start_server();

@@ -251,7 +251,20 @@ pub(crate) async fn sync(args: SyncArgs) -> Result<String, SyncError> {
             // read again under the lock.
             target.refresh(scope, &*store, &holidays).await?;
         }
-        let report = run_one(&client, store.clone(), target, today, args.dry_run).await?;
+        let run = run_one(&client, store.clone(), target, today, args.dry_run);
+        let report = match &held {
+            // Without its lock the sync stops: another could start on the project. What
+            // was done is kept; a rerun picks up from there (a sync is idempotent).
+            Some((project, lock)) => tokio::select! {
+                report = run => report?,
+                () = lock.lost() => return Err(Failure::Other(format!(
+                    "lost the lock on project {project} mid-sync (the database connection \
+                     closed: a restart?); stopped. Run `bir sync` again: it goes on from \
+                     what was done"
+                )).into()),
+            },
+            None => run.await?,
+        };
         reports.push(report);
     }
     if let Some((_, lock)) = held.take() {
