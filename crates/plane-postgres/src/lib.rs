@@ -130,6 +130,8 @@ pub struct Options {
     schema: String,
     pool_size: usize,
     url_password: bool,
+    /// The URL's own `options` (`-c statement_timeout=...`), kept beside ours.
+    url_options: Option<String>,
 }
 
 impl fmt::Debug for Options {
@@ -190,12 +192,14 @@ impl Options {
             config.application_name(application_name());
         }
         let target = target_of(&config);
+        let url_options = config.get_options().map(str::to_owned);
         let mut options = Self {
             config,
             target,
             schema: String::new(),
             pool_size: 16,
             url_password,
+            url_options,
         };
         options = options.schema(DEFAULT_SCHEMA)?;
         Ok(options)
@@ -213,11 +217,19 @@ impl Options {
         if !ok {
             return Err(Error::BadSchema(schema.to_owned()));
         }
-        // Every connection works in the schema: the stores' SQL names bare tables.
-        // Notices (`relation ... already exists, skipping`) would reach the logs at INFO.
-        self.config.options(format!(
-            "-c search_path={schema} -c client_min_messages=warning"
-        ));
+        // Every connection works in the schema: the stores' SQL names bare tables. READ
+        // COMMITTED whatever the database's default: the stores' "take an advisory lock,
+        // then read" steps need each statement to see what committed before it. Notices
+        // (`relation ... already exists, skipping`) would reach the logs at INFO. The
+        // URL's own `options` come first; ours win where they overlap.
+        let ours = format!(
+            "-c search_path={schema} -c client_min_messages=warning \
+             -c default_transaction_isolation=read\\ committed"
+        );
+        self.config.options(match &self.url_options {
+            Some(theirs) => format!("{theirs} {ours}"),
+            None => ours,
+        });
         self.schema = schema.to_owned();
         Ok(self)
     }
@@ -248,10 +260,32 @@ impl Options {
     pub async fn connect(&self) -> Result<Database, Error> {
         let db = self.connect_existing().await?;
         let client = db.client().await?;
-        client
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", db.schema))
+        let fail = db.query("create the schema");
+        // Only when it is missing: PostgreSQL checks CREATE on the database before it
+        // looks for the schema, and a role that owns a schema a DBA made may lack it.
+        let exists: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                &[&db.schema],
+            )
             .await
-            .map_err(db.query("create the schema"))?;
+            .map_err(&fail)?
+            .get(0);
+        if !exists {
+            // Replicas starting together on a new database: one creates, the others find
+            // it made (`IF NOT EXISTS` alone still races on the catalog's unique index).
+            match client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", db.schema))
+                .await
+            {
+                Ok(()) => {}
+                Err(e)
+                    if e.code()
+                        .is_some_and(|c| matches!(c.code(), "23505" | "42P06")) => {}
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        drop((fail, client));
         Ok(db)
     }
 
@@ -652,16 +686,17 @@ fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(not a URL)".into();
     };
-    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
+    // A password may hold `/`, `?` or `#` unencoded: everything before the last `@` is
+    // the user and password (at worst more), and only the user is kept.
+    let (user, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{user}@{host}")
+            (format!("{user}@"), rest)
         }
-        None => authority.to_owned(),
+        None => (String::new(), rest),
     };
-    let path = path.split('?').next().unwrap_or_default();
-    format!("{scheme}://{authority}{path}")
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{user}{rest}")
 }
 
 /// Whether `e` means the database went away rather than refused the statement: a closed
@@ -782,5 +817,12 @@ mod tests {
         assert_eq!(redact("postgres://u:p@h:1/d?x=y"), "postgres://u@h:1/d");
         assert_eq!(redact("postgres://h/d"), "postgres://h/d");
         assert_eq!(redact("nonsense"), "(not a URL)");
+        // Unencoded `/`, `?` and `@` in a password never show.
+        assert_eq!(redact("postgres://u:Zm9v/YmFy@h:1/d"), "postgres://u@h:1/d");
+        assert_eq!(
+            redact("postgres://u:pa?ss@h/d?sslmode=x"),
+            "postgres://u@h/d"
+        );
+        assert_eq!(redact("postgres://u:p@ss@h/d"), "postgres://u@h/d");
     }
 }

@@ -1,10 +1,11 @@
-//! Review reproductions (issue 21). Each test asserts the behaviour the issue asks for;
-//! the ones marked `#[ignore]` fail on the current code and show a defect. Run them with
+//! What a review of the PostgreSQL side found, each kept as a test: a password that holds
+//! `/` or `?` never shows, a role that owns its schema (and may not create schemas) starts,
+//! replicas starting together on a new database all start, the URL's own `options` are
+//! kept, migrations hold under a REPEATABLE READ default, and a lock whose connection
+//! ended says so.
 //!
-//!     bash scripts/with-postgres.sh cargo test -p plane-postgres --test review_repro -- --ignored
-//!
-//! They create roles in the test cluster (the script's throwaway one): never point
-//! PLANE_TEST_DATABASE_URL at a database you care about when running them.
+//! They create (and drop) roles in the test cluster: run them against a throwaway one
+//! (`bash scripts/with-postgres.sh`), never a database you care about.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -36,7 +37,6 @@ fn fresh(prefix: &str) -> String {
 /// `redact` cuts the authority at the first `/` or `?`, which may be inside the password
 /// (base64 passwords hold `/`): every `BadUrl` error then prints the password whole.
 #[test]
-#[ignore = "review repro: fails while redact() leaks a password holding '/' or '?'"]
 fn a_url_error_never_shows_a_password_holding_a_slash_or_a_question_mark() {
     for (url, password) in [
         // sslmode=require is refused by name: the message carries the redacted URL.
@@ -63,7 +63,6 @@ fn a_url_error_never_shows_a_password_holding_a_slash_or_a_question_mark() {
 /// the database before it looks whether the schema exists. A role that owns its schema
 /// (made by a DBA, beside Odoo's tables) but may not create schemas cannot start.
 #[tokio::test]
-#[ignore = "review repro: fails while connect() needs CREATE on the database"]
 async fn a_role_owning_its_schema_connects_without_create_on_the_database() {
     let Some(url) = testing::url() else { return };
     let admin = superuser(&url).await;
@@ -100,7 +99,6 @@ async fn a_role_owning_its_schema_connects_without_create_on_the_database() {
 /// `CREATE SCHEMA IF NOT EXISTS` outside any lock; PostgreSQL's IF NOT EXISTS is not
 /// safe against a concurrent creator (a unique violation on pg_namespace).
 #[tokio::test]
-#[ignore = "review repro: fails while concurrent CREATE SCHEMA IF NOT EXISTS races"]
 async fn replicas_connecting_together_to_a_new_schema_all_start() {
     let Some(url) = testing::url() else { return };
     let mut failures = Vec::new();
@@ -140,7 +138,6 @@ async fn replicas_connecting_together_to_a_new_schema_all_start() {
 /// `Options::schema` replaces the URL's `options` (a `-c statement_timeout=…` the
 /// operator set) with its own `-c search_path=…`: silently dropped.
 #[tokio::test]
-#[ignore = "review repro: fails while schema() overwrites the URL's options"]
 async fn options_in_the_url_are_kept() {
     let Some(url) = testing::url() else { return };
     let sep = if url.contains('?') { '&' } else { '?' };
@@ -163,7 +160,6 @@ async fn options_in_the_url_are_kept() {
 /// migration lock, and under a server default of REPEATABLE READ its snapshot predates
 /// the other replica's commit, so `schema_migrations` reads 0 and step 1 runs again.
 #[tokio::test]
-#[ignore = "review repro: fails while migrate() runs under the server's default isolation"]
 async fn replicas_migrate_together_under_a_repeatable_read_default() {
     let Some(url) = testing::url() else { return };
     let admin = superuser(&url).await;
@@ -227,11 +223,10 @@ async fn replicas_migrate_together_under_a_repeatable_read_default() {
 
 /// An advisory lock lives on its own idle connection. When that connection ends (a
 /// database restart, `pg_terminate_backend`, `idle_session_timeout`, a NAT dropping it)
-/// the lock is gone and another `bir sync` takes it, while the first one's guard still
-/// exists and nothing checks `is_held()` (no caller in the workspace does).
+/// the lock is gone and another `bir sync` may take it: the first holder learns it
+/// (`lost()`), and `bir sync` stops on it.
 #[tokio::test]
-#[ignore = "review repro: shows a held lock lost silently (bir sync never checks is_held)"]
-async fn a_lock_whose_connection_ended_is_taken_by_another_while_its_guard_lives() {
+async fn a_lock_whose_connection_ended_says_it_is_lost() {
     let Some(pg) = testing::database("rv_lock").await else {
         return;
     };
@@ -243,16 +238,9 @@ async fn a_lock_whose_connection_ended_is_taken_by_another_while_its_guard_lives
         .execute("SELECT pg_terminate_backend($1)", &[&holder.backend_pid])
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = other.try_lock("bir-sync:p1").await.unwrap();
-    eprintln!(
-        "first guard alive, is_held() = {}; second try_lock: {}",
-        first.is_held(),
-        if second.is_ok() { "taken" } else { "refused" }
-    );
-    // Both "hold" the project's sync lock now.
-    assert!(
-        second.is_err(),
-        "a second sync took the lock while the first one's guard still lives"
-    );
+    tokio::time::timeout(Duration::from_secs(30), first.lost())
+        .await
+        .expect("the first holder learns its lock is gone");
+    assert!(!first.is_held());
+    assert!(other.try_lock("bir-sync:p1").await.unwrap().is_ok());
 }
