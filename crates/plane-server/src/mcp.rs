@@ -1323,12 +1323,38 @@ impl BirServer {
             });
         }
         let mut reports = Vec::new();
-        for target in &targets {
-            reports.push(
-                bir_plan::run(&client, store.clone(), target, today, dry_run, &mut |_| {})
-                    .await
-                    .map_err(failure)?,
-            );
+        // A lock lost mid-sync (its connection closed) stops the sync: another may start.
+        {
+            let lost = async {
+                if locks.is_empty() {
+                    std::future::pending::<()>().await;
+                }
+                futures::future::select_all(locks.iter().map(|l| Box::pin(l.lost()))).await;
+            };
+            tokio::pin!(lost);
+            for target in &targets {
+                let mut progress = |_| {};
+                let run = bir_plan::run(
+                    &client,
+                    store.clone(),
+                    target,
+                    today,
+                    dry_run,
+                    &mut progress,
+                );
+                let report = tokio::select! {
+                    report = run => report.map_err(failure)?,
+                    () = &mut lost => {
+                        return Err(format!(
+                            "lost the lock on project {} mid-sync (the database connection \
+                             closed: a restart?); stopped. Call `sync` again: it goes on from \
+                             what was done",
+                            target.project
+                        ));
+                    }
+                };
+                reports.push(report);
+            }
         }
         for lock in locks {
             lock.release().await;
