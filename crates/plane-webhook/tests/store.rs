@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use plane_postgres::testing;
 use plane_webhook::{
-    DeliveryStore, DuplicateBy, Error, EventHead, FailOutcome, ManualClock, MemoryStore,
-    NewDelivery, PgStore, RecordOutcome, SqliteStore, Status, StoreConfig,
+    Clock, DeliveryStore, DuplicateBy, Error, EventHead, FailOutcome, ManualClock, MemoryStore,
+    NewDelivery, PgStore, RecordOutcome, SqliteStore, Status, StoreConfig, SystemClock,
 };
 use uuid::Uuid;
 
@@ -1106,4 +1106,126 @@ async fn replicas_recording_many_events_in_opposite_orders_store_each_once() {
         replicas[0].stats().await.unwrap().pending,
         u64::from(EVENTS)
     );
+}
+
+/// A replica's wall clock that is wrong by `.0` ms (no NTP on its host, a VM resumed):
+/// the store must not trust it for leases (it is a wall clock), and takes the
+/// database's time instead.
+#[derive(Debug)]
+struct WrongWallClock(i64);
+
+impl Clock for WrongWallClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms() + self.0
+    }
+
+    fn is_wall_clock(&self) -> bool {
+        true
+    }
+}
+
+/// Two replicas on one schema, each on its own wall clock: `a`'s right, `b`'s wrong by
+/// `b_wrong_by` ms.
+async fn replicas_on_wall_clocks(
+    name: &str,
+    b_wrong_by: i64,
+    max_attempts: u32,
+) -> Option<(testing::TestDatabase, PgStore, PgStore)> {
+    let pg = testing::database(name).await?;
+    let config = |wrong_by: i64| StoreConfig {
+        max_attempts,
+        clock: Arc::new(WrongWallClock(wrong_by)),
+        ..config(&Arc::new(ManualClock::new(T0)))
+    };
+    let a = PgStore::open(pg.db().clone(), config(0)).await.unwrap();
+    let b = PgStore::open(pg.options().connect().await.unwrap(), config(b_wrong_by))
+        .await
+        .unwrap();
+    Some((pg, a, b))
+}
+
+/// A lease lasts as long as asked on the database's clock, whatever a replica's own
+/// clock says: a replica whose clock runs ahead by more than the lease takes no item
+/// another replica holds under a live lease, and the holder's completion stands.
+#[tokio::test]
+async fn a_replica_with_a_fast_clock_never_takes_a_live_lease() {
+    let Some((_pg, a, b)) = replicas_on_wall_clocks("fast_clock_lease", 90_000, 3).await else {
+        return;
+    };
+    a.record(delivery(1)).await.unwrap();
+    let held = a.claim("a", 10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(held.len(), 1);
+    let stolen = b.claim("b", 10, Duration::from_secs(60)).await.unwrap();
+    assert!(
+        stolen.is_empty(),
+        "B took an item A holds under a live lease"
+    );
+    a.complete(&held[0]).await.unwrap();
+    // What the fast replica records is stamped with the database's time too: ready
+    // now for the others, not in 90 s.
+    b.record(delivery(2)).await.unwrap();
+    let received = b.list(Some(Status::Pending), 1).await.unwrap()[0].received_at;
+    let off = (received - SystemClock.now_ms()).abs();
+    assert!(off < 10_000, "received_at is {off} ms off the time");
+    assert_eq!(
+        a.claim("a", 10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// On an item's last attempt, a replica whose clock runs ahead does not bury it as
+/// dead while its holder still runs it.
+#[tokio::test]
+async fn a_replica_with_a_fast_clock_never_buries_a_running_item() {
+    let Some((_pg, a, b)) = replicas_on_wall_clocks("fast_clock_bury", 90_000, 1).await else {
+        return;
+    };
+    a.record(delivery(1)).await.unwrap();
+    let held = a.claim("a", 10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert!(
+        b.claim("b", 10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let status = a.list(None, 10).await.unwrap()[0].status;
+    assert_eq!(status, Status::Processing, "B buried an item A is running");
+    a.complete(&held[0]).await.unwrap();
+    assert_eq!(a.stats().await.unwrap().done, 1);
+}
+
+/// A replica whose clock runs behind sees a lease end when it ends, and the leases it
+/// extends and the retries it schedules count from the database's time, not its own.
+#[tokio::test]
+async fn a_replica_with_a_slow_clock_keeps_the_database_times() {
+    let Some((_pg, a, b)) = replicas_on_wall_clocks("slow_clock", -90_000, 3).await else {
+        return;
+    };
+    a.record(delivery(1)).await.unwrap();
+    let lease = Duration::from_millis(500);
+    let held = a.claim("a", 10, lease).await.unwrap();
+    assert_eq!(held.len(), 1);
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    let taken = b.claim("b", 10, lease).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|i| (i.id, i.attempts)).collect::<Vec<_>>(),
+        [(held[0].id, 2)],
+        "B did not see A's lease end"
+    );
+    b.extend(&taken[0], Duration::from_secs(60)).await.unwrap();
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    assert!(
+        a.claim("a", 10, lease).await.unwrap().is_empty(),
+        "B's extension ended in the past"
+    );
+    let FailOutcome::Retry { at } = b.fail(&taken[0], "boom").await.unwrap() else {
+        panic!("retried, not dead")
+    };
+    // Second attempt: retry_base * 2 from the database's now.
+    let wait = at - SystemClock.now_ms();
+    assert!((10_000..=30_000).contains(&wait), "retry in {wait} ms");
 }

@@ -293,6 +293,15 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
+
+    /// Whether this is a machine's wall clock ([`SystemClock`]), which may be wrong:
+    /// ahead or behind the other replicas' by any amount. A store shared by several
+    /// machines ([`PgStore`]) then takes its lease times from the database's clock
+    /// instead, the one clock they all share. `false` (the default) for a clock a test
+    /// moves by hand ([`ManualClock`]), which every store uses as it is.
+    fn is_wall_clock(&self) -> bool {
+        false
+    }
 }
 
 /// The system clock.
@@ -305,6 +314,10 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0)
+    }
+
+    fn is_wall_clock(&self) -> bool {
+        true
     }
 }
 
@@ -339,7 +352,9 @@ pub struct StoreConfig {
     pub retry_base: Duration,
     /// Longest retry delay (default 1 h).
     pub retry_max: Duration,
-    /// Where "now" comes from: [`SystemClock`], or a [`ManualClock`] in tests.
+    /// Where "now" comes from: [`SystemClock`], or a [`ManualClock`] in tests. A
+    /// [`PgStore`] takes its times from the database's clock instead when this one is a
+    /// [wall clock](Clock::is_wall_clock).
     pub clock: Arc<dyn Clock>,
 }
 
@@ -493,7 +508,8 @@ pub trait DeliveryStore: Send + Sync + fmt::Debug {
 
     /// Where the store's "now" comes from ([`StoreConfig::clock`]), so the rest of a
     /// service reads the same time (a [`ManualClock`] in tests). The system clock for a
-    /// store that was given none.
+    /// store that was given none. ([`PgStore`] answers the clock it was given, but with a
+    /// wall clock its stored times are the database's: see its docs.)
     fn clock(&self) -> Arc<dyn Clock> {
         Arc::new(SystemClock)
     }

@@ -1,6 +1,6 @@
 //! [`PgStore`]: the delivery store on PostgreSQL, for several replicas. Its design
-//! (dedupe, claims, group commit, waiting claims, layout, errors) is documented on the
-//! type, where `cargo doc` shows it.
+//! (dedupe, claims, whose clock, group commit, waiting claims, layout, errors) is
+//! documented on the type, where `cargo doc` shows it.
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -14,10 +14,26 @@ use plane_postgres::{Client, Database, Transaction};
 
 use record::Recorder;
 
+/// The statement's "now" in Unix ms, as SQL: parameter `$param` when it holds a time (a
+/// test clock's, see [`PgStore::now`]), otherwise (NULL: the store's clock is a wall
+/// clock) the database server's, read with `statement_timestamp()`: the time the server
+/// began the statement, one value however often the statement reads it.
+macro_rules! now_ms {
+    ($param:literal) => {
+        concat!(
+            "COALESCE(",
+            $param,
+            "::bigint, floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint)"
+        )
+    };
+}
+
 use super::{
     BoxFuture, Clock, DeliveryRecord, DeliveryStore, FailOutcome, InboxItem, InboxSnapshot,
     InboxStats, NewDelivery, RecordOutcome, Status, StoreConfig, duration_ms, lease_token,
 };
+#[cfg(doc)]
+use super::{ManualClock, SystemClock};
 use crate::Error;
 
 mod record;
@@ -61,46 +77,121 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// One claim, one statement: items whose lease died on their last attempt are buried;
 /// then the oldest ready items (waiting ones, and leased ones whose lease ended) are
-/// locked, skipping rows another claim holds, leased to `$4` until `$5`, and returned
-/// with their bodies. `$1` now, `$2` max attempts, `$3` limit.
-const CLAIM: &str = "WITH doomed AS (
+/// locked, skipping rows another claim holds, leased to `$4` for `$5` ms, and returned
+/// with their bodies. `$1` now (`now_ms!`), `$2` max attempts, `$3` limit.
+const CLAIM: &str = concat!(
+    "WITH doomed AS (
         SELECT id FROM inbox
-        WHERE status = 'processing' AND lease_until <= $1 AND attempts >= $2
+        WHERE status = 'processing' AND lease_until <= ",
+    now_ms!("$1"),
+    " AND attempts >= $2
         FOR UPDATE SKIP LOCKED
     ), buried AS (
-        UPDATE inbox SET status = 'dead', finished_at = $1, lease_owner = NULL, lease_until = NULL,
+        UPDATE inbox SET status = 'dead', finished_at = ",
+    now_ms!("$1"),
+    ", lease_owner = NULL, lease_until = NULL,
                last_error = 'lease expired on attempt ' || inbox.attempts
         FROM doomed WHERE inbox.id = doomed.id
     ), waiting AS (
         SELECT id, next_attempt_at FROM inbox
-        WHERE status IN ('pending', 'failed') AND next_attempt_at <= $1
+        WHERE status IN ('pending', 'failed') AND next_attempt_at <= ",
+    now_ms!("$1"),
+    "
         ORDER BY next_attempt_at, id LIMIT $3
         FOR UPDATE SKIP LOCKED
     ), expired AS (
         SELECT id, next_attempt_at FROM inbox
-        WHERE status = 'processing' AND lease_until <= $1 AND attempts < $2
+        WHERE status = 'processing' AND lease_until <= ",
+    now_ms!("$1"),
+    " AND attempts < $2
         ORDER BY next_attempt_at, id LIMIT $3
         FOR UPDATE SKIP LOCKED
     ), ready AS (
         SELECT id FROM (SELECT * FROM waiting UNION ALL SELECT * FROM expired) r
         ORDER BY next_attempt_at, id LIMIT $3
     )
-    UPDATE inbox SET status = 'processing', attempts = inbox.attempts + 1, lease_owner = $4, lease_until = $5
+    UPDATE inbox SET status = 'processing', attempts = inbox.attempts + 1, lease_owner = $4,
+           lease_until = ",
+    now_ms!("$1"),
+    " + $5
     FROM ready JOIN deliveries d ON d.id = ready.id
     WHERE inbox.id = ready.id
     RETURNING inbox.id, inbox.attempts, inbox.next_attempt_at, d.delivery_id, d.event, d.action,
-              d.event_key_text, d.body";
+              d.event_key_text, d.body"
+);
 
-/// Marks the items (`$1` ids, `$2` their lease tokens) done if their claims still hold them.
-const COMPLETE: &str =
-    "UPDATE inbox SET status = 'done', finished_at = $3, lease_owner = NULL, lease_until = NULL
+/// Marks the items (`$1` ids, `$2` their lease tokens) done if their claims still hold
+/// them; `$3` now (`now_ms!`).
+const COMPLETE: &str = concat!(
+    "UPDATE inbox SET status = 'done', finished_at = ",
+    now_ms!("$3"),
+    ", lease_owner = NULL, lease_until = NULL
     FROM unnest($1::bigint[], $2::text[]) AS held(id, lease)
     WHERE inbox.id = held.id AND inbox.status = 'processing' AND inbox.lease_owner = held.lease
-    RETURNING inbox.id";
+    RETURNING inbox.id"
+);
 
-/// Ends a held item as `$4` (ignored, or done with a note) with note `$5`.
-const FINISH: &str = "UPDATE inbox SET status = $4, finished_at = $3, note = $5, lease_owner = NULL, lease_until = NULL
-    WHERE id = $1 AND status = 'processing' AND lease_owner = $2";
+/// Marks a held item (`$1` id, `$2` lease token) done; `$3` now (`now_ms!`).
+const DONE: &str = concat!(
+    "UPDATE inbox SET status = 'done', finished_at = ",
+    now_ms!("$3"),
+    ", lease_owner = NULL, lease_until = NULL \
+     WHERE id = $1 AND status = 'processing' AND lease_owner = $2"
+);
+
+/// Ends a held item as `$4` (ignored, or done with a note) with note `$5`; `$3` now.
+const FINISH: &str = concat!(
+    "UPDATE inbox SET status = $4, finished_at = ",
+    now_ms!("$3"),
+    ", note = $5, lease_owner = NULL, lease_until = NULL
+    WHERE id = $1 AND status = 'processing' AND lease_owner = $2"
+);
+
+/// Pushes a held item's lease end to `$4` ms after `$3`, now.
+const EXTEND: &str = concat!(
+    "UPDATE inbox SET lease_until = ",
+    now_ms!("$3"),
+    " + $4 WHERE id = $1 AND status = 'processing' AND lease_owner = $2"
+);
+
+/// Gives a held item back, waiting from `$3`, now; its attempt does not count.
+const RELEASE: &str = concat!(
+    "UPDATE inbox SET status = 'pending', attempts = GREATEST(attempts - 1, 0), \
+     next_attempt_at = ",
+    now_ms!("$3"),
+    ", lease_owner = NULL, lease_until = NULL \
+     WHERE id = $1 AND status = 'processing' AND lease_owner = $2"
+);
+
+/// Locks a held item (`$1` id, `$2` lease token) to record a failed attempt: its
+/// attempts, and `$3` now.
+const FAILING: &str = concat!(
+    "SELECT attempts, ",
+    now_ms!("$3"),
+    " FROM inbox WHERE id = $1 AND status = 'processing' AND lease_owner = $2 FOR UPDATE"
+);
+
+/// Puts `$1` back in the inbox with fresh attempts, waiting from `$2`, now, unless a
+/// live lease holds it.
+const REPLAY: &str = concat!(
+    "UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = ",
+    now_ms!("$2"),
+    ", finished_at = NULL, note = NULL, lease_owner = NULL, lease_until = NULL \
+     WHERE id = $1 AND NOT (status = 'processing' AND lease_until > ",
+    now_ms!("$2"),
+    ")"
+);
+
+/// Deletes the deliveries that finished more than `$2` ms before `$1`, now.
+const PURGE: &str = concat!(
+    "WITH gone AS (
+         DELETE FROM inbox WHERE status IN ('done', 'ignored', 'dead') AND finished_at < ",
+    now_ms!("$1"),
+    " - $2
+         RETURNING id
+     )
+     DELETE FROM deliveries WHERE id IN (SELECT id FROM gone)"
+);
 
 /// The columns of a [`DeliveryRecord`], in [`delivery_record`]'s order.
 const RECORD_COLUMNS: &str = "d.id, d.delivery_id, d.event, d.action, i.status, i.attempts, \
@@ -125,10 +216,32 @@ const RECORD_COLUMNS: &str = "d.id, d.delivery_id, d.event, d.action, i.status, 
 ///   returns, so "recorded" means in the WAL on disk (with the server's default
 ///   `synchronous_commit = on`; [`PgStore::open`] warns if it is off).
 ///
-/// Times come from [`StoreConfig::clock`], not from the server, exactly as in the
-/// SQLite store (so the shared tests' `ManualClock` drives both). Replicas compare each
-/// other's lease ends: keep their clocks in sync (NTP); a skew of `s` seconds shortens
-/// or lengthens another replica's lease by `s`.
+/// # Whose clock
+///
+/// Replicas compare each other's times: a claim takes a row whose lease ended, buries
+/// one whose lease ended on its last attempt, and takes a failed one whose next attempt
+/// is due. So every time the store writes or compares (`received_at`,
+/// `next_attempt_at`, `lease_until`, `finished_at`, and purge's cutoff) comes from one
+/// clock all replicas share: the database server's. Each statement reads it itself
+/// (`statement_timestamp()`, one value per statement), so there is no offset to
+/// measure or keep fresh and no extra round trip; `fail` reads it in the statement that
+/// locks the row, and its [`FailOutcome::Retry`] time is the server's. A replica's
+/// own wall clock may then be off by any amount (no NTP, a VM resumed): its leases
+/// still last as long as asked, and it never takes or buries an item another replica
+/// holds under a live lease.
+///
+/// That is the rule for a [wall clock](Clock::is_wall_clock) ([`SystemClock`], what
+/// `plane-server` gives it). A test clock ([`ManualClock`]) is used as it is, as in the
+/// SQLite store, so the shared tests move time for both the same way; replicas sharing
+/// one such clock agree by construction.
+///
+/// What still reads a replica's own clock: [`DeliveryStore::clock`] answers the clock
+/// the store was given (the rest of the service reads it, for its own purposes, not
+/// for leases), and an age computed from a stored time (`received_at`,
+/// [`InboxStats::oldest_unfinished`]) against that clock is off by that replica's
+/// error. Durations the worker measures (how often it extends a lease, how long a
+/// handler ran) use the monotonic clock. The server's own clock should be right for
+/// stored times to read as true dates, but it is the only one leases depend on.
 ///
 /// # Group commit
 ///
@@ -398,10 +511,11 @@ impl PgStore {
         match result {
             Ok(value) => {
                 let done = tx
-                    .prepare_cached(
-                        "UPDATE inbox SET status = 'done', finished_at = $2, lease_owner = NULL, \
-                         lease_until = NULL WHERE id = $1",
-                    )
+                    .prepare_cached(concat!(
+                        "UPDATE inbox SET status = 'done', finished_at = ",
+                        now_ms!("$2"),
+                        ", lease_owner = NULL, lease_until = NULL WHERE id = $1"
+                    ))
                     .await
                     .map_err(self.fail_with(operation))?;
                 tx.execute(&done, &[&item.id, &self.now()])
@@ -419,8 +533,11 @@ impl PgStore {
         }
     }
 
-    fn now(&self) -> i64 {
-        self.config.clock.now_ms()
+    /// "Now" for a statement's `now_ms!`: the configured clock's time when it is a test
+    /// clock, `None` (the database server's time) when it is a wall clock, which may be
+    /// wrong (see the type's docs).
+    fn now(&self) -> Option<i64> {
+        now_param(&*self.config.clock)
     }
 
     async fn client(&self, operation: &'static str) -> Result<Client, Error> {
@@ -488,12 +605,13 @@ impl PgStore {
             .prepare_cached(CLAIM)
             .await
             .map_err(self.fail_with(operation))?;
-        let now = self.now();
         let max_attempts = i32::try_from(self.config.max_attempts).unwrap_or(i32::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let until = now.saturating_add(duration_ms(lease));
         let rows = client
-            .query(&statement, &[&now, &max_attempts, &limit, &token, &until])
+            .query(
+                &statement,
+                &[&self.now(), &max_attempts, &limit, &token, &span_ms(lease)],
+            )
             .await
             .map_err(self.fail_with(operation))?;
         let mut items: Vec<(i64, InboxItem)> = rows
@@ -556,20 +674,15 @@ impl PgStore {
             .transaction()
             .await
             .map_err(self.fail_with(operation))?;
-        let attempts = tx
-            .query_opt(
-                "SELECT attempts FROM inbox WHERE id = $1 AND status = 'processing' \
-                 AND lease_owner = $2 FOR UPDATE",
-                &[&item.id, &item.lease],
-            )
+        let held = tx
+            .query_opt(FAILING, &[&item.id, &item.lease, &self.now()])
             .await
             .map_err(self.fail_with(operation))?
-            .map(|r| u32::try_from(r.get::<_, i32>(0)).unwrap_or(0));
-        let Some(attempts) = attempts else {
+            .map(|r| (u32::try_from(r.get::<_, i32>(0)).unwrap_or(0), r.get(1)));
+        let Some((attempts, now)) = held else {
             drop(tx);
             return Err(self.explain(&client, item.id).await);
         };
-        let now = self.now();
         let outcome = self.config.after_failure(attempts, now);
         let (sql, at) = match outcome {
             FailOutcome::Retry { at } => (
@@ -593,14 +706,8 @@ impl PgStore {
     async fn replay_one(&self, id: i64) -> Result<(), Error> {
         let operation = "replay a delivery";
         let client = self.client(operation).await?;
-        let now = self.now();
         let changed = client
-            .execute(
-                "UPDATE inbox SET status = 'pending', attempts = 0, next_attempt_at = $2, \
-                 finished_at = NULL, note = NULL, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $1 AND NOT (status = 'processing' AND lease_until > $2)",
-                &[&id, &now],
-            )
+            .execute(REPLAY, &[&id, &self.now()])
             .await
             .map_err(self.fail_with(operation))?;
         if changed == 1 {
@@ -615,16 +722,8 @@ impl PgStore {
     async fn purge_old(&self, older_than: Duration) -> Result<u64, Error> {
         let operation = "purge deliveries";
         let client = self.client(operation).await?;
-        let cutoff = self.now().saturating_sub(duration_ms(older_than));
         let purged = client
-            .execute(
-                "WITH gone AS (
-                     DELETE FROM inbox WHERE status IN ('done', 'ignored', 'dead') AND finished_at < $1
-                     RETURNING id
-                 )
-                 DELETE FROM deliveries WHERE id IN (SELECT id FROM gone)",
-                &[&cutoff],
-            )
+            .execute(PURGE, &[&self.now(), &span_ms(older_than)])
             .await
             .map_err(self.fail_with(operation))?;
         Ok(purged)
@@ -652,6 +751,18 @@ impl PgStore {
             .map_err(self.fail_with(operation))?;
         Ok(rows.iter().map(delivery_record).collect())
     }
+}
+
+/// The parameter a statement's `now_ms!` takes for `clock`: its time when it is a test
+/// clock, `None` (the server's time) when it is a wall clock.
+fn now_param(clock: &dyn Clock) -> Option<i64> {
+    (!clock.is_wall_clock()).then(|| clock.now_ms())
+}
+
+/// A span (a lease, a retention) in ms, to add to or take from a time in SQL: capped
+/// far below where the `bigint` sum would overflow (about 146 million years).
+fn span_ms(span: Duration) -> i64 {
+    duration_ms(span).min(1 << 62)
 }
 
 /// `Ok` if the locked inbox `row` (status, lease owner) is held by `item`'s claim.
@@ -859,14 +970,8 @@ impl DeliveryStore for PgStore {
 
     fn complete<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            self.update_held(
-                "complete a delivery",
-                item,
-                "UPDATE inbox SET status = 'done', finished_at = $3, lease_owner = NULL, \
-                 lease_until = NULL WHERE id = $1 AND status = 'processing' AND lease_owner = $2",
-                &[&self.now()],
-            )
-            .await
+            self.update_held("complete a delivery", item, DONE, &[&self.now()])
+                .await
         })
     }
 
@@ -920,9 +1025,8 @@ impl DeliveryStore for PgStore {
             self.update_held(
                 "extend a lease",
                 item,
-                "UPDATE inbox SET lease_until = $3 \
-                 WHERE id = $1 AND status = 'processing' AND lease_owner = $2",
-                &[&self.now().saturating_add(duration_ms(lease))],
+                EXTEND,
+                &[&self.now(), &span_ms(lease)],
             )
             .await
         })
@@ -938,15 +1042,8 @@ impl DeliveryStore for PgStore {
 
     fn release<'a>(&'a self, item: &'a InboxItem) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            self.update_held(
-                "release a delivery",
-                item,
-                "UPDATE inbox SET status = 'pending', attempts = GREATEST(attempts - 1, 0), \
-                 next_attempt_at = $3, lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $1 AND status = 'processing' AND lease_owner = $2",
-                &[&self.now()],
-            )
-            .await
+            self.update_held("release a delivery", item, RELEASE, &[&self.now()])
+                .await
         })
     }
 

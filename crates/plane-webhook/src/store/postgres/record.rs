@@ -19,7 +19,7 @@ use plane_postgres::Database;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
 
-use super::{described, driver_error, from_pg, pg_text};
+use super::{described, driver_error, from_pg, now_param, pg_text};
 use crate::Error;
 use crate::store::sqlite::index_key;
 use crate::store::{Clock, DuplicateBy, NewDelivery, RecordOutcome};
@@ -29,24 +29,31 @@ pub(super) const MAX_BATCH: usize = 64;
 /// The most batches committing at once (each holds a pooled connection meanwhile).
 pub(super) const IN_FLIGHT: usize = 4;
 
-/// Inserts the batch (`$1`.. arrays, one element per delivery; `$7` now) and returns
+/// Inserts the batch (`$1`.. arrays, one element per delivery; `$7` now, see
+/// `now_ms!`) and returns
 /// the key and id of each row it inserted. In key order: batches committing at once
 /// (on this replica or another) that share keys then wait for each other's inserts in
 /// one order, never in a cycle (a deadlock PostgreSQL would break only after a second);
 /// among equal keys the first sent comes first, and is the one stored.
-const INSERT: &str = "WITH batch AS (
+const INSERT: &str = concat!(
+    "WITH batch AS (
         SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bytea[])
             WITH ORDINALITY AS b(delivery_id, event_key, event_key_text, event, action, body, n)
     ), new AS (
         INSERT INTO deliveries (delivery_id, event_key, event_key_text, event, action, received_at, body)
-        SELECT delivery_id, event_key, event_key_text, event, action, $7, body FROM batch
+        SELECT delivery_id, event_key, event_key_text, event, action, ",
+    now_ms!("$7"),
+    ", body FROM batch
         ORDER BY event_key, n
         ON CONFLICT (event_key) DO NOTHING
         RETURNING id, event_key
     ), queued AS (
-        INSERT INTO inbox (id, status, next_attempt_at) SELECT id, 'pending', $7 FROM new
+        INSERT INTO inbox (id, status, next_attempt_at) SELECT id, 'pending', ",
+    now_ms!("$7"),
+    " FROM new
     )
-    SELECT id, event_key FROM new";
+    SELECT id, event_key FROM new"
+);
 
 /// The rows that hold the keys `$1` already.
 const FIND: &str = "SELECT id, event_key, delivery_id FROM deliveries WHERE event_key = ANY($1)";
@@ -184,7 +191,7 @@ impl Recorder {
         let events: Vec<_> = batch.iter().map(|d| pg_text(&d.event)).collect();
         let actions: Vec<_> = batch.iter().map(|d| pg_text(&d.action)).collect();
         let bodies: Vec<&[u8]> = batch.iter().map(|d| &d.body[..]).collect();
-        let now = self.clock.now_ms();
+        let now = now_param(&*self.clock);
         let insert = client.prepare_cached(INSERT).await.map_err(fail)?;
         let mut inserted: HashMap<Vec<u8>, i64> = client
             .query(
