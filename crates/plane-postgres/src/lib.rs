@@ -352,9 +352,24 @@ impl Database {
 
     /// A connection from the pool; [`Error::Unavailable`] when none can be had.
     pub async fn client(&self) -> Result<Object, Error> {
-        self.pool.get().await.map_err(|e| Error::Unavailable {
-            target: self.target.clone(),
-            message: pool_error(&e),
+        self.pool.get().await.map_err(|e| match e {
+            // Every connection of ours stayed busy: the database answers, we are
+            // saturated. Not a lost connection, whatever a health check makes of it.
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+                Error::Query {
+                    target: self.target.clone(),
+                    operation: "take a connection from the pool",
+                    message: format!(
+                        "all {} connections stayed busy; the load is more than the pool \
+                         takes",
+                        self.pool.status().max_size
+                    ),
+                }
+            }
+            e => Error::Unavailable {
+                target: self.target.clone(),
+                message: pool_error(&e),
+            },
         })
     }
 

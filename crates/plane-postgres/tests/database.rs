@@ -163,3 +163,21 @@ async fn a_restarted_database_is_unavailable_while_down_and_usable_again_after()
     }
     again.unwrap();
 }
+
+#[tokio::test]
+async fn a_pool_whose_connections_stay_busy_is_saturated_not_unavailable() {
+    let Some(pg) = testing::database("saturated").await else {
+        return;
+    };
+    let db = pg.options().clone().pool_size(1).connect().await.unwrap();
+    let held = db.client().await.unwrap();
+    // The pool waits 10 s for a connection to come back, then says why it gave up.
+    let err = db.client().await.unwrap_err();
+    assert!(!err.is_unavailable(), "{err}");
+    assert!(
+        err.to_string().contains("all 1 connections stayed busy"),
+        "{err}"
+    );
+    drop(held);
+    db.ping().await.unwrap();
+}

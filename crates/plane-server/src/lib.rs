@@ -170,19 +170,19 @@ impl Backend {
 
 /// A PostgreSQL connection error as the delivery store reports one.
 pub fn postgres_error(e: plane_postgres::Error) -> plane_webhook::Error {
-    let message = e.to_string();
-    if e.is_unavailable() {
-        plane_webhook::Error::Unavailable {
-            target: "PostgreSQL".into(),
-            operation: "connect",
-            message,
+    match e {
+        plane_postgres::Error::Unavailable { target, message } => {
+            plane_webhook::Error::Unavailable {
+                target,
+                operation: "connect",
+                message,
+            }
         }
-    } else {
-        plane_webhook::Error::Store {
+        other => plane_webhook::Error::Store {
             path: "PostgreSQL".into(),
-            operation: "connect",
-            message,
-        }
+            operation: "open the database",
+            message: other.to_string(),
+        },
     }
 }
 

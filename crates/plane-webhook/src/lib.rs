@@ -139,10 +139,7 @@ pub enum Error {
     /// same call may work once the database is back, and the pool reconnects by itself.
     /// The receiver closes the connection without an answer, so Plane sends again; a
     /// health check reports it as a lost connection ([`Error::is_unavailable`]).
-    #[error(
-        "delivery store {target} is unavailable: could not {operation}: {message} (the \
-         connection is retried by itself)"
-    )]
+    #[error("delivery store {target} is unavailable: could not {operation}: {message}")]
     Unavailable {
         /// The PostgreSQL URL without its password.
         target: String,
