@@ -114,8 +114,15 @@ pub struct TokenSet {
 /// 3. A refresh token refused as spent makes the process [`load`](Self::load) the store
 ///    once more before it gives up.
 ///
+/// Just before a refresh token is presented, [`spending`](Self::spending) tells the sink
+/// which stored refresh token the renewal will replace: a shared store records it, so a
+/// process that finds it still stored after this one's lease ran out knows the renewal is
+/// in doubt (this process spent it and has the new pair, unstored) and must not present
+/// it. A new pair whose save failed is kept and stored again, with backoff, by a task of
+/// its own until the save succeeds (or another writer's pair won).
+///
 /// The default methods keep nothing (a sink of one process, as a test's); a store shared
-/// by processes implements all four.
+/// by processes implements them all.
 pub trait TokenSink: Send + Sync + fmt::Debug {
     /// Stores `tokens`, replacing what was stored for the same owner.
     fn save<'a>(&'a self, tokens: &'a TokenSet) -> BoxFuture<'a, Result<(), Error>>;
@@ -146,6 +153,17 @@ pub trait TokenSink: Send + Sync + fmt::Debug {
     /// The token set stored now (read again after a refused refresh token).
     fn load(&self) -> BoxFuture<'_, Result<Option<TokenSet>, Error>> {
         Box::pin(async { Ok(None) })
+    }
+
+    /// Called under the lease taken by [`begin_renewal`](Self::begin_renewal), just before
+    /// a refresh token is presented to Plane. `replaces` is the stored refresh token the
+    /// renewal's pair will replace (the `spent` that [`end_renewal`](Self::end_renewal)
+    /// will be given): usually the one presented, or the one a kept, unstored pair
+    /// replaced. An error (the lease is no longer this process's, the store cannot record
+    /// it) means nothing is presented.
+    fn spending<'a>(&'a self, replaces: &'a SecretString) -> BoxFuture<'a, Result<(), Error>> {
+        let _ = replaces;
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -670,6 +688,7 @@ impl OAuthApp {
                 refresh: tokens.refresh_token,
                 scope: tokens.scope,
                 unsaved: None,
+                storing: false,
             })),
         }
     }
@@ -831,7 +850,18 @@ struct UserState {
     /// A pair Plane issued that could not be stored yet: Plane has spent the refresh token
     /// it replaced, so it is stored before anything else is done.
     unsaved: Option<Unsaved>,
+    /// Whether a task is storing `unsaved` again (see [`Renewer::keep_storing`]).
+    storing: bool,
 }
+
+/// How soon a pair whose save failed is stored again, at first; the wait doubles up to
+/// [`KEPT_PAIR_RETRY_MAX`].
+const KEPT_PAIR_RETRY_FIRST: Duration = Duration::from_millis(500);
+
+/// The longest wait between two tries to store a pair whose save failed: once the
+/// database is back, the pair is stored within this (plus the store's own retries). A
+/// process that finds the renewal in doubt waits longer than this before it gives up.
+pub const KEPT_PAIR_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// A renewed pair not stored yet, and the refresh token it replaced (what the store
 /// still holds).
@@ -877,7 +907,9 @@ impl UserState {
 ///
 /// A renewal runs in a task of its own: a caller that gives up (a request's timeout)
 /// cannot cut it between Plane's answer and the save, where the new refresh token would
-/// be lost and the spent one presented again.
+/// be lost and the spent one presented again. When the save fails (the database is
+/// down), the caller gets the error, and another task stores the kept pair as soon as the
+/// database takes it, trying again with backoff (at most [`KEPT_PAIR_RETRY_MAX`] apart).
 pub struct RefreshingToken {
     renewer: Renewer,
     state: Arc<Mutex<UserState>>,
@@ -952,6 +984,61 @@ impl Renewer {
         }
     }
 
+    /// Stores the pair a failed save kept, once: `Ok` when it is stored, or another
+    /// writer's pair won (taken instead), or there is none.
+    async fn store_kept(&self, state: &mut UserState) -> Result<(), Error> {
+        let Some(unsaved) = state.unsaved.take() else {
+            return Ok(());
+        };
+        // No lease needed: the save is a compare and swap on the refresh token it replaces.
+        match self.end(&unsaved.replaces, Some(&unsaved.pair)).await {
+            Ok(None) => {
+                if usable(&unsaved.pair) {
+                    state.adopt(&unsaved.pair);
+                }
+                tracing::info!("stored the user token a failed save had kept");
+                Ok(())
+            }
+            Ok(Some(won)) => {
+                // Another writer's pair (a new grant) is stored: this one is not needed.
+                let _ = self.take_won(state, &won);
+                Ok(())
+            }
+            Err(e) => {
+                state.unsaved = Some(unsaved);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores the pair a failed save kept, trying again with backoff until it is stored:
+    /// until then the store holds the refresh token Plane spent, and the other processes
+    /// wait for this one (see [`TokenSink::spending`]). Takes the state only for each try,
+    /// so callers are not held up meanwhile; a renewal that stores the pair first ends it.
+    async fn keep_storing(self, state: Arc<Mutex<UserState>>) {
+        let mut wait = KEPT_PAIR_RETRY_FIRST;
+        let mut attempt: u32 = 0;
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(KEPT_PAIR_RETRY_MAX);
+            attempt += 1;
+            let mut state = state.lock().await;
+            match self.store_kept(&mut state).await {
+                Ok(()) => {
+                    state.storing = false;
+                    return;
+                }
+                // A warning at the 1st, 2nd, 4th, 8th... try: the database may be down a while.
+                Err(e) if attempt.is_power_of_two() => tracing::warn!(
+                    attempt,
+                    error = %e,
+                    "the renewed user token is still not stored: trying again"
+                ),
+                Err(_) => {}
+            }
+        }
+    }
+
     /// When the compare and swap kept another writer's pair: use it if it can be used,
     /// else take its refresh token for the next renewal.
     fn take_won(&self, state: &mut UserState, won: &TokenSet) -> Result<SecretString, Error> {
@@ -979,6 +1066,9 @@ impl Renewer {
         let nothing = SecretString::from(String::new());
         // What the store must still hold for this renewal's pair to be stored over it.
         let mut expected: Option<SecretString> = None;
+        // A kept pair with no usable access token, whose refresh token is spent below: it
+        // is kept again if the spend does not happen or fails short of a refusal.
+        let mut carried: Option<Unsaved> = None;
         if let Some(unsaved) = state.unsaved.take() {
             let holds_replaced = stored
                 .as_ref()
@@ -1001,6 +1091,7 @@ impl Renewer {
                 }
                 expected = Some(unsaved.replaces.clone());
                 state.refresh = unsaved.pair.refresh_token.clone();
+                carried = Some(unsaved);
             }
             // Otherwise the store moved on (a new grant was stored): that one wins.
         }
@@ -1026,6 +1117,15 @@ impl Renewer {
             });
         };
         let expected = expected.unwrap_or_else(|| spend.clone());
+        // Recorded before anything is presented: a process that takes the lease after this
+        // one's ran out, and still finds `expected` stored, then knows not to present it.
+        if let Some(sink) = &self.sink
+            && let Err(e) = sink.spending(&expected).await
+        {
+            state.unsaved = carried;
+            let _ = self.end(&nothing, None).await;
+            return Err(e);
+        }
         let (mut tokens, lifetime) = match self.app.refresh_grant(&spend).await {
             Ok(granted) => granted,
             Err(GrantError {
@@ -1052,6 +1152,10 @@ impl Renewer {
                 return Err(error);
             }
             Err(GrantError { error, .. }) => {
+                if !matches!(error, Error::AuthorizationExpired { .. }) {
+                    // Not refused as spent: the kept pair's refresh token may still be good.
+                    state.unsaved = carried;
+                }
                 self.end(&nothing, None).await?;
                 return Err(error);
             }
@@ -1095,11 +1199,21 @@ impl TokenSource for RefreshingToken {
             // In a task of its own, holding the state: if this caller is dropped, the
             // renewal still ends with the new pair stored (or kept to be stored).
             let renewer = self.renewer.clone();
-            tokio::spawn(async move { renewer.renew(&mut state).await })
-                .await
-                .map_err(|e| Error::Token {
-                    message: format!("the token renewal stopped: {e}"),
-                })?
+            tokio::spawn(async move {
+                let renewed = renewer.renew(&mut state).await;
+                if state.unsaved.is_some() && !state.storing {
+                    // The save failed: a task of its own stores the pair as soon as it can,
+                    // not at this process's next renewal (which may be long after).
+                    state.storing = true;
+                    let shared = tokio::sync::OwnedMutexGuard::mutex(&state).clone();
+                    tokio::spawn(renewer.keep_storing(shared));
+                }
+                renewed
+            })
+            .await
+            .map_err(|e| Error::Token {
+                message: format!("the token renewal stopped: {e}"),
+            })?
         })
     }
 

@@ -93,7 +93,11 @@ fn client_with(
         .base_url(&config.base_url)
         .workspace_slug(&config.workspace_slug)
         .budget(Budget::per_minute(config.rate_limit_per_minute));
-    if let Some(pg) = config.postgres.as_ref().filter(|_| opening == Opening::Migrate) {
+    if let Some(pg) = config
+        .postgres
+        .as_ref()
+        .filter(|_| opening == Opening::Migrate)
+    {
         // Replicas spend one key: they share its budget. Not `check`: one request, and it
         // creates nothing in the database.
         let name = format!("{} {}", config.base_url, config.workspace_slug);

@@ -7,11 +7,13 @@
 //! The library-level tests run on both token stores by the same bodies (`sqlite::NAME`,
 //! `postgres::NAME`; the latter need `PLANE_TEST_DATABASE_URL`, see
 //! `scripts/with-postgres.sh`, and are skipped without it). The tests that run the
-//! `plane-server` binary use SQLite.
+//! `plane-server` binary use SQLite; one test stops and restarts a PostgreSQL cluster of
+//! its own (`plane_postgres::testing::Cluster`, skipped likewise).
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Output};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -100,6 +102,10 @@ on_both_backends!(
     odd_token_responses_are_read_clamped_or_refused_without_losing_the_refresh_token,
     a_pair_whose_save_failed_is_stored_at_the_next_call_not_lost,
     a_caller_that_gives_up_mid_refresh_does_not_lose_the_new_pair,
+    a_pair_whose_save_failed_is_stored_as_soon_as_the_database_is_back,
+    a_replica_that_finds_the_renewal_in_doubt_waits_for_the_pair_instead_of_spending_r1,
+    a_renewal_that_stays_in_doubt_fails_by_name_and_never_presents_r1,
+    the_spend_record_needs_the_lease_and_only_its_holder_ends_it,
 );
 
 fn owner() -> TokenOwner {
@@ -470,6 +476,13 @@ impl TokenSink for RacedSink {
         })
     }
 
+    fn spending<'a>(
+        &'a self,
+        replaces: &'a SecretString,
+    ) -> BoxFuture<'a, Result<(), plane_core::Error>> {
+        self.inner.spending(replaces)
+    }
+
     fn end_renewal<'a>(
         &'a self,
         spent: &'a SecretString,
@@ -664,21 +677,56 @@ async fn plain_http_off_loopback_is_refused_before_anything_is_sent() {
     assert!(env.fake.token_requests().is_empty());
 }
 
-/// A sink whose first `end_renewal` with a pair fails (a database busy past every retry):
-/// the pair Plane issued must not be lost.
+/// A sink whose saves of a renewed pair fail while its database is "down" (out of reach
+/// of this process only: the others still reach it). A failed save leaves the store as a
+/// failed transaction does: the lease and the spend record stay, and the stored pair is
+/// the one whose refresh token was spent.
 #[derive(Debug)]
-struct FailingOnce {
+struct Failing {
     inner: StoreSink,
-    failed: std::sync::atomic::AtomicBool,
+    down: AtomicBool,
 }
 
-impl TokenSink for FailingOnce {
+impl Failing {
+    /// Down from the start.
+    fn down(inner: StoreSink) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            down: AtomicBool::new(true),
+        })
+    }
+
+    /// The database is back.
+    fn back(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+
+    fn refused(&self) -> Option<plane_core::Error> {
+        self.down
+            .load(Ordering::SeqCst)
+            .then(|| plane_core::Error::Token {
+                message: "the database stayed busy".into(),
+            })
+    }
+}
+
+impl TokenSink for Failing {
     fn save<'a>(&'a self, tokens: &'a TokenSet) -> BoxFuture<'a, Result<(), plane_core::Error>> {
-        self.inner.save(tokens)
+        match self.refused() {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.save(tokens),
+        }
     }
 
     fn begin_renewal(&self) -> BoxFuture<'_, Result<Option<TokenSet>, plane_core::Error>> {
         self.inner.begin_renewal()
+    }
+
+    fn spending<'a>(
+        &'a self,
+        replaces: &'a SecretString,
+    ) -> BoxFuture<'a, Result<(), plane_core::Error>> {
+        self.inner.spending(replaces)
     }
 
     fn end_renewal<'a>(
@@ -686,20 +734,30 @@ impl TokenSink for FailingOnce {
         spent: &'a SecretString,
         renewed: Option<&'a TokenSet>,
     ) -> BoxFuture<'a, Result<Option<TokenSet>, plane_core::Error>> {
-        if renewed.is_some() && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            return Box::pin(async move {
-                // The lease is given back, as a store that failed its transaction leaves it.
-                self.inner.end_renewal(spent, None).await?;
-                Err(plane_core::Error::Token {
-                    message: "the database stayed busy".into(),
-                })
-            });
+        match self.refused().filter(|_| renewed.is_some()) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.end_renewal(spent, renewed),
         }
-        self.inner.end_renewal(spent, renewed)
     }
 
     fn load(&self) -> BoxFuture<'_, Result<Option<TokenSet>, plane_core::Error>> {
         self.inner.load()
+    }
+}
+
+/// Waits (bounded) until `store` holds a pair other than `old`, and returns it.
+async fn stored_other_than(store: &Arc<dyn TokenStore>, old: &TokenSet) -> TokenSet {
+    let started = std::time::Instant::now();
+    loop {
+        let stored = store.load(&owner()).await.unwrap().unwrap();
+        if pair(&stored) != pair(old) {
+            return stored;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the new pair was never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -709,11 +767,11 @@ async fn a_pair_whose_save_failed_is_stored_at_the_next_call_not_lost(env: Env) 
     let first = env.authorize().await;
     let store = env.store().await;
     store.save(&owner(), &expired(&first)).await.unwrap();
-    let sink = Arc::new(FailingOnce {
-        inner: StoreSink::new(store.clone(), owner()),
-        failed: std::sync::atomic::AtomicBool::new(false),
-    });
-    let this = env.app().refreshing_token(expired(&first)).persist_to(sink);
+    let sink = Failing::down(StoreSink::new(store.clone(), owner()));
+    let this = env
+        .app()
+        .refreshing_token(expired(&first))
+        .persist_to(sink.clone());
     let err = this.token().await.unwrap_err().to_string();
     assert!(err.contains("the database stayed busy"), "{err}");
     // The store still holds the spent R1.
@@ -721,11 +779,235 @@ async fn a_pair_whose_save_failed_is_stored_at_the_next_call_not_lost(env: Env) 
         pair(&store.load(&owner()).await.unwrap().unwrap()),
         pair(&first)
     );
+    sink.back();
     let token = this.token().await.unwrap();
     let stored = store.load(&owner()).await.unwrap().unwrap();
     assert_eq!(pair(&stored).0, token.expose_secret());
     assert_ne!(pair(&stored).1, pair(&first).1);
     assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+}
+
+/// The review of issue 21: a pair whose save failed was stored only at the process's next
+/// call, which on `serve` can be minutes later. It is stored as soon as the database takes
+/// it, by the renewal's own task, with no further call; another process then takes it
+/// and spends nothing.
+async fn a_pair_whose_save_failed_is_stored_as_soon_as_the_database_is_back(env: Env) {
+    let first = env.authorize().await;
+    let store = env.store().await;
+    store.save(&owner(), &expired(&first)).await.unwrap();
+    let sink = Failing::down(StoreSink::new(store.clone(), owner()));
+    let this = env
+        .app()
+        .refreshing_token(expired(&first))
+        .persist_to(sink.clone());
+    let err = this.token().await.unwrap_err().to_string();
+    assert!(err.contains("the database stayed busy"), "{err}");
+    // A try or two fail meanwhile; the store still holds the spent R1.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        pair(&store.load(&owner()).await.unwrap().unwrap()),
+        pair(&first)
+    );
+    sink.back();
+    let stored = stored_other_than(&store, &first).await;
+    assert_ne!(pair(&stored).1, pair(&first).1);
+    let other = env.process(&expired(&first), env.store().await);
+    let token = other.token().await.unwrap();
+    assert_eq!(token.expose_secret(), pair(&stored).0);
+    assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+    drop(this);
+}
+
+/// Replica A spends R1 and cannot store R2 (the database restarts), and its lease runs
+/// out before the database takes R2 (a restart longer than the lease; a 1 s lease here).
+/// Replica B's token is due then: it takes the lease, finds the stored R1 named by A's
+/// spend record, and waits instead of presenting R1 (which Plane would refuse, logging
+/// the user out); once A's database is back A stores R2, and B takes it. Plane is asked
+/// once.
+async fn a_replica_that_finds_the_renewal_in_doubt_waits_for_the_pair_instead_of_spending_r1(
+    env: Env,
+) {
+    let first = env.authorize().await;
+    let store = env.store().await;
+    store.save(&owner(), &expired(&first)).await.unwrap();
+    let a_sink =
+        Failing::down(StoreSink::new(store.clone(), owner()).with_lease(Duration::from_secs(1)));
+    let a = env
+        .app()
+        .refreshing_token(expired(&first))
+        .persist_to(a_sink.clone());
+    a.token().await.unwrap_err();
+    // A's lease runs out (on the database's clock).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let b = env.process(&expired(&first), env.store().await);
+    let b = tokio::spawn(async move { b.token().await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !b.is_finished(),
+        "B must wait while the renewal is in doubt"
+    );
+    assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+    a_sink.back();
+    let token = tokio::time::timeout(Duration::from_secs(30), b)
+        .await
+        .expect("B never took the pair A stored")
+        .unwrap()
+        .unwrap();
+    let stored = store.load(&owner()).await.unwrap().unwrap();
+    assert_eq!(token.expose_secret(), pair(&stored).0);
+    assert_ne!(pair(&stored).1, pair(&first).1);
+    assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+    drop(a);
+}
+
+/// As above, but A stays out of reach of the database (or died with R2): B never presents
+/// R1. After its wait it fails, saying the renewal is in doubt and why; the store names
+/// the renewal in doubt meanwhile. Once A stores R2, B's next call takes it.
+async fn a_renewal_that_stays_in_doubt_fails_by_name_and_never_presents_r1(env: Env) {
+    let first = env.authorize().await;
+    let store = env.store().await;
+    store.save(&owner(), &expired(&first)).await.unwrap();
+    let a_sink =
+        Failing::down(StoreSink::new(store.clone(), owner()).with_lease(Duration::from_secs(1)));
+    let a = env
+        .app()
+        .refreshing_token(expired(&first))
+        .persist_to(a_sink.clone());
+    a.token().await.unwrap_err();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r1 = first.refresh_token.clone().unwrap();
+    let doubt = store
+        .renewal_in_doubt(&owner(), "another holder", &r1)
+        .await
+        .unwrap()
+        .expect("A's spend record names the stored R1");
+    assert!(doubt.holder.starts_with("pid "), "{doubt:?}");
+    let b_sink: Arc<dyn TokenSink> = Arc::new(
+        StoreSink::new(env.store().await, owner()).with_in_doubt_wait(Duration::from_secs(1)),
+    );
+    let b = env
+        .app()
+        .refreshing_token(expired(&first))
+        .persist_to(b_sink);
+    let err = b.token().await.unwrap_err().to_string();
+    assert!(
+        err.contains("renewal in doubt: another replica (pid ")
+            && err.contains(
+                "spent the refresh token of user:ops but could not store the new one; it will \
+                 store it when the database is back"
+            )
+            && err.contains("authorize again"),
+        "{err}"
+    );
+    assert!(!err.contains(r1.expose_secret()), "{err}");
+    assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+    // A's database is back: A stores R2, the record goes with it, and B takes R2.
+    a_sink.back();
+    let stored = stored_other_than(&store, &first).await;
+    assert!(
+        store
+            .renewal_in_doubt(&owner(), "another holder", &r1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let token = b.token().await.unwrap();
+    assert_eq!(token.expose_secret(), pair(&stored).0);
+    assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+    drop(a);
+}
+
+/// The spend record itself: written only under the writer's own lease (which it extends),
+/// seen as a renewal in doubt by every other holder and not by its own, kept when the
+/// lease runs out and another holder takes it (and when that one releases), and ended
+/// only by its holder's release or save, with the save done whoever holds the lease.
+async fn the_spend_record_needs_the_lease_and_only_its_holder_ends_it(env: Env) {
+    let (store, other) = (env.store().await, env.store().await);
+    let r1 = SecretString::from("fake-refresh-1".to_owned());
+    let doubt = |holder: &'static str| {
+        let (store, r1) = (other.clone(), r1.clone());
+        async move {
+            store
+                .renewal_in_doubt(&owner(), holder, &r1)
+                .await
+                .unwrap()
+                .map(|d| d.holder)
+        }
+    };
+    let long = Duration::from_secs(60);
+    assert!(store.try_lease(&owner(), "a", long).await.unwrap());
+    assert!(!other.mark_spending(&owner(), "b", &r1, long).await.unwrap());
+    assert_eq!(doubt("b").await, None, "nothing recorded without the lease");
+    assert!(store.mark_spending(&owner(), "a", &r1, long).await.unwrap());
+    assert_eq!(doubt("b").await.as_deref(), Some("a"));
+    assert_eq!(
+        doubt("a").await,
+        None,
+        "its own record is no doubt to a holder"
+    );
+    // Only for that refresh token.
+    let r2 = SecretString::from("fake-refresh-2".to_owned());
+    assert!(
+        other
+            .renewal_in_doubt(&owner(), "b", &r2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    other.release(&owner(), "b").await.unwrap();
+    assert_eq!(doubt("b").await.as_deref(), Some("a"));
+    store.release(&owner(), "a").await.unwrap();
+    assert_eq!(doubt("b").await, None, "a release by its holder ends it");
+
+    // A holder past its lease: the record outlives the lease, the holder can no longer
+    // record a spend, and the other holder's release leaves it.
+    let short = Duration::from_secs(1);
+    assert!(store.try_lease(&owner(), "a", short).await.unwrap());
+    assert!(
+        store
+            .mark_spending(&owner(), "a", &r1, short)
+            .await
+            .unwrap()
+    );
+    let started = std::time::Instant::now();
+    while !other.try_lease(&owner(), "b", long).await.unwrap() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "never taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(doubt("b").await.as_deref(), Some("a"));
+    assert!(
+        !store
+            .mark_spending(&owner(), "a", &r1, short)
+            .await
+            .unwrap()
+    );
+    other.release(&owner(), "b").await.unwrap();
+    assert_eq!(doubt("b").await.as_deref(), Some("a"));
+    // Its save goes through (the compare holds), whoever has the lease, and ends it.
+    assert!(other.try_lease(&owner(), "b", long).await.unwrap());
+    let renewed = TokenSet {
+        access_token: SecretString::from("fake-access-2".to_owned()),
+        refresh_token: Some(r2.clone()),
+        expires_at: None,
+        scope: None,
+    };
+    assert!(
+        store
+            .compare_and_save(&owner(), &r1, &renewed, "a")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(doubt("b").await, None);
+    assert_eq!(
+        pair(&other.load(&owner()).await.unwrap().unwrap()),
+        pair(&renewed)
+    );
+    // The lease stayed b's.
+    assert!(!store.try_lease(&owner(), "a", long).await.unwrap());
 }
 
 /// A caller that gives up during the refresh (a request's timeout) does not cut the
@@ -756,4 +1038,70 @@ async fn a_caller_that_gives_up_mid_refresh_does_not_lose_the_new_pair(env: Env)
         pair(&store.load(&owner()).await.unwrap().unwrap()).0
     );
     assert_eq!(env.grants(), expect(&[CODE_200, REFRESH_200]));
+}
+
+/// The review of issue 21, on a real PostgreSQL restart: replica A spends R1, the database
+/// stops while Plane answers, so A cannot store R2, and A's lease (2 s here) runs out
+/// before the database is back. Replica B's token is due as soon as it is: whichever
+/// comes first, A's task storing R2 or B finding the renewal in doubt, B never presents
+/// the spent R1, and goes on with R2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_during_a_renewal_never_makes_another_replica_spend_r1() {
+    let Some(cluster) = plane_postgres::testing::Cluster::start() else {
+        return;
+    };
+    let env = env().await;
+    let key = || TokenKey::from_base64("test", &env.key).unwrap();
+    let options = plane_postgres::Options::from_url(&cluster.url(), None).unwrap();
+    let mut stores = Vec::new();
+    for _ in 0..2 {
+        let db = options.clone().pool_size(2).connect().await.unwrap();
+        stores.push(Arc::new(PgTokenStore::open(db, key()).await.unwrap()) as Arc<dyn TokenStore>);
+    }
+    let (store_a, store_b) = (stores[0].clone(), stores[1].clone());
+    let first = env.authorize().await;
+    store_a.save(&owner(), &expired(&first)).await.unwrap();
+
+    // Replica A renews; Plane takes 3 s to answer, and the database stops meanwhile.
+    env.fake.inject(
+        Fault::delay(Duration::from_secs(3))
+            .path_contains("/auth/o/token/")
+            .times(1),
+    );
+    let sink_a: Arc<dyn TokenSink> =
+        Arc::new(StoreSink::new(store_a.clone(), owner()).with_lease(Duration::from_secs(2)));
+    let a = env
+        .app()
+        .refreshing_token(expired(&first))
+        .persist_to(sink_a);
+    let renewing = tokio::spawn(async move {
+        let result = a.token().await;
+        (a, result)
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| cluster.stop());
+    let (_a, result_a) = renewing.await.unwrap();
+    let failed = result_a.unwrap_err().to_string();
+    assert!(
+        failed.contains("could not store the renewed token"),
+        "{failed}"
+    );
+    // Down past A's lease, then back.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| cluster.start_server());
+
+    // Replica B's access token is due too: it renews through the same database.
+    let b = env.process(&expired(&first), store_b.clone());
+    let token = tokio::time::timeout(Duration::from_secs(60), b.token())
+        .await
+        .expect("B never got a token")
+        .unwrap();
+    let stored = store_b.load(&owner()).await.unwrap().unwrap();
+    assert_eq!(token.expose_secret(), pair(&stored).0);
+    assert_ne!(pair(&stored).1, pair(&first).1);
+    assert_eq!(
+        env.grants(),
+        expect(&[CODE_200, REFRESH_200]),
+        "a spent refresh token was presented to Plane, or Plane was asked twice"
+    );
 }

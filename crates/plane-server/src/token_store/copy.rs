@@ -11,8 +11,9 @@
 //! version written per owner, which keeps rollback protection: an older record put back
 //! later is still refused), and `oauth_pending` (authorizations waiting for `oauth
 //! exchange`; past their 15 minutes they are refused there as here). Not copied:
-//! `oauth_renewals`, the leases of processes on the old file, which mean nothing to the
-//! replicas (a renewal in flight there has ended: `serve` is stopped for the copy).
+//! `oauth_renewals` and `oauth_spending`, the leases and spend records of processes on the
+//! old file, which mean nothing to the replicas (a renewal in flight there has ended:
+//! `serve` is stopped for the copy).
 //!
 //! Running it again is safe: an owner or a state already in PostgreSQL is left as it is,
 //! so a token a replica has renewed since is never put back to the copied (spent) one.

@@ -33,7 +33,7 @@
 //! of databases and of key handling; only the server keeps tokens, and it already
 //! owns the database.
 //!
-//! # SQLite schema (version 2)
+//! # SQLite schema (version 3)
 //!
 //! - `oauth_tokens(owner PRIMARY KEY, sealed BLOB, expires_at, has_refresh, scope,
 //!   updated_at)`: `owner` is `installation:<id>` or `user:<name>`; the clear
@@ -47,13 +47,19 @@
 //! `oauth_tokens.version`, a counter each write of a record raises; and
 //! `oauth_token_versions(owner, version)`, the highest version written per owner.
 //!
-//! # PostgreSQL schema (component `oauth`, version 1)
+//! Version 3 adds `oauth_spending(owner PRIMARY KEY, spender, digest, since)`: which
+//! lease holder is about to spend (or spent) a refresh token, and a SHA-256 digest of the
+//! stored refresh token its pair will replace (never the token); see "Renewal across
+//! processes".
 //!
-//! The same four tables, in the database's schema (default `plane`), recorded in
-//! plane-postgres's `schema_migrations`; a replica that finds a newer version refuses to
-//! start. `sealed` is `bytea`; `expires_at` stays the text bound into the record (so a
-//! record copies byte for byte); `updated_at`, `until` and `created_at` are
-//! `timestamptz`. A lease's `until` is set from the server's `now()`.
+//! # PostgreSQL schema (component `oauth`, version 2)
+//!
+//! The same five tables (version 1 has all but `oauth_spending`), in the database's
+//! schema (default `plane`), recorded in plane-postgres's `schema_migrations`; a replica
+//! that finds a newer version refuses to start. `sealed` is `bytea`; `expires_at` stays
+//! the text bound into the record (so a record copies byte for byte); `updated_at`,
+//! `until`, `since` and `created_at` are `timestamptz`. A lease's `until` and a spend
+//! record's `since` are set from the server's `now()`.
 //!
 //! # Rollback and tampering
 //!
@@ -91,7 +97,13 @@
 //!    would pin a pooled connection for its length.
 //! 2. **Re-read.** Under the lease it reads the stored pair: if another process renewed
 //!    meanwhile, it uses that pair and spends nothing.
-//! 3. **Compare and swap.** It stores the new pair only if the stored refresh token is
+//! 3. **Spend record.** Just before it presents a refresh token, it writes (in one
+//!    transaction, and only while the lease is still its own, which it extends) a row
+//!    in `oauth_spending`: itself, and a digest of the stored refresh token the new pair
+//!    will replace. A holder past its lease whose lease another process took presents
+//!    nothing. The row goes when this holder ends the renewal (the save below, or a
+//!    release after Plane's answer was no pair), never when another holder does.
+//! 4. **Compare and swap.** It stores the new pair only if the stored refresh token is
 //!    still the one it spent, in the transaction that ends the lease; otherwise the
 //!    stored pair (a newer `oauth exchange`) is kept and used. On SQLite the transaction
 //!    is `IMMEDIATE` (the file's one writer); on PostgreSQL the write is an
@@ -100,9 +112,29 @@
 //!    (the comparison is made again on what it wrote). A failed store call (a busy file,
 //!    a lost connection) is retried before giving up.
 //!
+//! The save does not check that the lease is still the saver's: once Plane has answered,
+//! the new pair holds the only live refresh token, and refusing to store it would log
+//! everyone out. Two holders can never both spend one refresh token under the protocol
+//! (the lease is checked before the spend, in step 3, and the spend record covers a
+//! holder that outlives its lease), and if one ever did, Plane accepts only one of them;
+//! the compare in step 4 keeps whichever pair the store holds from being overwritten by a
+//! stale one.
+//!
+//! **A save that fails** (the database restarting, a file busy past the retries) leaves
+//! the lease and the spend record behind, and the store holding the refresh token Plane
+//! has spent. The process keeps the new pair in memory and a task of its own stores it as
+//! soon as the database takes it (plane-core tries again with backoff, at most
+//! [`plane_core::oauth::KEPT_PAIR_RETRY_MAX`] apart; no lease is needed, the save is a
+//! compare and swap). A process that takes the lease after it ran out and finds the stored
+//! refresh token named by another holder's spend record knows that renewal is **in
+//! doubt**: it does not present the token (Plane would refuse it, and may revoke the new
+//! one with it), gives the lease back and reads the store again for up to
+//! [`RENEWAL_IN_DOUBT_WAIT`], then fails naming the holder. If that process died before
+//! storing the pair, the pair is lost and the user must authorize again (the error says
+//! so); a new grant replaces the stored refresh token, and the record no longer matches.
+//!
 //! A process refused with `invalid_grant` reads the store once more before it reports
-//! that the user must authorize again. A pair whose save failed is kept in memory and
-//! stored first at the next renewal, and a renewal runs in a task of its own, so a caller
+//! that the user must authorize again. A renewal runs in a task of its own, so a caller
 //! that gives up cannot cut it between Plane's answer and the save.
 //!
 //! Rollback protection catches a record put back on its own (a row from an old backup).
@@ -124,6 +156,7 @@ pub use sqlite::SqliteTokenStore;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -148,7 +181,13 @@ pub const PENDING_LIFETIME: std::time::Duration = std::time::Duration::from_secs
 /// How long a renewal lease lasts: far longer than a holder can take under it (the store's
 /// retries, about 26 s, then plane-core's 30 s request timeout), so a live holder keeps
 /// it; a dead one's runs out.
-pub const RENEWAL_LEASE: std::time::Duration = std::time::Duration::from_secs(180);
+pub const RENEWAL_LEASE: Duration = Duration::from_secs(180);
+/// How long a process that finds a renewal in doubt (another process spent the stored
+/// refresh token and has not stored the new pair: [`TokenStore::renewal_in_doubt`]) keeps
+/// reading the store for that pair before it gives up, naming it. The other process tries
+/// to store it again at most [`plane_core::oauth::KEPT_PAIR_RETRY_MAX`] (5 s) apart, so a
+/// live one whose database is back has stored it well within this.
+pub const RENEWAL_IN_DOUBT_WAIT: Duration = Duration::from_secs(20);
 /// The first byte of every sealed record: the format. 1: the owner alone is the associated
 /// data (records written before version 2 of the SQLite schema); 2: the owner, the
 /// record's version and its clear columns are (see the `record` module).
@@ -441,6 +480,30 @@ impl TokenOwner {
     }
 }
 
+/// A renewal another holder began and has not finished: it recorded spending a refresh
+/// token to replace the stored one, and has not stored the pair it got (its database call
+/// failed, or it died). See [`TokenStore::renewal_in_doubt`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalInDoubt {
+    /// The holder that spent it (`pid <n> / <uuid>`).
+    pub holder: String,
+    /// When it recorded spending it, on the database's clock.
+    pub since: DateTime<Utc>,
+}
+
+/// The digest of a refresh token kept in a spending record: SHA-256 of the owner and the
+/// token, never the token. Refresh tokens are long random strings, so it reveals nothing.
+fn spend_digest(owner: &TokenOwner, refresh: &SecretString) -> String {
+    use plane_core::ExposeSecret as _;
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"plane-connector spent refresh token\n");
+    hash.update(owner.to_string().as_bytes());
+    hash.update(b"\n");
+    hash.update(refresh.expose_secret().as_bytes());
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What `oauth status` shows of a stored token: never its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenInfo {
@@ -506,15 +569,43 @@ pub trait TokenStore: Send + Sync + fmt::Debug {
         holder: &'a str,
         lasting: std::time::Duration,
     ) -> BoxFuture<'a, Result<bool, TokenStoreError>>;
-    /// Ends `holder`'s lease on `owner` (nothing if another holds it).
+    /// Records that `holder`, under its lease on `owner`, is about to spend a refresh token
+    /// whose pair will replace the stored refresh token `replaces` (a digest of it, never
+    /// the token), and extends the lease by `lasting` from now, atomically. `false`
+    /// when the lease is no longer `holder`'s: nothing is recorded, and nothing must be
+    /// spent. The record goes when `holder` ends the renewal ([`release`](Self::release)
+    /// or [`compare_and_save`](Self::compare_and_save)), not when another holder does.
+    fn mark_spending<'a>(
+        &'a self,
+        owner: &'a TokenOwner,
+        holder: &'a str,
+        replaces: &'a SecretString,
+        lasting: std::time::Duration,
+    ) -> BoxFuture<'a, Result<bool, TokenStoreError>>;
+    /// Whether a holder other than `holder` recorded spending a refresh token to replace
+    /// `stored` (the refresh token stored now) and has not stored what replaced it: then
+    /// `stored` may be spent, and must not be presented.
+    fn renewal_in_doubt<'a>(
+        &'a self,
+        owner: &'a TokenOwner,
+        holder: &'a str,
+        stored: &'a SecretString,
+    ) -> BoxFuture<'a, Result<Option<RenewalInDoubt>, TokenStoreError>>;
+    /// Ends `holder`'s lease on `owner` (nothing if another holds it), and drops what
+    /// `holder` recorded spending ([`mark_spending`](Self::mark_spending)).
     fn release<'a>(
         &'a self,
         owner: &'a TokenOwner,
         holder: &'a str,
     ) -> BoxFuture<'a, Result<(), TokenStoreError>>;
     /// In one transaction: stores `tokens` if the stored refresh token is `spent` (or
-    /// nothing is stored), and ends `holder`'s lease. Returns the stored set when it was
-    /// kept instead.
+    /// nothing is stored), ends `holder`'s lease and drops what `holder` recorded spending.
+    /// Returns the stored set when it was kept instead.
+    ///
+    /// It does not require the lease to be `holder`'s still: a pair Plane issued is the only
+    /// live one once its refresh token is spent, and the compare alone decides whether it
+    /// is stored (a holder past its lease is checked before it spends, by
+    /// [`mark_spending`](Self::mark_spending), not after).
     fn compare_and_save<'a>(
         &'a self,
         owner: &'a TokenOwner,
@@ -620,6 +711,10 @@ pub struct StoreSink {
     /// Who holds a lease taken through this sink: unique per sink, so two sinks in one
     /// process (or two processes) never take each other's lease for their own.
     holder: String,
+    /// How long a lease taken through this sink lasts ([`RENEWAL_LEASE`] unless set).
+    lease: Duration,
+    /// How long a renewal in doubt is waited for ([`RENEWAL_IN_DOUBT_WAIT`] unless set).
+    in_doubt_wait: Duration,
 }
 
 impl StoreSink {
@@ -630,7 +725,23 @@ impl StoreSink {
             store,
             owner,
             holder,
+            lease: RENEWAL_LEASE,
+            in_doubt_wait: RENEWAL_IN_DOUBT_WAIT,
         }
+    }
+
+    /// Leases taken through this sink last `lease` instead of [`RENEWAL_LEASE`] (for tests;
+    /// a lease must outlast a token request, up to 30 s, and the store calls around it).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// A renewal in doubt is waited for `wait` instead of [`RENEWAL_IN_DOUBT_WAIT`] before
+    /// the renewal gives up (for tests).
+    pub fn with_in_doubt_wait(mut self, wait: Duration) -> Self {
+        self.in_doubt_wait = wait;
+        self
     }
 
     /// Runs a store call, retrying a failed one (a busy SQLite file is normal: it is
@@ -646,7 +757,7 @@ impl StoreSink {
         ) -> BoxFuture<'s, Result<T, TokenStoreError>>,
     ) -> Result<T, plane_core::Error> {
         const TRIES: u32 = 5;
-        let mut wait = std::time::Duration::from_millis(50);
+        let mut wait = Duration::from_millis(50);
         for attempt in 1..=TRIES {
             let error = match f(self.store.as_ref(), &self.owner, &self.holder).await {
                 Ok(value) => return Ok(value),
@@ -670,6 +781,54 @@ impl StoreSink {
         })
         .await
     }
+
+    /// Takes the owner's lease, waiting while another process holds it.
+    async fn take_lease(&self) -> Result<(), plane_core::Error> {
+        // A live holder finishes within its lease; a dead one's runs out. Poll until
+        // then, with a little more to spare.
+        let deadline = tokio::time::Instant::now() + self.lease * 2;
+        let mut wait = Duration::from_millis(20);
+        loop {
+            let taken = self
+                .call("take the token renewal lease", |store, owner, holder| {
+                    store.try_lease(owner, holder, self.lease)
+                })
+                .await?;
+            if taken {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(plane_core::Error::Token {
+                    message: format!(
+                        "another process has been renewing the token of {} for over {:?}; \
+                         try again",
+                        self.owner,
+                        self.lease * 2
+                    ),
+                });
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Under the lease: the stored pair, and the renewal in doubt if another process spent
+    /// its refresh token and has not stored what replaced it.
+    async fn read_leased(
+        &self,
+    ) -> Result<(Option<TokenSet>, Option<RenewalInDoubt>), plane_core::Error> {
+        let stored = self.load().await?;
+        let doubt = match stored.as_ref().and_then(|s| s.refresh_token.as_ref()) {
+            Some(refresh) => {
+                self.call("read the token renewal records", |store, owner, holder| {
+                    store.renewal_in_doubt(owner, holder, refresh)
+                })
+                .await?
+            }
+            None => None,
+        };
+        Ok((stored, doubt))
+    }
 }
 
 impl TokenSink for StoreSink {
@@ -683,39 +842,78 @@ impl TokenSink for StoreSink {
 
     fn begin_renewal(&self) -> BoxFuture<'_, Result<Option<TokenSet>, plane_core::Error>> {
         Box::pin(async move {
-            // A live holder finishes within its lease; a dead one's runs out. Poll until
-            // then, with a little more to spare.
-            let deadline = tokio::time::Instant::now() + RENEWAL_LEASE * 2;
-            let mut wait = std::time::Duration::from_millis(20);
+            let deadline = tokio::time::Instant::now() + self.in_doubt_wait;
+            let mut wait = Duration::from_millis(250);
+            let mut told = false;
             loop {
-                let taken = self
-                    .call("take the token renewal lease", |store, owner, holder| {
-                        store.try_lease(owner, holder, RENEWAL_LEASE)
-                    })
-                    .await?;
-                if taken {
-                    break;
-                }
+                self.take_lease().await?;
+                let doubt = match self.read_leased().await {
+                    Ok((stored, None)) => return Ok(stored),
+                    Ok((_, Some(doubt))) => doubt,
+                    Err(e) => {
+                        // Nothing will follow under this lease: give it back now, not at its end.
+                        let _ = self.release().await;
+                        return Err(e);
+                    }
+                };
+                // The stored refresh token may be spent: presenting it would be refused, and
+                // could make Plane revoke the new one too. Wait for the process that spent
+                // it to store the new pair (it tries until the database takes it), reading
+                // the store again, without holding the lease meanwhile.
+                self.release().await?;
                 if tokio::time::Instant::now() >= deadline {
                     return Err(plane_core::Error::Token {
                         message: format!(
-                            "another process has been renewing the token of {} for over {:?}; \
-                             try again",
+                            "renewal in doubt: another replica ({}, at {}) spent the refresh \
+                             token of {} but could not store the new one; it will store it when \
+                             the database is back. Waited {:?}; try again. If that process has \
+                             stopped, the new token is lost: authorize again (`plane-server \
+                             oauth authorize-url`, then `oauth exchange`)",
+                            doubt.holder,
+                            doubt
+                                .since
+                                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                             self.owner,
-                            RENEWAL_LEASE * 2
+                            self.in_doubt_wait
                         ),
                     });
                 }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(std::time::Duration::from_millis(500));
-            }
-            match self.load().await {
-                Ok(stored) => Ok(stored),
-                Err(e) => {
-                    // Nothing will follow under this lease: give it back now, not at its end.
-                    let _ = self.release().await;
-                    Err(e)
+                if !told {
+                    told = true;
+                    tracing::warn!(
+                        owner = %self.owner,
+                        holder = %doubt.holder,
+                        "token renewal in doubt: another process spent the stored refresh \
+                         token and has not stored the new one yet; waiting for it"
+                    );
                 }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+        })
+    }
+
+    fn spending<'a>(
+        &'a self,
+        replaces: &'a SecretString,
+    ) -> BoxFuture<'a, Result<(), plane_core::Error>> {
+        Box::pin(async move {
+            let ours = self
+                .call("record the token renewal", |store, owner, holder| {
+                    store.mark_spending(owner, holder, replaces, self.lease)
+                })
+                .await?;
+            if ours {
+                Ok(())
+            } else {
+                Err(plane_core::Error::Token {
+                    message: format!(
+                        "the renewal lease on the token of {} ran out and another process took \
+                         it before the refresh token was presented; nothing was presented, try \
+                         again",
+                        self.owner
+                    ),
+                })
             }
         })
     }

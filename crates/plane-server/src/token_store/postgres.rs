@@ -9,13 +9,17 @@ use plane_core::{BoxFuture, SecretString};
 use plane_postgres::Database;
 
 use super::record::{self, Record};
-use super::{PendingAuthorization, TokenInfo, TokenKey, TokenOwner, TokenStore, TokenStoreError};
+use super::{
+    PendingAuthorization, RenewalInDoubt, TokenInfo, TokenKey, TokenOwner, TokenStore,
+    TokenStoreError,
+};
 
 /// The component name of the token tables in plane-postgres's `schema_migrations`.
 const COMPONENT: &str = "oauth";
 
 /// Append-only: never edit a shipped step, add the next.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE oauth_tokens (
     owner       text PRIMARY KEY,
     sealed      bytea NOT NULL,
@@ -42,7 +46,23 @@ CREATE TABLE oauth_pending (
     created_at   timestamptz NOT NULL
 );
 CREATE INDEX oauth_pending_created_at ON oauth_pending (created_at);
-"];
+",
+    // Version 2: what a renewal is about to spend (see `mark_spending`).
+    "
+CREATE TABLE oauth_spending (
+    owner   text PRIMARY KEY,
+    spender text NOT NULL,
+    digest  text NOT NULL,
+    since   timestamptz NOT NULL DEFAULT now()
+);
+",
+];
+
+/// Ends `$2`'s lease on `$1` and drops what it recorded spending, in one statement (a
+/// record another holder left stays: its renewal is still in doubt).
+const END_RENEWAL: &str = "
+WITH spending AS (DELETE FROM oauth_spending WHERE owner = $1 AND spender = $2)
+DELETE FROM oauth_renewals WHERE owner = $1 AND holder = $2";
 
 /// How many times a write whose record another writer replaced meanwhile is compared and
 /// tried again before giving up (each try follows a commit of someone else's).
@@ -298,12 +318,9 @@ impl PgTokenStore {
             }
         }
         if let Some(holder) = lease {
-            tx.execute(
-                "DELETE FROM oauth_renewals WHERE owner = $1 AND holder = $2",
-                &[&owner_text, &holder],
-            )
-            .await
-            .map_err(self.db.query("end the renewal lease"))?;
+            tx.execute(END_RENEWAL, &[&owner_text, &holder])
+                .await
+                .map_err(self.db.query("end the renewal lease"))?;
         }
         tx.commit().await.map_err(self.db.query(operation))?;
         Ok(kept)
@@ -458,13 +475,68 @@ impl PgTokenStore {
         Ok(taken == 1)
     }
 
+    async fn mark_spending_now(
+        &self,
+        owner: &TokenOwner,
+        holder: &str,
+        replaces: &SecretString,
+        lasting: std::time::Duration,
+    ) -> Result<bool, TokenStoreError> {
+        let client = self.db.client().await?;
+        // One statement: the lease is extended and the record written only while the
+        // lease is `holder`'s (expired or not: nobody else took it, so nobody else spent).
+        let marked = client
+            .execute(
+                "WITH lease AS (
+                     UPDATE oauth_renewals SET until = now() + make_interval(secs => $3)
+                     WHERE owner = $1 AND holder = $2
+                     RETURNING owner
+                 )
+                 INSERT INTO oauth_spending (owner, spender, digest, since)
+                 SELECT owner, $2, $4, now() FROM lease
+                 ON CONFLICT (owner) DO UPDATE SET spender = excluded.spender,
+                   digest = excluded.digest, since = excluded.since",
+                &[
+                    &owner.to_string(),
+                    &holder,
+                    &lasting.as_secs_f64(),
+                    &super::spend_digest(owner, replaces),
+                ],
+            )
+            .await
+            .map_err(self.db.query("record the token renewal"))?;
+        Ok(marked == 1)
+    }
+
+    async fn renewal_in_doubt_now(
+        &self,
+        owner: &TokenOwner,
+        holder: &str,
+        stored: &SecretString,
+    ) -> Result<Option<RenewalInDoubt>, TokenStoreError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT spender, since FROM oauth_spending
+                 WHERE owner = $1 AND spender <> $2 AND digest = $3",
+                &[
+                    &owner.to_string(),
+                    &holder,
+                    &super::spend_digest(owner, stored),
+                ],
+            )
+            .await
+            .map_err(self.db.query("read the token renewal records"))?;
+        Ok(row.map(|row| RenewalInDoubt {
+            holder: row.get(0),
+            since: row.get(1),
+        }))
+    }
+
     async fn release_now(&self, owner: &TokenOwner, holder: &str) -> Result<(), TokenStoreError> {
         let client = self.db.client().await?;
         client
-            .execute(
-                "DELETE FROM oauth_renewals WHERE owner = $1 AND holder = $2",
-                &[&owner.to_string(), &holder],
-            )
+            .execute(END_RENEWAL, &[&owner.to_string(), &holder])
             .await
             .map_err(self.db.query("end the renewal lease"))?;
         Ok(())
@@ -598,6 +670,25 @@ impl TokenStore for PgTokenStore {
         lasting: std::time::Duration,
     ) -> BoxFuture<'a, Result<bool, TokenStoreError>> {
         Box::pin(self.try_lease_now(owner, holder, lasting))
+    }
+
+    fn mark_spending<'a>(
+        &'a self,
+        owner: &'a TokenOwner,
+        holder: &'a str,
+        replaces: &'a SecretString,
+        lasting: std::time::Duration,
+    ) -> BoxFuture<'a, Result<bool, TokenStoreError>> {
+        Box::pin(self.mark_spending_now(owner, holder, replaces, lasting))
+    }
+
+    fn renewal_in_doubt<'a>(
+        &'a self,
+        owner: &'a TokenOwner,
+        holder: &'a str,
+        stored: &'a SecretString,
+    ) -> BoxFuture<'a, Result<Option<RenewalInDoubt>, TokenStoreError>> {
+        Box::pin(self.renewal_in_doubt_now(owner, holder, stored))
     }
 
     fn release<'a>(

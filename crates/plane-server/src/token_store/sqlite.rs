@@ -11,11 +11,14 @@ use plane_core::{BoxFuture, SecretString};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::record::{self, Record};
-use super::{PendingAuthorization, TokenInfo, TokenKey, TokenOwner, TokenStore, TokenStoreError};
+use super::{
+    PendingAuthorization, RenewalInDoubt, TokenInfo, TokenKey, TokenOwner, TokenStore,
+    TokenStoreError,
+};
 
 /// The newest schema version of the SQLite token tables this build knows.
-pub(super) const SCHEMA_VERSION: i64 = 2;
-const MIGRATIONS: [&str; 2] = [
+pub(super) const SCHEMA_VERSION: i64 = 3;
+const MIGRATIONS: [&str; 3] = [
     "
 CREATE TABLE oauth_tokens (
     owner       TEXT PRIMARY KEY,
@@ -43,6 +46,14 @@ ALTER TABLE oauth_tokens ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE oauth_token_versions (
     owner   TEXT PRIMARY KEY,
     version INTEGER NOT NULL
+);
+",
+    "
+CREATE TABLE oauth_spending (
+    owner   TEXT PRIMARY KEY,
+    spender TEXT NOT NULL,
+    digest  TEXT NOT NULL,
+    since   TEXT NOT NULL
 );
 ",
 ];
@@ -369,15 +380,89 @@ impl SqliteTokenStore {
         Ok(taken == 1)
     }
 
+    /// [`TokenStore::mark_spending`], blocking.
+    pub fn mark_spending(
+        &self,
+        owner: &TokenOwner,
+        holder: &str,
+        replaces: &SecretString,
+        lasting: std::time::Duration,
+    ) -> Result<bool, TokenStoreError> {
+        let path = self.path();
+        let fail = || store_error(path, "record the token renewal");
+        let mut connection = self.lock();
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail())?;
+        // The lease is extended and the record written only while the lease is `holder`'s
+        // (expired or not: nobody else took it, so nobody else spent).
+        let extended = tx
+            .execute(
+                "UPDATE oauth_renewals SET until = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)
+                 WHERE owner = ?1 AND holder = ?2",
+                params![
+                    owner.to_string(),
+                    holder,
+                    format!("+{:.3} seconds", lasting.as_secs_f64())
+                ],
+            )
+            .map_err(fail())?;
+        if extended == 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO oauth_spending (owner, spender, digest, since)
+             VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+             ON CONFLICT (owner) DO UPDATE SET spender = excluded.spender,
+               digest = excluded.digest, since = excluded.since",
+            params![
+                owner.to_string(),
+                holder,
+                super::spend_digest(owner, replaces)
+            ],
+        )
+        .map_err(fail())?;
+        tx.commit().map_err(fail())?;
+        Ok(true)
+    }
+
+    /// [`TokenStore::renewal_in_doubt`], blocking.
+    pub fn renewal_in_doubt(
+        &self,
+        owner: &TokenOwner,
+        holder: &str,
+        stored: &SecretString,
+    ) -> Result<Option<RenewalInDoubt>, TokenStoreError> {
+        let row: Option<(String, String)> = self
+            .lock()
+            .query_row(
+                "SELECT spender, since FROM oauth_spending
+                 WHERE owner = ?1 AND spender <> ?2 AND digest = ?3",
+                params![
+                    owner.to_string(),
+                    holder,
+                    super::spend_digest(owner, stored)
+                ],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(store_error(self.path(), "read the token renewal records"))?;
+        Ok(row.map(|(holder, since)| RenewalInDoubt {
+            holder,
+            since: parse_time(&since).unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+        }))
+    }
+
     /// [`TokenStore::release`], blocking.
     pub fn release(&self, owner: &TokenOwner, holder: &str) -> Result<(), TokenStoreError> {
-        self.lock()
-            .execute(
-                "DELETE FROM oauth_renewals WHERE owner = ?1 AND holder = ?2",
-                params![owner.to_string(), holder],
-            )
-            .map_err(store_error(self.path(), "end the renewal lease"))?;
-        Ok(())
+        let path = self.path();
+        let mut connection = self.lock();
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(store_error(path, "end the renewal lease"))?;
+        end_renewal(&tx, path, owner, holder)?;
+        tx.commit()
+            .map_err(store_error(path, "end the renewal lease"))
     }
 
     /// [`TokenStore::compare_and_save`], blocking.
@@ -401,11 +486,7 @@ impl SqliteTokenStore {
         if still_spent {
             self.write(&tx, owner, tokens)?;
         }
-        tx.execute(
-            "DELETE FROM oauth_renewals WHERE owner = ?1 AND holder = ?2",
-            params![owner.to_string(), holder],
-        )
-        .map_err(store_error(path, "end the renewal lease"))?;
+        end_renewal(&tx, path, owner, holder)?;
         tx.commit()
             .map_err(store_error(path, "store the renewed token"))?;
         Ok(if still_spent { None } else { stored })
@@ -611,6 +692,25 @@ impl SqliteTokenStore {
     }
 }
 
+/// Ends `holder`'s lease on `owner` and drops what it recorded spending, inside the
+/// caller's transaction (a record another holder left stays: its renewal is in doubt).
+fn end_renewal(
+    connection: &Connection,
+    path: &Path,
+    owner: &TokenOwner,
+    holder: &str,
+) -> Result<(), TokenStoreError> {
+    for sql in [
+        "DELETE FROM oauth_spending WHERE owner = ?1 AND spender = ?2",
+        "DELETE FROM oauth_renewals WHERE owner = ?1 AND holder = ?2",
+    ] {
+        connection
+            .execute(sql, params![owner.to_string(), holder])
+            .map_err(store_error(path, "end the renewal lease"))?;
+    }
+    Ok(())
+}
+
 /// A time as the SQLite tables keep it: RFC 3339, milliseconds, UTC.
 fn stored_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -674,6 +774,31 @@ impl TokenStore for SqliteTokenStore {
         let (owner, holder) = (owner.clone(), holder.to_owned());
         self.blocking("take the renewal lease", move |s| {
             s.try_lease(&owner, &holder, lasting)
+        })
+    }
+
+    fn mark_spending<'a>(
+        &'a self,
+        owner: &'a TokenOwner,
+        holder: &'a str,
+        replaces: &'a SecretString,
+        lasting: std::time::Duration,
+    ) -> BoxFuture<'a, Result<bool, TokenStoreError>> {
+        let (owner, holder, replaces) = (owner.clone(), holder.to_owned(), replaces.clone());
+        self.blocking("record the token renewal", move |s| {
+            s.mark_spending(&owner, &holder, &replaces, lasting)
+        })
+    }
+
+    fn renewal_in_doubt<'a>(
+        &'a self,
+        owner: &'a TokenOwner,
+        holder: &'a str,
+        stored: &'a SecretString,
+    ) -> BoxFuture<'a, Result<Option<RenewalInDoubt>, TokenStoreError>> {
+        let (owner, holder, stored) = (owner.clone(), holder.to_owned(), stored.clone());
+        self.blocking("read the token renewal records", move |s| {
+            s.renewal_in_doubt(&owner, &holder, &stored)
         })
     }
 
