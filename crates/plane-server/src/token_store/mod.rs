@@ -645,7 +645,7 @@ pub async fn open_existing_for(
     key: TokenKey,
 ) -> Result<Option<Arc<dyn TokenStore>>, TokenStoreError> {
     Ok(match &config.postgres {
-        Some(pg) => PgTokenStore::open_existing(connect(pg).await?, key)
+        Some(pg) => PgTokenStore::open_existing(connect_existing(pg).await?, key)
             .await?
             .map(|s| Arc::new(s) as Arc<dyn TokenStore>),
         None => {
@@ -662,7 +662,7 @@ pub async fn open_existing_for(
 /// missing SQLite file is an error.
 pub async fn open_for_listing(config: &Config) -> Result<Arc<dyn TokenStore>, TokenStoreError> {
     Ok(match &config.postgres {
-        Some(pg) => Arc::new(PgTokenStore::open_for_listing(connect(pg).await?).await?),
+        Some(pg) => Arc::new(PgTokenStore::open_for_listing(connect_existing(pg).await?).await?),
         None => {
             let path = config.database.clone();
             Arc::new(
@@ -685,6 +685,13 @@ async fn connect(
     pg: &crate::config::PostgresConfig,
 ) -> Result<plane_postgres::Database, TokenStoreError> {
     Ok(pg.options().clone().pool_size(2).connect().await?)
+}
+
+/// As [`connect`], creating nothing (not even the schema): for readers.
+async fn connect_existing(
+    pg: &crate::config::PostgresConfig,
+) -> Result<plane_postgres::Database, TokenStoreError> {
+    Ok(pg.options().clone().pool_size(2).connect_existing().await?)
 }
 
 /// Runs a SQLite open (file work) on the blocking pool.

@@ -1,10 +1,7 @@
-//! Review reproductions (issue 21). Each test asserts the behaviour the issue asks for;
-//! the ones marked `#[ignore]` fail on the current code and show a defect. Run them with
-//!
-//!     bash scripts/with-postgres.sh cargo test -p plane-server --test review_repro -- --ignored
-//!
-//! They create roles in the test cluster (the script's throwaway one): never point
-//! PLANE_TEST_DATABASE_URL at a database you care about when running them.
+//! What a review of the PostgreSQL side found in plane-server, each kept as a test: the
+//! shared budget holds under a REPEATABLE READ default, and listing the tokens (`check`,
+//! `oauth status`) creates nothing. They create (and drop) roles and schemas: run them
+//! against a throwaway cluster (`bash scripts/with-postgres.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -52,7 +49,6 @@ async fn schema_exists(admin: &tokio_postgres::Client, schema: &str) -> bool {
 /// statement itself, before the wait: the count misses the slots the replicas ahead of
 /// it just committed, and more than N requests get a slot.
 #[tokio::test]
-#[ignore = "review repro: fails while PgBudget::take runs under the server's default isolation"]
 async fn replicas_never_take_more_slots_than_the_budget_under_a_repeatable_read_default() {
     let Some(url) = testing::url() else { return };
     let admin = superuser(&url).await;
@@ -117,7 +113,6 @@ async fn replicas_never_take_more_slots_than_the_budget_under_a_repeatable_read_
 /// "creating nothing"; it connects with `Options::connect`, which creates the schema
 /// (and so needs CREATE on the database: a read-only role cannot run `check`).
 #[tokio::test]
-#[ignore = "review repro: fails while the token listing creates the schema"]
 async fn listing_the_tokens_creates_nothing() {
     let Some(url) = testing::url() else { return };
     let admin = superuser(&url).await;
