@@ -7,6 +7,17 @@
 //!     http://127.0.0.1:8080/webhooks/plane --senders 64 --total 100000 --body 2k
 //! ```
 //!
+//! Several receiver URLs spread the deliveries over several servers (replicas on
+//! one PostgreSQL), round robin: delivery `n` goes to URL `n mod k`, as a load
+//! balancer would hand them out, and each sender keeps a keep-alive connection
+//! to each URL. `scripts/load-backends.sh` runs it so against three replicas.
+//!
+//! ```sh
+//! PLANE_WEBHOOK_SECRET=... cargo run --release -p plane-server --example loadgen -- \
+//!     http://127.0.0.1:8081/webhooks/plane http://127.0.0.1:8082/webhooks/plane \
+//!     http://127.0.0.1:8083/webhooks/plane --senders 64 --total 20000 --body fixture
+//! ```
+//!
 //! Bodies come from `support/bodies.rs`: the recorded Plane CE delivery as it
 //! is (`--body fixture`), grown to 2.2 KiB (`2k`, the default) or 8 KiB
 //! (`8k`), or the 413-byte body of earlier runs (`small`). Each is distinct
@@ -36,8 +47,10 @@ use cpu::own_cpu;
 
 #[derive(Debug, Parser)]
 struct Args {
-    /// The receiver's webhook URL.
-    url: String,
+    /// The receiver's webhook URL. Give several (the same path on several servers)
+    /// to spread the deliveries over them: delivery `n` goes to URL `n mod k`.
+    #[arg(required = true)]
+    urls: Vec<String>,
     /// Concurrent senders, each waiting for its answer before the next send.
     #[arg(long, default_value_t = 64)]
     senders: usize,
@@ -46,6 +59,18 @@ struct Args {
     total: usize,
     #[command(flatten)]
     bodies: BodyArgs,
+}
+
+/// Which of `receivers` URLs delivery `n` goes to: round robin, so each gets
+/// its share in turn whatever sender takes the delivery.
+fn receiver(n: usize, receivers: usize) -> usize {
+    n % receivers.max(1)
+}
+
+/// The server's `/metrics` beside its webhook URL.
+fn metrics_url(url: &str) -> String {
+    url.rsplit_once("/webhooks/")
+        .map_or_else(|| url.to_owned(), |(base, _)| format!("{base}/metrics"))
 }
 
 /// The inbox backlog gauge from the server's `/metrics`.
@@ -76,9 +101,15 @@ async fn main() -> anyhow::Result<()> {
     // the load is the server's. Each sender writes a request on its own
     // keep-alive connection and reads the answer: about 20 µs of CPU per
     // delivery, where reqwest took about 48 µs of the same two cores.
-    let authority = authority(&args.url)?;
+    let authorities = args
+        .urls
+        .iter()
+        .map(|url| authority(url))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let receivers = authorities.len();
     let requests: Vec<Vec<u8>> = (0..args.total)
         .map(|n| {
+            let authority = &authorities[receiver(n, receivers)];
             let body = args.bodies.make(run, n);
             let signature = Verifier::sign(&secret, &body);
             let mut request = format!(
@@ -105,23 +136,31 @@ async fn main() -> anyhow::Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
 
     // The backlog, sampled every 50 ms while the senders run (a scrape is a
-    // read of in-memory gauges, it never touches the store).
-    let metrics_url = args
-        .url
-        .rsplit_once("/webhooks/")
-        .map_or_else(|| args.url.clone(), |(base, _)| format!("{base}/metrics"));
+    // read of in-memory gauges, it never touches the store). With several
+    // servers it is the sum of their gauges: each counts what its receiver
+    // accepted less what its worker finished, whichever replica received it.
+    let mut metrics_urls: Vec<String> = args.urls.iter().map(|u| metrics_url(u)).collect();
+    metrics_urls.sort();
+    metrics_urls.dedup();
     let max_backlog = Arc::new(AtomicI64::new(-1));
     let done = Arc::new(AtomicBool::new(false));
     let sampler = tokio::spawn({
         let (client, max_backlog, done) = (client.clone(), max_backlog.clone(), done.clone());
         async move {
+            let total = || async {
+                let mut sum = 0;
+                for url in &metrics_urls {
+                    sum += backlog(&client, url).await?;
+                }
+                Some(sum)
+            };
             while !done.load(Ordering::Relaxed) {
-                if let Some(n) = backlog(&client, &metrics_url).await {
+                if let Some(n) = total().await {
                     max_backlog.fetch_max(n, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            backlog(&client, &metrics_url).await
+            total().await
         }
     });
 
@@ -129,22 +168,31 @@ async fn main() -> anyhow::Result<()> {
     let cpu_before = own_cpu();
     let tasks: Vec<_> = (0..args.senders)
         .map(|_| {
-            let address = authority.address.clone();
+            let addresses: Vec<String> = authorities.iter().map(|a| a.address.clone()).collect();
             let (requests, next) = (requests.clone(), next.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(requests.len() / args.senders + 1);
                 let mut failures = 0usize;
-                let mut connection = Connection::open(&address).await?;
-                while let Some(request) = requests.get(next.fetch_add(1, Ordering::Relaxed)) {
+                // A keep-alive connection to each receiver.
+                let mut connections = Vec::with_capacity(addresses.len());
+                for address in &addresses {
+                    connections.push(Connection::open(address).await?);
+                }
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(request) = requests.get(n) else {
+                        break;
+                    };
+                    let to = receiver(n, addresses.len());
                     let t = Instant::now();
-                    match connection.send(request).await {
+                    match connections[to].send(request).await {
                         Ok(200..=299) => latencies.push(t.elapsed()),
                         Ok(_) => failures += 1,
                         Err(e) => {
                             // The connection is gone: count it and start another.
                             eprintln!("loadgen: {e}");
                             failures += 1;
-                            connection = Connection::open(&address).await?;
+                            connections[to] = Connection::open(&addresses[to]).await?;
                         }
                     }
                 }
@@ -174,8 +222,13 @@ async fn main() -> anyhow::Result<()> {
             .as_secs_f64()
             * 1e3
     };
+    let spread = if receivers > 1 {
+        format!(", receivers {receivers}")
+    } else {
+        String::new()
+    };
     println!(
-        "body {body_bytes:>5} B, senders {:>3}: {} deliveries in {:.2} s = {:>6.0}/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, backlog max {} (at the end {backlog_after}), failures {failures}, loadgen CPU {} us/delivery",
+        "body {body_bytes:>5} B, senders {:>3}{spread}: {} deliveries in {:.2} s = {:>6.0}/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, backlog max {} (at the end {backlog_after}), failures {failures}, loadgen CPU {} us/delivery",
         args.senders,
         latencies.len(),
         elapsed.as_secs_f64(),
@@ -271,5 +324,42 @@ impl Connection {
         anyhow::ensure!(n > 0, "the server closed the connection");
         self.buffer.extend_from_slice(&chunk[..n]);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_urls_share_the_deliveries_in_turn() {
+        let args = Args::try_parse_from([
+            "loadgen",
+            "http://127.0.0.1:8081/webhooks/plane",
+            "http://127.0.0.1:8082/webhooks/plane",
+            "http://127.0.0.1:8083/webhooks/plane",
+            "--senders",
+            "4",
+        ])
+        .expect("several URLs parse");
+        assert_eq!(args.urls.len(), 3);
+        assert_eq!(args.senders, 4);
+        let order: Vec<usize> = (0..7).map(|n| receiver(n, 3)).collect();
+        assert_eq!(order, [0, 1, 2, 0, 1, 2, 0]);
+        let mut shares = [0usize; 3];
+        for n in 0..20_000 {
+            shares[receiver(n, 3)] += 1;
+        }
+        assert_eq!(shares, [6_667, 6_667, 6_666]);
+        assert_eq!(metrics_url(&args.urls[1]), "http://127.0.0.1:8082/metrics");
+    }
+
+    #[test]
+    fn one_url_is_still_enough_and_none_is_refused() {
+        let args = Args::try_parse_from(["loadgen", "http://127.0.0.1:8080/webhooks/plane"])
+            .expect("one URL parses");
+        assert_eq!(args.urls.len(), 1);
+        assert!((0..5).all(|n| receiver(n, 1) == 0));
+        assert!(Args::try_parse_from(["loadgen", "--senders", "4"]).is_err());
     }
 }
