@@ -27,6 +27,14 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
         let _ = refused;
         Box::pin(async {})
     }
+
+    /// Waits, at most `within`, until nothing this source renewed is left unstored (a
+    /// save that failed and is being retried); `false` if something still is. A process
+    /// about to exit calls it, so a rotated refresh token is not lost with the process.
+    fn settle(&self, within: std::time::Duration) -> BoxFuture<'_, bool> {
+        let _ = within;
+        Box::pin(async { true })
+    }
 }
 
 /// A shared source: the caller keeps a handle (to read what it holds) while
@@ -38,6 +46,10 @@ impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
 
     fn invalidate<'a>(&'a self, refused: &'a SecretString) -> BoxFuture<'a, ()> {
         (**self).invalidate(refused)
+    }
+
+    fn settle(&self, within: std::time::Duration) -> BoxFuture<'_, bool> {
+        (**self).settle(within)
     }
 }
 

@@ -460,6 +460,16 @@ impl PlaneClient {
         self.inner.retry
     }
 
+    /// Waits, at most `within`, until a renewed OAuth token whose save failed is stored
+    /// (see [`TokenSource::settle`]); `true` at once with an API key. Call it before a
+    /// process exits.
+    pub async fn settle(&self, within: Duration) -> bool {
+        match &self.inner.credentials {
+            Credentials::ApiKey(_) => true,
+            Credentials::Bearer(source) => source.settle(within).await,
+        }
+    }
+
     /// The last seen rate-limit state (shared by all clones).
     pub fn rate_limit(&self) -> RateLimitStatus {
         self.inner.limiter.status()

@@ -1220,6 +1220,21 @@ impl TokenSource for RefreshingToken {
     fn invalidate<'a>(&'a self, refused: &'a SecretString) -> BoxFuture<'a, ()> {
         Box::pin(async move { Cached::forget_if(&mut self.state.lock().await.cached, refused) })
     }
+
+    fn settle(&self, within: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let until = Instant::now() + within;
+            loop {
+                if self.state.lock().await.unsaved.is_none() {
+                    return true;
+                }
+                if Instant::now() >= until {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
 }
 
 #[cfg(test)]

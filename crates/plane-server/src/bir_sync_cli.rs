@@ -270,6 +270,17 @@ pub(crate) async fn sync(args: SyncArgs) -> Result<String, SyncError> {
     if let Some((_, lock)) = held.take() {
         lock.release().await;
     }
+    // A token renewed on the way whose save failed is stored before the sync exits: the
+    // rotated refresh token would be lost with the process.
+    if !client.settle(Duration::from_secs(30)).await {
+        return Err(Failure::Other(
+            "the renewed OAuth token could not be stored (is the database down?); Plane has \
+             spent the refresh token it replaced: authorize again with `plane-server oauth \
+             authorize-url` if the other processes report the renewal in doubt"
+                .into(),
+        )
+        .into());
+    }
     Ok(match args.format {
         ListFormat::Json => {
             // Through a `Value`, as before the summary was typed: the same text either way.

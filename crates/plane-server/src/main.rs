@@ -258,6 +258,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// How long a command about to exit waits for a renewed token to be stored.
+const SETTLE_BEFORE_EXIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What a command says when it exits with a renewed token unstored.
+const UNSTORED_TOKEN: &str = "plane-server: the renewed OAuth token could not be stored (is \
+    the database down?); Plane has spent the refresh token it replaced, so the other \
+    processes will report the renewal in doubt until one authorizes again \
+    (`plane-server oauth authorize-url`)";
+
 /// Exit codes of `check` (documented in its --help and the README).
 const CHECK_CONFIG: u8 = 2;
 const CHECK_CREDENTIALS: u8 = 3;
@@ -375,7 +384,13 @@ async fn check_plane(config: &Config) -> Option<u8> {
             return Some(CHECK_CONFIG);
         }
     };
-    match client.users().me().await {
+    let answer = client.users().me().await;
+    // A token renewed on the way whose save failed is stored before `check` exits: the
+    // rotated refresh token would be lost with the process.
+    if !client.settle(SETTLE_BEFORE_EXIT).await {
+        eprintln!("{UNSTORED_TOKEN}");
+    }
+    match answer {
         Ok(me) => {
             println!(
                 "authenticated:   {} <{}>",

@@ -802,13 +802,21 @@ async fn a_pair_whose_save_failed_is_stored_as_soon_as_the_database_is_back(env:
         .persist_to(sink.clone());
     let err = this.token().await.unwrap_err().to_string();
     assert!(err.contains("the database stayed busy"), "{err}");
-    // A try or two fail meanwhile; the store still holds the spent R1.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A try or two fail meanwhile; the store still holds the spent R1, and a process about
+    // to exit is told (`settle`: what `check` and `bir sync` wait on before they exit).
+    assert!(
+        !this.settle(Duration::from_secs(1)).await,
+        "the pair is not stored yet"
+    );
     assert_eq!(
         pair(&store.load(&owner()).await.unwrap().unwrap()),
         pair(&first)
     );
     sink.back();
+    assert!(
+        this.settle(Duration::from_secs(30)).await,
+        "settle returns once the pair is stored"
+    );
     let stored = stored_other_than(&store, &first).await;
     assert_ne!(pair(&stored).1, pair(&first).1);
     let other = env.process(&expired(&first), env.store().await);
