@@ -239,27 +239,23 @@ impl RateLimiter {
     /// A limiter for `budget`; when Plane reports fewer than `threshold` requests
     /// left that this limiter did not account for, it waits for the reset.
     pub fn new(budget: Budget, threshold: u32) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                budget,
-                threshold,
-                state: Mutex::new(State::default()),
-                released: Notify::new(),
-                across: None,
-            }),
-        }
+        Self::build(budget, threshold, None)
     }
 
     /// As [`new`](Self::new), every request also taking a slot in `shared`, the budget
     /// the other processes spending the key share.
     pub fn with_shared(budget: Budget, threshold: u32, shared: Arc<dyn SharedBudget>) -> Self {
+        Self::build(budget, threshold, Some(shared))
+    }
+
+    fn build(budget: Budget, threshold: u32, across: Option<Arc<dyn SharedBudget>>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 budget,
                 threshold,
                 state: Mutex::new(State::default()),
                 released: Notify::new(),
-                across: Some(shared),
+                across,
             }),
         }
     }
