@@ -201,6 +201,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         }
     };
     let store_ok = store == "ok";
+    state.metrics.set_store_up(store_ok);
     let plane = plane_readiness(&state).await;
     let status = match (store_ok, plane) {
         (false, _) => "not_ready",

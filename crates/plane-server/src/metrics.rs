@@ -78,6 +78,7 @@ pub struct Metrics {
     waiting: Gauge,
     in_flight_limit: Gauge,
     enabled: Gauge,
+    store_up: Gauge,
     deadlines: Arc<Mutex<Option<DeadlineFigures>>>,
     deadlines_changed: Arc<Notify>,
     plane_check: Arc<AtomicU8>,
@@ -161,6 +162,15 @@ impl Metrics {
             "1 when the connector is on; 0 when off (deliveries are stored and held)",
             enabled.clone(),
         );
+        // 1 until a use says otherwise: the store was open when the service started.
+        let store_up = Gauge::default();
+        store_up.set(1);
+        registry.register(
+            "plane_connector_store_up",
+            "1 when the delivery store answered its last use (a claim, /readyz); 0 when it \
+             did not (with PostgreSQL: the database cannot be reached)",
+            store_up.clone(),
+        );
         if let Some(client) = client {
             registry.register_collector(Box::new(PlaneClientCollector(client.clone())));
         }
@@ -180,6 +190,7 @@ impl Metrics {
             waiting,
             in_flight_limit,
             enabled,
+            store_up,
             deadlines,
             deadlines_changed: Arc::new(Notify::new()),
             plane_check,
@@ -232,6 +243,11 @@ impl Metrics {
         self.backlog
             .set(i64::try_from(unfinished).unwrap_or(i64::MAX));
         self.dead.set(i64::try_from(stats.dead).unwrap_or(i64::MAX));
+    }
+
+    /// Whether the delivery store answered its last use.
+    pub fn set_store_up(&self, up: bool) {
+        self.store_up.set(i64::from(up));
     }
 
     /// Whether the connector is on.

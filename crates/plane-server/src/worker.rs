@@ -108,6 +108,7 @@ impl Worker {
                 Some(items) => items,
                 None => match self.claim(claim_size).await {
                     Ok(items) => {
+                        self.metrics.set_store_up(true);
                         if failures > 0 {
                             tracing::info!(failures, "the inbox answers again");
                             failures = 0;
@@ -118,6 +119,7 @@ impl Worker {
                         // The database is down or unreachable: try again later, a little
                         // later each time, and say so once rather than every poll.
                         failures += 1;
+                        self.metrics.set_store_up(false);
                         let pause = claim_backoff(self.config.poll, failures);
                         if failures == 1 {
                             tracing::error!(error = %e, "could not claim inbox items; retrying with backoff");

@@ -315,6 +315,8 @@ async fn readiness_says_connection_lost_for_a_database_that_cannot_be_reached() 
     store
         .broken
         .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (_, metrics) = get(&state, "/metrics").await;
+    assert!(metrics.contains("plane_connector_store_up 1"), "{metrics}");
     let (status, text) = get(&state, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
     let json: Value = serde_json::from_str(&text).unwrap();
@@ -323,6 +325,15 @@ async fn readiness_says_connection_lost_for_a_database_that_cannot_be_reached() 
         (Some("not_ready"), Some("connection_lost"))
     );
     assert!(!text.contains("secret-db"), "{text}");
+    // And for Prometheus (alert PlaneConnectorStoreDown), until the store answers again.
+    let (_, metrics) = get(&state, "/metrics").await;
+    assert!(metrics.contains("plane_connector_store_up 0"), "{metrics}");
+    store
+        .broken
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get(&state, "/readyz").await.0, StatusCode::OK);
+    let (_, metrics) = get(&state, "/metrics").await;
+    assert!(metrics.contains("plane_connector_store_up 1"), "{metrics}");
 }
 
 #[tokio::test]
