@@ -286,3 +286,37 @@ fn is_root() -> bool {
         .map(|o| o.stdout.trim_ascii() == b"0")
         .unwrap_or(false)
 }
+
+/// `url` with its user replaced by `user` (and no password): to connect as a role a test
+/// created.
+///
+/// # Panics
+/// When `url` is not `scheme://...`.
+pub fn url_as(url: &str, user: &str) -> String {
+    let (scheme, rest) = url
+        .split_once("://")
+        .unwrap_or_else(|| panic!("not a URL: {}", crate::redact(url)));
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{user}@{rest}")
+}
+
+/// A plain connection outside any pool and schema (the test URL's role, which creates
+/// roles and schemas in the throwaway cluster), its driver spawned on this runtime.
+///
+/// # Panics
+/// When the connection cannot be made.
+pub async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test database: {}", crate::describe(&e)));
+    tokio::spawn(connection);
+    client
+}
+
+/// `prefix_` and ten random hex digits: a role or schema name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}

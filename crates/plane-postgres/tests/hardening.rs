@@ -10,29 +10,7 @@
 
 use std::time::Duration;
 
-use plane_postgres::{Options, testing, tokio_postgres};
-
-/// The test URL with its user replaced by `user`.
-fn url_as(url: &str, user: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let rest = rest.split_once('@').map_or(rest, |(_, host)| host);
-    format!("{scheme}://{user}@{rest}")
-}
-
-async fn superuser(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-}
-
-fn fresh(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    )
-}
+use plane_postgres::{Options, testing};
 
 /// `redact` cuts the authority at the first `/` or `?`, which may be inside the password
 /// (base64 passwords hold `/`): every `BadUrl` error then prints the password whole.
@@ -65,16 +43,16 @@ fn a_url_error_never_shows_a_password_holding_a_slash_or_a_question_mark() {
 #[tokio::test]
 async fn a_role_owning_its_schema_connects_without_create_on_the_database() {
     let Some(url) = testing::url() else { return };
-    let admin = superuser(&url).await;
-    let role = fresh("rv_app");
-    let schema = fresh("rv_owned");
+    let admin = testing::admin(&url).await;
+    let role = testing::unique("rv_app");
+    let schema = testing::unique("rv_owned");
     admin
         .batch_execute(&format!(
             "CREATE ROLE {role} LOGIN; CREATE SCHEMA {schema} AUTHORIZATION {role};"
         ))
         .await
         .unwrap();
-    let options = Options::from_url(&url_as(&url, &role), None)
+    let options = Options::from_url(&testing::url_as(&url, &role), None)
         .unwrap()
         .schema(&schema)
         .unwrap();
@@ -104,7 +82,7 @@ async fn replicas_connecting_together_to_a_new_schema_all_start() {
     let mut failures = Vec::new();
     for _round in 0..10 {
         // Eight replicas start at once on a new schema.
-        let schema2 = fresh("rv_race2");
+        let schema2 = testing::unique("rv_race2");
         let options2 = Options::from_url(&url, None)
             .unwrap()
             .schema(&schema2)
@@ -122,7 +100,7 @@ async fn replicas_connecting_together_to_a_new_schema_all_start() {
                 failures.push(e.to_string());
             }
         }
-        let admin = superuser(&url).await;
+        let admin = testing::admin(&url).await;
         let _ = admin
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema2} CASCADE"))
             .await;
@@ -144,7 +122,7 @@ async fn options_in_the_url_are_kept() {
     let with_options = format!("{url}{sep}options=-c%20statement_timeout%3D4321");
     let pg = Options::from_url(&with_options, None)
         .unwrap()
-        .schema(&fresh("rv_opts"))
+        .schema(&testing::unique("rv_opts"))
         .unwrap();
     let db = pg.connect_existing().await.unwrap();
     let client = db.client().await.unwrap();
@@ -162,8 +140,8 @@ async fn options_in_the_url_are_kept() {
 #[tokio::test]
 async fn replicas_migrate_together_under_a_repeatable_read_default() {
     let Some(url) = testing::url() else { return };
-    let admin = superuser(&url).await;
-    let role = fresh("rv_rr");
+    let admin = testing::admin(&url).await;
+    let role = testing::unique("rv_rr");
     let db_name: String = admin
         .query_one("SELECT current_database()", &[])
         .await
@@ -183,9 +161,9 @@ async fn replicas_migrate_together_under_a_repeatable_read_default() {
     let mut failures = Vec::new();
     let mut schemas = Vec::new();
     for _round in 0..5 {
-        let schema = fresh("rv_rrmig");
+        let schema = testing::unique("rv_rrmig");
         schemas.push(schema.clone());
-        let options = Options::from_url(&url_as(&url, &role), None)
+        let options = Options::from_url(&testing::url_as(&url, &role), None)
             .unwrap()
             .schema(&schema)
             .unwrap();

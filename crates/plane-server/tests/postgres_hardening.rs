@@ -11,27 +11,6 @@ use plane_core::{Budget, SharedBudget};
 use plane_postgres::{Options, testing, tokio_postgres};
 use plane_server::shared_budget::PgBudget;
 
-fn url_as(url: &str, user: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let rest = rest.split_once('@').map_or(rest, |(_, host)| host);
-    format!("{scheme}://{user}@{rest}")
-}
-
-async fn superuser(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-}
-
-fn fresh(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    )
-}
-
 async fn schema_exists(admin: &tokio_postgres::Client, schema: &str) -> bool {
     admin
         .query_one(
@@ -51,8 +30,8 @@ async fn schema_exists(admin: &tokio_postgres::Client, schema: &str) -> bool {
 #[tokio::test]
 async fn replicas_never_take_more_slots_than_the_budget_under_a_repeatable_read_default() {
     let Some(url) = testing::url() else { return };
-    let admin = superuser(&url).await;
-    let role = fresh("rv_budget");
+    let admin = testing::admin(&url).await;
+    let role = testing::unique("rv_budget");
     let db_name: String = admin
         .query_one("SELECT current_database()", &[])
         .await
@@ -65,8 +44,8 @@ async fn replicas_never_take_more_slots_than_the_budget_under_a_repeatable_read_
         ))
         .await
         .unwrap();
-    let schema = fresh("rv_budget");
-    let options = Options::from_url(&url_as(&url, &role), None)
+    let schema = testing::unique("rv_budget");
+    let options = Options::from_url(&testing::url_as(&url, &role), None)
         .unwrap()
         .schema(&schema)
         .unwrap();
@@ -115,8 +94,8 @@ async fn replicas_never_take_more_slots_than_the_budget_under_a_repeatable_read_
 #[tokio::test]
 async fn listing_the_tokens_creates_nothing() {
     let Some(url) = testing::url() else { return };
-    let admin = superuser(&url).await;
-    let schema = fresh("rv_listing");
+    let admin = testing::admin(&url).await;
+    let schema = testing::unique("rv_listing");
     let env = |name: &str| match name {
         "PLANE_DATABASE_URL" => Some(url.clone()),
         "PLANE_DATABASE_SCHEMA" => Some(schema.clone()),
